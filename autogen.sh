@@ -1,0 +1,6 @@
+#!/bin/sh
+# Regenerate the build system (configure, Makefile.in) from configure.ac and Makefile.am.
+set -e
+cd "$(dirname "$0")"
+mkdir -p build-aux m4
+autoreconf --install --force

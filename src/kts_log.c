@@ -1,0 +1,66 @@
+#include "kts_log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static kts_log_sink log_sink;
+static void *log_opaque;
+
+void kts_log_set_sink(kts_log_sink sink, void *opaque)
+{
+    log_sink = sink;
+    log_opaque = opaque;
+}
+
+void kts_vlog(int level, const char *fmt, va_list ap)
+{
+    char line[1024];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    if (log_sink != NULL)
+        log_sink(level, line, log_opaque);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
+void kts_log(int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kts_vlog(level, fmt, ap);
+    va_end(ap);
+}
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void kts_log_limited(struct kts_ratelimit *rl, int level, const char *fmt, ...)
+{
+    int64_t now = monotonic_ns();
+    int64_t next = __atomic_load_n(&rl->next_ns, __ATOMIC_RELAXED);
+    int interval = rl->interval_s > 0 ? rl->interval_s : 10;
+
+    /* One thread wins the window; the others count themselves as suppressed. */
+    if (now < next || !__atomic_compare_exchange_n(&rl->next_ns, &next,
+                                                   now + (int64_t)interval * 1000000000, 0,
+                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        __atomic_add_fetch(&rl->suppressed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    uint64_t suppressed = __atomic_exchange_n(&rl->suppressed, 0, __ATOMIC_RELAXED);
+
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (suppressed > 0)
+        kts_log(level, "%s (%llu similar messages suppressed in the last %d s)", line,
+                (unsigned long long)suppressed, interval);
+    else
+        kts_log(level, "%s", line);
+}

@@ -1,0 +1,161 @@
+#include "kts_collectd.h"
+
+#include "kts_log.h"
+#include "utils/metadata/meta_data.h"
+
+static void log_sink(int level, const char *msg, void *opaque)
+{
+    (void)opaque;
+    plugin_log(level, "%s", msg);
+}
+
+void kts_collectd_log_init(void)
+{
+    kts_log_set_sink(log_sink, NULL);
+}
+
+static int conf_copy(struct kts_conf *dst, const oconfig_item_t *src)
+{
+    for (int i = 0; i < src->values_num; i++) {
+        const oconfig_value_t *v = &src->values[i];
+        int rc;
+        switch (v->type) {
+        case OCONFIG_TYPE_STRING:
+            rc = kts_conf_add_string(dst, v->value.string);
+            break;
+        case OCONFIG_TYPE_NUMBER:
+            rc = kts_conf_add_number(dst, v->value.number);
+            break;
+        default:
+            rc = kts_conf_add_boolean(dst, v->value.boolean);
+            break;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    for (int i = 0; i < src->children_num; i++) {
+        struct kts_conf *c = kts_conf_add_child(dst, src->children[i].key);
+        if (c == NULL)
+            return -ENOMEM;
+        int rc = conf_copy(c, &src->children[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+struct kts_conf *kts_collectd_conf(const oconfig_item_t *ci, const char *file)
+{
+    struct kts_conf *root = kts_conf_new(ci->key);
+    if (root == NULL)
+        return NULL;
+    /* Set before copying: kts_conf_add_child() gives children the parent's file. */
+    root->file = strdup(file);
+    if (root->file == NULL || conf_copy(root, ci) < 0) {
+        kts_conf_free(root);
+        return NULL;
+    }
+    return root;
+}
+
+static int meta_from(struct kts_vl *out, meta_data_t *md)
+{
+    char **toc = NULL;
+    int n = meta_data_toc(md, &toc);
+    if (n <= 0)
+        return 0;
+    out->meta = calloc((size_t)n, sizeof(*out->meta));
+    if (out->meta == NULL) {
+        for (int i = 0; i < n; i++)
+            free(toc[i]);
+        free(toc);
+        return -ENOMEM;
+    }
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        struct kts_meta *m = &out->meta[k];
+        int type = meta_data_type(md, toc[i]);
+        int rc = -1;
+        switch (type) {
+        case MD_TYPE_STRING:
+            rc = meta_data_get_string(md, toc[i], &m->value.string);
+            break;
+        case MD_TYPE_SIGNED_INT:
+            rc = meta_data_get_signed_int(md, toc[i], &m->value.sint);
+            break;
+        case MD_TYPE_UNSIGNED_INT:
+            rc = meta_data_get_unsigned_int(md, toc[i], &m->value.uint);
+            break;
+        case MD_TYPE_DOUBLE:
+            rc = meta_data_get_double(md, toc[i], &m->value.dbl);
+            break;
+        case MD_TYPE_BOOLEAN:
+            rc = meta_data_get_boolean(md, toc[i], &m->value.boolean);
+            break;
+        }
+        if (rc != 0) { /* vanished or unknown type: leave it out */
+            free(toc[i]);
+            continue;
+        }
+        m->key = toc[i]; /* ownership moves to out->meta */
+        m->type = (enum kts_meta_type)type;
+        k++;
+    }
+    free(toc);
+    out->meta_len = k;
+    return 0;
+}
+
+int kts_collectd_vl_from(struct kts_vl *out, struct kts_ds *ds_buf, const data_set_t *ds,
+                         const value_list_t *vl)
+{
+    if ((size_t)ds->ds_num != vl->values_len)
+        return -EINVAL;
+    /* Same sizes (DATA_MAX_NAME_LEN == KTS_NAME_MAX) and NUL-terminated by collectd. */
+    memcpy(out->host, vl->host, sizeof(out->host));
+    memcpy(out->plugin, vl->plugin, sizeof(out->plugin));
+    memcpy(out->plugin_instance, vl->plugin_instance, sizeof(out->plugin_instance));
+    memcpy(out->type, vl->type, sizeof(out->type));
+    memcpy(out->type_instance, vl->type_instance, sizeof(out->type_instance));
+    out->time = vl->time;
+    out->interval = vl->interval;
+    for (size_t i = 0; i < vl->values_len; i++) {
+        sstrncpy(ds_buf[i].name, ds->ds[i].name, sizeof(ds_buf[i].name));
+        ds_buf[i].type = (enum kts_ds_type)ds->ds[i].type;
+        switch (ds->ds[i].type) {
+        case DS_TYPE_COUNTER:
+            ds_buf[i].value.counter = vl->values[i].counter;
+            break;
+        case DS_TYPE_GAUGE:
+            ds_buf[i].value.gauge = vl->values[i].gauge;
+            break;
+        case DS_TYPE_DERIVE:
+            ds_buf[i].value.derive = vl->values[i].derive;
+            break;
+        case DS_TYPE_ABSOLUTE:
+            ds_buf[i].value.absolute = vl->values[i].absolute;
+            break;
+        default:
+            return -EINVAL;
+        }
+    }
+    out->ds = ds_buf;
+    out->ds_len = vl->values_len;
+    out->meta = NULL;
+    out->meta_len = 0;
+    if (vl->meta != NULL)
+        return meta_from(out, vl->meta);
+    return 0;
+}
+
+void kts_collectd_vl_release(struct kts_vl *kvl)
+{
+    for (size_t i = 0; i < kvl->meta_len; i++) {
+        if (kvl->meta[i].type == KTS_META_STRING)
+            free(kvl->meta[i].value.string);
+        free(kvl->meta[i].key);
+    }
+    free(kvl->meta);
+    kvl->meta = NULL;
+    kvl->meta_len = 0;
+}

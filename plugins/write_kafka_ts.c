@@ -1,0 +1,183 @@
+/*
+ * write_kafka_ts: collectd → Kafka as time-series JSON (docs/write_kafka_ts.md).
+ *
+ * Thin glue: collectd config → kts_producer_config (option table in src/kts_producer.c),
+ * value_list_t → struct kts_vl → kts_producer_send(), producer counters → collectd values.
+ * Each <Plugin write_kafka_ts> block is one independent instance (its own producer).
+ *
+ * Life cycle (COLLECTD-NOTES): config runs before collectd forks, so it only validates;
+ * librdkafka handles and threads are created in init; shutdown flushes and reports.
+ */
+#include "kts_collectd.h"
+
+#include "kts_log.h"
+#include "kts_producer.h"
+
+#define PLUGIN_NAME "write_kafka_ts"
+#define MAX_INSTANCES 32
+
+struct wkt_instance {
+    struct kts_producer_config cfg;
+    struct kts_producer *producer;
+    char name[256]; /* write/read callback name: write_kafka_ts/<instance> */
+};
+
+/* Filled by the config callback before collectd starts threads; read-only afterwards. */
+static struct wkt_instance *instances[MAX_INSTANCES];
+static size_t instances_num;
+static bool config_failed;
+
+static int wkt_config(oconfig_item_t *ci)
+{
+    kts_collectd_log_init();
+    struct kts_conf *conf = kts_collectd_conf(ci, "collectd.conf");
+    struct wkt_instance *in = calloc(1, sizeof(*in));
+    if (conf == NULL || in == NULL) {
+        kts_conf_free(conf);
+        free(in);
+        ERROR(PLUGIN_NAME " plugin: out of memory");
+        config_failed = true;
+        return -1;
+    }
+    int rc = kts_opt_defaults(kts_producer_options, &in->cfg);
+    if (rc == 0)
+        rc = kts_opt_apply(kts_producer_options, &in->cfg, conf, PLUGIN_NAME " plugin");
+    kts_conf_free(conf);
+    if (rc == 0 && instances_num >= MAX_INSTANCES) {
+        ERROR(PLUGIN_NAME " plugin: more than %d <Plugin " PLUGIN_NAME "> blocks", MAX_INSTANCES);
+        rc = -1;
+    }
+    if (rc == 0 && in->cfg.name == NULL && (in->cfg.name = strdup(in->cfg.topic)) == NULL)
+        rc = -1;
+    for (size_t i = 0; rc == 0 && i < instances_num; i++)
+        if (strcmp(instances[i]->cfg.name, in->cfg.name) == 0) {
+            ERROR(PLUGIN_NAME " plugin: two instances are named \"%s\": give each <Plugin "
+                  PLUGIN_NAME "> block its own Instance or Topic",
+                  in->cfg.name);
+            rc = -1;
+        }
+    if (rc != 0) {
+        ERROR(PLUGIN_NAME " plugin: invalid configuration; the plugin will not start");
+        kts_producer_config_free(&in->cfg);
+        free(in);
+        config_failed = true;
+        return -1;
+    }
+    snprintf(in->name, sizeof(in->name), PLUGIN_NAME "/%s", in->cfg.name);
+    instances[instances_num++] = in;
+    return 0;
+}
+
+static int wkt_write(const data_set_t *ds, const value_list_t *vl, user_data_t *ud)
+{
+    struct wkt_instance *in = ud->data;
+    struct kts_ds ds_buf[ds->ds_num > 0 ? ds->ds_num : 1];
+    struct kts_vl kvl;
+    int rc = kts_collectd_vl_from(&kvl, ds_buf, ds, vl);
+    if (rc == 0)
+        rc = kts_producer_send(in->producer, &kvl);
+    else
+        ERROR(PLUGIN_NAME " plugin (%s): cannot convert a value list of %s/%s/%s: %s",
+              in->cfg.name, vl->host, vl->plugin, vl->type, STRERROR(-rc));
+    kts_collectd_vl_release(&kvl);
+    return rc < 0 ? -1 : 0;
+}
+
+static void dispatch_one(const struct wkt_instance *in, const char *type, const char *type_instance,
+                         value_t value)
+{
+    value_list_t vl = VALUE_LIST_INIT;
+    vl.values = &value;
+    vl.values_len = 1;
+    sstrncpy(vl.plugin, PLUGIN_NAME, sizeof(vl.plugin));
+    sstrncpy(vl.plugin_instance, in->cfg.name, sizeof(vl.plugin_instance));
+    sstrncpy(vl.type, type, sizeof(vl.type));
+    sstrncpy(vl.type_instance, type_instance, sizeof(vl.type_instance));
+    plugin_dispatch_values(&vl);
+}
+
+#define DISPATCH_DERIVE(in, ti, v) dispatch_one(in, "total_values", ti, (value_t){.derive = (derive_t)(v)})
+
+/* Self-metrics: the producer's counters as collectd values (read callback, plugin interval). */
+static int wkt_read(user_data_t *ud)
+{
+    struct wkt_instance *in = ud->data;
+    struct kts_producer_stats st;
+    kts_producer_stats(in->producer, &st);
+    DISPATCH_DERIVE(in, "sent", st.sent);
+    DISPATCH_DERIVE(in, "delivered", st.delivered);
+    DISPATCH_DERIVE(in, "failed", st.failed);
+    DISPATCH_DERIVE(in, "dropped-queue_full", st.dropped_queue_full);
+    DISPATCH_DERIVE(in, "dropped-too_large", st.dropped_too_large);
+    DISPATCH_DERIVE(in, "dropped-encode", st.dropped_encode);
+    DISPATCH_DERIVE(in, "dropped-error", st.dropped_error);
+    DISPATCH_DERIVE(in, "skipped-marked", st.skipped_marked);
+    dispatch_one(in, "queue_length", "", (value_t){.gauge = (gauge_t)st.queue_messages});
+    dispatch_one(in, "latency", "delivery-avg",
+                 (value_t){.gauge = st.latency_count ? st.latency_sum_s / (double)st.latency_count
+                                                     : NAN});
+    dispatch_one(in, "latency", "delivery-max",
+                 (value_t){.gauge = st.latency_count ? st.latency_max_s : NAN});
+    return 0;
+}
+
+static int wkt_init(void)
+{
+    static bool initialized;
+    if (initialized) /* collectd may call init again (e.g. after a config reload): once only */
+        return 0;
+    initialized = true;
+    kts_collectd_log_init();
+    if (config_failed) {
+        ERROR(PLUGIN_NAME " plugin: not starting because of the configuration errors above");
+        return -1;
+    }
+    if (instances_num == 0) {
+        ERROR(PLUGIN_NAME " plugin: loaded but no <Plugin " PLUGIN_NAME "> block configured");
+        return -1;
+    }
+    for (size_t i = 0; i < instances_num; i++) {
+        struct wkt_instance *in = instances[i];
+        char err[1024];
+        int rc = kts_producer_create(&in->producer, &in->cfg, err, sizeof(err));
+        if (rc < 0) {
+            ERROR(PLUGIN_NAME " plugin (%s): %s", in->cfg.name, err);
+            return -1;
+        }
+        plugin_register_write(in->name, wkt_write, &(user_data_t){.data = in});
+        plugin_register_complex_read(NULL, in->name, wkt_read, 0, &(user_data_t){.data = in});
+        INFO(PLUGIN_NAME " plugin (%s): producing to topic \"%s\", format %s, key %s", in->cfg.name,
+             in->cfg.topic, in->cfg.format == 1 ? "collectd" : "json",
+             in->cfg.key == KTS_KEYSRC_HOST ? "host" : in->cfg.key == KTS_KEYSRC_NONE ? "none" : "series");
+    }
+    return 0;
+}
+
+static int wkt_shutdown(void)
+{
+    int status = 0;
+    for (size_t i = 0; i < instances_num; i++) {
+        struct wkt_instance *in = instances[i];
+        if (in->producer != NULL) {
+            /* Unregister first: no write callback may run on a closed producer. */
+            plugin_unregister_write(in->name);
+            plugin_unregister_read(in->name);
+            if (kts_producer_close(in->producer, in->cfg.flush_timeout) > 0)
+                status = -1;
+            in->producer = NULL;
+        }
+        kts_producer_config_free(&in->cfg);
+        free(in);
+        instances[i] = NULL;
+    }
+    instances_num = 0;
+    return status;
+}
+
+void module_register(void);
+__attribute__((visibility("default"))) void module_register(void)
+{
+    plugin_register_complex_config(PLUGIN_NAME, wkt_config);
+    plugin_register_init(PLUGIN_NAME, wkt_init);
+    plugin_register_shutdown(PLUGIN_NAME, wkt_shutdown);
+}

@@ -1,0 +1,564 @@
+/* kts_producer: see kts_producer.h for the guarantees (numbers below refer to them). */
+#include "kts_producer.h"
+
+#include "kts_buf.h"
+#include "kts_log.h"
+
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------ options */
+
+static const char *const format_words[] = {"json", "collectd", NULL};
+static const char *const key_words[] = {"series", "host", "none", NULL};
+
+static int read_secret_file(const char *path, char **out, const char *where, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        kts_log(KTS_LOG_ERR, "%s: PropertyFile \"%s\": cannot open \"%s\": %s", where, key, path,
+                strerror(errno));
+        return -EINVAL;
+    }
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    int big = !feof(f);
+    fclose(f);
+    if (big) {
+        kts_log(KTS_LOG_ERR, "%s: PropertyFile \"%s\": \"%s\" is larger than %zu bytes", where,
+                key, path, sizeof(buf) - 1);
+        return -EINVAL;
+    }
+    buf[n] = '\0';
+    /* One trailing newline (as left by `echo secret > file`) is not part of the value. */
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    if (n > 0 && buf[n - 1] == '\r')
+        buf[--n] = '\0';
+    *out = strdup(buf);
+    memset(buf, 0, sizeof(buf));
+    return *out ? 0 : -ENOMEM;
+}
+
+/* Property "key" "value" and PropertyFile "key" "/path": two strings. */
+static int property_option(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
+                           const char *where)
+{
+    struct kts_producer_config *cfg = obj;
+    bool from_file = strcasecmp(opt->name, "PropertyFile") == 0;
+    if (item->values_num != 2 || item->values[0].type != KTS_CONF_STRING ||
+        item->values[1].type != KTS_CONF_STRING || item->children_num != 0) {
+        /* Never echo the values: the second one may be a password. */
+        kts_log(KTS_LOG_ERR, "%s: option \"%s\" takes two strings: \"librdkafka.property\" %s",
+                where, opt->name, from_file ? "\"/path/to/file\"" : "\"value\"");
+        return -EINVAL;
+    }
+    const char *key = item->values[0].v.string;
+    char *value = NULL;
+    if (from_file) {
+        int rc = read_secret_file(item->values[1].v.string, &value, where, key);
+        if (rc < 0)
+            return rc;
+    } else {
+        value = strdup(item->values[1].v.string);
+        if (value == NULL)
+            return -ENOMEM;
+    }
+    /* Check key and value with librdkafka now, before collectd forks: bad ones stop start-up. */
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr));
+    rd_kafka_conf_destroy(conf);
+    int rc = 0;
+    if (res != RD_KAFKA_CONF_OK) {
+        /* librdkafka's message can echo the rejected value (KAFKA-NOTES): withheld for secrets;
+         * for other properties it names the allowed values, which is what users need. */
+        kts_log(KTS_LOG_ERR, "%s: %s \"%s\": %s", where, opt->name, key,
+                kts_property_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
+        rc = -EINVAL;
+    } else if ((rc = kts_strv_push(&cfg->properties, key)) == 0 &&
+               (rc = kts_strv_push(&cfg->properties, value)) != 0) {
+        free(cfg->properties.v[--cfg->properties.n]);
+    }
+    memset(value, 0, strlen(value));
+    free(value);
+    return rc;
+}
+
+#define OFF(f) offsetof(struct kts_producer_config, f)
+const struct kts_opt kts_producer_options[] = {
+    {"Topic", KTS_OPT_STRING, OFF(topic), NULL, 0, 0, NULL, NULL, KTS_OPT_REQUIRED,
+     "Kafka topic every value list is written to"},
+    {"Format", KTS_OPT_ENUM, OFF(format), "json", 0, 0, format_words, NULL, 0,
+     "message format: json (time-series JSON v1, docs/FORMAT.md) or collectd (stock write_kafka JSON)"},
+    {"Key", KTS_OPT_ENUM, OFF(key), "series", 0, 0, key_words, NULL, 0,
+     "message key: series (host/plugin-instance/type-instance), host, or none"},
+    {"Property", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, property_option, 0,
+     "any librdkafka property, e.g. Property \"bootstrap.servers\" \"host:9092\" (repeatable)"},
+    {"PropertyFile", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, property_option, 0,
+     "a librdkafka property whose value is read from a file (for secrets; repeatable)"},
+    {"BufferMessages", KTS_OPT_INT, OFF(buffer_messages), "100000", 1, 10000000, NULL, NULL, 0,
+     "most value lists waiting for delivery (queue.buffering.max.messages)"},
+    {"BufferBytes", KTS_OPT_INT, OFF(buffer_kbytes), "268435456", 1024, 2147483647.0 * 1024, NULL,
+     NULL, 0, "most payload bytes waiting for delivery (queue.buffering.max.kbytes × 1024)"},
+    {"BlockTimeout", KTS_OPT_DURATION, OFF(block_timeout), "5", 0, 3600, NULL, NULL, 0,
+     "seconds a write waits for queue space before the value list is dropped"},
+    {"FlushTimeout", KTS_OPT_DURATION, OFF(flush_timeout), "10", 0, 3600, NULL, NULL, 0,
+     "seconds shutdown waits for outstanding deliveries"},
+    {"SkipMarked", KTS_OPT_BOOL, OFF(skip_marked), "true", 0, 0, NULL, NULL, 0,
+     "skip value lists dispatched by read_kafka_ts (loop prevention)"},
+    {"Instance", KTS_OPT_STRING, OFF(name), NULL, 0, 0, NULL, NULL, 0,
+     "name in log lines and self-metrics (default: the topic)"},
+    KTS_OPT_END,
+};
+#undef OFF
+
+void kts_producer_config_free(struct kts_producer_config *cfg)
+{
+    /* Wipe property values: some are secrets. */
+    for (size_t i = 1; i < cfg->properties.n; i += 2)
+        memset(cfg->properties.v[i], 0, strlen(cfg->properties.v[i]));
+    kts_opt_free(kts_producer_options, cfg);
+    kts_strv_free(&cfg->properties);
+}
+
+bool kts_property_is_secret(const char *name)
+{
+    return strcasestr(name, "password") != NULL || strcasestr(name, "secret") != NULL ||
+           strcasecmp(name, "ssl.key.pem") == 0 || strcasecmp(name, "sasl.oauthbearer.config") == 0 ||
+           strcasecmp(name, "sasl.username") == 0;
+}
+
+/* ------------------------------------------------------------------ producer */
+
+/* One encode buffer per sending thread (collectd's write threads), found through a key. */
+struct tls_node {
+    struct kts_buf buf;
+    struct tls_node *next;
+};
+
+struct kts_producer {
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    char *name;
+    enum kts_format format;
+    enum kts_key_source key;
+    bool skip_marked;
+    double block_timeout;
+    struct kts_strv secrets; /* secret property values, masked in librdkafka's lines (7) */
+
+    pthread_t poller;
+    int stop;          /* atomic */
+    int poller_started;
+    int overflowing;   /* atomic: a drop for queue_full happened and no space freed since (3) */
+    int closing;       /* atomic: purge reports are expected */
+
+    /* atomic counters */
+    uint64_t sent, delivered, failed, purged;
+    uint64_t dropped_queue_full, dropped_too_large, dropped_encode, dropped_error, skipped;
+
+    pthread_mutex_t lat_lock; /* delivery reports may run in two threads at once */
+    uint64_t lat_count;
+    double lat_sum, lat_max;
+
+    struct kts_ratelimit rl_drop, rl_fail, rl_error;
+    pthread_key_t tls_buf;
+    pthread_mutex_t bufs_lock;
+    struct tls_node *bufs; /* every thread's encode buffer, freed at close */
+};
+
+#define ATOMIC_INC(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
+#define ATOMIC_GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+/* Copies `in` to `out`, replacing every configured secret value by "[redacted]". */
+static const char *mask_secrets(const struct kts_producer *p, const char *in, char *out, size_t size)
+{
+    snprintf(out, size, "%s", in);
+    for (size_t i = 0; i < p->secrets.n; i++) {
+        const char *s = p->secrets.v[i];
+        size_t sl = strlen(s);
+        if (sl == 0)
+            continue;
+        char *hit;
+        while ((hit = strstr(out, s)) != NULL) {
+            static const char red[] = "[redacted]";
+            size_t tail = strlen(hit + sl);
+            if ((size_t)(hit - out) + sizeof(red) - 1 + tail >= size) {
+                *hit = '\0'; /* no room: cut the line rather than leak */
+                break;
+            }
+            memmove(hit + sizeof(red) - 1, hit + sl, tail + 1);
+            memcpy(hit, red, sizeof(red) - 1);
+        }
+    }
+    return out;
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    const struct kts_producer *p = rd_kafka_opaque(rk);
+    char masked[1024];
+    if (level > KTS_LOG_DEBUG)
+        level = KTS_LOG_DEBUG;
+    kts_log(level, "write_kafka_ts plugin (%s): librdkafka %s: %s", p ? p->name : "?", fac,
+            p ? mask_secrets(p, buf, masked, sizeof(masked)) : "(message withheld)");
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct kts_producer *p = opaque;
+    char masked[1024];
+    mask_secrets(p, reason, masked, sizeof(masked));
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal[512];
+        rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+        char fmasked[1024];
+        kts_log(KTS_LOG_ERR,
+                "write_kafka_ts plugin (%s): FATAL producer error %s: %s; nothing more can be "
+                "sent until collectd is restarted (with librdkafka 2.0.2 this is the known "
+                "enable.idempotence bug: see docs)",
+                p->name, rd_kafka_err2name(ferr), mask_secrets(p, fatal, fmasked, sizeof(fmasked)));
+        return;
+    }
+    /* Transport errors (broker down, all brokers down) are expected during outages:
+     * messages stay queued; say so without flooding the log. */
+    kts_log_limited(&p->rl_error, KTS_LOG_WARNING, "write_kafka_ts plugin (%s): Kafka: %s (%s)",
+                    p->name, masked, rd_kafka_err2name(err));
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    struct kts_producer *p = opaque;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ATOMIC_INC(p->delivered);
+        int64_t us = rd_kafka_message_latency(m);
+        if (us >= 0) {
+            double s = (double)us / 1e6;
+            pthread_mutex_lock(&p->lat_lock);
+            p->lat_count++;
+            p->lat_sum += s;
+            if (s > p->lat_max)
+                p->lat_max = s;
+            pthread_mutex_unlock(&p->lat_lock);
+        }
+    } else if (ATOMIC_GET(p->closing) && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                                           m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
+        ATOMIC_INC(p->purged); /* counted and logged once by close (5) */
+    } else {
+        ATOMIC_INC(p->failed);
+        kts_log_limited(&p->rl_fail, KTS_LOG_ERR,
+                        "write_kafka_ts plugin (%s): delivery failed, value list lost: %s (%s)",
+                        p->name, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
+    }
+    /* Space was freed: back-pressure may wait again (3). */
+    if (ATOMIC_GET(p->overflowing))
+        __atomic_store_n(&p->overflowing, 0, __ATOMIC_RELAXED);
+}
+
+static void *poller_main(void *arg)
+{
+    struct kts_producer *p = arg;
+    while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
+        rd_kafka_poll(p->rk, 100);
+    return NULL;
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf,
+                    size_t errbuf_size)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
+        return 0;
+    snprintf(errbuf, errbuf_size, "property \"%s\": %s", key,
+             kts_property_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
+    return -EINVAL;
+}
+
+static void producer_free(struct kts_producer *p)
+{
+    if (p->rkt != NULL)
+        rd_kafka_topic_destroy(p->rkt);
+    if (p->rk != NULL)
+        rd_kafka_destroy(p->rk);
+    for (size_t i = 0; i < p->secrets.n; i++)
+        memset(p->secrets.v[i], 0, strlen(p->secrets.v[i]));
+    kts_strv_free(&p->secrets);
+    pthread_key_delete(p->tls_buf);
+    for (struct tls_node *n = p->bufs, *next; n != NULL; n = next) {
+        next = n->next;
+        kts_buf_fini(&n->buf);
+        free(n);
+    }
+    pthread_mutex_destroy(&p->bufs_lock);
+    pthread_mutex_destroy(&p->lat_lock);
+    free(p->name);
+    free(p);
+}
+
+int kts_producer_create(struct kts_producer **out, const struct kts_producer_config *cfg,
+                        char *errbuf, size_t errbuf_size)
+{
+    *out = NULL;
+    if (cfg->topic == NULL || *cfg->topic == '\0') {
+        snprintf(errbuf, errbuf_size, "Topic is required");
+        return -EINVAL;
+    }
+    struct kts_producer *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&p->lat_lock, NULL);
+    pthread_mutex_init(&p->bufs_lock, NULL);
+    if (pthread_key_create(&p->tls_buf, NULL) != 0) {
+        pthread_mutex_destroy(&p->bufs_lock);
+        pthread_mutex_destroy(&p->lat_lock);
+        free(p);
+        return -EAGAIN;
+    }
+    p->name = strdup(cfg->name != NULL ? cfg->name : cfg->topic);
+    p->format = cfg->format == 1 ? KTS_FORMAT_COLLECTD : KTS_FORMAT_TS;
+    p->key = (enum kts_key_source)cfg->key;
+    p->skip_marked = cfg->skip_marked;
+    p->block_timeout = cfg->block_timeout;
+    p->rl_drop.interval_s = p->rl_fail.interval_s = p->rl_error.interval_s = 10;
+
+    int rc = 0;
+    char num[32];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* Our defaults first; the user's Property lines come after and win. (4) (6) */
+    rc = conf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size);
+    if (!rc)
+        rc = conf_set(conf, "partitioner", "murmur2_random", errbuf, errbuf_size);
+    if (!rc)
+        rc = conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size);
+    if (!rc)
+        rc = conf_set(conf, "client.id", "collectd-write_kafka_ts", errbuf, errbuf_size);
+    snprintf(num, sizeof(num), "%lld", (long long)cfg->buffer_messages);
+    if (!rc)
+        rc = conf_set(conf, "queue.buffering.max.messages", num, errbuf, errbuf_size);
+    snprintf(num, sizeof(num), "%lld", (long long)((cfg->buffer_kbytes + 1023) / 1024));
+    if (!rc)
+        rc = conf_set(conf, "queue.buffering.max.kbytes", num, errbuf, errbuf_size);
+    for (size_t i = 0; !rc && i + 1 < cfg->properties.n; i += 2) {
+        const char *k = cfg->properties.v[i], *v = cfg->properties.v[i + 1];
+        if (kts_property_is_secret(k))
+            rc = kts_strv_push(&p->secrets, v);
+        if (!rc)
+            rc = conf_set(conf, k, v, errbuf, errbuf_size);
+        if (!rc && strcmp(k, "message.timeout.ms") == 0 && strcmp(v, "0") != 0)
+            kts_log(KTS_LOG_NOTICE,
+                    "write_kafka_ts plugin (%s): message.timeout.ms is %s: value lists not "
+                    "delivered within it are counted as failed and lost",
+                    p->name, v);
+    }
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        producer_free(p);
+        return rc;
+    }
+    rd_kafka_conf_set_opaque(conf, p);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+
+    char errstr[512];
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (p->rk == NULL) {
+        char masked[1024];
+        snprintf(errbuf, errbuf_size, "cannot create the Kafka producer: %s",
+                 mask_secrets(p, errstr, masked, sizeof(masked)));
+        rd_kafka_conf_destroy(conf);
+        producer_free(p);
+        return -EINVAL;
+    }
+    p->rkt = rd_kafka_topic_new(p->rk, cfg->topic, NULL);
+    if (p->rkt == NULL) {
+        snprintf(errbuf, errbuf_size, "topic \"%s\": %s", cfg->topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        producer_free(p);
+        return -EINVAL;
+    }
+    if (pthread_create(&p->poller, NULL, poller_main, p) != 0) {
+        snprintf(errbuf, errbuf_size, "cannot start the delivery report thread");
+        producer_free(p);
+        return -EAGAIN;
+    }
+    p->poller_started = 1;
+    *out = p;
+    return 0;
+}
+
+static bool has_marker(const struct kts_vl *vl)
+{
+    for (size_t i = 0; i < vl->meta_len; i++)
+        if (strcmp(vl->meta[i].key, KTS_META_MARKER) == 0)
+            return true;
+    return false;
+}
+
+static struct kts_buf *thread_buf(struct kts_producer *p)
+{
+    struct tls_node *n = pthread_getspecific(p->tls_buf);
+    if (n == NULL) {
+        n = calloc(1, sizeof(*n));
+        if (n == NULL || pthread_setspecific(p->tls_buf, n) != 0) {
+            free(n);
+            return NULL;
+        }
+        pthread_mutex_lock(&p->bufs_lock);
+        n->next = p->bufs;
+        p->bufs = n;
+        pthread_mutex_unlock(&p->bufs_lock);
+    }
+    kts_buf_reset(&n->buf);
+    return &n->buf;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
+{
+    if (p->skip_marked && vl->meta_len > 0 && has_marker(vl)) {
+        ATOMIC_INC(p->skipped);
+        return 1;
+    }
+    struct kts_buf *b = thread_buf(p);
+    int rc = b ? kts_format_encode(b, vl, p->format) : -ENOMEM;
+    if (rc < 0) {
+        ATOMIC_INC(p->dropped_encode);
+        kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
+                        "write_kafka_ts plugin (%s): dropped a value list of %s/%s: cannot encode "
+                        "it (%s)",
+                        p->name, vl->host, vl->plugin, strerror(-rc));
+        return -EINVAL;
+    }
+    char key[5 * KTS_NAME_MAX + 8];
+    size_t key_len = 0;
+    if (p->key != KTS_KEYSRC_NONE) {
+        key_len = kts_series_key(key, sizeof(key), vl,
+                                 p->key == KTS_KEYSRC_HOST ? KTS_KEY_HOST : KTS_KEY_SERIES);
+        if (key_len >= sizeof(key))
+            key_len = sizeof(key) - 1;
+    }
+
+    double deadline = -1;
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key_len ? key : NULL, key_len), RD_KAFKA_V_VALUE(b->data, b->len),
+            RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ATOMIC_INC(p->sent);
+            return 0;
+        }
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            /* (3) back-pressure, unless we already gave up on this full queue */
+            if (!ATOMIC_GET(p->overflowing)) {
+                double t = now_s();
+                if (deadline < 0)
+                    deadline = t + p->block_timeout;
+                if (t < deadline) {
+                    struct timespec ms = {0, 1000000};
+                    nanosleep(&ms, NULL);
+                    continue;
+                }
+                __atomic_store_n(&p->overflowing, 1, __ATOMIC_RELAXED);
+            }
+            ATOMIC_INC(p->dropped_queue_full);
+            kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
+                            "write_kafka_ts plugin (%s): dropped a value list: local queue full "
+                            "(BufferMessages/BufferBytes) for longer than BlockTimeout %.3g s; "
+                            "is the broker reachable?",
+                            p->name, p->block_timeout);
+            return -ENOBUFS;
+        }
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+            ATOMIC_INC(p->dropped_too_large);
+            kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
+                            "write_kafka_ts plugin (%s): dropped a value list: message of %zu "
+                            "bytes is larger than message.max.bytes",
+                            p->name, b->len);
+            return -EMSGSIZE;
+        }
+        ATOMIC_INC(p->dropped_error);
+        kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
+                        "write_kafka_ts plugin (%s): dropped a value list: %s (%s)", p->name,
+                        rd_kafka_err2str(err), rd_kafka_err2name(err));
+        return -EIO;
+    }
+}
+
+void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->sent = ATOMIC_GET(p->sent);
+    out->delivered = ATOMIC_GET(p->delivered);
+    out->failed = ATOMIC_GET(p->failed);
+    out->dropped_queue_full = ATOMIC_GET(p->dropped_queue_full);
+    out->dropped_too_large = ATOMIC_GET(p->dropped_too_large);
+    out->dropped_encode = ATOMIC_GET(p->dropped_encode);
+    out->dropped_error = ATOMIC_GET(p->dropped_error);
+    out->skipped_marked = ATOMIC_GET(p->skipped);
+    uint64_t done = out->delivered + out->failed + ATOMIC_GET(p->purged);
+    out->queue_messages = out->sent > done ? out->sent - done : 0;
+    pthread_mutex_lock(&p->lat_lock);
+    out->latency_count = p->lat_count;
+    out->latency_sum_s = p->lat_sum;
+    out->latency_max_s = p->lat_max;
+    p->lat_count = 0;
+    p->lat_sum = p->lat_max = 0;
+    pthread_mutex_unlock(&p->lat_lock);
+}
+
+uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
+{
+    if (p == NULL)
+        return 0;
+    if (p->poller_started) {
+        __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+        pthread_join(p->poller, NULL);
+    }
+    int timeout_ms = (int)(timeout_s * 1000.0 + 0.5);
+    rd_kafka_resp_err_t ferr = rd_kafka_flush(p->rk, timeout_ms);
+
+    uint64_t sent = ATOMIC_GET(p->sent);
+    uint64_t outstanding = sent - ATOMIC_GET(p->delivered) - ATOMIC_GET(p->failed);
+    if (ferr != RD_KAFKA_RESP_ERR_NO_ERROR || outstanding > 0) {
+        /* (5) What is still queued will not be delivered: purge it so every message gets its
+         * delivery report, and count them. */
+        __atomic_store_n(&p->closing, 1, __ATOMIC_RELAXED);
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        for (int i = 0; i < 50 && ATOMIC_GET(p->purged) + ATOMIC_GET(p->delivered) +
+                                          ATOMIC_GET(p->failed) < sent; i++)
+            rd_kafka_poll(p->rk, 100);
+    }
+    uint64_t delivered = ATOMIC_GET(p->delivered), failed = ATOMIC_GET(p->failed);
+    uint64_t undelivered = sent - delivered;
+    uint64_t dropped = ATOMIC_GET(p->dropped_queue_full) + ATOMIC_GET(p->dropped_too_large) +
+                       ATOMIC_GET(p->dropped_encode) + ATOMIC_GET(p->dropped_error);
+    if (undelivered > 0)
+        kts_log(KTS_LOG_ERR,
+                "write_kafka_ts plugin (%s): shutdown: %llu value lists were NOT delivered "
+                "(%llu still queued after FlushTimeout %.3g s, %llu failed); %llu delivered of "
+                "%llu sent; %llu dropped before sending",
+                p->name, (unsigned long long)undelivered, (unsigned long long)(undelivered - failed),
+                timeout_s, (unsigned long long)failed, (unsigned long long)delivered,
+                (unsigned long long)sent, (unsigned long long)dropped);
+    else
+        kts_log(KTS_LOG_INFO,
+                "write_kafka_ts plugin (%s): shutdown: all %llu value lists sent were delivered; "
+                "%llu dropped before sending",
+                p->name, (unsigned long long)sent, (unsigned long long)dropped);
+    producer_free(p);
+    return undelivered;
+}

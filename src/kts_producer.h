@@ -1,0 +1,108 @@
+/*
+ * kts_producer: value lists → Kafka, never losing one silently (the core of write_kafka_ts).
+ *
+ * Guarantees:
+ *  1. Every value list given to kts_producer_send() ends in exactly one of: delivered (broker
+ *     acknowledged with the configured acks), failed (delivery report with an error), dropped
+ *     (refused before reaching librdkafka, with a reason), or undelivered at close. Each has a
+ *     counter; failures and drops are logged, rate-limited, naming the reason.
+ *  2. Delivery reports are served continuously by a dedicated thread, so queue space is freed
+ *     and counters move even when nothing is being sent.
+ *  3. A full local queue (BufferMessages / BufferBytes) applies back-pressure: send() waits up
+ *     to BlockTimeout for space, then drops (reason "queue_full"). While the queue stays full
+ *     after such a drop, later sends drop at once instead of each waiting again, so a broker
+ *     outage cannot stall collectd's write threads; waiting resumes when space frees.
+ *  4. Messages never time out inside librdkafka by default (message.timeout.ms=0): during a
+ *     broker outage they wait in the bounded queue and are delivered in order when it returns.
+ *  5. kts_producer_close() flushes for at most the given time, purges what is left, and
+ *     reports exactly how many value lists were not delivered.
+ *  6. The message key is the series identity (or the host, or none); partitioning is
+ *     murmur2_random, as the Java client's default partitioner.
+ *  7. Property values are never logged, and the values of secret properties are masked in
+ *     every line librdkafka produces that passes through here.
+ *  8. Value lists carrying KTS_META_MARKER (dispatched by read_kafka_ts) are skipped and
+ *     counted, never sent.
+ */
+#ifndef KTS_PRODUCER_H
+#define KTS_PRODUCER_H
+
+#include "kts_conf.h"
+#include "kts_format.h"
+#include "kts_value.h"
+
+#include <stdint.h>
+
+struct kts_producer;
+
+/* Where the key of each message comes from. */
+enum kts_key_source {
+    KTS_KEYSRC_SERIES = 0, /* host/plugin[-plugin_instance]/type[-type_instance] */
+    KTS_KEYSRC_HOST = 1,
+    KTS_KEYSRC_NONE = 2, /* no key: messages are spread over partitions */
+};
+
+/* Settings; the plugin fills this from its option table (see kts_producer_options). */
+struct kts_producer_config {
+    char *name;                 /* instance name used in log lines, e.g. the topic */
+    char *topic;                /* required */
+    int format;                 /* enum kts_format */
+    int key;                    /* enum kts_key_source */
+    struct kts_strv properties; /* flattened key, value, key, value … librdkafka properties */
+    int64_t buffer_messages;    /* queue.buffering.max.messages */
+    int64_t buffer_kbytes;      /* queue.buffering.max.kbytes */
+    double block_timeout;       /* seconds send() waits for queue space before dropping */
+    double flush_timeout;       /* seconds close() waits for outstanding deliveries */
+    bool skip_marked;           /* skip value lists carrying KTS_META_MARKER (default true) */
+};
+
+/* The option table for struct kts_producer_config (Property and PropertyFile are pairs). */
+extern const struct kts_opt kts_producer_options[];
+
+/* Counters; all monotonic except queue_* (current state). */
+struct kts_producer_stats {
+    uint64_t sent;             /* accepted by librdkafka */
+    uint64_t delivered;        /* acknowledged by the broker */
+    uint64_t failed;           /* delivery report with an error */
+    uint64_t dropped_queue_full;
+    uint64_t dropped_too_large;
+    uint64_t dropped_encode;   /* could not be encoded (e.g. invalid value list) */
+    uint64_t dropped_error;    /* produce refused for another reason */
+    uint64_t skipped_marked;   /* carried KTS_META_MARKER */
+    uint64_t queue_messages;   /* sent but neither delivered nor failed yet */
+    uint64_t latency_count;    /* deliveries measured since the last kts_producer_stats() */
+    double latency_sum_s;      /* their summed produce→ack latency in seconds */
+    double latency_max_s;      /* their maximum */
+};
+
+/*
+ * Create a producer and start its delivery-report thread. `cfg` is copied. On failure returns
+ * a negative errno with librdkafka's message in errbuf (secret values masked).
+ * On success *out is the caller's; release it with kts_producer_close().
+ */
+int kts_producer_create(struct kts_producer **out, const struct kts_producer_config *cfg,
+                        char *errbuf, size_t errbuf_size);
+
+/*
+ * Encode `vl` (borrowed) and hand it to Kafka. Thread-safe. Returns 0 when queued (or skipped
+ * because of the marker: 1), or a negative errno when the value list was dropped (counted and
+ * logged): -ENOBUFS queue full, -EMSGSIZE too large, -EINVAL cannot encode, -EIO other.
+ */
+int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl);
+
+/* Copy the counters. Resets the latency window (count/sum/max). */
+void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out);
+
+/*
+ * Stop the delivery thread, flush for at most `timeout_s` seconds, purge what is left, log the
+ * exact number of value lists not delivered, and free everything. Returns that number (sent
+ * but never acknowledged: failed at any time, or purged at close). NULL p is fine.
+ */
+uint64_t kts_producer_close(struct kts_producer *p, double timeout_s);
+
+/* Free what kts_opt_defaults/kts_opt_apply put into cfg. */
+void kts_producer_config_free(struct kts_producer_config *cfg);
+
+/* Is this librdkafka property name a secret (its value must never be logged)? */
+bool kts_property_is_secret(const char *name);
+
+#endif

@@ -213,7 +213,7 @@ static void tg_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-/* Whole numbers below 1e17 as integers, else the shortest "%.Ng" that parses back to the
+/* Whole numbers below 1e17 as "N.0", else the shortest "%.Ng" that parses back to the
  * same double; null when not finite. */
 static void tg_json_double(FILE *f, double d)
 {
@@ -223,8 +223,8 @@ static void tg_json_double(FILE *f, double d)
         fputs("null", f);
         return;
     }
-    if (d == floor(d) && fabs(d) < 1e17) { /* whole numbers without an exponent; "-0" stays */
-        fprintf(f, "%.0f", d);
+    if (d == floor(d) && fabs(d) < 1e17) { /* whole numbers without an exponent: "-0.0" */
+        fprintf(f, "%.1f", d);
         return;
     }
     for (int prec = 1; prec <= 17; prec++) {

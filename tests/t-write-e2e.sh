@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# write_kafka_ts end to end: the REAL collectd daemon (Debian collectd-core) and the REAL Kafka
+# broker of the suite ($KTS_BOOTSTRAP, started by tests/run-suite with contrib/kafka/kafka-local).
+#   1-9   golden set (every DS type, multi-DS, meta of every type, UTF-8 and control characters,
+#         NaN/±Inf, extreme integers, sub-second times) through two instances at once, Format
+#         json and Format collectd, read back with kcat and compared value by value
+#   10-13 self-metrics are written to Kafka like any other value
+#   14-17 loop prevention: value lists carrying read_kafka_ts's marker are skipped and counted
+#   18-20 an invalid configuration stops collectd's start-up, naming every bad option
+set -u
+SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+# shellcheck source=tests/lib/collectd.sh
+. "$SRCDIR/tests/lib/collectd.sh"
+ok() { collectd_tap_ok "$@"; }
+is() { collectd_tap_is "$@"; }
+diag() { collectd_tap_diag "$@"; }
+
+collectd_tap_plan 20
+if [ -z "${KTS_BOOTSTRAP:-}" ]; then
+    echo "Bail out! KTS_BOOTSTRAP is not set: run through make check (tests/run-suite starts Kafka)"
+    exit 255
+fi
+B=$KTS_BOOTSTRAP
+RUN=e2e-$$-$(date +%s)
+
+# Reads a whole topic (every partition, from the beginning) as kcat JSON envelopes.
+read_topic() { kcat -C -b "$B" -t "$1" -o beginning -e -J -q 2>/dev/null; }
+# Waits until the topic holds at least N messages (bounded); prints the count.
+wait_topic() {
+    local n=0
+    for _ in $(seq 60); do
+        n=$(read_topic "$1" | wc -l)
+        [ "$n" -ge "$2" ] && break
+        sleep 0.5
+    done
+    echo "$n"
+}
+
+# ------------------------------------------------------------------ 1-13 golden, two formats
+D=$(collectd_dir golden)
+{
+    collectd_conf_header golden
+    collectd_conf_ours write_kafka_ts kts_testgen
+    cat <<EOF
+<Plugin write_kafka_ts>
+  Property "bootstrap.servers" "$B"
+  Topic "$RUN-json"
+  Format "json"
+  Key "series"
+</Plugin>
+<Plugin write_kafka_ts>
+  Property "bootstrap.servers" "$B"
+  Property "compression.codec" "zstd"
+  Topic "$RUN-collectd"
+  Format "collectd"
+</Plugin>
+<Plugin kts_testgen>
+  Mode "golden"
+  ExpectFile "$D/expect.jsonl"
+</Plugin>
+EOF
+} >"$D/collectd.conf"
+
+collectd_start "$D/collectd.conf" golden
+ok $? "collectd starts with two write_kafka_ts instances"
+collectd_wait_log 'kts_testgen: golden done: 36 value lists' 30 golden
+ok $? "the golden set (36 value lists) is dispatched"
+# Let at least two self-metric rounds happen (Interval 1) before stopping.
+sleep 2.5
+collectd_stop golden
+ok $? "collectd stops cleanly"
+collectd_log_has "write_kafka_ts plugin \\($RUN-json\\): shutdown: all [0-9]+ value lists sent were delivered" golden
+ok $? "json instance: shutdown reports everything delivered"
+collectd_log_has "write_kafka_ts plugin \\($RUN-collectd\\): shutdown: all [0-9]+ value lists sent were delivered" golden
+ok $? "collectd instance: shutdown reports everything delivered"
+
+read_topic "$RUN-json" >"$D/json.jsonl"
+read_topic "$RUN-collectd" >"$D/collectd.jsonl"
+out=$(python3 "$SRCDIR/tests/lib/compare_golden.py" "$D/expect.jsonl" "$D/json.jsonl" json)
+st=$?
+[ $st -eq 0 ] || diag "$out"
+ok $st "Format json: all 36 value lists read back identical (exact times, doubles bit for bit, typed meta)"
+is "$(echo "$out" | tail -n1)" "compared 36 value lists, 0 problems" "Format json: comparison summary"
+out=$(python3 "$SRCDIR/tests/lib/compare_golden.py" "$D/expect.jsonl" "$D/collectd.jsonl" collectd)
+st=$?
+[ $st -eq 0 ] || diag "$out"
+ok $st "Format collectd (zstd-compressed): all 36 value lists read back, as stock format_json writes them"
+first=$(python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["payload"][:1])' <"$D/collectd.jsonl")
+is "$first" "[" "Format collectd: the payload is a JSON array, as stock write_kafka's"
+
+# Self-metrics: plugin write_kafka_ts, type total_values, in the topic like any other value.
+selfm() { # TOPIC TYPE_INSTANCE -> the last value
+    python3 - "$1" "$2" <<'EOF'
+import json, sys
+last = None
+for line in open(sys.argv[1], encoding='utf-8'):
+    o = json.loads(json.loads(line)['payload'])
+    if o.get('plugin') == 'write_kafka_ts' and o.get('type') == 'total_values' and o.get('type_instance') == sys.argv[2]:
+        if last is None or o['time'] > last[0]:
+            last = (o['time'], o['ds'][0]['value'])
+print(last[1] if last else 'none')
+EOF
+}
+sent=$(selfm "$D/json.jsonl" sent)
+ok "$([ "$sent" != none ] && [ "$sent" -ge 36 ]; echo $?)" "self-metric sent reaches Kafka ($sent ≥ 36)"
+delivered=$(selfm "$D/json.jsonl" delivered)
+ok "$([ "$delivered" != none ] && [ "$delivered" -ge 36 ]; echo $?)" "self-metric delivered reaches Kafka ($delivered ≥ 36)"
+is "$(selfm "$D/json.jsonl" dropped-queue_full)" 0 "self-metric dropped-queue_full is 0"
+is "$(grep -c '"queue_length' "$D/json.jsonl" | awk '{print ($1 > 0)}')" 1 "self-metric queue_length is reported"
+
+# ------------------------------------------------------------------ 14-17 loop prevention
+L=$(collectd_dir loop)
+{
+    collectd_conf_header loop
+    collectd_conf_ours write_kafka_ts kts_testgen
+    cat <<EOF
+<Plugin write_kafka_ts>
+  Property "bootstrap.servers" "$B"
+  Topic "$RUN-loop"
+</Plugin>
+<Plugin kts_testgen>
+  Mode "burst"
+  Count 1000
+  Series 10
+  MetaBoolean "kafka_ts:dispatched" true
+</Plugin>
+EOF
+} >"$L/collectd.conf"
+collectd_start "$L/collectd.conf" loop
+ok $? "collectd starts with a generator that marks its values"
+collectd_wait_log 'kts_testgen: burst done: 1000 value lists' 30 loop
+ok $? "1000 marked value lists dispatched"
+sleep 2.5
+collectd_stop loop
+read_topic "$RUN-loop" >"$L/got.jsonl"
+is "$(grep -c '\\"plugin\\":\\"kts_testgen\\"' "$L/got.jsonl")" 0 "no marked value list reached Kafka"
+is "$(selfm "$L/got.jsonl" skipped-marked)" 1000 "all 1000 counted as skipped-marked"
+
+# ------------------------------------------------------------------ 18-20 bad configuration
+X=$(collectd_dir bad)
+{
+    collectd_conf_header bad
+    collectd_conf_ours write_kafka_ts
+    cat <<EOF
+<Plugin write_kafka_ts>
+  Property "bootstrap.servers" "$B"
+  Property "security.protocol" "carrier-pigeon"
+  Format "xml"
+  BufferMessages 0
+</Plugin>
+EOF
+} >"$X/collectd.conf"
+collectd_start "$X/collectd.conf" bad 2>/dev/null
+ok "$([ $? -ne 0 ]; echo $?)" "an invalid configuration stops collectd's start-up"
+log="$(cat "$(collectd_logfile bad)" "$(collectd_dir bad)"/*.stderr 2>/dev/null)"
+ok "$(echo "$log" | grep -q 'invalid value "xml" for option "Format"; allowed: one of "json", "collectd"'; echo $?)" \
+    "the message names the option, the value and the allowed values"
+ok "$(echo "$log" | grep -q 'option "Topic" is required' && echo "$log" | grep -q 'Invalid value "carrier-pigeon" for configuration property "security.protocol"' && echo "$log" | grep -q 'invalid value 0 for option "BufferMessages"'; echo $?)" \
+    "every problem is reported, including librdkafka's message for a bad property"
+
+collectd_tap_status

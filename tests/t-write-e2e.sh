@@ -7,6 +7,8 @@
 #   10-13 self-metrics are written to Kafka like any other value
 #   14-17 loop prevention: value lists carrying read_kafka_ts's marker are skipped and counted
 #   18-20 an invalid configuration stops collectd's start-up, naming every bad option
+#   21-24 a burst over 1000 series: every value list delivered; each key on the partition the
+#         Java client's murmur2 partitioner picks (checked with Kafka's own Utils.murmur2)
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 # shellcheck source=tests/lib/collectd.sh
@@ -15,7 +17,7 @@ ok() { collectd_tap_ok "$@"; }
 is() { collectd_tap_is "$@"; }
 diag() { collectd_tap_diag "$@"; }
 
-collectd_tap_plan 20
+collectd_tap_plan 24
 if [ -z "${KTS_BOOTSTRAP:-}" ]; then
     echo "Bail out! KTS_BOOTSTRAP is not set: run through make check (tests/run-suite starts Kafka)"
     exit 255
@@ -157,5 +159,38 @@ ok "$(echo "$log" | grep -q 'invalid value "xml" for option "Format"; allowed: o
     "the message names the option, the value and the allowed values"
 ok "$(echo "$log" | grep -q 'option "Topic" is required' && echo "$log" | grep -q 'Invalid value "carrier-pigeon" for configuration property "security.protocol"' && echo "$log" | grep -q 'invalid value 0 for option "BufferMessages"'; echo $?)" \
     "every problem is reported, including librdkafka's message for a bad property"
+
+# ------------------------------------------------------------------ 21-24 burst, partitions
+U=$(collectd_dir burst)
+{
+    collectd_conf_header burst
+    collectd_conf_ours write_kafka_ts kts_testgen
+    cat <<EOF
+<Plugin write_kafka_ts>
+  Property "bootstrap.servers" "$B"
+  Topic "$RUN-burst"
+</Plugin>
+<Plugin kts_testgen>
+  Mode "burst"
+  Count 20000
+  Series 1000
+</Plugin>
+EOF
+} >"$U/collectd.conf"
+collectd_start "$U/collectd.conf" burst
+collectd_wait_log 'kts_testgen: burst done: 20000 value lists' 60 burst
+ok $? "20000 value lists over 1000 series dispatched"
+collectd_stop burst
+collectd_log_has "shutdown: all [0-9]+ value lists sent were delivered; 0 dropped" burst
+ok $? "the plugin reports every value list delivered, none dropped"
+read_topic "$RUN-burst" >"$U/got.jsonl"
+is "$(grep -c 'kts_testgen' "$U/got.jsonl")" 20000 "all 20000 are in the topic"
+# The topic was auto-created with the broker's num.partitions (kafka-local: 4).
+nparts=$(kcat -L -b "$B" -t "$RUN-burst" 2>/dev/null | grep -c 'partition [0-9]*, leader')
+KAFKA_LIB=${KTS_KAFKA_CACHE:-$SRCDIR/contrib/kafka/.cache}/lib
+out=$(cat "$U/got.jsonl" "$D/json.jsonl" | java -cp "$KAFKA_LIB/*" "$SRCDIR/tests/java/Murmur2Partition.java" "$nparts" 2>&1)
+st=$?
+diag "$out"
+ok $st "every key (incl. UTF-8 and control characters) is on the Java client's partition ($nparts partitions)"
 
 collectd_tap_status

@@ -1,0 +1,304 @@
+/* kts_series: see kts_series.h for the guarantees. */
+#include "kts_series.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kts_log.h"
+
+struct series {
+    struct series *prev, *next; /* touch order: head = least recently touched */
+    kts_time_t last;            /* newest event time it was touched with */
+    uint64_t hash;
+    uint32_t key_len;
+    uint32_t state_size;
+    alignas(16) unsigned char data[]; /* state, then key */
+};
+
+struct slot {
+    uint64_t hash;
+    struct series *s;
+};
+
+struct kts_series_table {
+    struct slot *slots;
+    size_t mask; /* slots - 1 */
+    size_t count;
+    size_t entry_bytes;
+    struct series *head, *tail;
+    struct kts_series_conf conf;
+    char *name;
+    uint64_t created, expired, refused;
+    struct kts_ratelimit rl;
+};
+
+#define MALLOC_OVERHEAD 8
+#define MIN_SLOTS 64
+
+static uint64_t hash_key(const void *key, size_t len)
+{
+    /* FNV-1a, 8 bytes at a time where possible, then murmur3's finaliser. */
+    const unsigned char *p = key;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x100000001b3ULL;
+        h ^= h >> 29;
+        p += 8;
+        len -= 8;
+    }
+    while (len-- > 0)
+        h = (h ^ *p++) * 0x100000001b3ULL;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+int kts_series_table_create(const struct kts_series_conf *conf, struct kts_series_table **out)
+{
+    struct kts_series_table *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return -ENOMEM;
+    t->conf = *conf;
+    t->name = strdup(conf->name != NULL ? conf->name : "series table");
+    t->slots = calloc(MIN_SLOTS, sizeof(struct slot));
+    if (t->name == NULL || t->slots == NULL) {
+        free(t->name);
+        free(t->slots);
+        free(t);
+        return -ENOMEM;
+    }
+    t->conf.name = t->name;
+    t->mask = MIN_SLOTS - 1;
+    *out = t;
+    return 0;
+}
+
+static void lru_unlink(struct kts_series_table *t, struct series *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        t->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    else
+        t->tail = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void lru_append(struct kts_series_table *t, struct series *s)
+{
+    s->prev = t->tail;
+    s->next = NULL;
+    if (t->tail)
+        t->tail->next = s;
+    else
+        t->head = s;
+    t->tail = s;
+}
+
+static size_t entry_bytes(struct series *s)
+{
+    return malloc_usable_size(s) + MALLOC_OVERHEAD;
+}
+
+void kts_series_table_destroy(struct kts_series_table *t, kts_series_fn fn, void *opaque)
+{
+    if (t == NULL)
+        return;
+    for (struct series *s = t->head, *next; s != NULL; s = next) {
+        next = s->next;
+        if (fn)
+            fn(s->data + s->state_size, s->key_len, s->data, s->state_size, opaque);
+        free(s);
+    }
+    free(t->slots);
+    free(t->name);
+    free(t);
+}
+
+static size_t find_slot(const struct kts_series_table *t, uint64_t h, const void *key,
+                        size_t key_len)
+{
+    size_t i = h & t->mask;
+    for (;;) {
+        const struct slot *sl = &t->slots[i];
+        if (sl->s == NULL)
+            return i;
+        if (sl->hash == h && sl->s->key_len == key_len &&
+            memcmp(sl->s->data + sl->s->state_size, key, key_len) == 0)
+            return i;
+        i = (i + 1) & t->mask;
+    }
+}
+
+void *kts_series_find(struct kts_series_table *t, const void *key, size_t key_len)
+{
+    uint64_t h = hash_key(key, key_len);
+    struct slot *sl = &t->slots[find_slot(t, h, key, key_len)];
+    return sl->s != NULL ? sl->s->data : NULL;
+}
+
+static int grow(struct kts_series_table *t)
+{
+    size_t n = (t->mask + 1) * 2;
+    struct slot *slots = calloc(n, sizeof(struct slot));
+    if (slots == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i <= t->mask; i++) {
+        struct slot *sl = &t->slots[i];
+        if (sl->s == NULL)
+            continue;
+        size_t j = sl->hash & (n - 1);
+        while (slots[j].s != NULL)
+            j = (j + 1) & (n - 1);
+        slots[j] = *sl;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->mask = n - 1;
+    return 0;
+}
+
+static size_t table_bytes(const struct kts_series_table *t)
+{
+    return sizeof(*t) + (t->mask + 1) * sizeof(struct slot) + t->entry_bytes;
+}
+
+int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, size_t state_size,
+                   kts_time_t now, void **state, size_t *state_size_out)
+{
+    uint64_t h = hash_key(key, key_len);
+    size_t i = find_slot(t, h, key, key_len);
+    struct series *s = t->slots[i].s;
+    if (s != NULL) {
+        if (now > s->last)
+            s->last = now;
+        if (t->tail != s) {
+            lru_unlink(t, s);
+            lru_append(t, s);
+        }
+        *state = s->data;
+        if (state_size_out)
+            *state_size_out = s->state_size;
+        return 0;
+    }
+    if (state_size > UINT32_MAX || key_len > UINT32_MAX)
+        return -EINVAL;
+    size_t ssz = (state_size + 15) & ~(size_t)15;
+    size_t need = sizeof(struct series) + ssz + key_len;
+    bool must_grow = (t->count + 1) * 4 > (t->mask + 1) * 3;
+    if (t->conf.max_bytes > 0) {
+        size_t extra = need + MALLOC_OVERHEAD + (must_grow ? (t->mask + 1) * sizeof(struct slot) : 0);
+        if (table_bytes(t) + extra > t->conf.max_bytes) {
+            t->refused++;
+            kts_log_limited(&t->rl, KTS_LOG_WARNING,
+                            "%s: memory limit of %zu bytes reached (%zu series, %zu bytes in "
+                            "use): new series are refused (%llu so far)",
+                            t->name, t->conf.max_bytes, t->count, table_bytes(t),
+                            (unsigned long long)t->refused);
+            return -ENOSPC;
+        }
+    }
+    if (must_grow) {
+        int rc = grow(t);
+        if (rc < 0)
+            return rc;
+        i = find_slot(t, h, key, key_len);
+    }
+    s = calloc(1, need);
+    if (s == NULL)
+        return -ENOMEM;
+    s->hash = h;
+    s->key_len = (uint32_t)key_len;
+    s->state_size = (uint32_t)ssz;
+    s->last = now;
+    memcpy(s->data + ssz, key, key_len);
+    t->slots[i].hash = h;
+    t->slots[i].s = s;
+    lru_append(t, s);
+    t->count++;
+    t->created++;
+    t->entry_bytes += entry_bytes(s);
+    *state = s->data;
+    if (state_size_out)
+        *state_size_out = ssz;
+    return 1;
+}
+
+static struct series *series_of(void *state)
+{
+    return (struct series *)((unsigned char *)state - offsetof(struct series, data));
+}
+
+static void remove_series(struct kts_series_table *t, struct series *s)
+{
+    size_t i = find_slot(t, s->hash, s->data + s->state_size, s->key_len);
+    /* Backward-shift deletion keeps every probe chain unbroken. */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & t->mask;
+        struct slot *sj = &t->slots[j];
+        if (sj->s == NULL)
+            break;
+        size_t home = sj->hash & t->mask;
+        /* Move sj into the hole at i if its home is not in (i, j] (cyclically). */
+        bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!between) {
+            t->slots[i] = *sj;
+            i = j;
+        }
+    }
+    t->slots[i].s = NULL;
+    t->slots[i].hash = 0;
+    lru_unlink(t, s);
+    t->count--;
+    t->entry_bytes -= entry_bytes(s);
+    free(s);
+}
+
+void kts_series_remove(struct kts_series_table *t, void *state)
+{
+    remove_series(t, series_of(state));
+}
+
+size_t kts_series_expire(struct kts_series_table *t, kts_time_t now, size_t max, kts_series_fn fn,
+                         void *opaque)
+{
+    if (t->conf.expire_after == 0 || now <= t->conf.expire_after)
+        return 0;
+    kts_time_t limit = now - t->conf.expire_after;
+    size_t n = 0;
+    while (n < max && t->head != NULL && t->head->last <= limit) {
+        struct series *s = t->head;
+        if (fn)
+            fn(s->data + s->state_size, s->key_len, s->data, s->state_size, opaque);
+        remove_series(t, s);
+        t->expired++;
+        n++;
+    }
+    return n;
+}
+
+void kts_series_foreach(struct kts_series_table *t, kts_series_fn fn, void *opaque)
+{
+    for (struct series *s = t->head; s != NULL; s = s->next)
+        fn(s->data + s->state_size, s->key_len, s->data, s->state_size, opaque);
+}
+
+void kts_series_get_stats(const struct kts_series_table *t, struct kts_series_stats *st)
+{
+    st->count = t->count;
+    st->bytes = table_bytes(t);
+    st->created = t->created;
+    st->expired = t->expired;
+    st->refused = t->refused;
+}

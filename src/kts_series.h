@@ -1,0 +1,83 @@
+/*
+ * kts_series: per-series state table for the filter pipelines (up to millions of series).
+ *
+ * Guarantees:
+ *  1. O(1) expected lookup by key (any bytes): open addressing with linear probing over a
+ *     power-of-two slot array kept at most 3/4 full, 64-bit hash stored in the slot so a probe
+ *     touches an entry only on a full hash match; deletion by backward shift (no tombstones).
+ *  2. Each series owns one allocation: header, `state_size` bytes of zeroed state aligned for
+ *     any type, and a copy of the key. A state pointer stays valid until the series expires or
+ *     the table is destroyed (growing the slot array does not move entries).
+ *  3. Idle expiry by event time: every series remembers the newest event time it was touched
+ *     with; kts_series_expire(now) removes series whose newest time is at or before
+ *     now - expire_after, examining them in least-recently-touched order (so a series touched
+ *     recently with an old timestamp is examined later: expiry is exact for live data and
+ *     conservative for replays). Work per call is bounded by `max`.
+ *  4. Memory limit: when creating a series would take the bytes in use over max_bytes, the
+ *     series is refused (-ENOSPC), counted in `refused`, and logged at most once per 10 s.
+ *     Existing series keep working.
+ *  5. Memory accounting: `bytes` is the slot array plus each allocation's usable size plus
+ *     malloc's per-chunk overhead (8 bytes), i.e. what the process really spends.
+ *  6. Not thread-safe: one table per thread, or the caller serialises.
+ */
+#ifndef KTS_SERIES_H
+#define KTS_SERIES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kts_value.h"
+
+struct kts_series_table;
+
+struct kts_series_conf {
+    size_t max_bytes;        /* 0 = no limit */
+    kts_time_t expire_after; /* 0 = never */
+    const char *name;        /* for log lines (copied); NULL = "series table" */
+};
+
+struct kts_series_stats {
+    size_t count;     /* series in the table */
+    size_t bytes;     /* memory in use (guarantee 5) */
+    uint64_t created; /* series created since the start */
+    uint64_t expired; /* series expired */
+    uint64_t refused; /* series refused by the memory limit */
+};
+
+/* Create an empty table; *out is the caller's (kts_series_table_destroy). 0 or -ENOMEM. */
+int kts_series_table_create(const struct kts_series_conf *conf, struct kts_series_table **out);
+
+/* Called for a series that leaves the table (expiry, destroy): `key` and `state` are only valid
+ * during the call. */
+typedef void (*kts_series_fn)(const void *key, size_t key_len, void *state, size_t state_size,
+                              void *opaque);
+
+/* Free the table and every series; `fn` (may be NULL) sees each series first. NULL is fine. */
+void kts_series_table_destroy(struct kts_series_table *t, kts_series_fn fn, void *opaque);
+
+/* The state of `key`, or NULL. Does not touch the series. The pointer belongs to the table. */
+void *kts_series_find(struct kts_series_table *t, const void *key, size_t key_len);
+
+/*
+ * Find or create the series `key` and mark it touched at event time `now`.
+ * Returns 0 (found; *state_size_out is its size), 1 (created with state_size zeroed bytes),
+ * -ENOSPC (memory limit: refused and counted) or -ENOMEM. *state belongs to the table.
+ */
+int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, size_t state_size,
+                   kts_time_t now, void **state, size_t *state_size_out);
+
+/* Remove the series whose state is `state` (from kts_series_get/find). */
+void kts_series_remove(struct kts_series_table *t, void *state);
+
+/* Expire at most `max` idle series (guarantee 3), calling `fn` (may be NULL) for each before it
+ * is freed. Returns how many were expired. */
+size_t kts_series_expire(struct kts_series_table *t, kts_time_t now, size_t max, kts_series_fn fn,
+                         void *opaque);
+
+/* Call `fn` for every series (least recently touched first). `fn` must not add or remove. */
+void kts_series_foreach(struct kts_series_table *t, kts_series_fn fn, void *opaque);
+
+void kts_series_get_stats(const struct kts_series_table *t, struct kts_series_stats *st);
+
+#endif

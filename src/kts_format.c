@@ -37,6 +37,14 @@ double kts_fmt_strtod_c(const char *s, char **end)
     return strtod_l(s, end, c_locale);
 }
 
+long double kts_fmt_strtold_c(const char *s, char **end)
+{
+    pthread_once(&c_locale_once, c_locale_init);
+    if (c_locale == (locale_t)0)
+        return strtold(s, end);
+    return strtold_l(s, end, c_locale);
+}
+
 int kts_fmt_snprintf_double(char *dst, size_t size, const char *fmt, double x)
 {
 #pragma GCC diagnostic push
@@ -202,6 +210,23 @@ static int utf8_seq(const unsigned char *s, size_t n)
         hi = 0xBF;
     }
     return i;
+}
+
+bool kts_fmt_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        int l = utf8_seq(s + i, n - i);
+        if (l < 0)
+            return false;
+        i += (size_t)l;
+    }
+    return true;
 }
 
 /* JSON string with quotes (see 4). Writes at most STRING_BOUND(n) bytes. */

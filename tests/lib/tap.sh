@@ -148,7 +148,7 @@ cmp_ok() {
             ;;
     esac
     if [[ $got =~ ^-?[0-9]+$ ]] && [[ $want =~ ^-?[0-9]+$ ]]; then
-        [ "$got" "$op" "$want" ] && rc=0
+        test "$got" "$op" "$want" && rc=0
     fi
     ok "$rc" "$name" && return 0
     diag "    '$got'" "        $op" "    '$want'"

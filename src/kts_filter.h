@@ -38,7 +38,7 @@
 
 /* One value of one data source of one series. */
 struct kts_point {
-    kts_time_t t;          /* event time (cdtime_t units) */
+    kts_time_t t;          /* event time (cdtime_t units); 0 is reserved ("no time yet") */
     kts_time_t interval;   /* the series' collection interval; 0 when unknown */
     double value;          /* the value as a double (what filters work on) */
     union kts_value raw;   /* the original value, meaningful while KTS_PT_RAW is set */

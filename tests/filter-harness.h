@@ -18,6 +18,9 @@
 #include "kts_pipeline.h"
 
 #define FH_MAX_OUT 1024
+/* Tests write small times; event time 0 means "no time yet" to the filters (no collectd value
+ * has it), so the harness shifts every time by FH_T0 seconds and fh_t() shifts back. */
+#define FH_T0 1000000.0
 
 struct fh {
     const struct kts_filter_ops *ops;
@@ -87,7 +90,7 @@ static inline struct kts_point fh_point(double t, double v)
 {
     struct kts_point p;
     memset(&p, 0, sizeof(p));
-    p.t = KTS_TIME_FROM_DOUBLE(t);
+    p.t = KTS_TIME_FROM_DOUBLE(t + FH_T0);
     p.value = v;
     p.type = KTS_DS_GAUGE;
     p.raw.gauge = v;
@@ -121,7 +124,7 @@ static inline size_t fh_flush(struct fh *h)
 
 static inline double fh_t(const struct kts_point *p)
 {
-    return KTS_TIME_TO_DOUBLE(p->t);
+    return KTS_TIME_TO_DOUBLE(p->t) - FH_T0;
 }
 
 /* Build a pipeline from the text of one <Pipeline> block; NULL on failure. */

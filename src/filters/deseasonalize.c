@@ -5,7 +5,7 @@
  *
  * Guarantees:
  *  1. O(1) work per point (plus O(Bins) once, when warm-up ends) and bounded state per data
- *     source: 40 + 5 * Bins bytes (1480 bytes with the default 288 bins, a 5-minute daily
+ *     source: 48 + 5 * Bins bytes (1488 bytes with the default 288 bins, a 5-minute daily
  *     profile). The profile is stored as floats.
  *  2. Output "adjusted" (default) is x - season(bin): the level plus the residual, in the
  *     series' unit, which is what an outlier filter after it should judge. Output "residual" is
@@ -48,6 +48,7 @@ struct deseason_conf {
     double scale_tau;
     double clip;
     double min_scale;
+    double spread;
     /* derived */
     kts_time_t period_t;
     double bin_s;    /* bin width in seconds */
@@ -82,6 +83,9 @@ static const struct kts_opt deseason_options[] = {
      NULL, NULL, 0, "time constant of the residual scale in seconds"},
     {"Clip", KTS_OPT_DOUBLE, offsetof(struct deseason_conf, clip), "2", 0.5, 100, NULL, NULL, 0,
      "residuals are clipped at Clip * scale before they update anything (Huber)"},
+    {"Spread", KTS_OPT_DOUBLE, offsetof(struct deseason_conf, spread), "0.25", 0, 0.5, NULL, NULL, 0,
+     "share of each update also given to the two neighbouring bins (the pattern is assumed "
+     "smooth across bins; 0 = bins independent)"},
     {"MinScale", KTS_OPT_DOUBLE, offsetof(struct deseason_conf, min_scale), "0", 0, 1e300, NULL,
      NULL, 0, "smallest residual scale used for clipping (in the series' unit)"},
     KTS_OPT_END,
@@ -183,6 +187,18 @@ static void finish_warmup(const struct deseason_conf *c, struct deseason_state *
         dev += fabs((double)here - (double)pr[i]);
         left = here;
     }
+    /* Then the same [w 1 w] kernel the updates use (guarantee 3). */
+    if (c->spread > 0 && n >= 3) {
+        float w = (float)c->spread, norm = 1 + 2 * w;
+        first_orig = pr[0];
+        left = pr[n - 1];
+        for (size_t i = 0; i < n; i++) {
+            float here = pr[i];
+            float right = i + 1 < n ? pr[i + 1] : first_orig;
+            pr[i] = (w * left + here + w * right) / norm;
+            left = here;
+        }
+    }
     double mean = 0;
     for (size_t i = 0; i < n; i++)
         mean += pr[i];
@@ -261,6 +277,15 @@ static void deseason_step(const void *vconf, void *vstate, const struct kts_poin
         float old = pr[b];
         pr[b] = (float)(pr[b] + delta);
         s->sum += (double)pr[b] - (double)old;
+        if (c->spread > 0 && c->bins >= 3) {
+            size_t nb[2] = {b == 0 ? (size_t)c->bins - 1 : b - 1,
+                            b + 1 == (size_t)c->bins ? 0 : b + 1};
+            for (int k = 0; k < 2; k++) {
+                old = pr[nb[k]];
+                pr[nb[k]] = (float)(pr[nb[k]] + c->spread * delta);
+                s->sum += (double)pr[nb[k]] - (double)old;
+            }
+        }
         s->level = level;
         if (!gap) {
             double a_scale = -expm1(-dt / c->scale_tau);

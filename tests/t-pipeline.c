@@ -1,0 +1,192 @@
+/* kts_pipeline: tests named after the guarantees in src/kts_pipeline.h. */
+#include "filter-harness.h"
+#include "kts_log.h"
+#include "tap.h"
+
+static int log_lines;
+static char last_log[1024];
+static void sink(int level, const char *msg, void *opaque)
+{
+    (void)level;
+    (void)opaque;
+    log_lines++;
+    snprintf(last_log, sizeof(last_log), "%s", msg);
+    printf("# log: %s\n", msg);
+}
+
+#define MAXO 4096
+static struct kts_vl outs[MAXO];
+static struct kts_ds out_ds[MAXO][2];
+static uint16_t out_flags[MAXO][2];
+static size_t nouts;
+
+static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
+{
+    (void)opaque;
+    if (nouts < MAXO) {
+        outs[nouts] = *vl;
+        memcpy(out_ds[nouts], vl->ds, vl->ds_len * sizeof(struct kts_ds));
+        memcpy(out_flags[nouts], flags, vl->ds_len * sizeof(uint16_t));
+        outs[nouts].ds = out_ds[nouts];
+    }
+    nouts++;
+    return 0;
+}
+
+static struct kts_ds ds1[1], ds2[2];
+
+static struct kts_vl mkvl(const char *host, const char *plugin, double t, double v)
+{
+    struct kts_vl vl;
+    memset(&vl, 0, sizeof(vl));
+    snprintf(vl.host, sizeof(vl.host), "%s", host);
+    snprintf(vl.plugin, sizeof(vl.plugin), "%s", plugin);
+    snprintf(vl.type, sizeof(vl.type), "gauge");
+    vl.time = KTS_TIME_FROM_DOUBLE(t);
+    vl.interval = KTS_TIME_FROM_S(10);
+    ds1[0].type = KTS_DS_GAUGE;
+    ds1[0].value.gauge = v;
+    snprintf(ds1[0].name, sizeof(ds1[0].name), "value");
+    vl.ds = ds1;
+    vl.ds_len = 1;
+    return vl;
+}
+
+int main(void)
+{
+    plan(27);
+    kts_log_set_sink(sink, NULL);
+
+    /* 1. validation reports every problem */
+    log_lines = 0;
+    struct kts_pipeline *p = fh_pipeline_new(
+        "<Pipeline \"bad\">\n"
+        "  <Match>\n    Host \"/([/\"\n    Colour \"red\"\n  </Match>\n"
+        "  <Filter \"nosuch\">\n  </Filter>\n"
+        "  <Filter \"smooth\">\n    Method \"median\"\n    Tau -1\n  </Filter>\n"
+        "  Bogus 1\n"
+        "</Pipeline>\n");
+    ok(p == NULL, "1. invalid pipeline refused");
+    ok(log_lines >= 6, "1. every problem logged (%d lines: regex, Colour, nosuch, Method, Tau, Bogus)",
+       log_lines);
+    p = fh_pipeline_new("<Pipeline \"empty\">\n</Pipeline>\n");
+    ok(p == NULL, "1. a pipeline without filters is refused");
+    p = fh_pipeline_new("<Pipeline>\n<Filter \"smooth\">\n</Filter>\n</Pipeline>\n");
+    ok(p == NULL, "1. a pipeline without a name is refused");
+
+    /* match + naming */
+    p = fh_pipeline_new("<Pipeline \"m\">\n"
+                        "  <Match>\n    Host \"/^web[0-9]+$/\" \"db\"\n    Plugin \"cpu\"\n  </Match>\n"
+                        "  <Filter \"smooth\">\n    Method \"ema\"\n    Tau 10\n  </Filter>\n"
+                        "  OutputPluginInstanceSuffix \"-filtered\"\n  OutputType \"gauge2\"\n"
+                        "</Pipeline>\n");
+    ok(p != NULL, "valid pipeline configures");
+    struct kts_vl vl = mkvl("web12", "cpu", 1000, 1);
+    ok(kts_pipeline_match(p, &vl), "match: regex host and exact plugin");
+    vl = mkvl("db", "cpu", 1000, 1);
+    ok(kts_pipeline_match(p, &vl), "match: several values = any");
+    vl = mkvl("web12x", "cpu", 1000, 1);
+    ok(!kts_pipeline_match(p, &vl), "match: regex anchored by the user");
+    vl = mkvl("db", "memory", 1000, 1);
+    ok(!kts_pipeline_match(p, &vl), "match: every given field must match");
+    nouts = 0;
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    is_int(nouts, 0, "non-matching value lists are ignored by process");
+    vl = mkvl("db", "cpu", 1000, 1);
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    is_int(nouts, 1, "4. one output value list");
+    is_str(outs[0].plugin_instance, "-filtered", "4. suffix appended to the plugin instance");
+    is_str(outs[0].type, "gauge2", "4. type replaced");
+    is_str(outs[0].host, "db", "4. other names unchanged");
+    kts_pipeline_destroy(p);
+
+    /* 2./4. two data sources, independent, one reset */
+    p = fh_pipeline_new("<Pipeline \"if\">\n  <Filter \"difference\">\n  </Filter>\n</Pipeline>\n");
+    nouts = 0;
+    uint64_t rx[] = {1000, 2000, 3000, 10}, tx[] = {500, 600, 700, 800};
+    for (int i = 0; i < 4; i++) {
+        vl = mkvl("h", "interface", 1000 + 10 * i, 0);
+        ds2[0].type = ds2[1].type = KTS_DS_COUNTER;
+        ds2[0].value.counter = rx[i];
+        ds2[1].value.counter = tx[i];
+        vl.ds = ds2;
+        vl.ds_len = 2;
+        kts_pipeline_process(p, &vl, 1, collect, NULL);
+    }
+    is_int(nouts, 3, "4. first point warms up, then one value list per point");
+    ok(out_ds[0][0].type == KTS_DS_GAUGE && out_ds[0][0].value.gauge == 100 &&
+           out_ds[0][1].value.gauge == 10, "2. each data source has its own rate");
+    ok(isnan(out_ds[2][0].value.gauge) && out_ds[2][1].value.gauge == 10,
+       "4. a reset on rx only: rx is NaN, tx has its rate");
+    /* 5. data source count changes */
+    vl = mkvl("h", "interface", 1100, 5);
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    struct kts_pipeline_stats st;
+    kts_pipeline_get_stats(p, &st);
+    is_uint(st.restarted, 1, "5. a series whose data sources change is restarted");
+    kts_pipeline_destroy(p);
+
+    /* 4. untouched values keep type and integer */
+    p = fh_pipeline_new("<Pipeline \"d\">\n  <Filter \"dedup\">\n  </Filter>\n</Pipeline>\n");
+    nouts = 0;
+    vl = mkvl("h", "p", 1000, 0);
+    ds1[0].type = KTS_DS_DERIVE;
+    ds1[0].value.derive = -42;
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    ok(nouts == 1 && out_ds[0][0].type == KTS_DS_DERIVE && out_ds[0][0].value.derive == -42,
+       "4. a value no filter changed keeps its DS type and integer; duplicate dropped");
+    kts_pipeline_destroy(p);
+
+    /* 6. memory limit */
+    p = fh_pipeline_new("<Pipeline \"full\">\n  MemoryLimit 1\n"
+                        "  <Filter \"smooth\">\n    Method \"sma\"\n    MaxPoints 4096\n  </Filter>\n"
+                        "</Pipeline>\n");
+    nouts = 0;
+    char host[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(host, sizeof(host), "h%d", i);
+        vl = mkvl(host, "p", 1000, i);
+        kts_pipeline_process(p, &vl, 1, collect, NULL);
+    }
+    kts_pipeline_get_stats(p, &st);
+    ok(st.refused > 0 && st.series + st.refused == 100, "6. %llu series refused over 1 MiB, %zu kept",
+       (unsigned long long)st.refused, st.series);
+    is_int(nouts, 100, "6. WhenFull pass: refused series still emitted unfiltered");
+    ok(st.bytes <= 1024 * 1024, "6. bytes in use %zu within the limit", st.bytes);
+    kts_pipeline_destroy(p);
+
+    /* expiry flushes held points */
+    p = fh_pipeline_new("<Pipeline \"e\">\n  ExpireAfter 60\n"
+                        "  <Filter \"dedup\">\n    SuppressUnchanged true\n  </Filter>\n"
+                        "</Pipeline>\n");
+    nouts = 0;
+    for (int i = 0; i < 5; i++) {
+        vl = mkvl("a", "p", 1000 + 10 * i, 1);
+        kts_pipeline_process(p, &vl, 1, collect, NULL);
+    }
+    is_int(nouts, 1, "suppression holds back the flat run");
+    vl = mkvl("b", "p", 2000, 1);
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    kts_pipeline_get_stats(p, &st);
+    is_uint(st.series_expired, 1, "2. the pipeline's event-time clock expires idle series");
+    ok(nouts == 3 && strcmp(outs[2].host, "a") == 0 && outs[2].time == KTS_TIME_FROM_DOUBLE(1040),
+       "expiry flushes the held last point of the idle series");
+    kts_pipeline_flush(p, collect, NULL);
+    is_int(nouts, 3, "flush: nothing else held");
+    kts_pipeline_destroy(p);
+
+    /* name too long */
+    p = fh_pipeline_new("<Pipeline \"n\">\n  OutputHostSuffix "
+                        "\"-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n"
+                        "  <Filter \"fill\">\n  </Filter>\n</Pipeline>\n");
+    nouts = 0;
+    vl = mkvl("h", "p", 1000, 1);
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    kts_pipeline_get_stats(p, &st);
+    ok(nouts == 0 && st.name_too_long == 1, "an output name over 127 bytes is dropped and counted");
+    kts_pipeline_destroy(p);
+    kts_log_set_sink(NULL, NULL);
+    return done_testing();
+}

@@ -33,13 +33,13 @@ out=$(sasl_pc PLAIN "$KTS_SASL_PASSWORD" consume -t "$t" -n 100 -m plain -T 60 2
 like "$out" "consumed=100 distinct=100 duplicates=0 invalid=0" "1: PLAIN: and consumed back"
 
 # ---- 2
-out=$(sasl_pc PLAIN "wrong-$KTS_SASL_PASSWORD" produce -t "$t" -n 1 -m bad -T 5 2>&1)
+out=$(sasl_pc PLAIN "wrong-$KTS_SASL_PASSWORD" produce -t "$t" -n 1 -m bad -T 3 2>&1)
 ok "$(($? == 0))" "2: a wrong password: the message is not delivered"
 like "$out" "Authentication failed" "2: and the error says authentication failed"
 
 # ---- 3
 TAP_TODO="librdkafka < 2.6.1 SCRAM fails against Kafka 4.x (librdkafka #4895)"
-out=$(sasl_pc SCRAM-SHA-256 "$KTS_SASL_PASSWORD" produce -t "$t" -n 1 -m scram -T 5 2>&1)
+out=$(sasl_pc SCRAM-SHA-256 "$KTS_SASL_PASSWORD" produce -t "$t" -n 1 -m scram -T 3 2>&1)
 ok $? "3: SCRAM-SHA-256 with the same credentials" || diag "$(grep -m1 -i 'authentication' <<<"$out")"
 TAP_TODO=""
 

@@ -445,6 +445,17 @@ static bool tg_sleep_until(const struct timespec *until)
     }
 }
 
+/* Logs "burst written" once, when `written` has reached Count after the burst was dispatched.
+ * Called from the write callback and, for a write that came first, from the generator. */
+static void tg_log_written(uint64_t written)
+{
+    if (!tg.count_written || tg.mode != TG_MODE_BURST || tg.count == 0 || written < tg.count ||
+        !atomic_load(&tg.burst_dispatched) || atomic_exchange(&tg.written_logged, true))
+        return;
+    INFO(TG_NAME ": burst written: %" PRIu64 " value lists in %.3f s", written,
+         CDTIME_T_TO_DOUBLE(cdtime() - tg.burst_start));
+}
+
 static uint64_t tg_run_burst(uint64_t *failures)
 {
     static const char *types[] = {"gauge", "derive", "counter"};
@@ -502,6 +513,8 @@ static uint64_t tg_run_burst(uint64_t *failures)
         INFO(TG_NAME ": burst done: %" PRIu64 " value lists in %.3f s", i,
              CDTIME_T_TO_DOUBLE(cdtime() - tg.burst_start));
         atomic_store(&tg.burst_dispatched, true);
+        /* The write threads may have written the last one already. */
+        tg_log_written(atomic_load(&tg.written));
     }
     return i;
 }
@@ -523,15 +536,9 @@ static void *tg_thread(void *arg)
 
 static int tg_write(const data_set_t *ds, const value_list_t *vl, user_data_t *ud)
 {
-    uint64_t n;
-
     if (strcmp(vl->plugin, TG_NAME) != 0)
         return 0;
-    n = atomic_fetch_add(&tg.written, 1) + 1;
-    if (tg.mode == TG_MODE_BURST && n >= tg.count && tg.count > 0 &&
-        atomic_load(&tg.burst_dispatched) && !atomic_exchange(&tg.written_logged, true))
-        INFO(TG_NAME ": burst written: %" PRIu64 " value lists in %.3f s", n,
-             CDTIME_T_TO_DOUBLE(cdtime() - tg.burst_start));
+    tg_log_written(atomic_fetch_add(&tg.written, 1) + 1);
     return 0;
 }
 

@@ -41,6 +41,7 @@ struct kts_point {
     kts_time_t t;          /* event time (cdtime_t units); 0 is reserved ("no time yet") */
     kts_time_t interval;   /* the series' collection interval; 0 when unknown */
     double value;          /* the value as a double (what filters work on) */
+    double offset;         /* what deseasonalize subtracted; reseasonalize adds it back */
     union kts_value raw;   /* the original value, meaningful while KTS_PT_RAW is set */
     uint8_t type;          /* enum kts_ds_type of the original data source */
     uint8_t reserved;
@@ -110,6 +111,7 @@ extern const struct kts_filter_ops kts_filter_smooth;
 extern const struct kts_filter_ops kts_filter_deseasonalize;
 extern const struct kts_filter_ops kts_filter_outlier;
 extern const struct kts_filter_ops kts_filter_fill;
+extern const struct kts_filter_ops kts_filter_reseasonalize;
 
 /* Shared helpers for filter implementations. */
 static inline double kts_seconds(kts_time_t t)

@@ -5,7 +5,8 @@
 
 const struct kts_filter_ops *const kts_filters[] = {
     &kts_filter_dedup,   &kts_filter_difference, &kts_filter_fill,
-    &kts_filter_outlier, &kts_filter_deseasonalize, &kts_filter_smooth,
+    &kts_filter_outlier, &kts_filter_deseasonalize, &kts_filter_reseasonalize,
+    &kts_filter_smooth,
     NULL,
 };
 

@@ -48,7 +48,7 @@ int main(void)
     h = fh_filter_new("fill", "");
     fh_step(h, 0, 1);
     is_int(fh_step(h, 100, 2), 1, "6. without an interval nothing is filled");
-    is_int(h->state_size, 16, "7. state is 16 bytes");
+    is_int(h->state_size, 24, "7. state is 24 bytes");
     fh_free(h);
     return done_testing();
 }

@@ -13,7 +13,7 @@ static double noise(unsigned *seed)
 
 int main(void)
 {
-    plan(24);
+    plan(26);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -102,6 +102,18 @@ int main(void)
     is_double(h->out[0].value, 2, 0, "2. ewz judges after MinPoints");
     fh_step(h, 40, 3000);
     is_double(h->out[0].value, 2, 1e-9, "5. ewz replaces with the expected value");
+    fh_free(h);
+    /* 9. points still warming in an earlier filter */
+    h = fh_filter_new("outlier", "MinPoints 3");
+    for (int i = 0; i < 10; i++)
+        fh_step(h, 10.0 * i, 1);
+    struct kts_point w = fh_point(100, 1000);
+    w.flags |= KTS_PT_WARMING;
+    fh_push(h, &w);
+    ok(h->n == 1 && h->out[0].value == 1000 && !(h->out[0].flags & KTS_PT_REPLACED),
+       "9. a point flagged warming upstream passes unjudged");
+    fh_step(h, 110, 1);
+    ok(!(h->out[0].flags & (KTS_PT_REPLACED | KTS_PT_WARMING)), "9. and was not learned");
     fh_free(h);
     h = fh_filter_new("outlier", "MinPoints 40\nMaxPoints 31");
     ok(h == NULL, "MinPoints above MaxPoints is refused");

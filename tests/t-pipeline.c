@@ -54,7 +54,7 @@ static struct kts_vl mkvl(const char *host, const char *plugin, double t, double
 
 int main(void)
 {
-    plan(27);
+    plan(29);
     kts_log_set_sink(sink, NULL);
 
     /* 1. validation reports every problem */
@@ -174,6 +174,32 @@ int main(void)
        "expiry flushes the held last point of the idle series");
     kts_pipeline_flush(p, collect, NULL);
     is_int(nouts, 3, "flush: nothing else held");
+    kts_pipeline_destroy(p);
+
+    /* deseasonalize -> outlier -> reseasonalize: output in the series' units */
+    p = fh_pipeline_new("<Pipeline \"rs\">\n"
+                        "  <Filter \"deseasonalize\">\n    Period 3600\n    Bins 60\n  </Filter>\n"
+                        "  <Filter \"outlier\">\n    Threshold 5\n  </Filter>\n"
+                        "  <Filter \"reseasonalize\">\n  </Filter>\n</Pipeline>\n");
+    nouts = 0;
+    double maxerr = 0, spike_out = 0;
+    int nrepl = 0;
+    for (int i = 0; i < 360; i++) {
+        double v = 100 + 30 * sin(2 * M_PI * i / 60) + 0.01 * (i % 5);
+        vl = mkvl("h", "p", 1000000 + 60 * i, i == 300 ? v + 500 : v);
+        kts_pipeline_process(p, &vl, 1, collect, NULL);
+        double got = outs[nouts - 1].ds[0].value.gauge;
+        if (i == 300)
+            spike_out = got - v;
+        else if (i > 120 && !(out_flags[nouts - 1][0] & KTS_PT_REPLACED))
+            maxerr = fmax(maxerr, fabs(got - v));
+        else if (i > 120)
+            nrepl++;
+    }
+    ok(maxerr < 1e-9, "reseasonalize restores the original values (max error %g; %d other "
+       "points replaced)", maxerr, nrepl);
+    ok(fabs(spike_out) < 1 && (out_flags[300][0] & KTS_PT_REPLACED),
+       "a spike is replaced by the expected value in the series' units (off by %.3f)", spike_out);
     kts_pipeline_destroy(p);
 
     /* name too long */

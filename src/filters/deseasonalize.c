@@ -27,6 +27,9 @@
  *  6. NaN passes through unchanged and is not learned.
  *  7. Out-of-order and duplicate timestamps are adjusted with the current profile but not
  *     learned (counted in `late`).
+ *  8. What was subtracted is added to the point's `offset`, so a "reseasonalize" filter later in
+ *     the pipeline puts the pattern back: deseasonalize -> outlier -> reseasonalize removes
+ *     spikes judged on the deseasonalized series and outputs the series in its own units.
  */
 #include <errno.h>
 #include <float.h>
@@ -254,6 +257,7 @@ static void deseason_step(const void *vconf, void *vstate, const struct kts_poin
     double pred = s->level + season;
     double e = p->value - pred;
     o.value = c->output == D_ADJUSTED ? p->value - season : e;
+    o.offset += p->value - o.value;
     o.flags &= (uint16_t)~KTS_PT_RAW;
     o.type = KTS_DS_GAUGE;
     if (!late) {
@@ -307,5 +311,49 @@ const struct kts_filter_ops kts_filter_deseasonalize = {
     .max_out = deseason_max_out,
     .init = deseason_init,
     .step = deseason_step,
+    .flush = NULL,
+};
+
+/*
+ * reseasonalize: adds back what deseasonalize subtracted from each point (the point's offset),
+ * so filters between the two work on the deseasonalized series while the output keeps the
+ * series' own units. No options, no state. A replaced outlier becomes the expected value
+ * (replacement + pattern); filled points get the interpolated pattern.
+ */
+static size_t reseason_state_size(const void *vconf)
+{
+    (void)vconf;
+    return 0;
+}
+
+static void reseason_step(const void *vconf, void *vstate, const struct kts_point *p,
+                          struct kts_out *out)
+{
+    (void)vconf;
+    (void)vstate;
+    struct kts_point o = *p;
+    out->stats->in++;
+    if (o.offset != 0) {
+        o.value += o.offset;
+        o.offset = 0;
+        o.flags &= (uint16_t)~KTS_PT_RAW;
+    }
+    kts_out_push(out, &o);
+}
+
+static const struct kts_opt reseason_options[] = {
+    KTS_OPT_END,
+};
+
+const struct kts_filter_ops kts_filter_reseasonalize = {
+    .name = "reseasonalize",
+    .summary = "add back the pattern an earlier deseasonalize removed (output in the series' units)",
+    .options = reseason_options,
+    .conf_size = 1,
+    .prepare = NULL,
+    .state_size = reseason_state_size,
+    .max_out = deseason_max_out,
+    .init = deseason_init,
+    .step = reseason_step,
     .flush = NULL,
 };

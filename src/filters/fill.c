@@ -15,6 +15,7 @@
  *     `late`) and do not move the reference point.
  *  6. Without an interval (no option, interval 0 in the point) nothing is filled.
  *  7. No warm-up beyond the first point; state: 24 bytes.
+ *  8. Filled points get the offset (see reseasonalize) interpolated between the neighbours.
  */
 #include <errno.h>
 #include <math.h>
@@ -36,6 +37,7 @@ struct fill_conf {
 struct fill_state {
     kts_time_t last_t; /* 0 = none */
     double last_v;
+    double last_offset; /* the point's offset (deseasonalize), interpolated like the value */
 };
 
 static const char *const method_words[] = {"linear", "previous", NULL};
@@ -101,10 +103,12 @@ static void fill_step(const void *vconf, void *vstate, const struct kts_point *p
                 f.type = KTS_DS_GAUGE;
                 f.flags = (uint16_t)((p->flags & ~KTS_PT_RAW) | KTS_PT_FILLED);
                 f.flags &= (uint16_t)~(KTS_PT_MARKED | KTS_PT_REPLACED);
+                double w = kts_dt(f.t, s->last_t) / span;
                 if (c->method == F_LINEAR)
-                    f.value = s->last_v + (p->value - s->last_v) * (kts_dt(f.t, s->last_t) / span);
+                    f.value = s->last_v + (p->value - s->last_v) * w;
                 else
                     f.value = s->last_v;
+                f.offset = s->last_offset + (p->offset - s->last_offset) * w;
                 out->stats->filled++;
                 kts_out_push(out, &f);
             }
@@ -112,6 +116,7 @@ static void fill_step(const void *vconf, void *vstate, const struct kts_point *p
     }
     s->last_t = p->t;
     s->last_v = p->value;
+    s->last_offset = p->offset;
     kts_out_push(out, p);
 }
 

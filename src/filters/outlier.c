@@ -25,6 +25,9 @@
  *  7. NaN passes through unchanged and is never learned.
  *  8. Out-of-order and duplicate timestamps are judged against the current state and counted
  *     in `late`; hampel learns them when they fall in the window, robust/ewz never do.
+ *  9. A point an earlier filter flagged KTS_PT_WARMING (e.g. deseasonalize in its first period,
+ *     whose values still carry the pattern) passes unchanged and is neither judged nor learned:
+ *     it is not comparable with the points that follow.
  */
 #include <errno.h>
 #include <float.h>
@@ -372,6 +375,11 @@ static void outlier_step(const void *vconf, void *vstate, const struct kts_point
     out->stats->in++;
     if (isnan(p->value)) {
         out->stats->nan++;
+        kts_out_push(out, p);
+        return;
+    }
+    if (p->flags & KTS_PT_WARMING) {
+        out->stats->warming++;
         kts_out_push(out, p);
         return;
     }

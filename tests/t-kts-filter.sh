@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# kts-filter: the offline tool over CSV, with the shipped contrib/pipelines/spikes.conf.
+# shellcheck source=tests/lib/tap.sh
+. "$KTS_TOP_SRCDIR/tests/lib/tap.sh"
+KF="$KTS_TOP_BUILDDIR/tools/kts-filter"
+SPIKES="$KTS_TOP_SRCDIR/contrib/pipelines/spikes.conf"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+plan 17
+
+# Three days of a 5-minute daily pattern with two spikes on day 3, dates as in NAB.
+# Noise: Park-Miller LCG (exact in double arithmetic, so every awk gives the same numbers).
+awk 'BEGIN {
+  print "timestamp,value"
+  x = 42
+  for (i = 0; i < 864; i++) {
+    t = 1396310400 + 300 * i
+    n = 0
+    for (k = 0; k < 4; k++) { x = (x * 16807) % 2147483647; n += x / 2147483647 }
+    v = 50 + 20 * sin(2 * 3.141592653589793 * i / 288) + (n - 2)
+    if (i == 700) v += 60
+    if (i == 800) v -= 60
+    print strftime("%Y-%m-%d %H:%M:%S", t, 1) "," v
+  }
+}' >"$tmp/in.csv"
+
+"$KF" --config "$SPIKES" "$tmp/in.csv" >"$tmp/out.csv" 2>"$tmp/err"
+ok $? "spikes.conf is accepted as is and the run succeeds"
+is "$(head -1 "$tmp/out.csv")" "timestamp,input,output,action" "CSV header"
+is "$(($(wc -l <"$tmp/out.csv") - 1))" "864" "one line per input point"
+is "$(grep -c ',warming$' "$tmp/out.csv")" "298" "the first day is warming (deseasonalize), then 10 points (outlier MinPoints)"
+cmp_ok "$(grep -c ',replaced$' "$tmp/out.csv")" -le 3 "the spikes and at most one noise point are replaced"
+like "$(sed -n 702p "$tmp/out.csv")" '^2014-04-03 10:20:00,[0-9.]+,[0-9.]+,replaced$' "spike 1 replaced at its timestamp"
+like "$(sed -n 802p "$tmp/out.csv")" '^2014-04-03 18:40:00,-[0-9.]+,[0-9.]+,replaced$' "spike 2 (downwards) too"
+spike_out=$(sed -n 702p "$tmp/out.csv" | cut -d, -f3)
+cmp_ok "$(printf '%.0f' "$spike_out")" -lt 80 "the replacement is near the pattern, not the spike"
+like "$(cat "$tmp/err")" '864 points, interval 300 s: [0-9]+ kept [23] replaced 0 marked 298 warming 0 dropped' "summary on stderr"
+
+# Epoch seconds, gaps, duplicates, fill and dedup.
+printf 'timestamp,value\n1000,1\n1010,2\n1010,2\n1040,5\n1050,\n1060,7\n' >"$tmp/e.csv"
+cat >"$tmp/fill.conf" <<'CONF'
+<Pipeline "fill">
+  <Filter "dedup">
+  </Filter>
+  <Filter "fill">
+    MaxGap 3
+  </Filter>
+</Pipeline>
+CONF
+"$KF" --config "$tmp/fill.conf" "$tmp/e.csv" >"$tmp/e.out" 2>/dev/null
+ok $? "epoch timestamps accepted"
+is "$(sed -n 4p "$tmp/e.out")" "1010,2,,dropped" "a duplicate is dropped"
+is "$(sed -n 5,6p "$tmp/e.out" | tr '\n' ' ')" "1020,,3,filled 1030,,4,filled " "a gap is filled linearly, flagged filled"
+is "$(sed -n 8p "$tmp/e.out")" "1050,,nan,kept" "an empty value is NaN"
+
+# Errors.
+printf '<Pipeline "x">\n<Filter "smooth">\nMethod "nope"\n</Filter>\n</Pipeline>\n' >"$tmp/bad.conf"
+"$KF" --config "$tmp/bad.conf" "$tmp/e.csv" >/dev/null 2>"$tmp/bad.err"
+is "$?" "1" "a bad configuration exits 1"
+like "$(cat "$tmp/bad.err")" 'invalid value "nope" for option "Method"' "and names the option"
+printf 'timestamp,value\nyesterday,1\n' >"$tmp/bad.csv"
+"$KF" --config "$tmp/fill.conf" "$tmp/bad.csv" >/dev/null 2>"$tmp/bad.err"
+is "$?" "1" "a bad timestamp exits 1"
+like "$(cat "$tmp/bad.err")" 'bad.csv:2: bad timestamp "yesterday"' "naming file and line"
+done_testing

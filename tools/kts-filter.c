@@ -1,0 +1,427 @@
+/*
+ * kts-filter: run a filter pipeline offline over a CSV series, to tune pipelines on exported
+ * history (docs/FILTERS.md).
+ *
+ *   kts-filter --config FILE [--pipeline NAME] [--interval SECONDS]
+ *              [--host H] [--plugin P] [--type T] INPUT
+ *
+ * FILE holds one or more <Pipeline> blocks in collectd.conf syntax (the same blocks as in
+ * read_kafka_ts and ts_filter). INPUT ("-" = stdin) is CSV with the header `timestamp,value`;
+ * timestamps are "YYYY-MM-DD HH:MM:SS" (UTC) or epoch seconds. Output (stdout) is CSV
+ * `timestamp,input,output,action`, one line per input point plus one per made-up point:
+ *
+ *   kept      the point came out (value possibly transformed, e.g. smoothed)
+ *   replaced  an outlier whose value was replaced
+ *   marked    an outlier that was only marked (Action "mark")
+ *   warming   passed through by a filter still learning (e.g. deseasonalize's first period)
+ *   dropped   nothing came out for this point (duplicate, outlier dropped, counter reset, ...)
+ *   filled    a point made up for a gap (input column empty)
+ *   delayed   a point held back earlier and released later (dedup's end of a flat run)
+ *
+ * The series is named --host/--plugin/--type (default localhost/kts-filter/gauge) for the
+ * pipelines' <Match>; the first pipeline that matches runs, or the one named --pipeline.
+ * The interval of the series is --interval, else the most common spacing of the first 1000
+ * points. A summary goes to stderr. Exit status: 0, 1 on bad input or configuration.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kts_conf.h"
+#include "kts_filter.h"
+#include "kts_log.h"
+#include "kts_pipeline.h"
+
+struct in_point {
+    double t;
+    double v;
+    bool empty;
+};
+
+struct emitted {
+    kts_time_t t;
+    double v;
+    uint16_t flags;
+};
+
+static struct emitted *em;
+static size_t em_n, em_cap;
+static bool dates; /* print timestamps as dates (the input had dates) */
+static uint64_t counts[7];
+static const char *const action_names[7] = {"kept",    "replaced", "marked", "warming",
+                                            "dropped", "filled",   "delayed"};
+enum { A_KEPT, A_REPLACED, A_MARKED, A_WARMING, A_DROPPED, A_FILLED, A_DELAYED };
+
+static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
+{
+    (void)opaque;
+    if (em_n == em_cap) {
+        em_cap = em_cap ? em_cap * 2 : 64;
+        struct emitted *n = realloc(em, em_cap * sizeof(*n));
+        if (n == NULL)
+            return -ENOMEM;
+        em = n;
+    }
+    double v;
+    switch (vl->ds[0].type) {
+    case KTS_DS_COUNTER:
+        v = (double)vl->ds[0].value.counter;
+        break;
+    case KTS_DS_DERIVE:
+        v = (double)vl->ds[0].value.derive;
+        break;
+    case KTS_DS_ABSOLUTE:
+        v = (double)vl->ds[0].value.absolute;
+        break;
+    default:
+        v = vl->ds[0].value.gauge;
+    }
+    em[em_n].t = vl->time;
+    em[em_n].v = v;
+    em[em_n].flags = flags[0];
+    em_n++;
+    return 0;
+}
+
+/* Shortest decimal that reads back as the same double. */
+static void fmt_double(char *buf, size_t size, double v)
+{
+    if (isnan(v)) {
+        snprintf(buf, size, "nan");
+        return;
+    }
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+static void fmt_time(char *buf, size_t size, kts_time_t t)
+{
+    double s = KTS_TIME_TO_DOUBLE(t);
+    if (dates) {
+        time_t whole = (time_t)floor(s + 1e-7);
+        struct tm tm;
+        gmtime_r(&whole, &tm);
+        size_t n = strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
+        double frac = s - (double)whole;
+        if (frac > 1e-6 && n < size)
+            snprintf(buf + n, size - n, ".%06.0f", frac * 1e6);
+    } else {
+        fmt_double(buf, size, round(s * 1e6) / 1e6);
+    }
+}
+
+static void print_line(kts_time_t t, const struct in_point *in, const struct emitted *out,
+                       int action)
+{
+    char ts[64], iv[64] = "", ov[64] = "";
+    fmt_time(ts, sizeof(ts), t);
+    if (in != NULL && !in->empty)
+        fmt_double(iv, sizeof(iv), in->v);
+    if (out != NULL)
+        fmt_double(ov, sizeof(ov), out->v);
+    printf("%s,%s,%s,%s\n", ts, iv, ov, action_names[action]);
+    counts[action]++;
+}
+
+static int action_of(uint16_t flags)
+{
+    if (flags & KTS_PT_FILLED)
+        return A_FILLED;
+    if (flags & KTS_PT_REPLACED)
+        return A_REPLACED;
+    if (flags & KTS_PT_MARKED)
+        return A_MARKED;
+    if (flags & KTS_PT_WARMING)
+        return A_WARMING;
+    return A_KEPT;
+}
+
+/* Print what one input point (NULL: a flush) produced. */
+static void report(const struct in_point *in, kts_time_t tin)
+{
+    bool seen = false;
+    for (size_t i = 0; i < em_n; i++) {
+        const struct emitted *e = &em[i];
+        if (in != NULL && !seen && e->t == tin && !(e->flags & KTS_PT_FILLED)) {
+            seen = true;
+            print_line(e->t, in, e, action_of(e->flags));
+        } else if (e->flags & KTS_PT_FILLED) {
+            print_line(e->t, NULL, e, A_FILLED);
+        } else {
+            print_line(e->t, NULL, e, A_DELAYED);
+        }
+    }
+    if (in != NULL && !seen)
+        print_line(tin, in, NULL, A_DROPPED);
+    em_n = 0;
+}
+
+static bool parse_time(const char *s, double *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
+    if (end != NULL) {
+        double frac = 0;
+        if (*end == '.')
+            frac = strtod(end, (char **)&end);
+        if (*end != '\0')
+            return false;
+        *out = (double)timegm(&tm) + frac;
+        dates = true;
+        return true;
+    }
+    char *e;
+    *out = strtod(s, &e);
+    return e != s && *e == '\0' && isfinite(*out) && *out > 0;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t' || *s == '"')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n' ||
+                     s[n - 1] == '"'))
+        s[--n] = '\0';
+    return s;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Most common spacing among the first points (rounded to the millisecond). */
+static double guess_interval(const struct in_point *pts, size_t n)
+{
+    size_t m = n < 1001 ? n : 1001;
+    if (m < 2)
+        return 0;
+    double *d = malloc((m - 1) * sizeof(double));
+    size_t k = 0;
+    for (size_t i = 1; i < m; i++) {
+        double dt = round((pts[i].t - pts[i - 1].t) * 1000) / 1000;
+        if (dt > 0)
+            d[k++] = dt;
+    }
+    qsort(d, k, sizeof(double), cmp_double);
+    double best = 0;
+    size_t best_n = 0;
+    for (size_t i = 0; i < k;) {
+        size_t j = i;
+        while (j < k && d[j] == d[i])
+            j++;
+        if (j - i > best_n) {
+            best_n = j - i;
+            best = d[i];
+        }
+        i = j;
+    }
+    free(d);
+    return best;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: kts-filter --config FILE [--pipeline NAME] [--interval SECONDS]\n"
+               "                  [--host H] [--plugin P] [--type T] INPUT.csv|-\n"
+               "Runs a <Pipeline> from FILE over INPUT (CSV timestamp,value) and prints\n"
+               "CSV timestamp,input,output,action. See docs/FILTERS.md.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL, *pname = NULL, *host = "localhost", *plugin = "kts-filter",
+               *type = "gauge";
+    double interval = -1;
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"pipeline", required_argument, NULL, 'p'},
+        {"interval", required_argument, NULL, 'i'}, {"host", required_argument, NULL, 'H'},
+        {"plugin", required_argument, NULL, 'P'}, {"type", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "c:p:i:H:P:T:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'p':
+            pname = optarg;
+            break;
+        case 'i':
+            interval = strtod(optarg, NULL);
+            break;
+        case 'H':
+            host = optarg;
+            break;
+        case 'P':
+            plugin = optarg;
+            break;
+        case 'T':
+            type = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (config == NULL || optind != argc - 1) {
+        usage(stderr);
+        return 1;
+    }
+    const char *input = argv[optind];
+
+    char err[1024];
+    struct kts_conf *root = NULL;
+    if (kts_conf_parse_file(config, &root, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kts-filter: %s\n", err);
+        return 1;
+    }
+    /* Configure every pipeline (so every problem in the file is reported). */
+    struct kts_pipeline *pipes[64];
+    size_t npipes = 0;
+    int bad = 0;
+    for (int i = 0; i < root->children_num; i++) {
+        const struct kts_conf *b = &root->children[i];
+        if (strcasecmp(b->key, "Pipeline") != 0) {
+            fprintf(stderr, "kts-filter: %s:%d: unexpected \"%s\"; the file holds <Pipeline> blocks\n",
+                    config, b->line, b->key);
+            bad++;
+            continue;
+        }
+        struct kts_pipeline *p = NULL;
+        if (kts_pipeline_config(b, "kts-filter", &p, err, sizeof(err)) < 0) {
+            bad++;
+            continue;
+        }
+        if (npipes < sizeof(pipes) / sizeof(pipes[0]))
+            pipes[npipes++] = p;
+        else
+            kts_pipeline_destroy(p);
+    }
+    kts_conf_free(root);
+    if (bad || npipes == 0) {
+        if (npipes == 0 && !bad)
+            fprintf(stderr, "kts-filter: %s has no <Pipeline> block\n", config);
+        for (size_t i = 0; i < npipes; i++)
+            kts_pipeline_destroy(pipes[i]);
+        return 1;
+    }
+
+    /* Read the input. */
+    FILE *f = strcmp(input, "-") == 0 ? stdin : fopen(input, "r");
+    if (f == NULL) {
+        fprintf(stderr, "kts-filter: %s: %s\n", input, strerror(errno));
+        return 1;
+    }
+    struct in_point *pts = NULL;
+    size_t n = 0, cap = 0, lineno = 0;
+    char *line = NULL;
+    size_t linecap = 0;
+    int rc = 0;
+    while (getline(&line, &linecap, f) > 0) {
+        lineno++;
+        char *l = trim(line);
+        if (*l == '\0' || *l == '#')
+            continue;
+        char *comma = strchr(l, ',');
+        if (comma == NULL) {
+            fprintf(stderr, "kts-filter: %s:%zu: expected timestamp,value\n", input, lineno);
+            rc = 1;
+            break;
+        }
+        *comma = '\0';
+        char *ts = trim(l), *vs = trim(comma + 1);
+        char *c2 = strchr(vs, ',');
+        if (c2 != NULL)
+            *c2 = '\0';
+        if (lineno == 1 && strcasecmp(ts, "timestamp") == 0)
+            continue;
+        struct in_point p = {0};
+        if (!parse_time(ts, &p.t)) {
+            fprintf(stderr, "kts-filter: %s:%zu: bad timestamp \"%s\" (want YYYY-MM-DD HH:MM:SS "
+                            "or epoch seconds)\n", input, lineno, ts);
+            rc = 1;
+            break;
+        }
+        char *e;
+        p.v = strtod(vs, &e);
+        if (*vs == '\0') {
+            p.empty = true;
+            p.v = NAN;
+        } else if (*e != '\0') {
+            fprintf(stderr, "kts-filter: %s:%zu: bad value \"%s\"\n", input, lineno, vs);
+            rc = 1;
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 4096;
+            pts = realloc(pts, cap * sizeof(*pts));
+        }
+        pts[n++] = p;
+    }
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    if (interval < 0)
+        interval = guess_interval(pts, n);
+
+    struct kts_vl vl;
+    struct kts_ds ds;
+    memset(&vl, 0, sizeof(vl));
+    memset(&ds, 0, sizeof(ds));
+    snprintf(vl.host, sizeof(vl.host), "%s", host);
+    snprintf(vl.plugin, sizeof(vl.plugin), "%s", plugin);
+    snprintf(vl.type, sizeof(vl.type), "%s", type);
+    snprintf(ds.name, sizeof(ds.name), "value");
+    ds.type = KTS_DS_GAUGE;
+    vl.ds = &ds;
+    vl.ds_len = 1;
+    vl.interval = KTS_TIME_FROM_DOUBLE(interval);
+    struct kts_pipeline *p = NULL;
+    for (size_t i = 0; i < npipes && p == NULL; i++)
+        if (pname ? strcmp(kts_pipeline_name(pipes[i]), pname) == 0
+                  : kts_pipeline_match(pipes[i], &vl))
+            p = pipes[i];
+    if (p == NULL && rc == 0) {
+        fprintf(stderr, "kts-filter: no pipeline %s%s%s in %s\n", pname ? "named " : "matches ",
+                pname ? pname : host, pname ? "" : "/kts-filter/gauge", config);
+        rc = 1;
+    }
+    if (rc == 0) {
+        printf("timestamp,input,output,action\n");
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            vl.time = KTS_TIME_FROM_DOUBLE(pts[i].t);
+            ds.value.gauge = pts[i].v;
+            rc = kts_pipeline_process(p, &vl, 1, collect, NULL);
+            report(&pts[i], vl.time);
+        }
+        if (rc == 0)
+            rc = kts_pipeline_flush(p, collect, NULL);
+        report(NULL, 0);
+        fprintf(stderr, "kts-filter: pipeline \"%s\", %zu points, interval %g s:", kts_pipeline_name(p),
+                n, interval);
+        for (int a = 0; a < 7; a++)
+            fprintf(stderr, " %llu %s", (unsigned long long)counts[a], action_names[a]);
+        fprintf(stderr, "\n");
+        rc = rc != 0;
+    }
+    for (size_t i = 0; i < npipes; i++)
+        kts_pipeline_destroy(pipes[i]);
+    free(pts);
+    free(em);
+    return rc;
+}

@@ -497,8 +497,14 @@ static void init_series(struct kts_pipeline *p, struct pseries *hdr, size_t ds_n
 static bool rename_field(char *dst, const char *in, const char *set, const char *suffix)
 {
     const char *base = set != NULL ? set : in;
-    int n = snprintf(dst, KTS_NAME_MAX, "%s%s", base, suffix != NULL ? suffix : "");
-    return n >= 0 && n < KTS_NAME_MAX;
+    size_t bl = strnlen(base, KTS_NAME_MAX), sl = suffix != NULL ? strlen(suffix) : 0;
+    if (bl + sl >= KTS_NAME_MAX)
+        return false;
+    memcpy(dst, base, bl);
+    if (sl > 0)
+        memcpy(dst + bl, suffix, sl);
+    dst[bl + sl] = '\0';
+    return true;
 }
 
 /* Emit the collected per-DS outputs (p->ds_out/ds_n) as value lists. */
@@ -506,7 +512,6 @@ static int assemble(struct kts_pipeline *p, const struct kts_vl *in, size_t ds_n
                     kts_pipeline_emit_fn emit, void *opaque)
 {
     struct kts_vl out;
-    memset(&out, 0, sizeof(out));
     bool ok = true;
     for (int f = 0; f < F_NUM; f++) {
         char *dst = (char *)field_of(&out, f);
@@ -536,9 +541,10 @@ static int assemble(struct kts_pipeline *p, const struct kts_vl *in, size_t ds_n
             for (size_t d2 = 0; d2 < ds_num; d2++) {
                 struct kts_ds *ds = &out.ds[d2];
                 if (in->ds != NULL)
-                    memcpy(ds->name, in->ds[d2].name, sizeof(ds->name));
+                    memcpy(ds->name, in->ds[d2].name, strnlen(in->ds[d2].name, KTS_NAME_MAX - 1) + 1);
                 else
                     ds->name[0] = '\0';
+                ds->name[KTS_NAME_MAX - 1] = '\0';
                 ds->type = KTS_DS_GAUGE;
                 ds->value.gauge = NAN;
                 p->out_flags[d2] = 0;

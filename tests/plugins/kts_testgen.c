@@ -529,6 +529,13 @@ static void *tg_thread(void *arg)
         ERROR(TG_NAME ": %" PRIu64 " dispatch failures", failures);
     if (want == 0 || n < want)
         INFO(TG_NAME ": stopped after %" PRIu64 " value lists", n);
+    /* Live until shutdown: plugin_thread_create() names the thread after creating it, and
+     * collectd logs "[error] set_thread_name(...): No such file or directory" when the thread
+     * has already exited by then (seen with the 36-value golden set under load). */
+    while (!atomic_load(&tg.stop)) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     return NULL;
 }
 

@@ -15,7 +15,9 @@ struct series {
     uint64_t hash;
     uint32_t key_len;
     uint32_t state_size;
-    alignas(16) unsigned char data[]; /* state, then key */
+    uint32_t key_off;           /* state starts at data + key_off (key first: one cache line) */
+    uint32_t pad;
+    alignas(16) unsigned char data[]; /* key, padding to 16, then state */
 };
 
 struct slot {
@@ -117,7 +119,7 @@ void kts_series_table_destroy(struct kts_series_table *t, kts_series_fn fn, void
     for (struct series *s = t->head, *next; s != NULL; s = next) {
         next = s->next;
         if (fn)
-            fn(s->data + s->state_size, s->key_len, s->data, s->state_size, opaque);
+            fn(s->data, s->key_len, s->data + s->key_off, s->state_size, opaque);
         free(s);
     }
     free(t->slots);
@@ -133,8 +135,7 @@ static size_t find_slot(const struct kts_series_table *t, uint64_t h, const void
         const struct slot *sl = &t->slots[i];
         if (sl->s == NULL)
             return i;
-        if (sl->hash == h && sl->s->key_len == key_len &&
-            memcmp(sl->s->data + sl->s->state_size, key, key_len) == 0)
+        if (sl->hash == h && sl->s->key_len == key_len && memcmp(sl->s->data, key, key_len) == 0)
             return i;
         i = (i + 1) & t->mask;
     }
@@ -144,7 +145,7 @@ void *kts_series_find(struct kts_series_table *t, const void *key, size_t key_le
 {
     uint64_t h = hash_key(key, key_len);
     struct slot *sl = &t->slots[find_slot(t, h, key, key_len)];
-    return sl->s != NULL ? sl->s->data : NULL;
+    return sl->s != NULL ? sl->s->data + sl->s->key_off : NULL;
 }
 
 static int grow(struct kts_series_table *t)
@@ -180,13 +181,11 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
     size_t i = find_slot(t, h, key, key_len);
     struct series *s = t->slots[i].s;
     if (s != NULL) {
+        /* No relinking here (it would touch two more random entries): expiry gives series
+         * touched since they were queued a second chance instead. */
         if (now > s->last)
             s->last = now;
-        if (t->tail != s) {
-            lru_unlink(t, s);
-            lru_append(t, s);
-        }
-        *state = s->data;
+        *state = s->data + s->key_off;
         if (state_size_out)
             *state_size_out = s->state_size;
         return 0;
@@ -194,7 +193,8 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
     if (state_size > UINT32_MAX || key_len > UINT32_MAX)
         return -EINVAL;
     size_t ssz = (state_size + 15) & ~(size_t)15;
-    size_t need = sizeof(struct series) + ssz + key_len;
+    size_t koff = (key_len + sizeof(uint32_t) + 15) & ~(size_t)15;
+    size_t need = sizeof(struct series) + koff + ssz;
     bool must_grow = (t->count + 1) * 4 > (t->mask + 1) * 3;
     if (t->conf.max_bytes > 0) {
         size_t extra = need + MALLOC_OVERHEAD + (must_grow ? (t->mask + 1) * sizeof(struct slot) : 0);
@@ -220,15 +220,18 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
     s->hash = h;
     s->key_len = (uint32_t)key_len;
     s->state_size = (uint32_t)ssz;
+    s->key_off = (uint32_t)koff;
     s->last = now;
-    memcpy(s->data + ssz, key, key_len);
+    memcpy(s->data, key, key_len);
+    uint32_t koff32 = (uint32_t)koff;
+    memcpy(s->data + koff - sizeof(uint32_t), &koff32, sizeof(koff32));
     t->slots[i].hash = h;
     t->slots[i].s = s;
     lru_append(t, s);
     t->count++;
     t->created++;
     t->entry_bytes += entry_bytes(s);
-    *state = s->data;
+    *state = s->data + koff;
     if (state_size_out)
         *state_size_out = ssz;
     return 1;
@@ -236,12 +239,15 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
 
 static struct series *series_of(void *state)
 {
-    return (struct series *)((unsigned char *)state - offsetof(struct series, data));
+    /* The key's padded length is stored in the 4 bytes just before the state. */
+    uint32_t koff;
+    memcpy(&koff, (unsigned char *)state - sizeof(uint32_t), sizeof(koff));
+    return (struct series *)((unsigned char *)state - koff - offsetof(struct series, data));
 }
 
 static void remove_series(struct kts_series_table *t, struct series *s)
 {
-    size_t i = find_slot(t, s->hash, s->data + s->state_size, s->key_len);
+    size_t i = find_slot(t, s->hash, s->data, s->key_len);
     /* Backward-shift deletion keeps every probe chain unbroken. */
     size_t j = i;
     for (;;) {
@@ -277,21 +283,32 @@ size_t kts_series_expire(struct kts_series_table *t, kts_time_t now, size_t max,
         return 0;
     kts_time_t limit = now - t->conf.expire_after;
     size_t n = 0;
-    while (n < max && t->head != NULL && t->head->last <= limit) {
+    size_t expired = 0;
+    /* Second chance: the head was queued least recently; if it was touched since (its newest
+     * time is recent), it goes to the back instead. */
+    while (n < max && t->head != NULL) {
         struct series *s = t->head;
+        n++;
+        if (s->last > limit) {
+            if (s != t->tail) {
+                lru_unlink(t, s);
+                lru_append(t, s);
+            }
+            continue;
+        }
         if (fn)
-            fn(s->data + s->state_size, s->key_len, s->data, s->state_size, opaque);
+            fn(s->data, s->key_len, s->data + s->key_off, s->state_size, opaque);
         remove_series(t, s);
         t->expired++;
-        n++;
+        expired++;
     }
-    return n;
+    return expired;
 }
 
 void kts_series_foreach(struct kts_series_table *t, kts_series_fn fn, void *opaque)
 {
     for (struct series *s = t->head; s != NULL; s = s->next)
-        fn(s->data + s->state_size, s->key_len, s->data, s->state_size, opaque);
+        fn(s->data, s->key_len, s->data + s->key_off, s->state_size, opaque);
 }
 
 void kts_series_get_stats(const struct kts_series_table *t, struct kts_series_stats *st)

@@ -5,14 +5,14 @@
  *  1. O(1) expected lookup by key (any bytes): open addressing with linear probing over a
  *     power-of-two slot array kept at most 3/4 full, 64-bit hash stored in the slot so a probe
  *     touches an entry only on a full hash match; deletion by backward shift (no tombstones).
- *  2. Each series owns one allocation: header, `state_size` bytes of zeroed state aligned for
- *     any type, and a copy of the key. A state pointer stays valid until the series expires or
+ *  2. Each series owns one allocation: header, a copy of the key (in the header's cache line
+ *     for short keys), then `state_size` bytes of zeroed state aligned to 16. A state pointer stays valid until the series expires or
  *     the table is destroyed (growing the slot array does not move entries).
  *  3. Idle expiry by event time: every series remembers the newest event time it was touched
- *     with; kts_series_expire(now) removes series whose newest time is at or before
- *     now - expire_after, examining them in least-recently-touched order (so a series touched
- *     recently with an old timestamp is examined later: expiry is exact for live data and
- *     conservative for replays). Work per call is bounded by `max`.
+ *     with; kts_series_expire(now, max) examines at most `max` series from the front of a queue
+ *     and removes those whose newest time is at or before now - expire_after; a series touched
+ *     since it was queued goes to the back (second chance, as a CLOCK cache), so a touch never
+ *     relinks anything and every idle series is found within one pass over the queue.
  *  4. Memory limit: when creating a series would take the bytes in use over max_bytes, the
  *     series is refused (-ENOSPC), counted in `refused`, and logged at most once per 10 s.
  *     Existing series keep working.
@@ -70,12 +70,12 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
 /* Remove the series whose state is `state` (from kts_series_get/find). */
 void kts_series_remove(struct kts_series_table *t, void *state);
 
-/* Expire at most `max` idle series (guarantee 3), calling `fn` (may be NULL) for each before it
- * is freed. Returns how many were expired. */
+/* Examine at most `max` series and expire the idle ones (guarantee 3), calling `fn` (may be
+ * NULL) for each before it is freed. Returns how many were expired. */
 size_t kts_series_expire(struct kts_series_table *t, kts_time_t now, size_t max, kts_series_fn fn,
                          void *opaque);
 
-/* Call `fn` for every series (least recently touched first). `fn` must not add or remove. */
+/* Call `fn` for every series (in queue order). `fn` must not add or remove. */
 void kts_series_foreach(struct kts_series_table *t, kts_series_fn fn, void *opaque);
 
 void kts_series_get_stats(const struct kts_series_table *t, struct kts_series_stats *st);

@@ -37,14 +37,6 @@ double kts_fmt_strtod_c(const char *s, char **end)
     return strtod_l(s, end, c_locale);
 }
 
-long double kts_fmt_strtold_c(const char *s, char **end)
-{
-    pthread_once(&c_locale_once, c_locale_init);
-    if (c_locale == (locale_t)0)
-        return strtold(s, end);
-    return strtold_l(s, end, c_locale);
-}
-
 int kts_fmt_snprintf_double(char *dst, size_t size, const char *fmt, double x)
 {
 #pragma GCC diagnostic push
@@ -216,6 +208,14 @@ bool kts_fmt_utf8_valid(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
+    /* ASCII, 8 bytes at a time. */
+    while (i + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & UINT64_C(0x8080808080808080))
+            break;
+        i += 8;
+    }
     while (i < n) {
         if (s[i] < 0x80) {
             i++;

@@ -377,9 +377,14 @@ static int to_double(struct kts_decoder *d, const char *s, size_t len, const cha
         return fail(d, -EINVAL, "%s value %s is not a number", what, tmp);
     if (isinf(x)) {
         /* collectd's %.15g rounds DBL_MAX up to 1.79769313486232e+308, just beyond the range:
-         * read what lies within that rounding as +-DBL_MAX, anything larger is an error. */
-        long double lx = kts_fmt_strtold_c(tmp, NULL);
-        if (fabsl(lx) > 1.79769313486232e308L)
+         * read what lies within that rounding as +-DBL_MAX, anything larger is an error.
+         * Compare at 10^-10 of the value, where both sides are finite doubles (correctly
+         * rounded conversion is monotonic). */
+        char scaled[KTS_FORMAT_MAX_NUMBER + 32];
+        size_t m = strcspn(tmp, "eE");
+        long e = m < len ? strtol(tmp + m + 1, NULL, 10) : 0;
+        snprintf(scaled, sizeof(scaled), "%.*se%ld", (int)m, tmp, e - 10);
+        if (fabs(kts_fmt_strtod_c(scaled, NULL)) > kts_fmt_strtod_c("1.79769313486232e298", NULL))
             return fail(d, -ERANGE, "%s value %.40s is out of the range of a double", what,
                         tmp);
         x = copysign(DBL_MAX, x);
@@ -1309,6 +1314,20 @@ static int check_surrogates(struct kts_decoder *d, const char *s, size_t n)
     return 1;
 }
 
+/* Does the message contain "\u" at all? Backslashes are rare: memchr skips to them. */
+static bool has_u_escape(const char *s, size_t n)
+{
+    const char *end = s + n;
+    for (const char *p = s; p < end; p++) {
+        p = memchr(p, '\\', (size_t)(end - p));
+        if (p == NULL || p + 1 >= end)
+            return false;
+        if (p[1] == 'u')
+            return true;
+    }
+    return false;
+}
+
 static void reset(struct kts_decoder *d)
 {
     d->err = 0;
@@ -1416,12 +1435,15 @@ int kts_decoder_decode(struct kts_decoder *d, const void *buf, size_t len,
     if (fmt != NULL)
         *fmt = d->fmt;
 
-    if (memmem(s, len, "\\u", 2) != NULL && !check_surrogates(d, s, len))
+    if (has_u_escape(s + i, len - i) && !check_surrogates(d, s, len))
         return set_err(errbuf, errbuf_size, d->err, "%s", d->msg);
 
     d->h = yajl_alloc(&callbacks, NULL, d);
     if (d->h == NULL)
         return set_err(errbuf, errbuf_size, -ENOMEM, "out of memory");
+    /* Every string and key is checked by kts_fmt_utf8_valid(), which is stricter than yajl's
+     * check (overlong forms, surrogates): don't pay for both. */
+    yajl_config(d->h, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(d->h, (const unsigned char *)s, len);
     if (st == yajl_status_ok)
         st = yajl_complete_parse(d->h);

@@ -8,7 +8,6 @@
 
 /* strtod() in the C locale, whatever setlocale() the process did. `s` is NUL-terminated. */
 double kts_fmt_strtod_c(const char *s, char **end);
-long double kts_fmt_strtold_c(const char *s, char **end);
 
 /* snprintf(dst, size, fmt, x) for one double conversion, with the decimal point forced to
  * '.' whatever the locale. Returns snprintf's value. */

@@ -946,7 +946,8 @@ static const struct bad_case {
     {"{\"v\":1,\"host\":\"\\ud800\"}", -EINVAL, "unpaired UTF-16 surrogate"},
     {"{\"v\":1,\"host\":\"\\udc00\"}", -EINVAL, "unpaired UTF-16 surrogate"},
     {"{\"v\":1,\"host\":\"\\ud800\\u0041\"}", -EINVAL, "unpaired UTF-16 surrogate"},
-    {"{\"v\":1,\"host\":\"\xff\"}", -EINVAL, "malformed JSON"},
+    {"{\"v\":1,\"host\":\"\xff\"}", -EINVAL, "host: invalid UTF-8"},
+    {"{\"v\":1,\"unknown\":[\"\xc3\"]}", -EINVAL, "unknown[0]: invalid UTF-8"},
     {"{\"v\":1,\"host\":\"\xc0\xaf\"}", -EINVAL, "host: invalid UTF-8"},
     {"{\"v\":1,\"host\":\"\xed\xa0\x80\"}", -EINVAL, "host: invalid UTF-8"},
     {"{\"v\":1,\"\xf4\x90\x80\x80\":1}", -EINVAL, "invalid UTF-8 in a key"},
@@ -1103,6 +1104,22 @@ static void test_decoder_misc(void)
        "KTS_DECODE_RATES_AS_GAUGE turns every value into a gauge; missing fields default");
     kts_vl_array_free(vls, n);
 
+    /* collectd's %.15g of DBL_MAX is just beyond the double range: it reads as DBL_MAX */
+    const char *big = "[{\"values\":[1.79769313486232e+308,-1.79769313486232e308,"
+                      "1.7976931348623159e308],\"dstypes\":[\"gauge\",\"gauge\",\"gauge\"],"
+                      "\"dsnames\":[\"a\",\"b\",\"c\"],\"time\":1,\"host\":\"h\",\"plugin\":\"p\","
+                      "\"type\":\"t\"}]";
+    const char *bigger = "[{\"values\":[1.79769313486233e308],\"dstypes\":[\"gauge\"],"
+                         "\"dsnames\":[\"a\"],\"time\":1,\"host\":\"h\",\"plugin\":\"p\","
+                         "\"type\":\"t\"}]";
+    r = kts_format_decode_array(big, strlen(big), 0, &fmt, &vls, &n, err, sizeof(err));
+    int r2 = kts_format_decode(bigger, strlen(bigger), 0, NULL, NULL, NULL, NULL, 0);
+    ok(r == 0 && n == 1 && vls[0].ds[0].value.gauge == DBL_MAX &&
+           vls[0].ds[1].value.gauge == -DBL_MAX && vls[0].ds[2].value.gauge == DBL_MAX &&
+           r2 == -ERANGE,
+       "collectd's rounded DBL_MAX reads as +-DBL_MAX, anything larger is out of range");
+    kts_vl_array_free(vls, n);
+
     /* collectd meta: untyped values get the natural type */
     const char *meta = "[{\"values\":[1],\"dstypes\":[\"gauge\"],\"dsnames\":[\"v\"],\"time\":1,"
                        "\"host\":\"h\",\"plugin\":\"p\",\"type\":\"t\",\"meta\":{\"s\":\"x\","
@@ -1217,10 +1234,10 @@ int main(void)
     if (srcdir == NULL)
         srcdir = ".";
     list_data();
-    /* doubles 10, times 5, strings 12, identity 3, truncation 4, malformed table, decoder 6,
+    /* doubles 10, times 5, strings 12, identity 3, truncation 4, malformed table, decoder 7,
      * encoder 9, keys 8 */
     plan(n_golden * GOLDEN_TESTS_PER_FILE + n_samples * SAMPLE_TESTS_PER_FILE + 10 + 5 + 12 +
-         3 + 4 + (int)(sizeof(bad_cases) / sizeof(bad_cases[0])) + 6 + 9 + 8);
+         3 + 4 + (int)(sizeof(bad_cases) / sizeof(bad_cases[0])) + 7 + 9 + 8);
     diag("%d golden value lists, %d collectd samples", n_golden, n_samples);
     for (int i = 0; i < n_golden; i++)
         golden_one(golden[i]);

@@ -7,6 +7,7 @@
 #         sequence with strictly increasing times; CountWritten sees every value list
 #   19-21 shutdown in the middle of an endless rate-limited burst
 #   22-23 a bad plugin config: collectd_start fails and leaves no daemon behind
+#   24    collectd_start refuses to run in a subshell (its daemon would escape the EXIT trap)
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 # shellcheck source=tests/lib/collectd.sh
@@ -16,7 +17,7 @@ ok() { collectd_tap_ok "$@"; }
 is() { collectd_tap_is "$@"; }
 diag() { collectd_tap_diag "$@"; }
 
-collectd_tap_plan 23
+collectd_tap_plan 24
 
 # ------------------------------------------------------------------ golden through csv
 G=$(collectd_dir golden)
@@ -202,5 +203,9 @@ is "$?" 1 "broken: collectd_start fails on an invalid kts_testgen Mode"
 grep -q 'Mode "nope": must be "golden" or "burst"' "$X/collectd.log" "$X/collectd.stderr" &&
     [ -z "$(collectd_pid broken)" ]
 ok $? "broken: the error names the option and no daemon is left"
+
+( collectd_start "$R/collectd.conf" sub 2>/dev/null ) && out=started || out=refused
+is "$out/$(pgrep -f -c -- "-C $R/collectd.conf" || true)" "refused/0" \
+    "subshell: collectd_start refuses and starts nothing"
 
 collectd_tap_status

@@ -24,6 +24,7 @@
 #                                      and print PluginDir $COLLECTD_TMP/plugins + LoadPlugin lines
 #   collectd_dir [NAME]                print the daemon's own directory (for DataDir, files …)
 #   collectd_start CONFFILE [NAME]     start, wait for "Initialization complete"; 0 or 1
+#                                      (refuses to run in a subshell: $(...), pipelines)
 #   collectd_pid [NAME]                print the PID
 #   collectd_logfile [NAME]            print the log file's path
 #   collectd_wait_log REGEX [TIMEOUT] [NAME]   wait (default 30 s) for an ERE in the log; 0 or 1
@@ -76,7 +77,8 @@ _collectd_cleanup() {
     return "$rc"
 }
 
-# Puts CMD in front of whatever trap SIG already has (guarantee 3).
+# Puts CMD in front of whatever trap SIG already has (guarantee 3). CMD sees the status the
+# shell is exiting with in $?, and so does the trap that was there before.
 _collectd_trap_prepend() {
     local cmd=$1 sig=$2 prev=""
     local cur
@@ -87,7 +89,7 @@ _collectd_trap_prepend() {
     fi
     case "$prev" in *"$cmd"*) return 0 ;; esac
     # shellcheck disable=SC2064
-    trap "$cmd${prev:+; $prev}" "$sig"
+    trap "_collectd_st=\$?; (exit \$_collectd_st); $cmd; (exit \$_collectd_st)${prev:+; $prev}" "$sig"
 }
 _collectd_trap_prepend _collectd_cleanup EXIT
 # A signal would end bash without running the EXIT trap: turn it into an exit, unless the
@@ -197,6 +199,12 @@ collectd_start() {
     local conf=$1 name d pid
     name=$(_collectd_name "${2:-}")
     d=$(collectd_dir "$name")
+    if [ "$BASHPID" != "$$" ]; then
+        # In $(...) or a pipeline the PID and the EXIT trap would be the subshell's: the daemon
+        # would outlive it unseen (guarantees 2 and 3).
+        echo "# collectd_start: called in a subshell; call it from the test's own shell" >&2
+        return 1
+    fi
     if _collectd_alive "${_COLLECTD_PID[$name]:-}"; then
         echo "# collectd_start: $name is already running (PID ${_COLLECTD_PID[$name]})" >&2
         return 1

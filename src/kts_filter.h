@@ -35,6 +35,8 @@
 #define KTS_PT_FILLED 0x04u   /* made up by the fill filter for a gap */
 #define KTS_PT_REPLACED 0x08u /* an outlier whose value was replaced */
 #define KTS_PT_WARMING 0x10u  /* passed through by a filter that has not learned enough yet */
+#define KTS_PT_ABSENT 0x8000u /* pipeline output only: no point for this data source at this
+                               * timestamp (the value is a NaN placeholder) */
 
 /* One value of one data source of one series. */
 struct kts_point {

@@ -547,7 +547,7 @@ static int assemble(struct kts_pipeline *p, const struct kts_vl *in, size_t ds_n
                 ds->name[KTS_NAME_MAX - 1] = '\0';
                 ds->type = KTS_DS_GAUGE;
                 ds->value.gauge = NAN;
-                p->out_flags[d2] = 0;
+                p->out_flags[d2] = KTS_PT_ABSENT;
                 for (size_t j = (d2 == d ? i : 0); j < p->ds_n[d2]; j++) {
                     struct kts_point *pt = &p->ds_out[d2 * p->buf_cap + j];
                     if (p->taken[d2 * p->buf_cap + j] || pt->t != t)

@@ -29,10 +29,10 @@
  *  3. Filters run in the order written; the points one filter emits are the next one's input.
  *  4. Output value lists: one per distinct emitted timestamp, in the order emitted; a data
  *     source with no point at that timestamp (it was dropped for that data source only) is a
- *     NaN gauge. A value no filter changed keeps its data-source type and integer value; a
- *     changed one is a gauge (a plugin dispatching it needs an output type whose data sources
- *     are gauges, e.g. OutputType "gauge" after a rate). Names are rewritten by the Output*
- *     options.
+ *     NaN gauge flagged KTS_PT_ABSENT. A value no filter changed keeps its data-source type
+ *     and integer value; a changed one is a gauge (a plugin dispatching it needs an output
+ *     type whose data sources are gauges, e.g. OutputType "gauge" after a rate). Names are
+ *     rewritten by the Output* options.
  *  5. A series whose number of data sources changes is restarted (state reset, counted).
  *  6. Over the memory limit, new series are not filtered: with WhenFull "pass" (default) their
  *     values are emitted unchanged, with "drop" they are dropped; either way counted.

@@ -7,7 +7,7 @@ SPIKES="$KTS_TOP_SRCDIR/contrib/pipelines/spikes.conf"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-plan 18
+plan 21
 
 # Three days of a 5-minute daily pattern with two spikes on day 3, dates as in NAB.
 # Noise: Park-Miller LCG (exact in double arithmetic, so every awk gives the same numbers).
@@ -63,6 +63,28 @@ printf 'timestamp,value\nyesterday,1\n' >"$tmp/bad.csv"
 "$KF" --config "$tmp/fill.conf" "$tmp/bad.csv" >/dev/null 2>"$tmp/bad.err"
 is "$?" "1" "a bad timestamp exits 1"
 like "$(cat "$tmp/bad.err")" 'bad.csv:2: bad timestamp "yesterday"' "naming file and line"
+
+# Time-series JSON input, one message per line, two data sources, counters -> rates.
+for i in 0 1 2 3; do
+  printf '{"v":1,"host":"h1","plugin":"interface","plugin_instance":"eth0","type":"if_octets","type_instance":"","time":%d,"interval":10,"ds":[{"name":"rx","type":"derive","value":%d},{"name":"tx","type":"derive","value":%d}]}\n' \
+    $((1700000000 + 10 * i)) $((1000 * i)) $((100 * i))
+done >"$tmp/in.json"
+printf '{"v":1,"host":"h2","plugin":"memory","plugin_instance":"","type":"memory","type_instance":"free","time":1700000000,"interval":10,"ds":[{"name":"value","type":"gauge","value":5}]}\n' >>"$tmp/in.json"
+cat >"$tmp/rate.conf" <<'CONF'
+<Pipeline "rates">
+  <Match>
+    Plugin "interface"
+  </Match>
+  <Filter "difference">
+  </Filter>
+  OutputPluginInstanceSuffix "-rate"
+</Pipeline>
+CONF
+"$KF" --config "$tmp/rate.conf" "$tmp/in.json" >"$tmp/j.out" 2>"$tmp/j.err"
+ok $? "JSON input accepted"
+is "$(sed -n '1p;4,5p' "$tmp/j.out" | tr '\n' ' ')" "series,ds,timestamp,input,output,action h1/interface-eth0/if_octets,0,1700000010,1000,100,kept h1/interface-eth0/if_octets,1,1700000010,100,10,kept " \
+  "per data source lines with series, rates of both data sources"
+like "$(cat "$tmp/j.err")" '5 value lists \(1 matched no pipeline\)' "value lists no pipeline matches are counted"
 
 # docs/FILTERS.md's option reference is generated from the option tables: keep it in sync.
 "$KF" --options-markdown >"$tmp/ref.md"

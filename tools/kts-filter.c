@@ -23,6 +23,11 @@
  * The interval of the series is --interval, else the most common spacing of the first 1000
  * points. A summary goes to stderr. Exit status: 0, 1 on bad input or configuration.
  * `kts-filter --options-markdown` prints the option reference of docs/FILTERS.md.
+ *
+ * INPUT may also be time-series JSON or collectd's JSON, one message per line (what a Kafka
+ * consumer dumps): then every value list goes to the first pipeline that matches it (or the
+ * one named --pipeline) and the output has two more leading columns, `series,ds` (the series
+ * key host/plugin[-instance]/type[-instance] and the data source index).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +38,7 @@
 #include <time.h>
 
 #include "kts_conf.h"
+#include "kts_format.h"
 #include "kts_filter.h"
 #include "kts_log.h"
 #include "kts_pipeline.h"
@@ -43,19 +49,38 @@ struct in_point {
     bool empty;
 };
 
+#define MAX_DS 64
+
 struct emitted {
     kts_time_t t;
-    double v;
-    uint16_t flags;
+    char key[5 * KTS_NAME_MAX];
+    size_t ds_len;
+    double v[MAX_DS];
+    uint16_t flags[MAX_DS];
 };
 
 static struct emitted *em;
 static size_t em_n, em_cap;
-static bool dates; /* print timestamps as dates (the input had dates) */
+static bool dates;     /* print timestamps as dates (the input had dates) */
+static bool json_mode; /* input is time-series JSON: print series and data source columns */
 static uint64_t counts[7];
 static const char *const action_names[7] = {"kept",    "replaced", "marked", "warming",
                                             "dropped", "filled",   "delayed"};
 enum { A_KEPT, A_REPLACED, A_MARKED, A_WARMING, A_DROPPED, A_FILLED, A_DELAYED };
+
+static double ds_double(const struct kts_ds *ds)
+{
+    switch (ds->type) {
+    case KTS_DS_COUNTER:
+        return (double)ds->value.counter;
+    case KTS_DS_DERIVE:
+        return (double)ds->value.derive;
+    case KTS_DS_ABSOLUTE:
+        return (double)ds->value.absolute;
+    default:
+        return ds->value.gauge;
+    }
+}
 
 static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
 {
@@ -67,24 +92,14 @@ static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
             return -ENOMEM;
         em = n;
     }
-    double v;
-    switch (vl->ds[0].type) {
-    case KTS_DS_COUNTER:
-        v = (double)vl->ds[0].value.counter;
-        break;
-    case KTS_DS_DERIVE:
-        v = (double)vl->ds[0].value.derive;
-        break;
-    case KTS_DS_ABSOLUTE:
-        v = (double)vl->ds[0].value.absolute;
-        break;
-    default:
-        v = vl->ds[0].value.gauge;
+    struct emitted *e = &em[em_n++];
+    e->t = vl->time;
+    kts_series_key(e->key, sizeof(e->key), vl, KTS_KEY_SERIES);
+    e->ds_len = vl->ds_len < MAX_DS ? vl->ds_len : MAX_DS;
+    for (size_t d = 0; d < e->ds_len; d++) {
+        e->v[d] = ds_double(&vl->ds[d]);
+        e->flags[d] = flags[d];
     }
-    em[em_n].t = vl->time;
-    em[em_n].v = v;
-    em[em_n].flags = flags[0];
-    em_n++;
     return 0;
 }
 
@@ -114,19 +129,43 @@ static void fmt_time(char *buf, size_t size, kts_time_t t)
         if (frac > 1e-6 && n < size)
             snprintf(buf + n, size - n, ".%06.0f", frac * 1e6);
     } else {
-        fmt_double(buf, size, round(s * 1e6) / 1e6);
+        int n = snprintf(buf, size, "%.6f", s);
+        while (n > 0 && (size_t)n < size && buf[n - 1] == '0')
+            buf[--n] = '\0';
+        if (n > 0 && (size_t)n < size && buf[n - 1] == '.')
+            buf[--n] = '\0';
     }
 }
 
-static void print_line(kts_time_t t, const struct in_point *in, const struct emitted *out,
+/* CSV field: quoted when it contains a comma, a quote or a newline. */
+static void print_field(const char *s)
+{
+    if (strpbrk(s, ",\"\n") == NULL) {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"')
+            putchar('"');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+static void print_line(const char *key, size_t d, kts_time_t t, const double *in, const double *out,
                        int action)
 {
     char ts[64], iv[64] = "", ov[64] = "";
     fmt_time(ts, sizeof(ts), t);
-    if (in != NULL && !in->empty)
-        fmt_double(iv, sizeof(iv), in->v);
+    if (in != NULL && !isnan(*in))
+        fmt_double(iv, sizeof(iv), *in);
     if (out != NULL)
-        fmt_double(ov, sizeof(ov), out->v);
+        fmt_double(ov, sizeof(ov), *out);
+    if (json_mode) {
+        print_field(key);
+        printf(",%zu,", d);
+    }
     printf("%s,%s,%s,%s\n", ts, iv, ov, action_names[action]);
     counts[action]++;
 }
@@ -144,23 +183,42 @@ static int action_of(uint16_t flags)
     return A_KEPT;
 }
 
-/* Print what one input point (NULL: a flush) produced. */
-static void report(const struct in_point *in, kts_time_t tin)
+/* Print what one input value list (NULL: a flush) produced: in emission order, the output for
+ * each input data source (first emitted point at the input's time that was not filled), then
+ * the other points as filled/delayed; input data sources with no output are dropped. */
+static void report(const struct kts_vl *in)
 {
-    bool seen = false;
+    char inkey[5 * KTS_NAME_MAX] = "";
+    size_t match[MAX_DS];
+    size_t nds = in != NULL ? (in->ds_len < MAX_DS ? in->ds_len : MAX_DS) : 0;
+    if (in != NULL)
+        kts_series_key(inkey, sizeof(inkey), in, KTS_KEY_SERIES);
+    for (size_t d = 0; d < nds; d++) {
+        match[d] = SIZE_MAX;
+        for (size_t i = 0; i < em_n && match[d] == SIZE_MAX; i++)
+            if (em[i].t == in->time && d < em[i].ds_len &&
+                !(em[i].flags[d] & (KTS_PT_FILLED | KTS_PT_ABSENT)))
+                match[d] = i;
+    }
     for (size_t i = 0; i < em_n; i++) {
         const struct emitted *e = &em[i];
-        if (in != NULL && !seen && e->t == tin && !(e->flags & KTS_PT_FILLED)) {
-            seen = true;
-            print_line(e->t, in, e, action_of(e->flags));
-        } else if (e->flags & KTS_PT_FILLED) {
-            print_line(e->t, NULL, e, A_FILLED);
-        } else {
-            print_line(e->t, NULL, e, A_DELAYED);
+        for (size_t d = 0; d < e->ds_len; d++) {
+            if (e->flags[d] & KTS_PT_ABSENT)
+                continue;
+            if (d < nds && match[d] == i) {
+                double iv = ds_double(&in->ds[d]);
+                print_line(inkey, d, e->t, &iv, &e->v[d], action_of(e->flags[d]));
+            } else {
+                print_line(e->key, d, e->t, NULL, &e->v[d],
+                           (e->flags[d] & KTS_PT_FILLED) ? A_FILLED : A_DELAYED);
+            }
         }
     }
-    if (in != NULL && !seen)
-        print_line(tin, in, NULL, A_DROPPED);
+    for (size_t d = 0; d < nds; d++)
+        if (match[d] == SIZE_MAX) {
+            double iv = ds_double(&in->ds[d]);
+            print_line(inkey, d, in->time, &iv, NULL, A_DROPPED);
+        }
     em_n = 0;
 }
 
@@ -294,6 +352,75 @@ static void options_markdown(void)
     }
 }
 
+struct json_ctx {
+    struct kts_pipeline **pipes;
+    size_t npipes;
+    const char *pname;
+    uint64_t vls, unmatched;
+    int rc;
+};
+
+static int on_json_vl(struct kts_vl *vl, void *opaque)
+{
+    struct json_ctx *jc = opaque;
+    jc->vls++;
+    struct kts_pipeline *p = NULL;
+    for (size_t i = 0; i < jc->npipes && p == NULL; i++)
+        if (jc->pname ? strcmp(kts_pipeline_name(jc->pipes[i]), jc->pname) == 0 &&
+                            kts_pipeline_match(jc->pipes[i], vl)
+                      : kts_pipeline_match(jc->pipes[i], vl))
+            p = jc->pipes[i];
+    if (p == NULL) {
+        jc->unmatched++;
+        return 0;
+    }
+    int rc = kts_pipeline_process(p, vl, 1, collect, NULL);
+    report(vl);
+    return rc;
+}
+
+/* Time-series JSON (or collectd's JSON) input: one message per line, as a consumer dumps them.
+ * Each value list goes to the first pipeline that matches it (or --pipeline NAME). */
+static int run_json(FILE *f, const char *input, struct kts_pipeline **pipes, size_t npipes,
+                    const char *pname)
+{
+    struct kts_decoder *dec = kts_decoder_create(0);
+    if (dec == NULL)
+        return 1;
+    struct json_ctx jc = {pipes, npipes, pname, 0, 0, 0};
+    json_mode = true;
+    printf("series,ds,timestamp,input,output,action\n");
+    char *line = NULL;
+    size_t linecap = 0, lineno = 0;
+    ssize_t len;
+    int rc = 0;
+    while (rc == 0 && (len = getline(&line, &linecap, f)) > 0) {
+        lineno++;
+        char *l = trim(line);
+        if (*l == '\0')
+            continue;
+        char err[512];
+        int drc = kts_decoder_decode(dec, l, strlen(l), NULL, on_json_vl, &jc, err, sizeof(err));
+        if (drc < 0) {
+            fprintf(stderr, "kts-filter: %s:%zu: %s\n", input, lineno, err);
+            rc = 1;
+        }
+    }
+    free(line);
+    for (size_t i = 0; rc == 0 && i < npipes; i++) {
+        if (kts_pipeline_flush(pipes[i], collect, NULL) != 0)
+            rc = 1;
+        report(NULL);
+    }
+    kts_decoder_destroy(dec);
+    fprintf(stderr, "kts-filter: %llu value lists (%llu matched no pipeline):",
+            (unsigned long long)jc.vls, (unsigned long long)jc.unmatched);
+    for (int a = 0; a < 7; a++)
+        fprintf(stderr, " %llu %s", (unsigned long long)counts[a], action_names[a]);
+    fprintf(stderr, "\n");
+    return rc;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: kts-filter --config FILE [--pipeline NAME] [--interval SECONDS]\n"
@@ -393,7 +520,23 @@ int main(int argc, char **argv)
     FILE *f = strcmp(input, "-") == 0 ? stdin : fopen(input, "r");
     if (f == NULL) {
         fprintf(stderr, "kts-filter: %s: %s\n", input, strerror(errno));
+        for (size_t i = 0; i < npipes; i++)
+            kts_pipeline_destroy(pipes[i]);
         return 1;
+    }
+    int first = fgetc(f);
+    while (first == ' ' || first == '\t' || first == '\n' || first == '\r')
+        first = fgetc(f);
+    if (first != EOF)
+        ungetc(first, f);
+    if (first == '{' || first == '[') {
+        int jrc = run_json(f, input, pipes, npipes, pname);
+        if (f != stdin)
+            fclose(f);
+        for (size_t i = 0; i < npipes; i++)
+            kts_pipeline_destroy(pipes[i]);
+        free(em);
+        return jrc;
     }
     struct in_point *pts = NULL;
     size_t n = 0, cap = 0, lineno = 0;
@@ -475,11 +618,11 @@ int main(int argc, char **argv)
             vl.time = KTS_TIME_FROM_DOUBLE(pts[i].t);
             ds.value.gauge = pts[i].v;
             rc = kts_pipeline_process(p, &vl, 1, collect, NULL);
-            report(&pts[i], vl.time);
+            report(&vl);
         }
         if (rc == 0)
             rc = kts_pipeline_flush(p, collect, NULL);
-        report(NULL, 0);
+        report(NULL);
         fprintf(stderr, "kts-filter: pipeline \"%s\", %zu points, interval %g s:", kts_pipeline_name(p),
                 n, interval);
         for (int a = 0; a < 7; a++)

@@ -159,3 +159,71 @@ void kts_collectd_vl_release(struct kts_vl *kvl)
     kvl->meta = NULL;
     kvl->meta_len = 0;
 }
+
+int kts_collectd_vl_to(value_list_t *out, value_t *values_buf, const struct kts_vl *in)
+{
+    *out = (value_list_t)VALUE_LIST_INIT;
+    sstrncpy(out->host, in->host, sizeof(out->host));
+    sstrncpy(out->plugin, in->plugin, sizeof(out->plugin));
+    sstrncpy(out->plugin_instance, in->plugin_instance, sizeof(out->plugin_instance));
+    sstrncpy(out->type, in->type, sizeof(out->type));
+    sstrncpy(out->type_instance, in->type_instance, sizeof(out->type_instance));
+    out->time = in->time;
+    out->interval = in->interval;
+    for (size_t i = 0; i < in->ds_len; i++) {
+        switch (in->ds[i].type) {
+        case KTS_DS_COUNTER:
+            values_buf[i].counter = in->ds[i].value.counter;
+            break;
+        case KTS_DS_GAUGE:
+            values_buf[i].gauge = in->ds[i].value.gauge;
+            break;
+        case KTS_DS_DERIVE:
+            values_buf[i].derive = in->ds[i].value.derive;
+            break;
+        case KTS_DS_ABSOLUTE:
+            values_buf[i].absolute = in->ds[i].value.absolute;
+            break;
+        default:
+            return -EINVAL;
+        }
+    }
+    out->values = values_buf;
+    out->values_len = in->ds_len;
+    out->meta = NULL;
+    if (in->meta_len == 0)
+        return 0;
+    out->meta = meta_data_create();
+    if (out->meta == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < in->meta_len; i++) {
+        const struct kts_meta *m = &in->meta[i];
+        int rc;
+        switch (m->type) {
+        case KTS_META_STRING:
+            rc = meta_data_add_string(out->meta, m->key, m->value.string);
+            break;
+        case KTS_META_SIGNED_INT:
+            rc = meta_data_add_signed_int(out->meta, m->key, m->value.sint);
+            break;
+        case KTS_META_UNSIGNED_INT:
+            rc = meta_data_add_unsigned_int(out->meta, m->key, m->value.uint);
+            break;
+        case KTS_META_DOUBLE:
+            rc = meta_data_add_double(out->meta, m->key, m->value.dbl);
+            break;
+        case KTS_META_BOOLEAN:
+            rc = meta_data_add_boolean(out->meta, m->key, m->value.boolean);
+            break;
+        default:
+            rc = -EINVAL;
+            break;
+        }
+        if (rc != 0) {
+            meta_data_destroy(out->meta);
+            out->meta = NULL;
+            return rc == -EINVAL ? -EINVAL : -ENOMEM;
+        }
+    }
+    return 0;
+}

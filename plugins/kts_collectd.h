@@ -29,4 +29,12 @@ int kts_collectd_vl_from(struct kts_vl *out, struct kts_ds *ds_buf, const data_s
                          const value_list_t *vl);
 void kts_collectd_vl_release(struct kts_vl *kvl);
 
+/*
+ * The reverse: fill collectd's `out` from `in` (only read). `values_buf` (caller-owned,
+ * in->ds_len entries) receives the values; out->meta is a new meta_data_t holding in's meta
+ * data (NULL when there is none), owned by the caller: meta_data_destroy(out->meta) after
+ * plugin_dispatch_values(). Returns 0, -ENOMEM, or -EINVAL (unknown DS or meta type).
+ */
+int kts_collectd_vl_to(value_list_t *out, value_t *values_buf, const struct kts_vl *in);
+
 #endif

@@ -1,0 +1,269 @@
+/*
+ * read_kafka_ts: Kafka → collectd, at least once (docs/read_kafka_ts.md).
+ *
+ * Thin glue around src/kts_consumer.c (option table, bookkeeping, Kafka hygiene):
+ *  - config: each <Plugin read_kafka_ts> block is one instance, validated completely;
+ *  - init: consumer created, our write callback registered (after every writer registered
+ *    at config time, so when it sees a value, those writers have returned), consumer thread
+ *    started with plugin_thread_create (a raw pthread logs "Unable to determine Interval from
+ *    context" on dispatches without interval), self-metrics read callback registered;
+ *  - dispatch: kts_vl → value_list_t with meta KTS_META_MARKER=true and RKT_META_TOKEN=token;
+ *  - write callback: a value carrying one of our tokens has passed the writers before us:
+ *    kts_consumer_written(token);
+ *  - shutdown order: collectd stops the read threads, then frees the read callbacks (calling
+ *    their user_data free_func), THEN stops the write threads (freeing what is still queued),
+ *    then runs shutdown callbacks. The free_func of our read callback is therefore the last
+ *    moment at which dispatched values can still be written: it drains (stop dispatching, wait
+ *    for the confirmations of what is in flight), stops the thread and closes the consumer,
+ *    which commits the offsets stored. The shutdown callback only frees memory.
+ */
+#include "kts_collectd.h"
+
+#include "kts_consumer.h"
+#include "kts_log.h"
+#include "utils/metadata/meta_data.h"
+
+#include <pthread.h>
+
+#define PLUGIN_NAME "read_kafka_ts"
+#define MAX_INSTANCES 32
+#define RKT_META_TOKEN "kafka_ts:token"
+
+struct rkt_instance {
+    struct kts_consumer_config cfg;
+    struct kts_consumer *consumer;
+    pthread_t thread;
+    bool thread_started;
+    bool drained;
+    pthread_mutex_t stop_lock;
+    char name[256]; /* callback names: read_kafka_ts/<instance> */
+};
+
+static struct rkt_instance *instances[MAX_INSTANCES];
+static size_t instances_num;
+static bool config_failed;
+
+static int rkt_config(oconfig_item_t *ci)
+{
+    kts_collectd_log_init();
+    struct kts_conf *conf = kts_collectd_conf(ci, "collectd.conf");
+    struct rkt_instance *in = calloc(1, sizeof(*in));
+    if (conf == NULL || in == NULL) {
+        kts_conf_free(conf);
+        free(in);
+        ERROR(PLUGIN_NAME " plugin: out of memory");
+        config_failed = true;
+        return -1;
+    }
+    int rc = kts_opt_defaults(kts_consumer_options, &in->cfg);
+    if (rc == 0)
+        rc = kts_opt_apply(kts_consumer_options, &in->cfg, conf, PLUGIN_NAME " plugin");
+    kts_conf_free(conf);
+    if (rc == 0 && instances_num >= MAX_INSTANCES) {
+        ERROR(PLUGIN_NAME " plugin: more than %d <Plugin " PLUGIN_NAME "> blocks", MAX_INSTANCES);
+        rc = -1;
+    }
+    if (rc == 0 && in->cfg.name == NULL && (in->cfg.name = strdup(in->cfg.group_id)) == NULL)
+        rc = -1;
+    for (size_t i = 0; rc == 0 && i < instances_num; i++)
+        if (strcmp(instances[i]->cfg.name, in->cfg.name) == 0) {
+            ERROR(PLUGIN_NAME " plugin: two instances are named \"%s\": give each <Plugin "
+                  PLUGIN_NAME "> block its own Instance", in->cfg.name);
+            rc = -1;
+        }
+    if (rc != 0) {
+        ERROR(PLUGIN_NAME " plugin: invalid configuration; the plugin will not start");
+        kts_consumer_config_free(&in->cfg);
+        free(in);
+        config_failed = true;
+        return -1;
+    }
+    pthread_mutex_init(&in->stop_lock, NULL);
+    snprintf(in->name, sizeof(in->name), PLUGIN_NAME "/%s", in->cfg.name);
+    instances[instances_num++] = in;
+    return 0;
+}
+
+/* kts_dispatch_fn: called with the consumer's lock held; must not call back into it. */
+static int rkt_dispatch(const struct kts_vl *kvl, uint64_t token, void *opaque)
+{
+    (void)opaque;
+    value_t values[kvl->ds_len > 0 ? kvl->ds_len : 1];
+    value_list_t vl;
+    int rc = kts_collectd_vl_to(&vl, values, kvl);
+    if (rc < 0)
+        return rc;
+    if (vl.meta == NULL && (vl.meta = meta_data_create()) == NULL)
+        return -ENOMEM;
+    if (meta_data_add_boolean(vl.meta, KTS_META_MARKER, true) != 0 ||
+        meta_data_add_unsigned_int(vl.meta, RKT_META_TOKEN, token) != 0) {
+        meta_data_destroy(vl.meta);
+        return -ENOMEM;
+    }
+    rc = plugin_dispatch_values(&vl);
+    meta_data_destroy(vl.meta);
+    return rc == 0 ? 0 : -EIO;
+}
+
+/* Sees every value list after the writers registered before it (our confirmation). */
+static int rkt_write(const data_set_t *ds, const value_list_t *vl, user_data_t *ud)
+{
+    (void)ds;
+    struct rkt_instance *in = ud->data;
+    uint64_t token;
+    if (vl->meta == NULL || meta_data_get_unsigned_int(vl->meta, RKT_META_TOKEN, &token) != 0)
+        return 0;
+    if (in->consumer != NULL && kts_consumer_owns(in->consumer, token))
+        kts_consumer_written(in->consumer, token);
+    return 0;
+}
+
+static void dispatch_one(const struct rkt_instance *in, const char *type,
+                         const char *type_instance, value_t value)
+{
+    value_list_t vl = VALUE_LIST_INIT;
+    vl.values = &value;
+    vl.values_len = 1;
+    sstrncpy(vl.plugin, PLUGIN_NAME, sizeof(vl.plugin));
+    sstrncpy(vl.plugin_instance, in->cfg.name, sizeof(vl.plugin_instance));
+    sstrncpy(vl.type, type, sizeof(vl.type));
+    sstrncpy(vl.type_instance, type_instance, sizeof(vl.type_instance));
+    plugin_dispatch_values(&vl);
+}
+
+#define DISPATCH_DERIVE(in, ti, v)                                                               \
+    dispatch_one(in, "total_values", ti, (value_t){.derive = (derive_t)(v)})
+
+/* Self-metrics as collectd values (read callback, plugin interval). */
+static int rkt_read(user_data_t *ud)
+{
+    struct rkt_instance *in = ud->data;
+    if (in->consumer == NULL)
+        return 0;
+    struct kts_consumer_stats st;
+    kts_consumer_stats(in->consumer, &st);
+    DISPATCH_DERIVE(in, "messages", st.messages);
+    DISPATCH_DERIVE(in, "values", st.values);
+    DISPATCH_DERIVE(in, "decode_errors", st.decode_errors);
+    DISPATCH_DERIVE(in, "dead_lettered", st.dead_lettered);
+    DISPATCH_DERIVE(in, "dead_letter_failed", st.dead_letter_failed);
+    DISPATCH_DERIVE(in, "dispatched", st.dispatched);
+    DISPATCH_DERIVE(in, "dispatch_failed", st.dispatch_failed);
+    DISPATCH_DERIVE(in, "written", st.written);
+    DISPATCH_DERIVE(in, "unconfirmed", st.unconfirmed);
+    DISPATCH_DERIVE(in, "dropped_revoked", st.dropped_revoked);
+    DISPATCH_DERIVE(in, "offsets_stored", st.offsets_stored);
+    DISPATCH_DERIVE(in, "rebalances", st.rebalances);
+    dispatch_one(in, "queue_length", "inflight-messages",
+                 (value_t){.gauge = (gauge_t)st.inflight_messages});
+    dispatch_one(in, "queue_length", "inflight-values",
+                 (value_t){.gauge = (gauge_t)st.inflight_values});
+    struct kts_consumer_lag lag[256];
+    size_t n = kts_consumer_lag(in->consumer, lag, 256);
+    for (size_t i = 0; i < n; i++) {
+        if (lag[i].lag < 0)
+            continue;
+        char ti[DATA_MAX_NAME_LEN];
+        snprintf(ti, sizeof(ti), "lag-%.100s-%d", lag[i].topic, (int)lag[i].partition);
+        dispatch_one(in, "gauge", ti, (value_t){.gauge = (gauge_t)lag[i].lag});
+    }
+    return 0;
+}
+
+static void *rkt_thread(void *arg)
+{
+    struct rkt_instance *in = arg;
+    kts_consumer_run(in->consumer);
+    return NULL;
+}
+
+/* Drain, stop the thread, close the consumer (see the top of the file). Idempotent. */
+static void rkt_stop(struct rkt_instance *in)
+{
+    pthread_mutex_lock(&in->stop_lock);
+    if (!in->drained && in->consumer != NULL) {
+        in->drained = true;
+        kts_consumer_drain(in->consumer);
+        if (in->thread_started)
+            pthread_join(in->thread, NULL);
+        in->thread_started = false;
+        kts_consumer_close(in->consumer);
+    }
+    pthread_mutex_unlock(&in->stop_lock);
+}
+
+/* free_func of the read callback: runs after the read threads stopped and before the write
+ * threads stop (collectd 5.12 plugin_shutdown_all → destroy_read_heap). */
+static void rkt_read_freed(void *data)
+{
+    struct rkt_instance *in = data;
+    INFO(PLUGIN_NAME " plugin (%s): read threads stopped: draining before the write threads stop",
+         in->cfg.name);
+    rkt_stop(in);
+}
+
+static int rkt_init(void)
+{
+    static bool initialized;
+    if (initialized)
+        return 0;
+    initialized = true;
+    kts_collectd_log_init();
+    if (config_failed) {
+        ERROR(PLUGIN_NAME " plugin: not starting because of the configuration errors above");
+        return -1;
+    }
+    if (instances_num == 0) {
+        ERROR(PLUGIN_NAME " plugin: loaded but no <Plugin " PLUGIN_NAME "> block configured");
+        return -1;
+    }
+    for (size_t i = 0; i < instances_num; i++) {
+        struct rkt_instance *in = instances[i];
+        char err[1024];
+        struct kts_consumer_callbacks cb = {.dispatch = rkt_dispatch, .dispatch_opaque = in};
+        int rc = kts_consumer_create(&in->consumer, &in->cfg, &cb, (unsigned)i, err, sizeof(err));
+        if (rc < 0) {
+            ERROR(PLUGIN_NAME " plugin (%s): %s", in->cfg.name, err);
+            return -1;
+        }
+        plugin_register_write(in->name, rkt_write, &(user_data_t){.data = in});
+        rc = plugin_thread_create(&in->thread, rkt_thread, in, "rkt consumer");
+        if (rc != 0) {
+            ERROR(PLUGIN_NAME " plugin (%s): cannot start the consumer thread: %s", in->cfg.name,
+                  STRERROR(rc));
+            return -1;
+        }
+        in->thread_started = true;
+        plugin_register_complex_read(NULL, in->name, rkt_read, 0,
+                                     &(user_data_t){.data = in, .free_func = rkt_read_freed});
+        INFO(PLUGIN_NAME " plugin (%s): consuming %zu topic(s) in group \"%s\"", in->cfg.name,
+             in->cfg.topics.n, in->cfg.group_id);
+    }
+    return 0;
+}
+
+static int rkt_shutdown(void)
+{
+    /* The write threads are gone: nothing calls rkt_write any more. */
+    for (size_t i = 0; i < instances_num; i++) {
+        struct rkt_instance *in = instances[i];
+        rkt_stop(in); /* only if the read callback's free_func did not run (e.g. failed init) */
+        plugin_unregister_write(in->name);
+        kts_consumer_destroy(in->consumer);
+        in->consumer = NULL;
+        kts_consumer_config_free(&in->cfg);
+        pthread_mutex_destroy(&in->stop_lock);
+        free(in);
+        instances[i] = NULL;
+    }
+    instances_num = 0;
+    return 0;
+}
+
+void module_register(void);
+__attribute__((visibility("default"))) void module_register(void)
+{
+    plugin_register_complex_config(PLUGIN_NAME, rkt_config);
+    plugin_register_init(PLUGIN_NAME, rkt_init);
+    plugin_register_shutdown(PLUGIN_NAME, rkt_shutdown);
+}

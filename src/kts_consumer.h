@@ -1,0 +1,179 @@
+/*
+ * kts_consumer: Kafka → decoded value lists → (pipeline) → dispatch, at least once
+ * (the core of read_kafka_ts; no collectd headers).
+ *
+ * Guarantees:
+ *  1. Consumer-group member with an eager assignor only (range,roundrobin; cooperative-sticky is
+ *     refused: librdkafka 2.0.2 can abort on close with it), enable.auto.commit=true and
+ *     enable.auto.offset.store=false: offsets are committed in the background, but only the
+ *     offsets this module stored.
+ *  2. The offset stored for a partition is always (offset+1) of a message M such that every
+ *     value of M and of every earlier message of that partition consumed by this member has
+ *     been confirmed written (kts_consumer_written()) or was a bad message (counted, optionally
+ *     dead-lettered). Never further: a crash or kill -9 redelivers, never loses.
+ *  3. Per series (host, plugin, plugin_instance, type, type_instance after naming), at most one
+ *     value is between dispatch and its written-confirmation, and queued values of a series are
+ *     dispatched in timestamp order (stable for equal times). So collectd's write threads
+ *     cannot reorder a series.
+ *  4. In flight (consumed, not yet confirmed) is bounded: at most MaxInFlightMessages messages
+ *     plus one poll batch, and consuming pauses while more than MaxInFlightValues values wait.
+ *  5. A message that does not decode, whose value lists do not match types.db, or whose output
+ *     names are too long is a bad message: counted, logged rate-limited with topic, partition and
+ *     offset, copied to the dead-letter topic when one is configured (headers kts.source.topic,
+ *     kts.source.partition, kts.source.offset, kts.error), and its offset then counts as done.
+ *     A bad message never stalls the partition and never crashes.
+ *  6. A message is all or nothing: either all its value lists pass to the pipeline, or none.
+ *  7. The pipeline hook gets every decoded value list and may emit 0..n value lists; the default
+ *     is the identity. Output naming (host prefix/suffix, plugin_instance suffix) applies to
+ *     what the pipeline emits.
+ *  8. kts_consumer_drain() stops dispatching new values and waits (bounded) for every value
+ *     already dispatched to be confirmed, storing their offsets; kts_consumer_close() then
+ *     unsubscribes, polls until the assignment is empty (bounded), closes (committing the stored
+ *     offsets) and destroys. No synchronous commit in the rebalance callback. Close during a
+ *     rebalance neither aborts nor hangs.
+ *  9. Revoked partitions: queued values not yet dispatched are dropped (the new owner redelivers
+ *     them from the committed offset); offsets are stored before the partitions are given up.
+ * 10. A dispatched value not confirmed within WriteTimeout (e.g. dropped by a filter chain or
+ *     by collectd's WriteQueueLimit) is counted as unconfirmed, logged, and then treated as
+ *     done, so one lost value cannot stall a partition forever.
+ */
+#ifndef KTS_CONSUMER_H
+#define KTS_CONSUMER_H
+
+#include "kts_conf.h"
+#include "kts_value.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct kts_consumer;
+
+enum kts_start_position {
+    KTS_START_EARLIEST = 0,
+    KTS_START_LATEST = 1,
+};
+
+/* Settings; the plugin fills this from kts_consumer_options. */
+struct kts_consumer_config {
+    char *name;                 /* instance name in log lines and self-metrics */
+    char *group_id;             /* required */
+    struct kts_strv topics;     /* required; "^regex" subscribes by pattern */
+    int start_position;         /* enum kts_start_position (auto.offset.reset) */
+    char *dead_letter_topic;    /* NULL: bad messages are only counted and logged */
+    struct kts_strv properties; /* flattened key, value … librdkafka properties */
+    struct kts_strv typesdb;    /* types.db files; none = KTS_TYPESDB_DEFAULT */
+    int64_t max_inflight_messages;
+    int64_t max_inflight_values;
+    int64_t batch_size;         /* messages per poll */
+    double write_timeout;       /* seconds before an unconfirmed value counts as done (10) */
+    double drain_timeout;       /* seconds drain waits for confirmations */
+    double close_timeout;       /* seconds close waits for the assignment to be revoked */
+    char *host_prefix;          /* output naming (7); NULL = none */
+    char *host_suffix;
+    char *plugin_instance_suffix;
+};
+
+extern const struct kts_opt kts_consumer_options[];
+void kts_consumer_config_free(struct kts_consumer_config *cfg);
+
+/*
+ * The pipeline slot (issue 5). Called on the consumer thread for each decoded value list `in`
+ * (owned by the caller, may be modified, valid during the call). Call `emit(in_or_other,
+ * emit_ctx)` 0..n times; emit copies what it is given. Return 0, or a negative errno to make
+ * the whole message bad (5).
+ */
+typedef int (*kts_emit_fn)(const struct kts_vl *vl, void *emit_ctx);
+typedef int (*kts_pipeline_fn)(struct kts_vl *in, kts_emit_fn emit, void *emit_ctx,
+                               void *opaque);
+
+/*
+ * Hand one value list to collectd. `vl` is only valid during the call; `token` must travel with
+ * it (e.g. as meta data) so that the write path can call kts_consumer_written(token).
+ * Called with the consumer's lock held, from the consumer thread or from inside
+ * kts_consumer_written(): it must not call back into the consumer. Return 0, or a negative errno
+ * when the value could not be handed over (counted, then treated as done).
+ */
+typedef int (*kts_dispatch_fn)(const struct kts_vl *vl, uint64_t token, void *opaque);
+
+struct kts_consumer_callbacks {
+    kts_dispatch_fn dispatch; /* required */
+    void *dispatch_opaque;
+    kts_pipeline_fn pipeline; /* NULL = identity */
+    void *pipeline_opaque;
+};
+
+/* Counters (monotonic unless noted). */
+struct kts_consumer_stats {
+    uint64_t messages;           /* consumed */
+    uint64_t values;             /* value lists decoded */
+    uint64_t decode_errors;      /* bad messages (5) */
+    uint64_t dead_lettered;      /* copied to the dead-letter topic (delivered) */
+    uint64_t dead_letter_failed; /* could not be copied */
+    uint64_t dispatched;         /* value lists handed to dispatch */
+    uint64_t dispatch_failed;
+    uint64_t written;            /* confirmed by kts_consumer_written() */
+    uint64_t unconfirmed;        /* write timeouts (10) */
+    uint64_t dropped_revoked;    /* queued values dropped when their partition was revoked */
+    uint64_t offsets_stored;     /* offset store operations (partitions × times) */
+    uint64_t rebalances;
+    uint64_t inflight_messages;  /* current */
+    uint64_t inflight_values;    /* current: queued + dispatched, not confirmed */
+};
+
+/* Lag of one assigned partition: high watermark − next offset to consume (−1 unknown). */
+struct kts_consumer_lag {
+    char topic[128];
+    int32_t partition;
+    int64_t lag;
+    int64_t stored; /* last stored offset (next to consume after a restart), -1 none */
+};
+
+/*
+ * Create the consumer (no thread): load types.db, build the librdkafka consumer and subscribe.
+ * `instance_id` (0..255) is put in the top 8 bits of every token, so several consumers can
+ * share one write path. `cfg` and `cb` are copied. Returns 0 or a negative errno with the reason
+ * in errbuf; on success *out is the caller's, released with kts_consumer_destroy().
+ */
+int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_config *cfg,
+                        const struct kts_consumer_callbacks *cb, unsigned instance_id,
+                        char *errbuf, size_t errbuf_size);
+
+/* The consumer loop: poll, decode, dispatch, store offsets, until kts_consumer_drain() or
+ * kts_consumer_stop(). Run it on exactly one thread. Returns 0. */
+int kts_consumer_run(struct kts_consumer *c);
+
+/* Ask run() to return soon (without draining). Thread-safe. */
+void kts_consumer_stop(struct kts_consumer *c);
+
+/* A value with this token has passed the write path. Thread-safe; unknown tokens (other
+ * instances, values already timed out, after close) are ignored and return -ENOENT. May
+ * dispatch the series' next value before returning (3). */
+int kts_consumer_written(struct kts_consumer *c, uint64_t token);
+
+/* Is `token` one of this consumer's (top 8 bits)? */
+bool kts_consumer_owns(const struct kts_consumer *c, uint64_t token);
+
+/*
+ * Stop dispatching, wait up to drain_timeout for every dispatched value to be confirmed, stop
+ * run() and wait for it to return (the caller joins its thread afterwards), and store the
+ * offsets that are done. Returns the number of values still unconfirmed (they will be
+ * redelivered). Thread-safe; call it while collectd's write threads still run.
+ */
+uint64_t kts_consumer_drain(struct kts_consumer *c);
+
+void kts_consumer_stats(struct kts_consumer *c, struct kts_consumer_stats *out);
+/* Up to `max` partitions' lag into `out` (caller-owned); returns how many. */
+size_t kts_consumer_lag(struct kts_consumer *c, struct kts_consumer_lag *out, size_t max);
+
+/* The close sequence (8): Kafka side only. run() must have returned. The object stays valid
+ * (kts_consumer_written() may still be called, e.g. by collectd's write threads, and counts but
+ * dispatches nothing) until kts_consumer_destroy(). Idempotent. */
+void kts_consumer_close(struct kts_consumer *c);
+/* Close if not yet closed, and free. No other call may run or follow. NULL is fine. */
+void kts_consumer_destroy(struct kts_consumer *c);
+
+/* Output naming (7), exposed for tests: apply prefix/suffixes to `vl` in place. -ENAMETOOLONG
+ * when a name would exceed KTS_NAME_MAX-1 bytes (vl is then unchanged). */
+int kts_consumer_apply_naming(const struct kts_consumer_config *cfg, struct kts_vl *vl);
+
+#endif

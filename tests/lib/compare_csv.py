@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Check what collectd's csv plugin wrote (read_kafka_ts end-to-end tests).
+
+usage:
+  compare_csv.py golden EXPECT.jsonl CSVDIR [HOST_PREFIX HOST_SUFFIX PI_SUFFIX]
+      every value list of kts_testgen's ExpectFile is in the CSV files (names after output
+      naming), time to the millisecond (csv writes %.3f), integers exactly, gauges as csv's "%lf", NaN/inf by kind. Last line: "compared N value lists, M problems".
+  compare_csv.py burst CSVDIR COUNT SERIES [HOST]
+      kts_testgen burst mode: series s (plugin_instance s<s>) must hold every sequence number
+      k in 0..COUNT/SERIES-1 as its value, at least once. Last line:
+      "burst: N of COUNT values present (D duplicates), M problems".
+Exit status 0 only without problems.
+"""
+import glob
+import json
+import os
+import sys
+from decimal import Decimal
+
+
+def read_csv_dir(csvdir):
+    """{(host, plugin_dir, type_name): [(time_str, [values...])]}"""
+    out = {}
+    for path in glob.glob(os.path.join(csvdir, '*', '*', '*')):
+        rel = os.path.relpath(path, csvdir).split(os.sep)
+        if len(rel) != 3:
+            continue
+        host, pdir, fname = rel
+        tname = fname[:-11]  # strip -YYYY-MM-DD
+        rows = out.setdefault((host, pdir, tname), [])
+        with open(path, encoding='utf-8', errors='surrogateescape') as f:
+            for line in f:
+                line = line.rstrip('\n')
+                if not line or line.startswith('epoch'):
+                    continue
+                parts = line.split(',')
+                rows.append((parts[0], parts[1:]))
+    return out
+
+
+def same_value(got, want, dstype):
+    if want is None:  # non-finite gauge in the expect file: NaN or inf
+        return got.lower() in ('nan', '-nan', 'inf', '-inf')
+    if dstype == 'gauge':
+        # collectd 5.12's csv writes gauges with "%lf" (6 decimals): compare at that precision.
+        return got == '%f' % float(want)
+    return int(got) == int(want)
+
+
+def golden(expect_path, csvdir, prefix='', suffix='', pi_suffix=''):
+    files = read_csv_dir(csvdir)
+    problems = []
+    n = 0
+    with open(expect_path, encoding='utf-8') as f:
+        for line in f:
+            o = json.loads(line, parse_float=Decimal, parse_int=Decimal)
+            n += 1
+            host = prefix + o['host'] + suffix
+            pi = o.get('plugin_instance', '') + pi_suffix
+            pdir = o['plugin'] + ('-' + pi if pi else '')
+            ti = o.get('type_instance', '')
+            tname = o['type'] + ('-' + ti if ti else '')
+            rows = files.get((host, pdir, tname))
+            if rows is None:
+                problems.append('missing file for %r' % ((host, pdir, tname),))
+                continue
+            t = '%.3f' % (Decimal(o['time_cdtime']) / (1 << 30))
+            match = [r for r in rows if r[0] == t]
+            if not match:
+                problems.append('%r: no row at time %s (have %s)' %
+                                ((host, pdir, tname), t, [r[0] for r in rows][:5]))
+                continue
+            vals = match[0][1]
+            want = o['values']
+            if len(vals) != len(want):
+                problems.append('%r: %d values, want %d' % ((host, pdir, tname), len(vals), len(want)))
+                continue
+            for i, (g, w) in enumerate(zip(vals, want)):
+                if not same_value(g, w, o['dstypes'][i]):
+                    problems.append('%r ds %d: got %s want %s' % ((host, pdir, tname), i, g, w))
+    for p in problems:
+        print(p)
+    print('compared %d value lists, %d problems' % (n, len(problems)))
+    return 1 if problems else 0
+
+
+def burst(csvdir, count, series, host='kts-burst'):
+    files = read_csv_dir(csvdir)
+    per = count // series
+    present = 0
+    dups = 0
+    problems = []
+    for s in range(series):
+        tname = ('gauge', 'derive', 'counter')[s % 3]
+        rows = files.get((host, 'kts_testgen-s%d' % s, tname), [])
+        seen = {}
+        for t, vals in rows:
+            k = int(float(vals[0]))
+            seen[k] = seen.get(k, 0) + 1
+        for k in range(per):
+            c = seen.get(k, 0)
+            if c:
+                present += 1
+                dups += c - 1
+            elif len(problems) < 20:
+                problems.append('series s%d: value %d missing' % (s, k))
+    missing = count - present
+    for p in problems:
+        print(p)
+    print('burst: %d of %d values present (%d duplicates), %d problems' %
+          (present, count, dups, missing))
+    return 1 if missing else 0
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == 'golden':
+        sys.exit(golden(*sys.argv[2:]))
+    if sys.argv[1] == 'burst':
+        a = sys.argv[2:]
+        sys.exit(burst(a[0], int(a[1]), int(a[2]), *a[3:]))
+    sys.exit(2)

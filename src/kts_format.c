@@ -14,6 +14,7 @@
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,6 +230,17 @@ bool kts_fmt_utf8_valid(const char *str, size_t n)
     return true;
 }
 
+/* True if none of the 8 bytes in `w` needs attention: no byte < 0x20, '"', '\\' or >= 0x80
+ * (the "has less than" / "has zero byte" tricks; exact for the question "any?"). */
+static inline bool plain8(uint64_t w)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    uint64_t bad = (w & high) | ((w - ones * 0x20) & ~w & high) | ((q - ones) & ~q & high) |
+                   ((b - ones) & ~b & high);
+    return bad == 0;
+}
+
 /* JSON string with quotes (see 4). Writes at most STRING_BOUND(n) bytes. */
 static char *put_string(char *p, const char *str, size_t n)
 {
@@ -236,6 +248,16 @@ static char *put_string(char *p, const char *str, size_t n)
     *p++ = '"';
     size_t i = 0;
     while (i < n) {
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (plain8(w)) {
+                memcpy(p, &w, 8);
+                p += 8;
+                i += 8;
+                continue;
+            }
+        }
         unsigned c = s[i];
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
             *p++ = (char)c;

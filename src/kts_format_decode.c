@@ -1054,7 +1054,10 @@ static int close_ts_ds(struct kts_decoder *d)
     struct kts_ds *ds = &d->ds[d->n_ds];
     memcpy(ds->name, t->name, sizeof(ds->name));
     ds->type = (enum kts_ds_type)t->type;
-    if (!ds_value(d, ds, t->value_kind == SC_NULL, t->num, t->num_len))
+    snprintf(d->subpath, sizeof(d->subpath), "value");
+    int ok = ds_value(d, ds, t->value_kind == SC_NULL, t->num, t->num_len);
+    d->subpath[0] = '\0';
+    if (!ok)
         return 0;
     d->n_ds++;
     cur_vl(d)->vl.ds_len++;
@@ -1073,6 +1076,7 @@ static int close_ts_meta_entry(struct kts_decoder *d, const struct frame *parent
     m.type = (enum kts_meta_type)t->type;
     enum scalar k = t->value_kind;
     int ok = 1;
+    snprintf(d->subpath, sizeof(d->subpath), "value");
     switch (m.type) {
     case KTS_META_STRING:
         if (k != SC_STRING)
@@ -1107,6 +1111,7 @@ static int close_ts_meta_entry(struct kts_decoder *d, const struct frame *parent
         m.v.boolean = t->value_bool;
         break;
     }
+    d->subpath[0] = '\0';
     if (!ok)
         return 0;
     return meta_add(d, parent->key, parent->key_len, &m, t->str, t->str_len);
@@ -1445,13 +1450,16 @@ int kts_decoder_decode(struct kts_decoder *d, const void *buf, size_t len,
      * check (overlong forms, surrogates): don't pay for both. */
     yajl_config(d->h, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(d->h, (const unsigned char *)s, len);
-    if (st == yajl_status_ok)
+    bool at_end = false;
+    if (st == yajl_status_ok) {
         st = yajl_complete_parse(d->h);
+        at_end = true; /* its error is at the end of the input */
+    }
     int r = 0;
     if (st == yajl_status_client_canceled || d->err != 0) {
         r = set_err(errbuf, errbuf_size, d->err ? d->err : -EINVAL, "%s", d->msg);
     } else if (st != yajl_status_ok) {
-        size_t at = yajl_get_bytes_consumed(d->h);
+        size_t at = at_end ? len : yajl_get_bytes_consumed(d->h);
         unsigned char *e = yajl_get_error(d->h, 0, (const unsigned char *)s, len);
         char what[200] = "parse error";
         if (e != NULL) {

@@ -9,7 +9,8 @@
  *     per-series state blob the pipeline hands it, so two series never share state and two
  *     pipelines never interfere. It reads no clock: all time is the point's event time.
  *  2. The state blob is exactly state_size(conf) bytes, allocated and zeroed by the caller,
- *     suitably aligned for any type, and set up by init() before the first step().
+ *     aligned to 8 bytes (doubles and 64-bit integers), and set up by init() before the first
+ *     step().
  *  3. step() appends between 0 and max_out(conf) points to `out` and never fails: problems are
  *     counted in out->stats, never returned. Points are appended in the order they are meant to
  *     be dispatched.

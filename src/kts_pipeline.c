@@ -67,7 +67,6 @@ struct kts_pipeline {
 struct pseries {
     uint32_t ds_num;
     uint32_t pad;
-    uint64_t pad2;
 };
 
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
@@ -348,7 +347,7 @@ int kts_pipeline_config(const struct kts_conf *block, const char *where, struct 
             rc = -EINVAL;
         }
     }
-    p->ds_stride = (p->ds_stride + 15) & ~(size_t)15;
+    p->ds_stride = ALIGN8(p->ds_stride);
     if (rc == 0) {
         p->buf_cap = cap;
         p->buf[0] = calloc(cap, sizeof(struct kts_point));

@@ -3,21 +3,19 @@
 
 #include <errno.h>
 #include <malloc.h>
-#include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kts_log.h"
 
 struct series {
-    struct series *prev, *next; /* touch order: head = least recently touched */
+    struct series *prev, *next; /* expiry queue (second chance) */
     kts_time_t last;            /* newest event time it was touched with */
-    uint64_t hash;
     uint32_t key_len;
     uint32_t state_size;
-    uint32_t key_off;           /* state starts at data + key_off (key first: one cache line) */
+    uint32_t key_off; /* state starts at data + key_off (key first: one cache line) */
     uint32_t pad;
-    alignas(16) unsigned char data[]; /* key, padding to 16, then state */
+    unsigned char data[]; /* key, padding to 8 with the key offset in its last 4 bytes, state */
 };
 
 struct slot {
@@ -192,8 +190,8 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
     }
     if (state_size > UINT32_MAX || key_len > UINT32_MAX)
         return -EINVAL;
-    size_t ssz = (state_size + 15) & ~(size_t)15;
-    size_t koff = (key_len + sizeof(uint32_t) + 15) & ~(size_t)15;
+    size_t ssz = (state_size + 7) & ~(size_t)7;
+    size_t koff = (key_len + sizeof(uint32_t) + 7) & ~(size_t)7;
     size_t need = sizeof(struct series) + koff + ssz;
     bool must_grow = (t->count + 1) * 4 > (t->mask + 1) * 3;
     if (t->conf.max_bytes > 0) {
@@ -217,7 +215,6 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
     s = calloc(1, need);
     if (s == NULL)
         return -ENOMEM;
-    s->hash = h;
     s->key_len = (uint32_t)key_len;
     s->state_size = (uint32_t)ssz;
     s->key_off = (uint32_t)koff;
@@ -247,7 +244,7 @@ static struct series *series_of(void *state)
 
 static void remove_series(struct kts_series_table *t, struct series *s)
 {
-    size_t i = find_slot(t, s->hash, s->data, s->key_len);
+    size_t i = find_slot(t, hash_key(s->data, s->key_len), s->data, s->key_len);
     /* Backward-shift deletion keeps every probe chain unbroken. */
     size_t j = i;
     for (;;) {

@@ -6,7 +6,7 @@
  *     power-of-two slot array kept at most 3/4 full, 64-bit hash stored in the slot so a probe
  *     touches an entry only on a full hash match; deletion by backward shift (no tombstones).
  *  2. Each series owns one allocation: header, a copy of the key (in the header's cache line
- *     for short keys), then `state_size` bytes of zeroed state aligned to 16. A state pointer stays valid until the series expires or
+ *     for short keys), then `state_size` bytes of zeroed state aligned to 8 bytes. A state pointer stays valid until the series expires or
  *     the table is destroyed (growing the slot array does not move entries).
  *  3. Idle expiry by event time: every series remembers the newest event time it was touched
  *     with; kts_series_expire(now, max) examines at most `max` series from the front of a queue
@@ -61,7 +61,8 @@ void *kts_series_find(struct kts_series_table *t, const void *key, size_t key_le
 
 /*
  * Find or create the series `key` and mark it touched at event time `now`.
- * Returns 0 (found; *state_size_out is its size), 1 (created with state_size zeroed bytes),
+ * Returns 0 (found; *state_size_out is its size, rounded up to 8), 1 (created with state_size
+ * zeroed bytes),
  * -ENOSPC (memory limit: refused and counted) or -ENOMEM. *state belongs to the table.
  */
 int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, size_t state_size,

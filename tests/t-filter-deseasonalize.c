@@ -23,7 +23,7 @@ int main(void)
     plan(15);
     struct fh *h = fh_filter_new("deseasonalize", "Period 86400\nBins 288");
     ok(h != NULL, "configures");
-    is_int(h->state_size, 48 + 5 * 288, "1. state is 48 + 5 * Bins bytes");
+    is_int(h->state_size, 48 + 4 * 288 + 144, "1. state is 48 + 4.5 * Bins bytes");
 
     unsigned seed = 3;
     int warming_day0 = 0, warming_after = 0, n_day0 = 0;

@@ -112,12 +112,12 @@ static int wkt_read(user_data_t *ud)
     DISPATCH_DERIVE(in, "dropped-encode", st.dropped_encode);
     DISPATCH_DERIVE(in, "dropped-error", st.dropped_error);
     DISPATCH_DERIVE(in, "skipped-marked", st.skipped_marked);
+    DISPATCH_DERIVE(in, "blocked", st.blocked);
     dispatch_one(in, "queue_length", "", (value_t){.gauge = (gauge_t)st.queue_messages});
-    dispatch_one(in, "latency", "delivery-avg",
-                 (value_t){.gauge = st.latency_count ? st.latency_sum_s / (double)st.latency_count
-                                                     : NAN});
-    dispatch_one(in, "latency", "delivery-max",
-                 (value_t){.gauge = st.latency_count ? st.latency_max_s : NAN});
+    dispatch_one(in, "latency", "request-avg",
+                 (value_t){.gauge = st.latency_windows ? st.latency_avg_s : NAN});
+    dispatch_one(in, "latency", "request-max",
+                 (value_t){.gauge = st.latency_windows ? st.latency_max_s : NAN});
     return 0;
 }
 
@@ -139,6 +139,7 @@ static int wkt_init(void)
     for (size_t i = 0; i < instances_num; i++) {
         struct wkt_instance *in = instances[i];
         char err[1024];
+        in->cfg.stats_interval = CDTIME_T_TO_DOUBLE(plugin_get_interval());
         int rc = kts_producer_create(&in->producer, &in->cfg, err, sizeof(err));
         if (rc < 0) {
             ERROR(PLUGIN_NAME " plugin (%s): %s", in->cfg.name, err);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <yajl/yajl_tree.h>
 
 /* ------------------------------------------------------------------ options */
 
@@ -159,13 +160,21 @@ struct kts_producer {
     int overflowing;   /* atomic: a drop for queue_full happened and no space freed since (3) */
     int closing;       /* atomic: purge reports are expected */
 
-    /* atomic counters */
-    uint64_t sent, delivered, failed, purged;
+    /* atomic counters. Successful deliveries have no report of their own (8 in the file
+     * comment below): delivered = sent - failed - purged - still in librdkafka's queue. */
+    uint64_t sent, failed, purged;
+    uint64_t delivered_seen; /* highest delivered count reported, so the counter never falls */
     uint64_t dropped_queue_full, dropped_too_large, dropped_encode, dropped_error, skipped;
 
-    pthread_mutex_t lat_lock; /* delivery reports may run in two threads at once */
-    uint64_t lat_count;
-    double lat_sum, lat_max;
+    /* Back-pressure (3): senders wait on space_cond; the delivery thread wakes them after a
+     * poll that served delivery reports, instead of each sender polling the queue. */
+    pthread_mutex_t space_lock;
+    pthread_cond_t space_cond;
+    int waiters;      /* atomic */
+    uint64_t blocked; /* atomic: sends that had to wait for queue space */
+
+    /* Delivery latency from librdkafka's statistics (µs; atomic; see on_stats). */
+    uint64_t lat_avg_us, lat_max_us, lat_windows;
 
     struct kts_ratelimit rl_drop, rl_fail, rl_error;
     pthread_key_t tls_buf;
@@ -232,40 +241,96 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                     p->name, masked, rd_kafka_err2name(err));
 }
 
+/*
+ * Delivery reports come for failures only (delivery.report.only.error): a report per
+ * successful message doubled write_kafka_ts's CPU cost per value list (docs/PERFORMANCE.md).
+ * Successes are derived from the queue length instead, and latency comes from statistics.
+ */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     struct kts_producer *p = opaque;
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ATOMIC_INC(p->delivered);
-        int64_t us = rd_kafka_message_latency(m);
-        if (us >= 0) {
-            double s = (double)us / 1e6;
-            pthread_mutex_lock(&p->lat_lock);
-            p->lat_count++;
-            p->lat_sum += s;
-            if (s > p->lat_max)
-                p->lat_max = s;
-            pthread_mutex_unlock(&p->lat_lock);
-        }
-    } else if (ATOMIC_GET(p->closing) && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
-                                           m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return; /* not expected with delivery.report.only.error; derived counts cover it */
+    if (ATOMIC_GET(p->closing) && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                                   m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
         ATOMIC_INC(p->purged); /* counted and logged once by close (5) */
-    } else {
-        ATOMIC_INC(p->failed);
-        kts_log_limited(&p->rl_fail, KTS_LOG_ERR,
-                        "write_kafka_ts plugin (%s): delivery failed, value list lost: %s (%s)",
-                        p->name, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
+        return;
     }
-    /* Space was freed: back-pressure may wait again (3). */
-    if (ATOMIC_GET(p->overflowing))
-        __atomic_store_n(&p->overflowing, 0, __ATOMIC_RELAXED);
+    ATOMIC_INC(p->failed);
+    kts_log_limited(&p->rl_fail, KTS_LOG_ERR,
+                    "write_kafka_ts plugin (%s): delivery failed, value list lost: %s (%s)",
+                    p->name, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
+}
+
+/* Sums avg and max of one latency object (("min", "max", "avg", "cnt")) into *avg and *max;
+ * returns its cnt. */
+static int64_t stats_window(yajl_val broker, const char *name, double *avg, double *max)
+{
+    const char *pa[] = {name, "avg", NULL}, *pm[] = {name, "max", NULL}, *pc[] = {name, "cnt", NULL};
+    yajl_val a = yajl_tree_get(broker, pa, yajl_t_number);
+    yajl_val m = yajl_tree_get(broker, pm, yajl_t_number);
+    yajl_val c = yajl_tree_get(broker, pc, yajl_t_number);
+    if (a == NULL || m == NULL || c == NULL)
+        return 0;
+    *avg += YAJL_GET_DOUBLE(a);
+    *max += YAJL_GET_DOUBLE(m);
+    return YAJL_IS_INTEGER(c) ? YAJL_GET_INTEGER(c) : 0;
+}
+
+/*
+ * librdkafka's statistics, every statistics.interval.ms: per broker, the rolling windows of
+ * outbuf_latency (request queued → sent) and rtt (sent → acknowledged); their sum is the
+ * latency of a produce request, kept for the busiest broker. int_latency (produce() → request)
+ * would complete the picture but is garbage in librdkafka 2.0.2 (min -9.2e18, avg 2.2e9 µs,
+ * max 0, seen): time spent waiting in the local queue shows in queue_length instead.
+ */
+static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    struct kts_producer *p = opaque;
+    char *text = strndup(json, json_len);
+    yajl_val root = text ? yajl_tree_parse(text, NULL, 0) : NULL;
+    free(text);
+    const char *path[] = {"brokers", NULL};
+    yajl_val brokers = root ? yajl_tree_get(root, path, yajl_t_object) : NULL;
+    double best_avg = -1, best_max = 0;
+    for (size_t i = 0; brokers != NULL && i < brokers->u.object.len; i++) {
+        yajl_val b = brokers->u.object.values[i];
+        double avg = 0, max = 0;
+        int64_t n = stats_window(b, "outbuf_latency", &avg, &max);
+        int64_t nrtt = stats_window(b, "rtt", &avg, &max);
+        if (n > 0 && nrtt > 0 && avg > best_avg) {
+            best_avg = avg;
+            best_max = max;
+        }
+    }
+    yajl_tree_free(root);
+    if (best_avg >= 0) {
+        __atomic_store_n(&p->lat_avg_us, (uint64_t)best_avg, __ATOMIC_RELAXED);
+        __atomic_store_n(&p->lat_max_us, (uint64_t)best_max, __ATOMIC_RELAXED);
+        ATOMIC_INC(p->lat_windows);
+    }
+    return 0; /* librdkafka frees json */
 }
 
 static void *poller_main(void *arg)
 {
     struct kts_producer *p = arg;
-    while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
-        rd_kafka_poll(p->rk, 100);
+    int last_outq = rd_kafka_outq_len(p->rk);
+    while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+        /* Serve error reports, logs and statistics; look more often while senders wait. */
+        rd_kafka_poll(p->rk, ATOMIC_GET(p->waiters) > 0 || ATOMIC_GET(p->overflowing) ? 5 : 100);
+        int outq = rd_kafka_outq_len(p->rk);
+        if (outq < last_outq) {
+            /* Space was freed: back-pressure may wait again, and waiting senders retry (3). */
+            __atomic_store_n(&p->overflowing, 0, __ATOMIC_RELAXED);
+            if (ATOMIC_GET(p->waiters) > 0) {
+                pthread_mutex_lock(&p->space_lock);
+                pthread_cond_broadcast(&p->space_cond);
+                pthread_mutex_unlock(&p->space_lock);
+            }
+        }
+        last_outq = outq;
+    }
     return NULL;
 }
 
@@ -296,7 +361,8 @@ static void producer_free(struct kts_producer *p)
         free(n);
     }
     pthread_mutex_destroy(&p->bufs_lock);
-    pthread_mutex_destroy(&p->lat_lock);
+    pthread_cond_destroy(&p->space_cond);
+    pthread_mutex_destroy(&p->space_lock);
     free(p->name);
     free(p);
 }
@@ -312,14 +378,18 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     struct kts_producer *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return -ENOMEM;
-    pthread_mutex_init(&p->lat_lock, NULL);
-    pthread_mutex_init(&p->bufs_lock, NULL);
     if (pthread_key_create(&p->tls_buf, NULL) != 0) {
-        pthread_mutex_destroy(&p->bufs_lock);
-        pthread_mutex_destroy(&p->lat_lock);
         free(p);
         return -EAGAIN;
     }
+    /* From here on producer_free() releases everything. */
+    pthread_mutex_init(&p->bufs_lock, NULL);
+    pthread_mutex_init(&p->space_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->space_cond, &ca);
+    pthread_condattr_destroy(&ca);
     p->name = strdup(cfg->name != NULL ? cfg->name : cfg->topic);
     p->format = cfg->format == 1 ? KTS_FORMAT_COLLECTD : KTS_FORMAT_TS;
     p->key = (enum kts_key_source)cfg->key;
@@ -338,6 +408,12 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         rc = conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size);
     if (!rc)
         rc = conf_set(conf, "client.id", "collectd-write_kafka_ts", errbuf, errbuf_size);
+    if (!rc)
+        rc = conf_set(conf, "delivery.report.only.error", "true", errbuf, errbuf_size);
+    snprintf(num, sizeof(num), "%d",
+             (int)((cfg->stats_interval > 0 ? cfg->stats_interval : 10.0) * 1000.0));
+    if (!rc)
+        rc = conf_set(conf, "statistics.interval.ms", num, errbuf, errbuf_size);
     snprintf(num, sizeof(num), "%lld", (long long)cfg->buffer_messages);
     if (!rc)
         rc = conf_set(conf, "queue.buffering.max.messages", num, errbuf, errbuf_size);
@@ -346,6 +422,14 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         rc = conf_set(conf, "queue.buffering.max.kbytes", num, errbuf, errbuf_size);
     for (size_t i = 0; !rc && i + 1 < cfg->properties.n; i += 2) {
         const char *k = cfg->properties.v[i], *v = cfg->properties.v[i + 1];
+        if (strcmp(k, "delivery.report.only.error") == 0) {
+            snprintf(errbuf, errbuf_size,
+                     "property \"%s\" is managed by write_kafka_ts (successful deliveries are "
+                     "counted without reports); remove it",
+                     k);
+            rc = -EINVAL;
+            break;
+        }
         if (kts_property_is_secret(k))
             rc = kts_strv_push(&p->secrets, v);
         if (!rc)
@@ -365,6 +449,7 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
 
     char errstr[512];
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
@@ -426,6 +511,21 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Waits until the delivery thread reports freed space or until `until` (monotonic seconds),
+ * whichever comes first; at most 100 ms per call so a missed wake-up costs little. */
+static void wait_for_space(struct kts_producer *p, double until)
+{
+    double t = now_s();
+    if (until > t + 0.1)
+        until = t + 0.1;
+    struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
+    __atomic_add_fetch(&p->waiters, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&p->space_lock);
+    pthread_cond_timedwait(&p->space_cond, &p->space_lock, &ts);
+    pthread_mutex_unlock(&p->space_lock);
+    __atomic_sub_fetch(&p->waiters, 1, __ATOMIC_SEQ_CST);
+}
+
 int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
 {
     if (p->skip_marked && vl->meta_len > 0 && has_marker(vl)) {
@@ -465,11 +565,12 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
             /* (3) back-pressure, unless we already gave up on this full queue */
             if (!ATOMIC_GET(p->overflowing)) {
                 double t = now_s();
-                if (deadline < 0)
+                if (deadline < 0) {
                     deadline = t + p->block_timeout;
+                    ATOMIC_INC(p->blocked);
+                }
                 if (t < deadline) {
-                    struct timespec ms = {0, 1000000};
-                    nanosleep(&ms, NULL);
+                    wait_for_space(p, deadline);
                     continue;
                 }
                 __atomic_store_n(&p->overflowing, 1, __ATOMIC_RELAXED);
@@ -498,26 +599,38 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
     }
 }
 
+/* delivered = sent - failed - purged - in librdkafka's queue, never decreasing. */
+static uint64_t delivered_now(struct kts_producer *p)
+{
+    /* Read the queue first: a message sent after that read can only make the result lower. */
+    uint64_t outq = (uint64_t)rd_kafka_outq_len(p->rk);
+    uint64_t done = ATOMIC_GET(p->failed) + ATOMIC_GET(p->purged);
+    uint64_t sent = ATOMIC_GET(p->sent);
+    uint64_t d = sent > done + outq ? sent - done - outq : 0;
+    uint64_t seen = ATOMIC_GET(p->delivered_seen);
+    while (d > seen && !__atomic_compare_exchange_n(&p->delivered_seen, &seen, d, 1,
+                                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    return d > seen ? d : seen;
+}
+
 void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out)
 {
     memset(out, 0, sizeof(*out));
+    out->delivered = delivered_now(p);
     out->sent = ATOMIC_GET(p->sent);
-    out->delivered = ATOMIC_GET(p->delivered);
     out->failed = ATOMIC_GET(p->failed);
     out->dropped_queue_full = ATOMIC_GET(p->dropped_queue_full);
     out->dropped_too_large = ATOMIC_GET(p->dropped_too_large);
     out->dropped_encode = ATOMIC_GET(p->dropped_encode);
     out->dropped_error = ATOMIC_GET(p->dropped_error);
     out->skipped_marked = ATOMIC_GET(p->skipped);
+    out->blocked = ATOMIC_GET(p->blocked);
     uint64_t done = out->delivered + out->failed + ATOMIC_GET(p->purged);
     out->queue_messages = out->sent > done ? out->sent - done : 0;
-    pthread_mutex_lock(&p->lat_lock);
-    out->latency_count = p->lat_count;
-    out->latency_sum_s = p->lat_sum;
-    out->latency_max_s = p->lat_max;
-    p->lat_count = 0;
-    p->lat_sum = p->lat_max = 0;
-    pthread_mutex_unlock(&p->lat_lock);
+    out->latency_windows = ATOMIC_GET(p->lat_windows);
+    out->latency_avg_s = (double)ATOMIC_GET(p->lat_avg_us) / 1e6;
+    out->latency_max_s = (double)ATOMIC_GET(p->lat_max_us) / 1e6;
 }
 
 uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
@@ -531,19 +644,25 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
     int timeout_ms = (int)(timeout_s * 1000.0 + 0.5);
     rd_kafka_resp_err_t ferr = rd_kafka_flush(p->rk, timeout_ms);
 
-    uint64_t sent = ATOMIC_GET(p->sent);
-    uint64_t outstanding = sent - ATOMIC_GET(p->delivered) - ATOMIC_GET(p->failed);
-    if (ferr != RD_KAFKA_RESP_ERR_NO_ERROR || outstanding > 0) {
+    if (ferr != RD_KAFKA_RESP_ERR_NO_ERROR || rd_kafka_outq_len(p->rk) > 0) {
         /* (5) What is still queued will not be delivered: purge it so every message gets its
-         * delivery report, and count them. */
+         * (error) report, and count them. */
         __atomic_store_n(&p->closing, 1, __ATOMIC_RELAXED);
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        for (int i = 0; i < 50 && ATOMIC_GET(p->purged) + ATOMIC_GET(p->delivered) +
-                                          ATOMIC_GET(p->failed) < sent; i++)
+        for (int i = 0; i < 50 && rd_kafka_outq_len(p->rk) > 0; i++)
             rd_kafka_poll(p->rk, 100);
     }
-    uint64_t delivered = ATOMIC_GET(p->delivered), failed = ATOMIC_GET(p->failed);
-    uint64_t undelivered = sent - delivered;
+    /* The queue is empty now: every message sent was delivered, failed or purged. */
+    uint64_t sent = ATOMIC_GET(p->sent);
+    uint64_t failed = ATOMIC_GET(p->failed), purged = ATOMIC_GET(p->purged);
+    uint64_t undelivered = failed + purged;
+    if (rd_kafka_outq_len(p->rk) > 0) {
+        /* Purge reports not served in 5 s: count what is left as not delivered too. */
+        undelivered += (uint64_t)rd_kafka_outq_len(p->rk);
+    }
+    if (undelivered > sent)
+        undelivered = sent;
+    uint64_t delivered = sent - undelivered;
     uint64_t dropped = ATOMIC_GET(p->dropped_queue_full) + ATOMIC_GET(p->dropped_too_large) +
                        ATOMIC_GET(p->dropped_encode) + ATOMIC_GET(p->dropped_error);
     if (undelivered > 0)
@@ -551,7 +670,8 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
                 "write_kafka_ts plugin (%s): shutdown: %llu value lists were NOT delivered "
                 "(%llu still queued after FlushTimeout %.3g s, %llu failed); %llu delivered of "
                 "%llu sent; %llu dropped before sending",
-                p->name, (unsigned long long)undelivered, (unsigned long long)(undelivered - failed),
+                p->name, (unsigned long long)undelivered,
+                (unsigned long long)(undelivered > failed ? undelivered - failed : 0),
                 timeout_s, (unsigned long long)failed, (unsigned long long)delivered,
                 (unsigned long long)sent, (unsigned long long)dropped);
     else

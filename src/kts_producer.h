@@ -22,6 +22,10 @@
  *     every line librdkafka produces that passes through here.
  *  8. Value lists carrying KTS_META_MARKER (dispatched by read_kafka_ts) are skipped and
  *     counted, never sent.
+ *  9. librdkafka reports failed deliveries only (delivery.report.only.error): per-message
+ *     success reports cost as much CPU as everything else the plugin does. `delivered` is
+ *     derived (sent − failed − purged − queued), exact once the queue is empty (at close), never
+ *     decreasing; request latency comes from librdkafka's statistics.
  */
 #ifndef KTS_PRODUCER_H
 #define KTS_PRODUCER_H
@@ -53,6 +57,7 @@ struct kts_producer_config {
     double block_timeout;       /* seconds send() waits for queue space before dropping */
     double flush_timeout;       /* seconds close() waits for outstanding deliveries */
     bool skip_marked;           /* skip value lists carrying KTS_META_MARKER (default true) */
+    double stats_interval;      /* seconds between librdkafka statistics (latency); 0 = 10 */
 };
 
 /* The option table for struct kts_producer_config (Property and PropertyFile are pairs). */
@@ -68,10 +73,11 @@ struct kts_producer_stats {
     uint64_t dropped_encode;   /* could not be encoded (e.g. invalid value list) */
     uint64_t dropped_error;    /* produce refused for another reason */
     uint64_t skipped_marked;   /* carried KTS_META_MARKER */
+    uint64_t blocked;          /* sends that waited for queue space (back-pressure) */
     uint64_t queue_messages;   /* sent but neither delivered nor failed yet */
-    uint64_t latency_count;    /* deliveries measured since the last kts_producer_stats() */
-    double latency_sum_s;      /* their summed produce→ack latency in seconds */
-    double latency_max_s;      /* their maximum */
+    uint64_t latency_windows;  /* statistics windows with requests (0: no latency figures yet) */
+    double latency_avg_s;      /* produce request → broker ack in the last statistics window */
+    double latency_max_s;      /*   (outbuf_latency + rtt of the busiest broker), seconds */
 };
 
 /*

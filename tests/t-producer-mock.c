@@ -90,7 +90,9 @@ static struct kts_producer *make_producer(const char *extra)
     struct kts_producer_config cfg;
     struct kts_producer *p = NULL;
     char err[512];
-    if (make_config(&cfg, extra) == 0 && kts_producer_create(&p, &cfg, err, sizeof(err)) < 0)
+    cfg.stats_interval = 0.5;
+    if (make_config(&cfg, extra) == 0 && (cfg.stats_interval = 0.5) > 0 &&
+        kts_producer_create(&p, &cfg, err, sizeof(err)) < 0)
         diag("create: %s", err);
     kts_producer_config_free(&cfg);
     return p;
@@ -200,7 +202,7 @@ static void consume_all(const char *topic, int want, struct seen *s)
 
 int main(void)
 {
-    plan(35);
+    plan(37);
     kts_log_set_sink(capture, NULL);
 
     char err[512];
@@ -221,6 +223,13 @@ int main(void)
     kts_producer_stats(p, &st);
     ok(st.failed == 0 && st.dropped_queue_full == 0 && st.queue_messages == 0,
        "1: nothing failed, dropped or left queued");
+    usleep(1200000); /* two statistics windows */
+    kts_producer_stats(p, &st);
+    ok(st.latency_windows >= 1 && st.latency_avg_s > 0 && st.latency_avg_s < 5 &&
+           st.latency_max_s >= st.latency_avg_s,
+       "9: request latency from statistics (avg %.6f s, max %.6f s)", st.latency_avg_s,
+       st.latency_max_s);
+    is_uint(st.delivered, 2000, "9: delivered derived from the queue: 2000");
     struct seen seen;
     consume_all("metrics", 2000, &seen);
     is_int(seen.count, 2000, "1: 2000 messages in the topic");

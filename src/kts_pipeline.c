@@ -63,11 +63,8 @@ struct kts_pipeline {
     bool config_failed;
 };
 
-/* Per-series header; the data sources' state blocks follow. */
-struct pseries {
-    uint32_t ds_num;
-    uint32_t pad;
-};
+/* A series' state is ds_num blocks of ds_stride bytes, one per data source; ds_num is the
+ * state size / ds_stride (no header: every byte per series counts at a million series). */
 
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
 #define MAX_BUF_CAP 1000000
@@ -347,7 +344,7 @@ int kts_pipeline_config(const struct kts_conf *block, const char *where, struct 
             rc = -EINVAL;
         }
     }
-    p->ds_stride = ALIGN8(p->ds_stride);
+    p->ds_stride = p->ds_stride < 8 ? 8 : ALIGN8(p->ds_stride);
     if (rc == 0) {
         p->buf_cap = cap;
         p->buf[0] = calloc(cap, sizeof(struct kts_point));
@@ -483,10 +480,8 @@ static size_t run_chain(struct kts_pipeline *p, unsigned char *dstate, size_t f0
     return n;
 }
 
-static void init_series(struct kts_pipeline *p, struct pseries *hdr, size_t ds_num)
+static void init_series(struct kts_pipeline *p, unsigned char *base, size_t ds_num)
 {
-    hdr->ds_num = (uint32_t)ds_num;
-    unsigned char *base = (unsigned char *)(hdr + 1);
     for (size_t d = 0; d < ds_num; d++)
         for (size_t f = 0; f < p->nfilters; f++)
             p->filters[f].ops->init(p->filters[f].conf, base + d * p->ds_stride +
@@ -586,18 +581,17 @@ static void flush_series(const void *key, size_t key_len, void *state, size_t st
 {
     struct flush_ctx *fc = opaque;
     struct kts_pipeline *p = fc->p;
-    struct pseries *hdr = state;
-    (void)state_size;
+    size_t ds_num = state_size / p->ds_stride;
     if (fc->rc != 0 || fc->emit == NULL)
         return;
     bool any = false;
     for (size_t f = 0; f < p->nfilters; f++)
         any = any || p->filters[f].ops->flush != NULL;
-    if (!any || ensure_ds(p, hdr->ds_num) < 0)
+    if (!any || ensure_ds(p, ds_num) < 0)
         return;
     size_t total = 0;
-    for (size_t d = 0; d < hdr->ds_num; d++) {
-        unsigned char *dstate = (unsigned char *)(hdr + 1) + d * p->ds_stride;
+    for (size_t d = 0; d < ds_num; d++) {
+        unsigned char *dstate = (unsigned char *)state + d * p->ds_stride;
         p->ds_n[d] = 0;
         for (size_t f = 0; f < p->nfilters; f++) {
             struct pipe_filter *pf = &p->filters[f];
@@ -617,7 +611,7 @@ static void flush_series(const void *key, size_t key_len, void *state, size_t st
     struct kts_vl in;
     memset(&in, 0, sizeof(in));
     unpack_key(&in, key, key_len);
-    fc->rc = assemble(p, &in, hdr->ds_num, fc->emit, fc->opaque);
+    fc->rc = assemble(p, &in, ds_num, fc->emit, fc->opaque);
 }
 
 static int process_one(struct kts_pipeline *p, const struct kts_vl *vl, kts_pipeline_emit_fn emit,
@@ -625,7 +619,7 @@ static int process_one(struct kts_pipeline *p, const struct kts_vl *vl, kts_pipe
 {
     char key[F_NUM * KTS_NAME_MAX];
     size_t key_len = pack_key(key, vl);
-    size_t want = sizeof(struct pseries) + vl->ds_len * p->ds_stride;
+    size_t want = vl->ds_len * p->ds_stride;
     void *state;
     size_t have;
     int rc = ensure_ds(p, vl->ds_len);
@@ -633,7 +627,7 @@ static int process_one(struct kts_pipeline *p, const struct kts_vl *vl, kts_pipe
         return rc;
     p->stats.value_lists_in++;
     rc = kts_series_get(p->series, key, key_len, want, vl->time, &state, &have);
-    if (rc == 0 && ((struct pseries *)state)->ds_num != vl->ds_len) {
+    if (rc == 0 && have / p->ds_stride != vl->ds_len) {
         p->stats.restarted++;
         kts_series_remove(p->series, state);
         rc = kts_series_get(p->series, key, key_len, want, vl->time, &state, &have);
@@ -656,10 +650,9 @@ static int process_one(struct kts_pipeline *p, const struct kts_vl *vl, kts_pipe
     }
     if (rc < 0)
         return rc;
-    struct pseries *hdr = state;
+    unsigned char *base = state;
     if (rc == 1)
-        init_series(p, hdr, vl->ds_len);
-    unsigned char *base = (unsigned char *)(hdr + 1);
+        init_series(p, base, vl->ds_len);
     for (size_t d = 0; d < vl->ds_len; d++) {
         struct kts_point *pt = &p->buf[0][0];
         memset(pt, 0, sizeof(*pt));

@@ -9,7 +9,7 @@
  *     recomputation from scratch would give (pandas' median definition for even counts).
  *  2. robust: location and scale are an exponentially weighted Huber M-estimate (residuals
  *     clipped at 2 scales; time constant Tau, alpha = 1 - exp(-dt/Tau)); ewz: exponentially
- *     weighted mean and standard deviation (time constant Tau). O(1) state, no window.
+ *     weighted mean and standard deviation (time constant Tau). O(1), 32 bytes, no window.
  *  3. The scale used is at least MinScale, and at least 1 when every value in the state and the
  *     point itself are whole numbers (a flat integer series is not flagged for a step of 1:
  *     with the default Threshold it takes a jump of 4 to be an outlier), and never 0.
@@ -71,8 +71,8 @@ struct hampel_state {
 struct ew_state {
     kts_time_t last_t;
     double loc, scale; /* scale: robust scale or EW variance (ewz) */
-    uint32_t n;
-    uint32_t run;
+    uint32_t n;        /* points learned, saturating */
+    uint16_t run;      /* consecutive outliers, saturating */
     bool nonint;
 };
 
@@ -96,7 +96,7 @@ static const struct kts_opt outlier_options[] = {
      "robust/ewz: time constant of location and scale in seconds"},
     {"MinScale", KTS_OPT_DOUBLE, offsetof(struct outlier_conf, min_scale), "0", 0, 1e300, NULL,
      NULL, 0, "smallest scale used (in the series' unit)"},
-    {"MaxRun", KTS_OPT_INT, offsetof(struct outlier_conf, max_run), "5", 0, 1000000, NULL, NULL, 0,
+    {"MaxRun", KTS_OPT_INT, offsetof(struct outlier_conf, max_run), "5", 0, 65535, NULL, NULL, 0,
      "after this many consecutive outliers, accept the next ones as a level shift; 0 = never"},
     KTS_OPT_END,
 };
@@ -319,7 +319,8 @@ static void ew_learn(const struct outlier_conf *c, struct ew_state *s, const str
     }
     bool young = s->n < (uint32_t)c->min_points;
     double a = -expm1(-kts_dt(p->t, s->last_t) / c->tau);
-    s->n++;
+    if (s->n < UINT32_MAX)
+        s->n++;
     if (a < 1.0 / s->n)
         a = 1.0 / s->n; /* plain running estimates while young */
     double e = x - s->loc;
@@ -355,7 +356,8 @@ static void ew_step(const struct outlier_conf *c, struct ew_state *s, const stru
     double sd = c->method == O_EWZ ? sqrt(s->scale) : s->scale;
     sd = scale_floor(c, sd, !s->nonint && is_whole(p->value), s->loc);
     if (fabs(p->value - s->loc) > c->threshold * sd) {
-        s->run++;
+        if (s->run < UINT16_MAX)
+            s->run++;
         if (late || c->max_run == 0 || s->run <= (uint64_t)c->max_run) {
             act(c, p, s->loc, out);
             return;

@@ -40,17 +40,16 @@ double kts_fmt_strtod_c(const char *s, char **end)
 
 int kts_fmt_snprintf_double(char *dst, size_t size, const char *fmt, double x)
 {
+    /* The C locale for this thread during the call: the radix is '.' whatever setlocale() the
+     * process did (collectd does none, but a plugin's embedded interpreter may). */
+    pthread_once(&c_locale_once, c_locale_init);
+    locale_t old = c_locale != (locale_t)0 ? uselocale(c_locale) : (locale_t)0;
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
     int n = snprintf(dst, size, fmt, x);
 #pragma GCC diagnostic pop
-    /* A locale may use another radix character: the only byte that can be neither a digit,
-     * a sign, 'e' nor '.' is the radix, so replace it. */
-    for (int i = 0; i < n && (size_t)i + 1 < size; i++) {
-        char c = dst[i];
-        if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e' || c == '.'))
-            dst[i] = '.';
-    }
+    if (old != (locale_t)0)
+        uselocale(old);
     return n;
 }
 

@@ -9,8 +9,8 @@
 /* strtod() in the C locale, whatever setlocale() the process did. `s` is NUL-terminated. */
 double kts_fmt_strtod_c(const char *s, char **end);
 
-/* snprintf(dst, size, fmt, x) for one double conversion, with the decimal point forced to
- * '.' whatever the locale. Returns snprintf's value. */
+/* snprintf(dst, size, fmt, x) for one double conversion in the C locale (the decimal point is
+ * '.' whatever the locale). Returns snprintf's value. */
 int kts_fmt_snprintf_double(char *dst, size_t size, const char *fmt, double x)
     __attribute__((format(printf, 3, 0)));
 

@@ -96,6 +96,9 @@ const struct kts_opt kts_consumer_options[] = {
      "seconds shutdown waits for dispatched values to be written"},
     {"CloseTimeout", KTS_OPT_DURATION, OFF(close_timeout), "10", 0, 3600, NULL, NULL, 0,
      "seconds shutdown waits for the group to take the partitions back"},
+    {"OrderedDispatch", KTS_OPT_BOOL, OFF(ordered), "true", 0, 0, NULL, NULL, 0,
+     "at most one value per series between dispatch and the write path, in time order (false "
+     "only to measure what collectd's write threads do without it)"},
     {"OutputHostPrefix", KTS_OPT_STRING, OFF(host_prefix), NULL, 0, 0, NULL, NULL, 0,
      "prepended to the host of every dispatched value list"},
     {"OutputHostSuffix", KTS_OPT_STRING, OFF(host_suffix), NULL, 0, 0, NULL, NULL, 0,
@@ -405,7 +408,7 @@ static struct pval *tmap_take(struct kts_consumer *c, uint64_t token)
  * (9). Called with the lock held. */
 static void series_dispatch_next(struct kts_consumer *c, struct series *s)
 {
-    while (s->inflight == NULL && s->head != NULL && !c->draining) {
+    while ((s->inflight == NULL || !c->cfg.ordered) && s->head != NULL && !c->draining) {
         struct pval *p = s->head;
         s->head = p->next;
         if (s->head == NULL)
@@ -418,7 +421,10 @@ static void series_dispatch_next(struct kts_consumer *c, struct series *s)
         }
         p->token = c->instance_bits | (++c->next_seq & 0x00FFFFFFFFFFFFFFULL);
         p->dispatched_ns = now_ns();
-        s->inflight = p;
+        if (c->cfg.ordered)
+            s->inflight = p;
+        else
+            p->series = NULL; /* OrderedDispatch false: the series may go while p is out */
         tmap_insert(c, p);
         c->st.dispatched++;
         int rc = c->cb.dispatch(&p->vl, p->token, c->cb.dispatch_opaque);
@@ -429,7 +435,8 @@ static void series_dispatch_next(struct kts_consumer *c, struct series *s)
                             "is lost", c->name, strerror(-rc), p->vl.host, p->vl.plugin,
                             p->vl.type);
             tmap_take(c, p->token);
-            s->inflight = NULL;
+            if (c->cfg.ordered)
+                s->inflight = NULL;
             msg_value_done(c, p->msg);
             pval_free(c, p);
         }
@@ -454,11 +461,13 @@ static void pump_ready(struct kts_consumer *c)
 static void value_done(struct kts_consumer *c, struct pval *p)
 {
     struct series *s = p->series;
-    s->inflight = NULL;
     msg_value_done(c, p->msg);
     pval_free(c, p);
-    if (!s->ready_listed)
-        series_dispatch_next(c, s);
+    if (s != NULL) {
+        s->inflight = NULL;
+        if (!s->ready_listed)
+            series_dispatch_next(c, s);
+    }
     pthread_cond_broadcast(&c->cond);
 }
 

@@ -68,6 +68,7 @@ struct kts_consumer_config {
     double write_timeout;       /* seconds before an unconfirmed value counts as done (10) */
     double drain_timeout;       /* seconds drain waits for confirmations */
     double close_timeout;       /* seconds close waits for the assignment to be revoked */
+    bool ordered;               /* (3); false dispatches every value at once (for measuring) */
     char *host_prefix;          /* output naming (7); NULL = none */
     char *host_suffix;
     char *plugin_instance_suffix;

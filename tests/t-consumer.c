@@ -1,0 +1,443 @@
+/*
+ * kts_typesdb and kts_consumer: unit tests (types.db parser, naming) and librdkafka's mock
+ * cluster for the consumer's offset bookkeeping, ordering, bad messages and rebalances.
+ * Numbers in test names refer to the guarantees in src/kts_typesdb.h (T) and
+ * src/kts_consumer.h (C). The real broker and collectd are in tests/t-read-*.sh.
+ */
+#include "tap.h"
+
+#include "build-config.h"
+
+#include "kts_consumer.h"
+#include "kts_log.h"
+#include "kts_typesdb.h"
+
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+static void quiet(int level, const char *msg, void *opaque)
+{
+    (void)opaque;
+    if (level <= KTS_LOG_WARNING && getenv("KTS_TEST_VERBOSE"))
+        diag("%s", msg);
+}
+
+/* ---------------------------------------------------------------- types.db */
+
+static void test_typesdb(void)
+{
+    char err[256] = "";
+    struct kts_typesdb *db = kts_typesdb_create();
+    const char *text = "# comment\n\ngauge value:GAUGE:U:U\n"
+                       "if_octets rx:DERIVE:0:U, tx:DERIVE:0:U\n"
+                       "load  shortterm:GAUGE:0:5000,midterm:GAUGE:0:5000 longterm:GAUGE:0:5000\n";
+    is_int(kts_typesdb_load_text(db, text, strlen(text), "a.db", err, sizeof(err)), 0,
+           "T1 collectd's grammar: comments, blank lines, commas and/or blanks");
+    is_uint(kts_typesdb_count(db), 3, "T1 three types");
+    const struct kts_typesdb_type *t = kts_typesdb_find(db, "load");
+    ok(t && t->ds_num == 3 && strcmp(t->ds[2].name, "longterm") == 0 && t->ds[2].max == 5000,
+       "T1 load has shortterm, midterm, longterm with limits");
+    const char *bad = "ok value:GAUGE:U:U\nbroken value:GAUGE:U\n";
+    is_int(kts_typesdb_load_text(db, bad, strlen(bad), "b.db", err, sizeof(err)), -EINVAL,
+           "T3 a malformed line is an error");
+    ok(strstr(err, "b.db:2:") != NULL, "T3 the error names file and line (%s)", err);
+    ok(kts_typesdb_find(db, "ok") == NULL, "T3 nothing of a bad file is kept");
+    const char *redef = "gauge value:DERIVE:0:U\n";
+    kts_typesdb_load_text(db, redef, strlen(redef), "c.db", err, sizeof(err));
+    ok(kts_typesdb_find(db, "gauge")->ds[0].type == KTS_DS_DERIVE, "T2 a later file replaces a type");
+    is_int(kts_typesdb_load_file(db, "/nonexistent/types.db", err, sizeof(err)), -ENOENT,
+           "T missing file: -ENOENT");
+
+    struct kts_ds ds[2] = {{"rx", KTS_DS_DERIVE, {.derive = 1}}, {"tx", KTS_DS_DERIVE, {.derive = 2}}};
+    struct kts_vl vl = {.host = "h", .plugin = "p", .type = "if_octets", .ds_len = 2, .ds = ds};
+    is_int(kts_typesdb_check(db, &vl, err, sizeof(err)), 0, "T4 matching value list accepted");
+    vl.ds_len = 1;
+    ok(kts_typesdb_check(db, &vl, err, sizeof(err)) == -EINVAL && strstr(err, "2 data source"),
+       "T4 wrong count rejected (%s)", err);
+    vl.ds_len = 2;
+    strcpy(ds[1].name, "txx");
+    ok(kts_typesdb_check(db, &vl, err, sizeof(err)) == -EINVAL && strstr(err, "\"txx\""),
+       "T4 wrong name rejected (%s)", err);
+    strcpy(ds[1].name, "tx");
+    ds[1].type = KTS_DS_GAUGE;
+    ok(kts_typesdb_check(db, &vl, err, sizeof(err)) == -EINVAL && strstr(err, "gauge"),
+       "T4 wrong DS type rejected (%s)", err);
+    strcpy(vl.type, "nosuchtype");
+    ok(kts_typesdb_check(db, &vl, err, sizeof(err)) == -EINVAL, "T4 unknown type rejected");
+    kts_typesdb_destroy(db);
+
+    db = kts_typesdb_create();
+    is_int(kts_typesdb_load_file(db, KTS_TYPESDB_DEFAULT, err, sizeof(err)), 0,
+           "T1 collectd's own types.db parses (%s)", err);
+    ok(kts_typesdb_count(db) > 200 && kts_typesdb_find(db, "if_octets") != NULL,
+       "T1 it has %zu types", kts_typesdb_count(db));
+    kts_typesdb_destroy(db);
+}
+
+/* ---------------------------------------------------------------- naming */
+
+static void test_naming(void)
+{
+    struct kts_consumer_config cfg = {.host_prefix = "agg-", .host_suffix = ".x",
+                                      .plugin_instance_suffix = "-f"};
+    struct kts_vl vl = {.host = "h1", .plugin = "cpu", .plugin_instance = "0", .type = "cpu"};
+    is_int(kts_consumer_apply_naming(&cfg, &vl), 0, "C7 naming applies");
+    ok(strcmp(vl.host, "agg-h1.x") == 0 && strcmp(vl.plugin_instance, "0-f") == 0,
+       "C7 host prefix+suffix, plugin_instance suffix (%s, %s)", vl.host, vl.plugin_instance);
+    memset(vl.host, 'a', KTS_NAME_MAX - 3);
+    vl.host[KTS_NAME_MAX - 3] = '\0';
+    char before[KTS_NAME_MAX];
+    strcpy(before, vl.host);
+    is_int(kts_consumer_apply_naming(&cfg, &vl), -ENAMETOOLONG, "C5 too long: -ENAMETOOLONG");
+    ok(strcmp(vl.host, before) == 0, "C5 the value list is unchanged");
+    struct kts_consumer_config none = {0};
+    struct kts_vl v2 = {.host = "h", .plugin_instance = ""};
+    kts_consumer_apply_naming(&none, &v2);
+    ok(strcmp(v2.host, "h") == 0 && v2.plugin_instance[0] == '\0', "C7 no naming: unchanged");
+}
+
+/* ---------------------------------------------------------------- mock cluster */
+
+static rd_kafka_t *mock_rk;
+static rd_kafka_mock_cluster_t *mcluster;
+static const char *bootstrap;
+
+static void mock_start(void)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", errstr, sizeof(errstr));
+    mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (mock_rk == NULL)
+        BAIL_OUT("mock cluster: %s", errstr);
+    mcluster = rd_kafka_handle_mock_cluster(mock_rk);
+    bootstrap = rd_kafka_mock_cluster_bootstraps(mcluster);
+}
+
+static void produce(const char *topic, int32_t partition, const char *key, const char *payload)
+{
+    rd_kafka_producev(mock_rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                      RD_KAFKA_V_KEY(key, strlen(key)),
+                      RD_KAFKA_V_VALUE((void *)payload, strlen(payload)),
+                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+}
+
+static void produce_value(const char *topic, int32_t partition, int series, int k)
+{
+    char buf[512], key[64];
+    snprintf(key, sizeof(key), "h/p-s%d/gauge", series);
+    snprintf(buf, sizeof(buf),
+             "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"s%d\",\"type\":"
+             "\"gauge\",\"type_instance\":\"\",\"time\":%d,\"interval\":10,\"ds\":[{\"name\":"
+             "\"value\",\"type\":\"gauge\",\"value\":%d}]}",
+             series, 1700000000 + 10 * k, k);
+    produce(topic, partition, key, buf);
+}
+
+/* The test's "collectd": dispatch records tokens; a writer thread confirms them. */
+#define MAXTOK 100000
+struct sink {
+    pthread_mutex_t lock;
+    uint64_t tokens[MAXTOK];
+    char series[MAXTOK][16];
+    double times[MAXTOK];
+    size_t n, confirmed;
+    uint64_t withhold; /* a token not to confirm (0: none) */
+    bool withhold_first;
+    int outstanding_max_per_series; /* >1 would break C3 */
+    bool order_broken;
+    struct kts_consumer *c;
+    atomic_bool stop;
+};
+
+static int sink_dispatch(const struct kts_vl *vl, uint64_t token, void *opaque)
+{
+    struct sink *s = opaque;
+    pthread_mutex_lock(&s->lock);
+    if (s->n < MAXTOK) {
+        /* C3: no earlier value of this series may still be outstanding, times increase. */
+        for (size_t i = s->confirmed; i < s->n; i++)
+            if (s->tokens[i] != 0 && strcmp(s->series[i], vl->plugin_instance) == 0)
+                s->order_broken = true;
+        for (size_t i = 0; i < s->n; i++)
+            if (strcmp(s->series[i], vl->plugin_instance) == 0 &&
+                s->times[i] >= KTS_TIME_TO_DOUBLE(vl->time))
+                s->order_broken = true;
+        if (s->withhold_first && s->withhold == 0)
+            s->withhold = token;
+        s->tokens[s->n] = token;
+        snprintf(s->series[s->n], sizeof(s->series[0]), "%.15s", vl->plugin_instance);
+        s->times[s->n] = KTS_TIME_TO_DOUBLE(vl->time);
+        s->n++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static void *sink_writer(void *arg)
+{
+    struct sink *s = arg;
+    while (!atomic_load(&s->stop)) {
+        uint64_t batch[256];
+        size_t nb = 0;
+        pthread_mutex_lock(&s->lock);
+        for (size_t i = 0; i < s->n && nb < 256; i++)
+            if (s->tokens[i] != 0 && s->tokens[i] != s->withhold) {
+                batch[nb++] = s->tokens[i];
+                s->tokens[i] = 0; /* confirmed */
+            }
+        pthread_mutex_unlock(&s->lock);
+        for (size_t i = 0; i < nb; i++)
+            kts_consumer_written(s->c, batch[i]);
+        if (nb == 0)
+            usleep(1000);
+    }
+    return NULL;
+}
+
+static void *run_thread(void *arg)
+{
+    kts_consumer_run(arg);
+    return NULL;
+}
+
+static void base_config(struct kts_consumer_config *cfg, const char *group, const char *topic)
+{
+    kts_opt_defaults(kts_consumer_options, cfg);
+    cfg->group_id = strdup(group);
+    kts_strv_push(&cfg->topics, topic);
+    kts_strv_push(&cfg->properties, "bootstrap.servers");
+    kts_strv_push(&cfg->properties, bootstrap);
+    kts_strv_push(&cfg->properties, "session.timeout.ms");
+    kts_strv_push(&cfg->properties, getenv("KTS_SESSION_MS") ? getenv("KTS_SESSION_MS") : "3000");
+    kts_strv_push(&cfg->properties, "auto.commit.interval.ms");
+    kts_strv_push(&cfg->properties, "200");
+    kts_strv_push(&cfg->typesdb, KTS_TYPESDB_DEFAULT);
+}
+
+static int64_t stored_of(struct kts_consumer *c, int32_t partition)
+{
+    struct kts_consumer_lag lag[16];
+    size_t n = kts_consumer_lag(c, lag, 16);
+    for (size_t i = 0; i < n; i++)
+        if (lag[i].partition == partition)
+            return lag[i].stored;
+    return -2;
+}
+
+/* Committed offset of partition p of topic for group (a fresh consumer asks the broker). */
+static int64_t committed(const char *group, const char *topic, int32_t p)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof(errstr));
+    rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, p);
+    int64_t off = -3;
+    if (rd_kafka_committed(rk, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        off = l->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return off;
+}
+
+static bool wait_for(bool (*cond)(void *), void *arg, int seconds)
+{
+    for (int i = 0; i < seconds * 100; i++) {
+        if (cond(arg))
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+struct wait_n {
+    struct kts_consumer *c;
+    uint64_t n;
+};
+static bool written_reached(void *arg)
+{
+    struct wait_n *w = arg;
+    struct kts_consumer_stats st;
+    kts_consumer_stats(w->c, &st);
+    return st.written >= w->n;
+}
+static bool bad_reached(void *arg)
+{
+    struct wait_n *w = arg;
+    struct kts_consumer_stats st;
+    kts_consumer_stats(w->c, &st);
+    return st.decode_errors + st.written >= w->n && st.dead_lettered >= 3;
+}
+
+static void test_offsets_and_dlq(void)
+{
+    const char *topic = "t-offsets";
+    rd_kafka_mock_topic_create(mcluster, topic, 2, 1);
+    rd_kafka_mock_topic_create(mcluster, "t-dlq", 1, 1);
+    /* partition 0: 3 series × 20 points; partition 1: 10 good + 3 bad messages */
+    for (int k = 0; k < 20; k++)
+        for (int s = 0; s < 3; s++)
+            produce_value(topic, 0, s, k);
+    for (int k = 0; k < 5; k++)
+        produce_value(topic, 1, 7, k);
+    produce(topic, 1, "x", "garbage");
+    produce(topic, 1, "x", "{\"v\":1,\"host\":\"h\"");
+    produce(topic, 1, "x", "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\","
+                           "\"type\":\"if_octets\",\"type_instance\":\"\",\"time\":1,\"interval\":1,"
+                           "\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1}]}");
+    for (int k = 5; k < 10; k++)
+        produce_value(topic, 1, 7, k);
+    rd_kafka_flush(mock_rk, 5000);
+
+    struct kts_consumer_config cfg = {0};
+    base_config(&cfg, "g-offsets", topic);
+    cfg.dead_letter_topic = strdup("t-dlq");
+    static struct sink s;
+    pthread_mutex_init(&s.lock, NULL);
+    s.withhold_first = true;
+    struct kts_consumer_callbacks cb = {.dispatch = sink_dispatch, .dispatch_opaque = &s};
+    char err[512];
+    struct kts_consumer *c;
+    int rc = kts_consumer_create(&c, &cfg, &cb, 7, err, sizeof(err));
+    is_int(rc, 0, "C1 consumer created on the mock cluster (%s)", rc ? err : "");
+    if (rc != 0)
+        return;
+    s.c = c;
+    pthread_t rt, wt;
+    pthread_create(&rt, NULL, run_thread, c);
+    pthread_create(&wt, NULL, sink_writer, &s);
+
+    /* Everything but the first dispatched value gets confirmed; its series then stalls (C3):
+     * s7 has 10 values, s0..s2 20 each, so at least 50 are written. */
+    struct wait_n w = {c, 50};
+    ok(wait_for(written_reached, &w, 30), "C2 the values not behind the withheld one are written");
+    ok(wait_for(bad_reached, &(struct wait_n){c, 53}, 30), "C5 three bad messages counted and dead-lettered");
+    usleep(1000000);
+    int32_t wp = -1;
+    pthread_mutex_lock(&s.lock);
+    wp = strcmp(s.series[0], "s7") == 0 ? 1 : 0;
+    pthread_mutex_unlock(&s.lock);
+    int64_t st_w = stored_of(c, wp), st_o = stored_of(c, 1 - wp);
+    ok(st_w == -1 || st_w == 0, "C2 partition %d with the withheld first value: nothing stored past it (%lld)",
+       wp, (long long)st_w);
+    is_int(st_o, wp == 0 ? 13 : 60, "C2/C5 the other partition is stored to its end, past the bad messages");
+    ok(kts_consumer_owns(c, s.withhold) && !kts_consumer_owns(c, s.withhold ^ (1ULL << 60)),
+       "tokens carry the instance id");
+    is_int(kts_consumer_written(c, 12345), -ENOENT, "an unknown token is ignored");
+    ok(!s.order_broken, "C3 per series: one value in flight at a time, in time order");
+    /* Now release it: the watermark moves to the end. */
+    pthread_mutex_lock(&s.lock);
+    s.withhold_first = false;
+    s.withhold = 0;
+    pthread_mutex_unlock(&s.lock);
+    ok(wait_for(written_reached, &(struct wait_n){c, 70}, 10), "C2 the withheld value written at last");
+    usleep(300000);
+    is_int(stored_of(c, wp), wp == 0 ? 60 : 13, "C2 its partition is now stored to the end");
+
+    struct kts_consumer_stats st;
+    kts_consumer_stats(c, &st);
+    is_uint(st.decode_errors, 3, "C5 decode_errors = 3");
+    is_uint(st.dead_lettered, 3, "C5 dead_lettered = 3");
+    is_uint(st.dispatched, 70, "dispatched = 70");
+
+    is_uint(kts_consumer_drain(c), 0, "C8 drain: nothing left unconfirmed");
+    pthread_join(rt, NULL);
+    kts_consumer_close(c);
+    atomic_store(&s.stop, true);
+    pthread_join(wt, NULL);
+    kts_consumer_destroy(c);
+    is_int(committed("g-offsets", topic, 0), 60, "C8 close committed partition 0's stored offset");
+    is_int(committed("g-offsets", topic, 1), 13, "C8 close committed partition 1's stored offset");
+    kts_consumer_config_free(&cfg);
+}
+
+/* Close during a rebalance: a second member joins, the first closes at once (C8). */
+static void test_rebalance_close(int loops)
+{
+    const char *topic = "t-rebalance";
+    rd_kafka_mock_topic_create(mcluster, topic, 4, 1);
+    for (int k = 0; k < 50; k++)
+        for (int s = 0; s < 8; s++)
+            produce_value(topic, s % 4, s, k);
+    rd_kafka_flush(mock_rk, 5000);
+    int fine = 0;
+    for (int i = 0; i < loops; i++) {
+        char group[64];
+        snprintf(group, sizeof(group), "g-rebalance-%d", i);
+        struct kts_consumer_config cfg = {0};
+        base_config(&cfg, group, topic);
+        static struct sink sa, sb;
+        memset(&sa, 0, sizeof(sa));
+        memset(&sb, 0, sizeof(sb));
+        pthread_mutex_init(&sa.lock, NULL);
+        pthread_mutex_init(&sb.lock, NULL);
+        struct kts_consumer *a, *b;
+        char err[512];
+        struct kts_consumer_callbacks cba = {.dispatch = sink_dispatch, .dispatch_opaque = &sa};
+        struct kts_consumer_callbacks cbb = {.dispatch = sink_dispatch, .dispatch_opaque = &sb};
+        if (kts_consumer_create(&a, &cfg, &cba, 1, err, sizeof(err)) != 0 ||
+            kts_consumer_create(&b, &cfg, &cbb, 2, err, sizeof(err)) != 0) {
+            diag("create: %s", err);
+            continue;
+        }
+        sa.c = a;
+        sb.c = b;
+        pthread_t ra, rb, wa, wb;
+        pthread_create(&ra, NULL, run_thread, a);
+        pthread_create(&wa, NULL, sink_writer, &sa);
+        /* a gets everything, then b joins: a rebalance starts, and a closes in the middle. */
+        wait_for(written_reached, &(struct wait_n){a, 1}, 15);
+        pthread_create(&rb, NULL, run_thread, b);
+        pthread_create(&wb, NULL, sink_writer, &sb);
+        usleep((useconds_t)(200000 + 150000 * (i % 5)));
+        kts_consumer_drain(a);
+        pthread_join(ra, NULL);
+        kts_consumer_close(a);
+        atomic_store(&sa.stop, true);
+        pthread_join(wa, NULL);
+        /* b must end up owning everything and writing all 400 values (the union). */
+        struct kts_consumer_stats sta;
+        kts_consumer_stats(a, &sta);
+        bool complete = wait_for(written_reached, &(struct wait_n){b, 400 - sta.written}, 30);
+        struct kts_consumer_stats stb;
+        kts_consumer_stats(b, &stb);
+        kts_consumer_drain(b);
+        pthread_join(rb, NULL);
+        kts_consumer_close(b);
+        atomic_store(&sb.stop, true);
+        pthread_join(wb, NULL);
+        kts_consumer_destroy(a);
+        kts_consumer_destroy(b);
+        kts_consumer_config_free(&cfg);
+        if (complete && sta.written + stb.written >= 400)
+            fine++;
+        else
+            diag("loop %d: a wrote %llu, b wrote %llu", i, (unsigned long long)sta.written,
+                 (unsigned long long)stb.written);
+    }
+    is_int(fine, loops, "C8/C9 close of a member during a rebalance, %d times: no abort, no hang, "
+           "the survivor completes the union", loops);
+}
+
+int main(void)
+{
+    kts_log_set_sink(quiet, NULL);
+    plan(37);
+    test_typesdb();
+    test_naming();
+    mock_start();
+    alarm(600); /* a hang is a failure, not a stuck suite */
+    test_offsets_and_dlq();
+    int loops = getenv("KTS_REBALANCE_LOOPS") ? atoi(getenv("KTS_REBALANCE_LOOPS")) : 10;
+    test_rebalance_close(loops);
+    rd_kafka_destroy(mock_rk);
+    return done_testing();
+}

@@ -200,7 +200,21 @@ static const char *full_pipeline =
     "  <Filter \"smooth\">\n    Method \"holt\"\n    Tau 60\n  </Filter>\n"
     "</Pipeline>\n";
 
-static bool batch_property(void)
+static const char *other_pipeline =
+    "<Pipeline \"other\">\n"
+    "  ExpireAfter 500\n"
+    "  <Filter \"dedup\">\n    Beyond \"pass\"\n  </Filter>\n"
+    "  <Filter \"difference\">\n    Method \"derivative\"\n  </Filter>\n"
+    "  <Filter \"deseasonalize\">\n    Period 300\n    Bins 10\n    Output \"residual\"\n  </Filter>\n"
+    "  <Filter \"outlier\">\n    Method \"robust\"\n    Tau 100\n    Action \"mark\"\n  </Filter>\n"
+    "  <Filter \"outlier\">\n    Method \"ewz\"\n    Tau 100\n    Action \"drop\"\n  </Filter>\n"
+    "  <Filter \"reseasonalize\">\n  </Filter>\n"
+    "  <Filter \"fill\">\n    Method \"previous\"\n    MaxGap 2\n  </Filter>\n"
+    "  <Filter \"difference\">\n    Method \"difference\"\n    Lag 100\n    LagBins 5\n  </Filter>\n"
+    "  <Filter \"smooth\">\n    Method \"ema\"\n    Tau 30\n  </Filter>\n"
+    "</Pipeline>\n";
+
+static bool batch_property(const char *pipeline_text)
 {
     enum { NV = 3000 };
     static struct kts_vl vls[NV];
@@ -232,7 +246,7 @@ static bool batch_property(void)
     bool same = true;
     size_t sizes[] = {1, 2, 3, 7, 64, 1000, NV};
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
-        struct kts_pipeline *p = fh_pipeline_new(full_pipeline);
+        struct kts_pipeline *p = fh_pipeline_new(pipeline_text);
         struct capture c = {0};
         for (size_t i = 0; i < NV; i += sizes[k])
             kts_pipeline_process(p, vls + i, i + sizes[k] <= NV ? sizes[k] : NV - i, cap_emit,
@@ -256,13 +270,16 @@ static bool batch_property(void)
 
 int main(void)
 {
-    plan(7);
+    plan(8);
     ok(sma_property(300), "SMA 1.: equals recomputation from scratch (window 300 s, gaps, late, dups)");
     ok(sma_property(35), "SMA 1.: also with a window of ~3 points");
     ok(hampel_property(600, 3.5, false, 5), "Hampel 1./3./4.: equals recomputation from scratch");
     ok(hampel_property(200, 3.0, true, 0), "Hampel: integer data, no MaxRun");
     ok(hampel_property(100, 4.0, false, 2), "Hampel: short window, MaxRun 2");
-    ok(batch_property(), "pipeline 8.: identical output at batch sizes 1, 2, 3, 7, 64, 1000, all");
+    ok(batch_property(full_pipeline),
+       "pipeline 8.: identical output at batch sizes 1, 2, 3, 7, 64, 1000, all");
+    ok(batch_property(other_pipeline),
+       "pipeline 8.: also for robust/ewz outliers, residual output, reseasonalize, lag, EMA");
     /* The full pipeline, point by point vs all at once, already covers every filter; check that
      * something was filtered at all (the property is not vacuous). */
     struct kts_pipeline *p = fh_pipeline_new(full_pipeline);

@@ -7,7 +7,7 @@ SPIKES="$KTS_TOP_SRCDIR/contrib/pipelines/spikes.conf"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-plan 21
+plan 23
 
 # Three days of a 5-minute daily pattern with two spikes on day 3, dates as in NAB.
 # Noise: Park-Miller LCG (exact in double arithmetic, so every awk gives the same numbers).
@@ -85,6 +85,14 @@ ok $? "JSON input accepted"
 is "$(sed -n '1p;4,5p' "$tmp/j.out" | tr '\n' ' ')" "series,ds,timestamp,input,output,action h1/interface-eth0/if_octets,0,1700000010,1000,100,kept h1/interface-eth0/if_octets,1,1700000010,100,10,kept " \
   "per data source lines with series, rates of both data sources"
 like "$(cat "$tmp/j.err")" '5 value lists \(1 matched no pipeline\)' "value lists no pipeline matches are counted"
+
+# Every shipped pipeline file is valid as it is.
+bad=0
+for conf in "$KTS_TOP_SRCDIR"/contrib/pipelines/*.conf; do
+  "$KF" --config "$conf" --check >"$tmp/check.out" 2>&1 || { bad=1; diag "$conf: $(cat "$tmp/check.out")"; }
+done
+ok "$bad" "kts-filter --check accepts every contrib/pipelines/*.conf"
+like "$("$KF" --config "$KTS_TOP_SRCDIR/contrib/pipelines/aggregator.conf" --check)" 'pipeline "memory": dedup deseasonalize outlier reseasonalize' "--check lists the pipelines and their filters"
 
 # docs/FILTERS.md's option reference is generated from the option tables: keep it in sync.
 "$KF" --options-markdown >"$tmp/ref.md"

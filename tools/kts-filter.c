@@ -22,7 +22,8 @@
  * pipelines' <Match>; the first pipeline that matches runs, or the one named --pipeline.
  * The interval of the series is --interval, else the most common spacing of the first 1000
  * points. A summary goes to stderr. Exit status: 0, 1 on bad input or configuration.
- * `kts-filter --options-markdown` prints the option reference of docs/FILTERS.md.
+ * `kts-filter --options-markdown` prints the option reference of docs/FILTERS.md;
+ * `kts-filter --config FILE --check` validates FILE and lists its pipelines.
  *
  * INPUT may also be time-series JSON or collectd's JSON, one message per line (what a Kafka
  * consumer dumps): then every value list goes to the first pipeline that matches it (or the
@@ -424,7 +425,9 @@ static int run_json(FILE *f, const char *input, struct kts_pipeline **pipes, siz
 static void usage(FILE *f)
 {
     fprintf(f, "usage: kts-filter --config FILE [--pipeline NAME] [--interval SECONDS]\n"
-               "                  [--host H] [--plugin P] [--type T] INPUT.csv|-\n"
+               "                  [--host H] [--plugin P] [--type T] INPUT.csv|INPUT.json|-\n"
+               "       kts-filter --config FILE --check     (validate, list the pipelines)\n"
+               "       kts-filter --options-markdown        (the option reference)\n"
                "Runs a <Pipeline> from FILE over INPUT (CSV timestamp,value) and prints\n"
                "CSV timestamp,input,output,action. See docs/FILTERS.md.\n");
 }
@@ -434,11 +437,13 @@ int main(int argc, char **argv)
     const char *config = NULL, *pname = NULL, *host = "localhost", *plugin = "kts-filter",
                *type = "gauge";
     double interval = -1;
+    bool check_only = false;
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"pipeline", required_argument, NULL, 'p'},
         {"interval", required_argument, NULL, 'i'}, {"host", required_argument, NULL, 'H'},
         {"plugin", required_argument, NULL, 'P'}, {"type", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'}, {"options-markdown", no_argument, NULL, 'M'},
+        {"check", no_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -468,16 +473,19 @@ int main(int argc, char **argv)
         case 'M':
             options_markdown();
             return 0;
+        case 'C':
+            check_only = true;
+            break;
         default:
             usage(stderr);
             return 1;
         }
     }
-    if (config == NULL || optind != argc - 1) {
+    if (config == NULL || optind != argc - (check_only ? 0 : 1)) {
         usage(stderr);
         return 1;
     }
-    const char *input = argv[optind];
+    const char *input = check_only ? NULL : argv[optind];
 
     char err[1024];
     struct kts_conf *root = NULL;
@@ -514,6 +522,16 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < npipes; i++)
             kts_pipeline_destroy(pipes[i]);
         return 1;
+    }
+    if (check_only) {
+        for (size_t i = 0; i < npipes; i++) {
+            printf("pipeline \"%s\":", kts_pipeline_name(pipes[i]));
+            for (size_t f = 0; f < kts_pipeline_filter_count(pipes[i]); f++)
+                printf(" %s", kts_pipeline_filter_name(pipes[i], f));
+            printf("\n");
+            kts_pipeline_destroy(pipes[i]);
+        }
+        return 0;
     }
 
     /* Read the input. */

@@ -1,4 +1,6 @@
 /* kts_pipeline: tests named after the guarantees in src/kts_pipeline.h. */
+#include <errno.h>
+
 #include "filter-harness.h"
 #include "kts_log.h"
 #include "tap.h"
@@ -35,6 +37,13 @@ static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
 
 static struct kts_ds ds1[1], ds2[2];
 
+static int stop_after_one(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
+{
+    (void)vl;
+    (void)flags;
+    return ++*(int *)opaque >= 1 ? -ECANCELED : 0;
+}
+
 static struct kts_vl mkvl(const char *host, const char *plugin, double t, double v)
 {
     struct kts_vl vl;
@@ -54,7 +63,7 @@ static struct kts_vl mkvl(const char *host, const char *plugin, double t, double
 
 int main(void)
 {
-    plan(29);
+    plan(35);
     kts_log_set_sink(sink, NULL);
 
     /* 1. validation reports every problem */
@@ -200,6 +209,49 @@ int main(void)
        "points replaced)", maxerr, nrepl);
     ok(fabs(spike_out) < 1 && (out_flags[300][0] & KTS_PT_REPLACED),
        "a spike is replaced by the expected value in the series' units (off by %.3f)", spike_out);
+    kts_pipeline_destroy(p);
+
+    /* WhenFull drop, emit errors, per-filter counters, ABSOLUTE */
+    p = fh_pipeline_new("<Pipeline \"drop\">\n  MemoryLimit 1\n  WhenFull \"drop\"\n"
+                        "  <Filter \"smooth\">\n    Method \"sma\"\n    MaxPoints 4096\n  </Filter>\n"
+                        "</Pipeline>\n");
+    nouts = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf(host, sizeof(host), "h%d", i);
+        vl = mkvl(host, "p", 1000, i);
+        kts_pipeline_process(p, &vl, 1, collect, NULL);
+    }
+    kts_pipeline_get_stats(p, &st);
+    ok(st.refused > 0 && nouts == 100 - st.refused, "6. WhenFull drop: refused series emit nothing (%zu out)",
+       nouts);
+    kts_pipeline_destroy(p);
+    p = fh_pipeline_new("<Pipeline \"f\">\n  <Filter \"fill\">\n    MaxGap 3\n  </Filter>\n"
+                        "  <Filter \"dedup\">\n  </Filter>\n</Pipeline>\n");
+    int calls = 0;
+    vl = mkvl("h", "p", 1000, 1);
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    vl = mkvl("h", "p", 1040, 4);
+    is_int(kts_pipeline_process(p, &vl, 1, stop_after_one, &calls), -ECANCELED,
+           "a non-zero return of emit stops processing and is returned");
+    is_int(calls, 1, "no further emit after it");
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    ok(kts_pipeline_filter_count(p) == 2 && strcmp(kts_pipeline_filter_name(p, 1), "dedup") == 0 &&
+           kts_pipeline_filter_stats(p, 1)->dropped == 1 &&
+           kts_pipeline_filter_stats(p, 0)->filled == 3 && kts_pipeline_filter_stats(p, 2) == NULL,
+       "per-filter names and counters (fill filled 3, dedup dropped the redelivery)");
+    kts_pipeline_destroy(p);
+    p = fh_pipeline_new("<Pipeline \"big\">\n  <Filter \"fill\">\n    MaxGap 1000\n  </Filter>\n"
+                        "  <Filter \"fill\">\n    MaxGap 1000\n  </Filter>\n</Pipeline>\n");
+    ok(p == NULL, "1. filters that could emit over a million points per input are refused");
+    p = fh_pipeline_new("<Pipeline \"abs\">\n  <Filter \"difference\">\n  </Filter>\n</Pipeline>\n");
+    nouts = 0;
+    for (int i = 0; i < 2; i++) {
+        vl = mkvl("h", "p", 1000 + 10 * i, 0);
+        ds1[0].type = KTS_DS_ABSOLUTE;
+        ds1[0].value.absolute = 50;
+        kts_pipeline_process(p, &vl, 1, collect, NULL);
+    }
+    ok(nouts == 1 && out_ds[0][0].value.gauge == 5, "2. ABSOLUTE through the pipeline: value / dt");
     kts_pipeline_destroy(p);
 
     /* name too long */

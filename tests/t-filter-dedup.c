@@ -11,7 +11,7 @@ static struct kts_point pt_iv(double t, double v, double iv)
 
 int main(void)
 {
-    plan(26);
+    plan(28);
     struct fh *h = fh_filter_new("dedup", "");
     ok(h != NULL, "dedup configures with defaults");
     is_int(h->state_size, 24, "state without suppression is 24 bytes");
@@ -114,6 +114,11 @@ int main(void)
     fh_step(h, 120, 2);
     is_int(fh_flush(h), 1, "8. flush emits the held point");
     is_double(fh_t(&h->out[0]), 120, 1e-6, "8. it is the last one of the run");
+    fh_free(h);
+    h = fh_filter_new("dedup", "SuppressUnchanged true\nHeartbeat 0");
+    fh_step(h, 10, NAN);
+    is_int(fh_step(h, 20, NAN), 0, "7. with suppression a NaN after a NaN is unchanged (held)");
+    is_int(fh_step(h, 30, 1), 2, "7. a number after NaNs releases the last NaN, then itself");
     fh_free(h);
     /* 9. */
     h = fh_filter_new("dedup", "SuppressUnchanged true");

@@ -5,11 +5,12 @@
 #         in a PreCache chain; the CSV holds exactly what kts-filter computes offline for the
 #         same input (to csv's 6 decimals), duplicates dropped via FC_TARGET_STOP never reach
 #         csv, filled points appear, the raw series is gone (replaced), self-metrics counted
-#   10-12 copy mode (Output* names): raw series unchanged next to the filtered one, which
+#   10    write_log (JSON): the same values to 15 digits, the meta marks, the marker
+#   11-13 copy mode (Output* names): raw series unchanged next to the filtered one, which
 #         equals kts-filter's output
-#   13-16 WriteThreads 5, kts_testgen burst of 30 series: every value list reaches the
+#   14-17 WriteThreads 5, kts_testgen burst of 30 series: every value list reaches the
 #         writers exactly once through the target (CountWritten), self-metric "in" = 3000
-#   17-19 a bad <Pipeline> stops start-up with a message naming the option; Mode "copy"
+#   18-20 a bad <Pipeline> stops start-up with a message naming the option; Mode "copy"
 #         without an Output* name is refused
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -20,7 +21,7 @@ ok() { collectd_tap_ok "$@"; }
 is() { collectd_tap_is "$@"; }
 diag() { collectd_tap_diag "$@"; }
 
-collectd_tap_plan 19
+collectd_tap_plan 20
 KF="$BUILDDIR/tools/kts-filter"
 [ -x "$KF" ] || { echo "Bail out! $KF is not built"; exit 255; }
 
@@ -86,8 +87,11 @@ EOF
 {
     collectd_conf_header main
     echo "WriteThreads 1"
-    collectd_conf_stock csv unixsock match_regex
+    collectd_conf_stock csv unixsock match_regex write_log
     cat <<EOF
+<Plugin write_log>
+  Format "JSON"
+</Plugin>
 <Plugin csv>
   DataDir "$D/csv"
   StoreRates false
@@ -163,6 +167,11 @@ for r in csv.DictReader(open(off)):
 got = []
 for f in sorted(glob.glob(pattern)):
     got += [l for l in open(f).read().splitlines() if not l.startswith("epoch")]
+# Points the target dispatched (filled, re-dispatched) queue behind what was already queued, so
+# csv may write them after later points: compare in time order, report the inversions.
+inv = sum(1 for a, b in zip(got, got[1:]) if float(b.split(",")[0]) < float(a.split(",")[0]))
+print("# rows written out of time order: %d" % inv)
+got.sort(key=lambda r: float(r.split(",")[0]))
 bad = [(g, w) for g, w in zip(got, want) if g != w]
 for g, w in bad[:5]:
     print("# got %s want %s" % (g, w))
@@ -189,6 +198,27 @@ done
 is "$(selfm in)/$(selfm stopped)/$(selfm in_place)/$(selfm dispatched)" "201/4/197/3" \
     "self-metrics: 201 in, 4 stopped (3 duplicates + the point closing the gap, re-dispatched), 197 in place, 3 dispatched (2 filled + it)"
 is "$(collectd_log_count '\[error\]' main)" 0 "no error in the log"
+# write_log (JSON, %.15g values, meta data) sees the same values to 15 digits, and the marks.
+python3 - "$D/offline.csv" "$(collectd_logfile main)" >"$D/wlog.out" <<'EOF'
+import csv, json, sys
+want = {}
+for r in csv.DictReader(open(sys.argv[1])):
+    if r["output"] != "":
+        want[float(r["timestamp"])] = (float(r["output"]), r["action"])
+got = {}
+for l in open(sys.argv[2]):
+    if l.startswith('[{"values"'):
+        for v in json.loads(l):
+            if v["plugin"] == "tsf_in":
+                got[v["time"]] = (v["values"][0], v.get("meta", {}))
+bad = [t for t in want if t not in got or "%.15g" % got[t][0] != "%.15g" % want[t][0]]
+marks = {"replaced": "ts_filter:replaced", "filled": "ts_filter:filled"}
+badmeta = [t for t in want if want[t][1] in marks and t in got and not got[t][1].get(marks[want[t][1]])]
+emitted = sorted(t for t in got if got[t][1].get("ts_filter:emitted"))
+print("points %d/%d value mismatches %d mark mismatches %d emitted %s" % (len(got), len(want), len(bad), len(badmeta), ",".join("%d" % t for t in emitted)))
+EOF
+is "$(cat "$D/wlog.out")" "points 200/200 value mismatches 0 mark mismatches 0 emitted 1700001500,1700001510,1700001520" \
+    "replace: write_log shows kts-filter's values to 15 digits, replaced/filled marks, and the marker on the 3 dispatched points"
 
 # ------------------------------------------------------------------ copy mode
 putval tsf_copy && wait_file "$D/csv/kts-test/sentinel/gauge-*"

@@ -21,6 +21,7 @@
 
 #include "kts_consumer.h"
 #include "kts_log.h"
+#include "kts_pipeset.h"
 #include "utils/metadata/meta_data.h"
 
 #include <pthread.h>
@@ -32,6 +33,7 @@
 struct rkt_instance {
     struct kts_consumer_config cfg;
     struct kts_consumer *consumer;
+    struct kts_pipeset *pipes; /* <Pipeline> blocks (src/kts_pipeset.h), NULL when none */
     pthread_t thread;
     bool thread_started;
     bool drained;
@@ -55,16 +57,32 @@ static int rkt_config(oconfig_item_t *ci)
         config_failed = true;
         return -1;
     }
-    int rc = kts_opt_defaults(kts_consumer_options, &in->cfg);
+    /* The consumer's options see the block without Pipeline/PipelineMode (kts_pipeset's). */
+    struct kts_conf view = *conf;
+    view.children = calloc(conf->children_num > 0 ? (size_t)conf->children_num : 1,
+                           sizeof(*view.children));
+    view.children_num = 0;
+    for (int i = 0; view.children != NULL && i < conf->children_num; i++)
+        if (!kts_pipeset_owns_key(conf->children[i].key))
+            view.children[view.children_num++] = conf->children[i];
+    int rc = view.children == NULL ? -ENOMEM : kts_opt_defaults(kts_consumer_options, &in->cfg);
     if (rc == 0)
-        rc = kts_opt_apply(kts_consumer_options, &in->cfg, conf, PLUGIN_NAME " plugin");
+        rc = kts_opt_apply(kts_consumer_options, &in->cfg, &view, PLUGIN_NAME " plugin");
+    free(view.children);
+    if (rc == 0 && in->cfg.name == NULL && (in->cfg.name = strdup(in->cfg.group_id)) == NULL)
+        rc = -1;
+    if (rc == 0) {
+        char where[300], err[256];
+        snprintf(where, sizeof(where), PLUGIN_NAME " plugin (%s)", in->cfg.name);
+        rc = kts_pipeset_config(conf, &in->cfg.typesdb, where, &in->pipes, err, sizeof(err));
+        if (rc < 0)
+            ERROR("%s: %s", where, err);
+    }
     kts_conf_free(conf);
     if (rc == 0 && instances_num >= MAX_INSTANCES) {
         ERROR(PLUGIN_NAME " plugin: more than %d <Plugin " PLUGIN_NAME "> blocks", MAX_INSTANCES);
         rc = -1;
     }
-    if (rc == 0 && in->cfg.name == NULL && (in->cfg.name = strdup(in->cfg.group_id)) == NULL)
-        rc = -1;
     for (size_t i = 0; rc == 0 && i < instances_num; i++)
         if (strcmp(instances[i]->cfg.name, in->cfg.name) == 0) {
             ERROR(PLUGIN_NAME " plugin: two instances are named \"%s\": give each <Plugin "
@@ -73,6 +91,7 @@ static int rkt_config(oconfig_item_t *ci)
         }
     if (rc != 0) {
         ERROR(PLUGIN_NAME " plugin: invalid configuration; the plugin will not start");
+        kts_pipeset_destroy(in->pipes);
         kts_consumer_config_free(&in->cfg);
         free(in);
         config_failed = true;
@@ -134,6 +153,70 @@ static void dispatch_one(const struct rkt_instance *in, const char *type,
 #define DISPATCH_DERIVE(in, ti, v)                                                               \
     dispatch_one(in, "total_values", ti, (value_t){.derive = (derive_t)(v)})
 
+/* Pipeline self-metrics: plugin instance "<instance>-<pipeline>", the type instances of the
+ * ts_filter target where they mean the same. */
+static void dispatch_pipe(const char *pinst, const char *type, const char *ti, value_t value)
+{
+    value_list_t vl = VALUE_LIST_INIT;
+    vl.values = &value;
+    vl.values_len = 1;
+    sstrncpy(vl.plugin, PLUGIN_NAME, sizeof(vl.plugin));
+    sstrncpy(vl.plugin_instance, pinst, sizeof(vl.plugin_instance));
+    sstrncpy(vl.type, type, sizeof(vl.type));
+    sstrncpy(vl.type_instance, ti, sizeof(vl.type_instance));
+    plugin_dispatch_values(&vl);
+}
+
+static void read_pipelines(const struct rkt_instance *in)
+{
+    for (size_t i = 0; i < kts_pipeset_count(in->pipes); i++) {
+        struct kts_pipeline_stats st;
+        struct kts_pipeset_counters c;
+        struct kts_filter_stats fs[32];
+        size_t nf = kts_pipeset_snapshot(in->pipes, i, &st, &c, fs, 32);
+        char pn[DATA_MAX_NAME_LEN];
+        snprintf(pn, sizeof(pn), "%s-%s", in->cfg.name, kts_pipeset_name(in->pipes, i));
+#define PD(ti, v) dispatch_pipe(pn, "total_values", ti, (value_t){.derive = (derive_t)(v)})
+        PD("in", st.value_lists_in);
+        PD("out", st.value_lists_out);
+        PD("raw", c.raw);
+        PD("dispatched", c.emitted);
+        PD("kept", c.kept);
+        PD("replaced", c.replaced);
+        PD("marked", c.marked);
+        PD("filled", c.filled);
+        PD("warming", c.warming);
+        PD("absent", c.absent);
+        PD("type_refused", c.type_refused);
+        PD("errors", c.errors);
+        PD("refused", st.refused);
+        PD("restarted", st.restarted);
+        PD("name_too_long", st.name_too_long);
+        PD("series_expired", st.series_expired);
+        dispatch_pipe(pn, "count", "series", (value_t){.gauge = (gauge_t)st.series});
+        dispatch_pipe(pn, "bytes", "series_table", (value_t){.gauge = (gauge_t)st.bytes});
+        for (size_t j = 0; j < nf && j < 32; j++) {
+            char ti[DATA_MAX_NAME_LEN];
+            const char *fname = kts_pipeset_filter_name(in->pipes, i, j);
+#define FD(field)                                                                                \
+    do {                                                                                         \
+        snprintf(ti, sizeof(ti), "%zu_%s-" #field, j, fname);                                    \
+        PD(ti, fs[j].field);                                                                     \
+    } while (0)
+            FD(dropped);
+            FD(replaced);
+            FD(marked);
+            FD(filled);
+            FD(warming);
+            FD(late);
+            FD(beyond);
+            FD(resets);
+#undef FD
+        }
+#undef PD
+    }
+}
+
 /* Self-metrics as collectd values (read callback, plugin interval). */
 static int rkt_read(user_data_t *ud)
 {
@@ -158,6 +241,7 @@ static int rkt_read(user_data_t *ud)
                  (value_t){.gauge = (gauge_t)st.inflight_messages});
     dispatch_one(in, "queue_length", "inflight-values",
                  (value_t){.gauge = (gauge_t)st.inflight_values});
+    read_pipelines(in);
     struct kts_consumer_lag lag[256];
     size_t n = kts_consumer_lag(in->consumer, lag, 256);
     for (size_t i = 0; i < n; i++) {
@@ -221,6 +305,10 @@ static int rkt_init(void)
         struct rkt_instance *in = instances[i];
         char err[1024];
         struct kts_consumer_callbacks cb = {.dispatch = rkt_dispatch, .dispatch_opaque = in};
+        if (in->pipes != NULL) { /* one set per instance = per consumer thread */
+            cb.pipeline = kts_pipeset_process;
+            cb.pipeline_opaque = in->pipes;
+        }
         int rc = kts_consumer_create(&in->consumer, &in->cfg, &cb, (unsigned)i, err, sizeof(err));
         if (rc < 0) {
             ERROR(PLUGIN_NAME " plugin (%s): %s", in->cfg.name, err);
@@ -251,6 +339,8 @@ static int rkt_shutdown(void)
         plugin_unregister_write(in->name);
         kts_consumer_destroy(in->consumer);
         in->consumer = NULL;
+        kts_pipeset_destroy(in->pipes); /* points still held back are lost (docs) */
+        in->pipes = NULL;
         kts_consumer_config_free(&in->cfg);
         pthread_mutex_destroy(&in->stop_lock);
         free(in);

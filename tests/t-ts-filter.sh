@@ -6,11 +6,11 @@
 #         same input (to csv's 6 decimals), duplicates dropped via FC_TARGET_STOP never reach
 #         csv, filled points appear, the raw series is gone (replaced), self-metrics counted
 #   10    write_log (JSON): the same values to 15 digits, the meta marks, the marker
-#   11-13 copy mode (Output* names): raw series unchanged next to the filtered one, which
-#         equals kts-filter's output
-#   14-17 WriteThreads 5, kts_testgen burst of 30 series: every value list reaches the
+#   11-14 copy mode (Output* names): raw series unchanged next to the filtered one, which
+#         equals kts-filter's output; a DERIVE series smoothed in place holds the rounded EMA
+#   15-18 WriteThreads 5, kts_testgen burst of 30 series: every value list reaches the
 #         writers exactly once through the target (CountWritten), self-metric "in" = 3000
-#   18-20 a bad <Pipeline> stops start-up with a message naming the option; Mode "copy"
+#   19-21 a bad <Pipeline> stops start-up with a message naming the option; Mode "copy"
 #         without an Output* name is refused
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -21,7 +21,7 @@ ok() { collectd_tap_ok "$@"; }
 is() { collectd_tap_is "$@"; }
 diag() { collectd_tap_diag "$@"; }
 
-collectd_tap_plan 20
+collectd_tap_plan 21
 KF="$BUILDDIR/tools/kts-filter"
 [ -x "$KF" ] || { echo "Bail out! $KF is not built"; exit 255; }
 
@@ -58,6 +58,15 @@ PIPE_COPY='<Pipeline "copy">
     Window 50
   </Filter>
   OutputPluginInstanceSuffix "filtered"
+</Pipeline>'
+PIPE_INT='<Pipeline "int">
+  <Match>
+    Plugin "tsf_int"
+  </Match>
+  <Filter "smooth">
+    Method "ema"
+    Tau 30
+  </Filter>
 </Pipeline>'
 
 D=$(collectd_dir main)
@@ -110,6 +119,7 @@ EOF
     <Target "ts_filter">
 $PIPE_EDGE
 $PIPE_COPY
+$PIPE_INT
     </Target>
   </Rule>
 </Chain>
@@ -119,8 +129,8 @@ EOF
 collectd_start "$D/collectd.conf" main
 ok $? "collectd started with a ts_filter target in the PreCache chain"
 
-# putval PLUGIN < input.csv: send every row through unixsock, one reply per line; then a
-# sentinel series: with one write thread the queue is FIFO, so when the sentinel is in csv,
+# putval PLUGIN: send every row of input.csv through unixsock, one reply per line; then a
+# sentinel series sentinel-PLUGIN: with one write thread the queue is FIFO, so when the sentinel is in csv,
 # everything before it has been written.
 putval() {
     python3 - "$SOCK" "$1" "$D/input.csv" <<'EOF'
@@ -132,8 +142,9 @@ f = s.makefile("rw")
 lines = [l.strip().split(",") for l in open(path).read().splitlines()[1:]]
 lines.append(("1700009999", "1"))
 for i, (t, v) in enumerate(lines):
-    p = plugin if i < len(lines) - 1 else "sentinel"
-    f.write('PUTVAL "kts-test/%s/gauge" interval=10 %s:%s\n' % (p, t, v))
+    p = plugin if i < len(lines) - 1 else "sentinel-" + plugin
+    typ, val = ("derive", str(round(float(v)))) if p == "tsf_int" else ("gauge", v)
+    f.write('PUTVAL "kts-test/%s/%s" interval=10 %s:%s\n' % (p, typ, t, val))
     f.flush()
     reply = f.readline()
     if not reply.startswith("0 "):
@@ -148,8 +159,13 @@ wait_file() {
     return 1
 }
 
-putval tsf_in && wait_file "$D/csv/kts-test/sentinel/gauge-*"
+putval tsf_in && wait_file "$D/csv/kts-test/sentinel-tsf_in/gauge-*"
 ok $? "input sent through unixsock and written"
+# Points the target dispatched may queue behind the sentinel: wait (bounded) for all 200 rows.
+for _ in $(seq 50); do
+    [ "$(cat "$D"/csv/kts-test/tsf_in/gauge-* 2>/dev/null | grep -vc epoch)" -ge 200 ] && break
+    sleep 0.1
+done
 
 "$KF" --config <(echo "$PIPE_EDGE") --interval 10 --host kts-test --plugin tsf_in --type gauge \
     "$D/input.csv" >"$D/offline.csv" 2>"$D/offline.err"
@@ -221,7 +237,7 @@ is "$(cat "$D/wlog.out")" "points 200/200 value mismatches 0 mark mismatches 0 e
     "replace: write_log shows kts-filter's values to 15 digits, replaced/filled marks, and the marker on the 3 dispatched points"
 
 # ------------------------------------------------------------------ copy mode
-putval tsf_copy && wait_file "$D/csv/kts-test/sentinel/gauge-*"
+putval tsf_copy && wait_file "$D/csv/kts-test/sentinel-tsf_copy/gauge-*"
 for _ in $(seq 50); do
     [ "$(cat "$D"/csv/kts-test/tsf_copy-filtered/gauge-* 2>/dev/null | grep -vc epoch)" -ge 198 ] && break
     sleep 0.1
@@ -241,6 +257,28 @@ for f in sorted(sys.argv[2:]):
 print("equal" if got == want else "differ: %d vs %d rows" % (len(got), len(want)))
 EOF
 is "$(cat "$D/raw.out")" "equal" "copy: the raw series is unchanged (201 rows, duplicates included)"
+# A DERIVE data source in place: the smoothed value rounded to an integer (counted "rounded").
+putval tsf_int && wait_file "$D/csv/kts-test/sentinel-tsf_int/gauge-*"
+python3 -c '
+import sys
+rows = [l.split(",") for l in open(sys.argv[1]).read().splitlines()[1:]]
+print("timestamp,value")
+for t, v in rows:
+    print("%s,%d" % (t, round(float(v))))' "$D/input.csv" >"$D/input-int.csv"
+"$KF" --config <(echo "$PIPE_INT") --interval 10 --host kts-test --plugin tsf_int --type derive \
+    "$D/input-int.csv" >"$D/offline-int.csv" 2>/dev/null
+python3 - "$D/offline-int.csv" "$D"/csv/kts-test/tsf_int/derive-* >"$D/int.out" <<'EOF'
+import csv, sys
+import math
+def cround(x):  # C round(): halves away from zero (Python's round() goes to even)
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+want = ["%.3f,%d" % (float(r["timestamp"]), cround(float(r["output"]))) for r in csv.DictReader(open(sys.argv[1])) if r["output"] != ""]
+got = []
+for f in sorted(sys.argv[2:]):
+    got += [l for l in open(f).read().splitlines() if not l.startswith("epoch")]
+print("rows %d/%d mismatches %d" % (len(got), len(want), sum(1 for g, w in zip(got, want) if g != w) + abs(len(got) - len(want))))
+EOF
+is "$(cat "$D/int.out")" "rows 201/201 mismatches 0" "derive in place: csv holds kts-filter's EMA rounded to integers"
 collectd_stop main
 ok $? "stopped by TERM with exit status 0"
 

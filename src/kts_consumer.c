@@ -881,15 +881,23 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
     rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    bool strategy_set = false;
+    bool strategy_set = false, qmin_set = false;
     for (size_t i = 0; rc == 0 && i + 1 < cfg->properties.n; i += 2) {
         if (strcasecmp(cfg->properties.v[i], "partition.assignment.strategy") == 0)
             strategy_set = true;
+        if (strcasecmp(cfg->properties.v[i], "queued.min.messages") == 0)
+            qmin_set = true;
         rc = conf_set(conf, cfg->properties.v[i], cfg->properties.v[i + 1], errbuf, errbuf_size);
     }
     if (rc == 0 && !strategy_set)
         rc = conf_set(conf, "partition.assignment.strategy", "range,roundrobin", errbuf,
                       errbuf_size);
+    /* With librdkafka 2.0.2's default (100000) the fetcher pauses whenever the local queue is
+     * that full and resumes late: a backlog drained at ~120,000 values/s with the CPU mostly
+     * idle; 200000 gave ~225,000/s (docs/PERFORMANCE.md, bench/read-bench). The byte limit
+     * queued.max.messages.kbytes still applies. */
+    if (rc == 0 && !qmin_set)
+        rc = conf_set(conf, "queued.min.messages", "200000", errbuf, errbuf_size);
     if (rc == 0)
         rc = conf_set(conf, "group.id", cfg->group_id, errbuf, errbuf_size);
     if (rc == 0)

@@ -326,6 +326,10 @@ static int rkt_init(void)
                                      &(user_data_t){.data = in, .free_func = rkt_read_freed});
         INFO(PLUGIN_NAME " plugin (%s): consuming %zu topic(s) in group \"%s\"", in->cfg.name,
              in->cfg.topics.n, in->cfg.group_id);
+        for (size_t k = 0; k < kts_pipeset_count(in->pipes); k++)
+            INFO(PLUGIN_NAME " plugin (%s): pipeline \"%s\", mode %s", in->cfg.name,
+                 kts_pipeset_name(in->pipes, k),
+                 kts_pipeset_copy_mode(in->pipes, k) ? "copy (raw and filtered)" : "replace");
     }
     return 0;
 }

@@ -110,8 +110,9 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
                         m = w;
             if (m < 0) {
                 char buf[256];
-                kts_log(KTS_LOG_ERR, "%s: %s: PipelineMode takes one of \"auto\", \"replace\", "
-                        "\"copy\"", where, kts_conf_describe_values(c, buf, sizeof(buf)));
+                kts_log(KTS_LOG_ERR, "%s: invalid value %s for option \"PipelineMode\"; allowed: "
+                        "one of \"auto\", \"replace\", \"copy\"", where,
+                        kts_conf_describe_values(c, buf, sizeof(buf)));
                 errors++;
             } else {
                 mode = m;
@@ -189,9 +190,8 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
                 if (t->ds[d].type != KTS_DS_GAUGE) {
                     kts_log(KTS_LOG_ERR, "%s: pipeline \"%s\": OutputType \"%s\": data source "
                             "\"%s\" is %s, but filtered values are gauges; use a type whose "
-                            "data sources are all GAUGE (e.g. \"gauge\", or \"%s\" only when "
-                            "it is all-gauge)", where, name, ot, t->ds[d].name,
-                            ds_type_name(t->ds[d].type), ot);
+                            "data sources are all GAUGE (e.g. \"gauge\" for one value)", where,
+                            name, ot, t->ds[d].name, ds_type_name(t->ds[d].type));
                     errors++;
                     break;
                 }

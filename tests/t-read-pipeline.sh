@@ -17,6 +17,9 @@
 #   15-17 configuration errors: OutputType with a DERIVE data source, copy mode without an
 #         Output* option, an unknown filter option: clear messages, the plugin does not start
 #   18-19 PipelineMode "replace": only the filtered series is written, under the input's name
+#   20-21 contrib/examples/aggregator.conf: its csv, rrdtool and read_kafka_ts blocks as shipped
+#         (paths, broker and topic replaced) start with their three pipelines; CPU jiffies
+#         (DERIVE) come out as a smoothed rate of OutputType "percent" next to the raw series
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILDDIR=${KTS_TOP_BUILDDIR:-$(pwd)}
@@ -26,7 +29,7 @@ ok() { collectd_tap_ok "$@"; }
 is() { collectd_tap_is "$@"; }
 diag() { collectd_tap_diag "$@"; }
 
-collectd_tap_plan 19
+collectd_tap_plan 21
 if [ -z "${KTS_BOOTSTRAP:-}" ]; then
     echo "Bail out! KTS_BOOTSTRAP is not set: run through make check (tests/run-suite starts Kafka)"
     exit 255
@@ -336,5 +339,43 @@ out=$(python3 -c "$CHECK" csv "$W/expect.csv" $T0 "$P/csv/pipe/sensor-s1/gauge-*
 st=$?
 [ $st -eq 0 ] || diag "$out"
 ok $st "replace mode: sensor-s1 holds kts-filter's output ($(echo "$out" | tail -n1))"
+
+# ------------------------------------------------------------------ 20-21 the example config
+E=$(collectd_dir example)
+python3 - "$T0" >"$E/msgs.jsonl" <<'PYEOF'
+import json, sys
+t0 = int(sys.argv[1])
+for k in range(6):
+    print(json.dumps({"v": 1, "host": "web1", "plugin": "cpu", "plugin_instance": "0",
+                      "type": "cpu", "type_instance": "user", "time": t0 + 10 * k,
+                      "interval": 10, "ds": [{"name": "value", "type": "derive",
+                                              "value": 5000 + 250 * k}]}))
+PYEOF
+kcat -P -b "$B" -t "$RUN-example" -p 0 <"$E/msgs.jsonl" 2>/dev/null
+{
+    collectd_conf_header example
+    collectd_conf_stock csv rrdtool
+    collectd_conf_ours read_kafka_ts
+    python3 - "$SRCDIR/contrib/examples/aggregator.conf" "$E" "$B" "$RUN" <<'PYEOF'
+import re, sys
+text = open(sys.argv[1]).read()
+blocks = re.findall(r"^<Plugin (?:csv|rrdtool|read_kafka_ts)>\n.*?^</Plugin>\n", text, re.S | re.M)
+s = "".join(blocks).replace("/var/lib/collectd", sys.argv[2])
+s = re.sub(r'Property "bootstrap.servers" "[^"]*"', 'Property "bootstrap.servers" "%s"' % sys.argv[3], s)
+s = s.replace('DeadLetterTopic "collectd-dlq"', 'DeadLetterTopic "%s-dlq"' % sys.argv[4])
+s = s.replace('Topic "collectd"', 'Topic "%s-example"' % sys.argv[4])
+s = s.replace('GroupId "collectd-aggregator"', 'GroupId "%s-example"' % sys.argv[4])
+print(s)
+PYEOF
+} >"$E/collectd.conf"
+collectd_start "$E/collectd.conf" example
+st=$?
+n=$(collectd_log_count 'pipeline "(memory|cpu|df)", mode copy' example)
+is "$st/$n" 0/3 "contrib/examples/aggregator.conf starts as shipped, with its 3 pipelines in copy mode"
+n=$(wait_rows_dir 11 30 "$E/csv/web1")
+collectd_stop example
+r=$(cat "$E"/csv/web1/cpu-0-rate5m/percent-user-* 2>/dev/null | grep -v '^epoch' | cut -d, -f2 | tr '\n' ' ')
+is "$n/$r" "11/25.000000 25.000000 25.000000 25.000000 25.000000 " \
+    "example cpu pipeline: 6 raw jiffy counters + 5 smoothed rates (25/s) as percent-user in cpu-0-rate5m"
 
 collectd_tap_status

@@ -21,7 +21,7 @@ fi
 B=$KTS_BOOTSTRAP
 RUN=rktc-$$-$(date +%s)
 CMP="$SRCDIR/tests/lib/compare_csv.py"
-COUNT=${KTS_CRASH_COUNT:-40000}
+COUNT=${KTS_CRASH_COUNT:-200000}
 SERIES=200
 
 rows() { find "$1" -type f ! -path '*/read_kafka_ts-*' -exec cat {} + 2>/dev/null | grep -vc '^epoch'; }
@@ -86,7 +86,7 @@ A=$(collectd_dir agent)
 EOF
 } >"$A/collectd.conf"
 collectd_start "$A/collectd.conf" agent &&
-    collectd_wait_log "kts_testgen: burst written: $COUNT value lists" 60 agent
+    collectd_wait_log "kts_testgen: burst written: $COUNT value lists" 120 agent
 collectd_stop agent
 collectd_log_has "shutdown: all [0-9]+ value lists sent were delivered; 0 dropped" agent
 ok $? "backlog of $COUNT values over $SERIES series in Kafka"
@@ -95,7 +95,7 @@ ok $? "backlog of $COUNT values over $SERIES series in Kafka"
 K=$(collectd_dir kill)
 conf=$(aggregator_conf kill "$RUN-kill")
 collectd_start "$conf" kill
-n=$(wait_rows "$K/csv" $((COUNT / 4)) 60)
+n=$(wait_rows "$K/csv" $((COUNT / 4)) 120)
 pid=$(collectd_pid kill)
 kill -KILL "$pid"
 collectd_stop kill 5 2>/dev/null
@@ -103,7 +103,7 @@ ok "$([ "$COLLECTD_STOPPED_BY" = gone ] && [ "$n" -lt "$COUNT" ]; echo $?)" \
     "aggregator killed with SIGKILL in the middle of the backlog ($n of $COUNT rows written)"
 collectd_start "$conf" kill
 ok $? "restarted in the same group"
-out=$(wait_complete "$K/csv" 60)
+out=$(wait_complete "$K/csv" 120)
 diag "after the restart: $out"
 case "$out" in *", 0 problems") st=0 ;; *) st=1 ;; esac
 ok $st "every value of the backlog reached csv at least once after kill -9"
@@ -114,7 +114,7 @@ ok $? "the restarted aggregator stops cleanly"
 T=$(collectd_dir term)
 conf=$(aggregator_conf term "$RUN-term")
 collectd_start "$conf" term
-n=$(wait_rows "$T/csv" $((COUNT / 4)) 60)
+n=$(wait_rows "$T/csv" $((COUNT / 4)) 120)
 collectd_stop term
 ok $? "aggregator stopped with TERM in the middle of the backlog ($n rows at the signal)"
 collectd_log_has 'read threads stopped: draining before the write threads stop' term
@@ -122,7 +122,7 @@ ok $? "the drain ran after the read threads stopped"
 collectd_log_has 'shutdown: every dispatched value was written' term
 ok $? "every dispatched value was confirmed written before the write threads stopped"
 collectd_start "$conf" term
-out=$(wait_complete "$T/csv" 60)
+out=$(wait_complete "$T/csv" 120)
 diag "after the restart: $out"
 case "$out" in *", 0 problems") st=0 ;; *) st=1 ;; esac
 ok $st "every value of the backlog reached csv at least once across the clean restart"

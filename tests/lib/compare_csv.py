@@ -9,6 +9,8 @@ usage:
       kts_testgen burst mode: series s (plugin_instance s<s>) must hold every sequence number
       k in 0..COUNT/SERIES-1 as its value, at least once. Last line:
       "burst: N of COUNT values present (D duplicates), M problems".
+      CSVDIR may be several directories joined by ':' (e.g. two aggregators of one group):
+      their rows are taken together.
 Exit status 0 only without problems.
 """
 import glob
@@ -21,8 +23,9 @@ from decimal import Decimal
 def read_csv_dir(csvdir):
     """{(host, plugin_dir, type_name): [(time_str, [values...])]}"""
     out = {}
-    for path in glob.glob(os.path.join(csvdir, '*', '*', '*')):
-        rel = os.path.relpath(path, csvdir).split(os.sep)
+    paths = [(d, p) for d in csvdir.split(':') for p in glob.glob(os.path.join(d, '*', '*', '*'))]
+    for base, path in paths:
+        rel = os.path.relpath(path, base).split(os.sep)
         if len(rel) != 3:
             continue
         host, pdir, fname = rel

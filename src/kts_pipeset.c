@@ -26,6 +26,7 @@ struct pipe {
 };
 
 struct kts_pipeset {
+    char *where; /* message prefix, e.g. "read_kafka_ts plugin (agg)" */
     struct pipe *pipes;
     size_t n;
     struct kts_typesdb *types;
@@ -49,6 +50,7 @@ void kts_pipeset_destroy(struct kts_pipeset *ps)
     for (size_t i = 0; i < ps->n; i++)
         kts_pipeline_destroy(ps->pipes[i].p);
     free(ps->pipes);
+    free(ps->where);
     kts_typesdb_destroy(ps->types);
     free(ps->ds);
     free(ps->meta);
@@ -131,7 +133,8 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
     pthread_mutex_init(&ps->lock, NULL);
     ps->pipes = calloc((size_t)npipes, sizeof(*ps->pipes));
     ps->types = kts_typesdb_create();
-    if (ps->pipes == NULL || ps->types == NULL) {
+    ps->where = strdup(where);
+    if (ps->pipes == NULL || ps->types == NULL || ps->where == NULL) {
         kts_pipeset_destroy(ps);
         return -ENOMEM;
     }
@@ -281,9 +284,9 @@ static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque
     if (why != NULL) {
         pp->c.type_refused++;
         kts_log_limited(&pp->rl, KTS_LOG_WARNING,
-                        "read_kafka_ts plugin: pipeline \"%s\": output %s/%s/%s not dispatched: "
-                        "%s; set OutputType to an all-gauge type (e.g. \"gauge\")",
-                        name, o->host, o->plugin, o->type, why);
+                        "%s: pipeline \"%s\": output %s/%s/%s not dispatched: %s; set "
+                        "OutputType to an all-gauge type (e.g. \"gauge\")",
+                        ps->where, name, o->host, o->plugin, o->type, why);
         return 0;
     }
     for (size_t d = 0; d < o->ds_len; d++) {

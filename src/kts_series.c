@@ -13,10 +13,16 @@ struct series {
     kts_time_t last;            /* newest event time it was touched with */
     uint32_t key_len;
     uint32_t state_size;
-    uint32_t key_off; /* state starts at data + key_off (key first: one cache line) */
-    uint32_t pad;
-    unsigned char data[]; /* key, padding to 8 with the key offset in its last 4 bytes, state */
+    /* data: the key, padding to 8 with the key offset in its last 4 bytes, the state (at
+     * key_off(key_len); key first: one cache line with the header for short keys). */
+    unsigned char data[];
 };
+
+/* Where the state starts in data[]: the key and 4 bytes for its offset, rounded up to 8. */
+static inline size_t key_off(size_t key_len)
+{
+    return (key_len + sizeof(uint32_t) + 7) & ~(size_t)7;
+}
 
 struct slot {
     uint64_t hash;
@@ -117,7 +123,7 @@ void kts_series_table_destroy(struct kts_series_table *t, kts_series_fn fn, void
     for (struct series *s = t->head, *next; s != NULL; s = next) {
         next = s->next;
         if (fn)
-            fn(s->data, s->key_len, s->data + s->key_off, s->state_size, opaque);
+            fn(s->data, s->key_len, s->data + key_off(s->key_len), s->state_size, opaque);
         free(s);
     }
     free(t->slots);
@@ -143,7 +149,7 @@ void *kts_series_find(struct kts_series_table *t, const void *key, size_t key_le
 {
     uint64_t h = hash_key(key, key_len);
     struct slot *sl = &t->slots[find_slot(t, h, key, key_len)];
-    return sl->s != NULL ? sl->s->data + sl->s->key_off : NULL;
+    return sl->s != NULL ? sl->s->data + key_off(sl->s->key_len) : NULL;
 }
 
 static int grow(struct kts_series_table *t)
@@ -183,7 +189,7 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
          * touched since they were queued a second chance instead. */
         if (now > s->last)
             s->last = now;
-        *state = s->data + s->key_off;
+        *state = s->data + key_off(s->key_len);
         if (state_size_out)
             *state_size_out = s->state_size;
         return 0;
@@ -191,7 +197,7 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
     if (state_size > UINT32_MAX || key_len > UINT32_MAX)
         return -EINVAL;
     size_t ssz = (state_size + 7) & ~(size_t)7;
-    size_t koff = (key_len + sizeof(uint32_t) + 7) & ~(size_t)7;
+    size_t koff = key_off(key_len);
     size_t need = sizeof(struct series) + koff + ssz;
     bool must_grow = (t->count + 1) * 4 > (t->mask + 1) * 3;
     if (t->conf.max_bytes > 0) {
@@ -217,7 +223,6 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
         return -ENOMEM;
     s->key_len = (uint32_t)key_len;
     s->state_size = (uint32_t)ssz;
-    s->key_off = (uint32_t)koff;
     s->last = now;
     memcpy(s->data, key, key_len);
     uint32_t koff32 = (uint32_t)koff;
@@ -294,7 +299,7 @@ size_t kts_series_expire(struct kts_series_table *t, kts_time_t now, size_t max,
             continue;
         }
         if (fn)
-            fn(s->data, s->key_len, s->data + s->key_off, s->state_size, opaque);
+            fn(s->data, s->key_len, s->data + key_off(s->key_len), s->state_size, opaque);
         remove_series(t, s);
         t->expired++;
         expired++;
@@ -305,7 +310,7 @@ size_t kts_series_expire(struct kts_series_table *t, kts_time_t now, size_t max,
 void kts_series_foreach(struct kts_series_table *t, kts_series_fn fn, void *opaque)
 {
     for (struct series *s = t->head; s != NULL; s = s->next)
-        fn(s->data, s->key_len, s->data + s->key_off, s->state_size, opaque);
+        fn(s->data, s->key_len, s->data + key_off(s->key_len), s->state_size, opaque);
 }
 
 void kts_series_get_stats(const struct kts_series_table *t, struct kts_series_stats *st)

@@ -51,21 +51,31 @@ struct outlier_conf {
     double threshold;
     double min_scale;
     int64_t max_run;
-    kts_time_t window_t; /* derived */
+    /* derived */
+    kts_time_t window_t;
+    uint64_t t_mask; /* bits of a timestamp kept in the ring (see struct hampel_state) */
+    bool wide_tags;  /* MaxPoints > 256: ring slot numbers take 2 bytes */
 };
 
-struct hampel_entry {
-    kts_time_t t;
-    double v;
-};
-
-/* Hampel: a time-ordered ring and the same values sorted. */
+/*
+ * Hampel: the window's values sorted (what the median and MAD are read from), each tagged with
+ * the ring slot it came from, and a time-ordered ring of timestamps only. 15 bytes per point
+ * with the default Window (24 before: a ring of (time, value) beside the sorted copy):
+ *   double v[cap]        sorted values
+ *   uint32_t t_lo[cap]   ring: low 32 bits of each timestamp
+ *   uint16_t/uint32_t t_hi[cap]  ring: the next 16 bits, or the whole high half
+ *   uint8_t/uint16_t tag[cap]    tag[k]: ring slot of v[k]
+ * Every timestamp in the window lies in (newest - Window, newest], so when Window is shorter
+ * than 2^48 units (3 days) its low 48 bits identify it exactly: t = newest - ((newest - t48)
+ * mod 2^48). Longer windows keep all 64 bits (t_hi 32-bit): 17 bytes per point.
+ */
 struct hampel_state {
     kts_time_t newest;
-    uint32_t head, n;
-    uint32_t nonint; /* values in the window that are not whole numbers */
-    uint32_t run;
-    /* struct hampel_entry e[max_points]; double sorted[max_points]; */
+    /* Consecutive outliers, saturating at 2^16 (MaxRun <= 65535, so only run <= MaxRun
+     * matters), and the values in the window that are not whole numbers (<= 4096): 16 bytes. */
+    uint32_t run : 17;
+    uint32_t nonint : 13;
+    uint16_t head, n; /* ring: oldest slot, points in the window (MaxPoints <= 4096) */
 };
 
 struct ew_state {
@@ -89,7 +99,8 @@ static const struct kts_opt outlier_options[] = {
     {"Window", KTS_OPT_DURATION, offsetof(struct outlier_conf, window), "3600", 1e-6, 1e9, NULL,
      NULL, 0, "hampel: window length in seconds of event time"},
     {"MaxPoints", KTS_OPT_INT, offsetof(struct outlier_conf, max_points), "31", 3, 4096, NULL,
-     NULL, 0, "hampel: most points kept in the window (24 bytes each per series)"},
+     NULL, 0, "hampel: most points kept in the window (15 bytes each per series; 17 with a "
+              "Window over 3 days)"},
     {"MinPoints", KTS_OPT_INT, offsetof(struct outlier_conf, min_points), "5", 1, 4096, NULL, NULL,
      0, "points needed before judging (warm-up)"},
     {"Tau", KTS_OPT_DURATION, offsetof(struct outlier_conf, tau), "3600", 1e-6, 1e9, NULL, NULL, 0,
@@ -105,6 +116,8 @@ static int outlier_prepare(void *vconf, const char *where)
 {
     struct outlier_conf *c = vconf;
     c->window_t = KTS_TIME_FROM_DOUBLE(c->window);
+    c->t_mask = c->window_t < ((kts_time_t)1 << 48) ? ((uint64_t)1 << 48) - 1 : UINT64_MAX;
+    c->wide_tags = c->max_points > 256;
     if (c->method == O_HAMPEL && c->min_points > c->max_points) {
         kts_log(KTS_LOG_ERR, "%s: MinPoints %lld is larger than MaxPoints %lld", where,
                 (long long)c->min_points, (long long)c->max_points);
@@ -116,9 +129,12 @@ static int outlier_prepare(void *vconf, const char *where)
 static size_t outlier_state_size(const void *vconf)
 {
     const struct outlier_conf *c = vconf;
-    if (c->method == O_HAMPEL)
-        return sizeof(struct hampel_state) +
-               (size_t)c->max_points * (sizeof(struct hampel_entry) + sizeof(double));
+    if (c->method == O_HAMPEL) {
+        size_t per = sizeof(double) + sizeof(uint32_t) +
+                     (c->t_mask == UINT64_MAX ? sizeof(uint32_t) : sizeof(uint16_t)) +
+                     (c->wide_tags ? sizeof(uint16_t) : sizeof(uint8_t));
+        return sizeof(struct hampel_state) + (size_t)c->max_points * per;
+    }
     return sizeof(struct ew_state);
 }
 
@@ -178,13 +194,77 @@ static void act(const struct outlier_conf *c, const struct kts_point *p, double 
 
 /* ------------------------------------------------------------------ hampel */
 
-static struct hampel_entry *h_entries(struct hampel_state *s)
+/* The arrays behind the header (layout in the comment of struct hampel_state). */
+static double *h_sorted(struct hampel_state *s)
 {
-    return (struct hampel_entry *)(s + 1);
+    return (double *)(s + 1);
 }
-static double *h_sorted(const struct outlier_conf *c, struct hampel_state *s)
+static uint32_t *h_tlo(const struct outlier_conf *c, struct hampel_state *s)
 {
-    return (double *)(h_entries(s) + c->max_points);
+    return (uint32_t *)(h_sorted(s) + c->max_points);
+}
+static void *h_thi(const struct outlier_conf *c, struct hampel_state *s)
+{
+    return h_tlo(c, s) + c->max_points;
+}
+static void *h_tags(const struct outlier_conf *c, struct hampel_state *s)
+{
+    size_t w = c->t_mask == UINT64_MAX ? sizeof(uint32_t) : sizeof(uint16_t);
+    return (unsigned char *)h_thi(c, s) + (size_t)c->max_points * w;
+}
+
+/* Timestamp of ring slot i (any slot in the window: it is within Window of s->newest). */
+static kts_time_t h_time(const struct outlier_conf *c, struct hampel_state *s, uint32_t i)
+{
+    uint64_t hi = c->t_mask == UINT64_MAX ? ((uint32_t *)h_thi(c, s))[i]
+                                          : ((uint16_t *)h_thi(c, s))[i];
+    uint64_t stored = hi << 32 | h_tlo(c, s)[i];
+    return s->newest - ((s->newest - stored) & c->t_mask);
+}
+static void h_set_time(const struct outlier_conf *c, struct hampel_state *s, uint32_t i,
+                       kts_time_t t)
+{
+    h_tlo(c, s)[i] = (uint32_t)t;
+    if (c->t_mask == UINT64_MAX)
+        ((uint32_t *)h_thi(c, s))[i] = (uint32_t)(t >> 32);
+    else
+        ((uint16_t *)h_thi(c, s))[i] = (uint16_t)(t >> 32);
+}
+static uint32_t h_tag(const struct outlier_conf *c, struct hampel_state *s, uint32_t k)
+{
+    return c->wide_tags ? ((uint16_t *)h_tags(c, s))[k] : ((uint8_t *)h_tags(c, s))[k];
+}
+static void h_set_tag(const struct outlier_conf *c, struct hampel_state *s, uint32_t k,
+                      uint32_t slot)
+{
+    if (c->wide_tags)
+        ((uint16_t *)h_tags(c, s))[k] = (uint16_t)slot;
+    else
+        ((uint8_t *)h_tags(c, s))[k] = (uint8_t)slot;
+}
+/* Position in the sorted array of the value that came from ring slot `slot`. */
+static uint32_t h_find_tag(const struct outlier_conf *c, struct hampel_state *s, uint32_t slot)
+{
+    if (!c->wide_tags) {
+        const uint8_t *tg = h_tags(c, s);
+        const uint8_t *hit = memchr(tg, (int)slot, s->n);
+        return hit != NULL ? (uint32_t)(hit - tg) : 0;
+    }
+    const uint16_t *tg = h_tags(c, s);
+    for (uint32_t k = 0; k < s->n; k++)
+        if (tg[k] == slot)
+            return k;
+    return 0; /* not reached: every slot in the window has a tag */
+}
+/* Move sorted entries [from, from + count) by one place (+1 or -1), tags with them. */
+static void h_shift(const struct outlier_conf *c, struct hampel_state *s, uint32_t from,
+                    uint32_t count, int by)
+{
+    double *a = h_sorted(s);
+    size_t tw = c->wide_tags ? sizeof(uint16_t) : sizeof(uint8_t);
+    unsigned char *tg = h_tags(c, s);
+    memmove(&a[(int64_t)from + by], &a[from], count * sizeof(double));
+    memmove(tg + ((int64_t)from + by) * (int64_t)tw, tg + (size_t)from * tw, count * tw);
 }
 
 /* First index i with a[i] >= v (a sorted, n entries). */
@@ -203,40 +283,50 @@ static uint32_t lower_bound(const double *a, uint32_t n, double v)
 
 static void h_remove_oldest(const struct outlier_conf *c, struct hampel_state *s)
 {
-    struct hampel_entry *e = h_entries(s);
-    double *a = h_sorted(c, s);
-    double v = e[s->head].v;
-    uint32_t i = lower_bound(a, s->n, v);
-    memmove(&a[i], &a[i + 1], (s->n - i - 1) * sizeof(double));
+    uint32_t i = h_find_tag(c, s, s->head);
+    double v = h_sorted(s)[i];
+    h_shift(c, s, i + 1, s->n - i - 1, -1);
     if (!is_whole(v))
         s->nonint--;
-    s->head = (uint32_t)((s->head + 1) % (uint64_t)c->max_points);
+    s->head = (uint16_t)((s->head + 1) % (uint32_t)c->max_points);
     s->n--;
 }
 
+/* Insert (t, v); t is at most s->newest. */
 static void h_insert(const struct outlier_conf *c, struct hampel_state *s, kts_time_t t, double v)
 {
     uint32_t cap = (uint32_t)c->max_points;
-    struct hampel_entry *e = h_entries(s);
-    double *a = h_sorted(c, s);
     if (s->n == cap) {
-        if (t < e[s->head].t)
+        if (t < h_time(c, s, s->head))
             return; /* older than everything in a full window */
         h_remove_oldest(c, s);
     }
+    /* Ring: find t's place from the newest end; later entries move up one slot. */
     uint32_t i = s->n;
-    while (i > 0) {
-        uint32_t prev = (s->head + i - 1) % cap;
-        if (e[prev].t <= t)
-            break;
-        e[(s->head + i) % cap] = e[prev];
+    while (i > 0 && h_time(c, s, (s->head + i - 1) % cap) > t)
         i--;
+    if (i < s->n) {
+        for (uint32_t k = s->n; k > i; k--) {
+            uint32_t to = (s->head + k) % cap, from = (s->head + k - 1) % cap;
+            h_tlo(c, s)[to] = h_tlo(c, s)[from];
+            if (c->t_mask == UINT64_MAX)
+                ((uint32_t *)h_thi(c, s))[to] = ((uint32_t *)h_thi(c, s))[from];
+            else
+                ((uint16_t *)h_thi(c, s))[to] = ((uint16_t *)h_thi(c, s))[from];
+        }
+        for (uint32_t k = 0; k < s->n; k++) {
+            uint32_t slot = h_tag(c, s, k);
+            if ((slot + cap - s->head) % cap >= i)
+                h_set_tag(c, s, k, (slot + 1) % cap);
+        }
     }
-    e[(s->head + i) % cap].t = t;
-    e[(s->head + i) % cap].v = v;
+    uint32_t slot = (s->head + i) % cap;
+    h_set_time(c, s, slot, t);
+    double *a = h_sorted(s);
     uint32_t j = lower_bound(a, s->n, v);
-    memmove(&a[j + 1], &a[j], (s->n - j) * sizeof(double));
+    h_shift(c, s, j, s->n - j, +1);
     a[j] = v;
+    h_set_tag(c, s, j, slot);
     s->n++;
     if (!is_whole(v))
         s->nonint++;
@@ -269,11 +359,12 @@ static void hampel_step(const struct outlier_conf *c, struct hampel_state *s,
     bool late = s->newest != 0 && p->t <= s->newest;
     if (late)
         out->stats->late++;
-    else
-        s->newest = p->t;
-    kts_time_t lo = s->newest > c->window_t ? s->newest - c->window_t : 0;
-    while (s->n > 0 && h_entries(s)[s->head].t <= lo)
+    kts_time_t newest = late ? s->newest : p->t;
+    kts_time_t lo = newest > c->window_t ? newest - c->window_t : 0;
+    /* Expire against the old newest, which the stored times are relative to. */
+    while (s->n > 0 && h_time(c, s, s->head) <= lo)
         h_remove_oldest(c, s);
+    s->newest = newest;
     bool in_window = p->t > lo;
 
     if (s->n < (uint32_t)c->min_points) {
@@ -287,10 +378,11 @@ static void hampel_step(const struct outlier_conf *c, struct hampel_state *s,
         return;
     }
     double med, mad;
-    median_mad(h_sorted(c, s), s->n, &med, &mad);
+    median_mad(h_sorted(s), s->n, &med, &mad);
     double scale = scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(p->value), med);
     if (fabs(p->value - med) > c->threshold * scale) {
-        s->run++;
+        if (s->run < 65536)
+            s->run++;
         if (c->max_run == 0 || s->run <= (uint64_t)c->max_run) {
             act(c, p, med, out);
             return;

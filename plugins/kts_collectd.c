@@ -227,3 +227,16 @@ int kts_collectd_vl_to(value_list_t *out, value_t *values_buf, const struct kts_
     }
     return 0;
 }
+
+void kts_collectd_dispatch_metric(const char *plugin, const char *plugin_instance,
+                                  const char *type, const char *type_instance, value_t value)
+{
+    value_list_t vl = VALUE_LIST_INIT;
+    vl.values = &value;
+    vl.values_len = 1;
+    sstrncpy(vl.plugin, plugin, sizeof(vl.plugin));
+    sstrncpy(vl.plugin_instance, plugin_instance, sizeof(vl.plugin_instance));
+    sstrncpy(vl.type, type, sizeof(vl.type));
+    sstrncpy(vl.type_instance, type_instance, sizeof(vl.type_instance));
+    plugin_dispatch_values(&vl);
+}

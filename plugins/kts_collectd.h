@@ -29,6 +29,11 @@ int kts_collectd_vl_from(struct kts_vl *out, struct kts_ds *ds_buf, const data_s
                          const value_list_t *vl);
 void kts_collectd_vl_release(struct kts_vl *kvl);
 
+/* Dispatch one self-metric value (host: collectd's Hostname). The strings are copied
+ * (truncated to collectd's name length). */
+void kts_collectd_dispatch_metric(const char *plugin, const char *plugin_instance,
+                                  const char *type, const char *type_instance, value_t value);
+
 /*
  * The reverse: fill collectd's `out` from `in` (only read). `values_buf` (caller-owned,
  * in->ds_len entries) receives the values; out->meta is a new meta_data_t holding in's meta

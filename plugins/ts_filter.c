@@ -557,14 +557,7 @@ static int tsf_invoke(const data_set_t *ds, value_list_t *vl, notification_meta_
 
 static void dispatch_self(const char *pinst, const char *type, const char *ti, value_t v)
 {
-    value_list_t vl = VALUE_LIST_INIT;
-    vl.values = &v;
-    vl.values_len = 1;
-    sstrncpy(vl.plugin, PLUGIN_NAME, sizeof(vl.plugin));
-    sstrncpy(vl.plugin_instance, pinst, sizeof(vl.plugin_instance));
-    sstrncpy(vl.type, type, sizeof(vl.type));
-    sstrncpy(vl.type_instance, ti, sizeof(vl.type_instance));
-    plugin_dispatch_values(&vl);
+    kts_collectd_dispatch_metric(PLUGIN_NAME, pinst, type, ti, v);
 }
 
 #define SELF_DERIVE(pn, ti, v) dispatch_self(pn, "total_values", ti, (value_t){.derive = (derive_t)(v)})

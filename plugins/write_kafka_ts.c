@@ -86,14 +86,7 @@ static int wkt_write(const data_set_t *ds, const value_list_t *vl, user_data_t *
 static void dispatch_one(const struct wkt_instance *in, const char *type, const char *type_instance,
                          value_t value)
 {
-    value_list_t vl = VALUE_LIST_INIT;
-    vl.values = &value;
-    vl.values_len = 1;
-    sstrncpy(vl.plugin, PLUGIN_NAME, sizeof(vl.plugin));
-    sstrncpy(vl.plugin_instance, in->cfg.name, sizeof(vl.plugin_instance));
-    sstrncpy(vl.type, type, sizeof(vl.type));
-    sstrncpy(vl.type_instance, type_instance, sizeof(vl.type_instance));
-    plugin_dispatch_values(&vl);
+    kts_collectd_dispatch_metric(PLUGIN_NAME, in->cfg.name, type, type_instance, value);
 }
 
 #define DISPATCH_DERIVE(in, ti, v) dispatch_one(in, "total_values", ti, (value_t){.derive = (derive_t)(v)})

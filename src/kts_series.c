@@ -152,6 +152,23 @@ void *kts_series_find(struct kts_series_table *t, const void *key, size_t key_le
     return sl->s != NULL ? sl->s->data + key_off(sl->s->key_len) : NULL;
 }
 
+const void *kts_series_prefetch(const struct kts_series_table *t, const void *key, size_t key_len,
+                                int stage)
+{
+    uint64_t h = hash_key(key, key_len);
+    const struct slot *sl = &t->slots[h & t->mask];
+    if (stage == 0) {
+        __builtin_prefetch(sl);
+        return NULL;
+    }
+    /* First probe only: a displaced key is simply not prefetched. */
+    if (sl->s == NULL || sl->hash != h)
+        return NULL;
+    __builtin_prefetch(sl->s);
+    __builtin_prefetch((const unsigned char *)sl->s + 64);
+    return sl->s->data + key_off(key_len);
+}
+
 static int grow(struct kts_series_table *t)
 {
     size_t n = (t->mask + 1) * 2;

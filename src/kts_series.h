@@ -68,6 +68,17 @@ void *kts_series_find(struct kts_series_table *t, const void *key, size_t key_le
 int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, size_t state_size,
                    kts_time_t now, void **state, size_t *state_size_out);
 
+/*
+ * A hint for a batch: prefetch what a coming kts_series_get()/find() of `key` will read, so
+ * several series' cache misses overlap. Stage 0 prefetches the key's slot. Stage 1, a few keys
+ * later (when the slot has likely arrived), reads that slot, and when its hash matches,
+ * prefetches the series header and returns where the series' state would start (not read, so
+ * it may be stale on a hash collision: use it only for prefetching); NULL otherwise. Changes
+ * nothing in the table. The returned address belongs to the table.
+ */
+const void *kts_series_prefetch(const struct kts_series_table *t, const void *key, size_t key_len,
+                                int stage);
+
 /* Remove the series whose state is `state` (from kts_series_get/find). */
 void kts_series_remove(struct kts_series_table *t, void *state);
 

@@ -61,9 +61,57 @@ static struct kts_vl mkvl(const char *host, const char *plugin, double t, double
     return vl;
 }
 
+/* Guarantee 9: 300 series interleaved (a few not matched, new series appearing mid-batch, the
+ * slot array growing), fed in batches of `batch`; returns a digest of every output. */
+static uint64_t run_batched(size_t batch)
+{
+    struct kts_pipeline *p = fh_pipeline_new(
+        "<Pipeline \"b\">\n  <Match>\n    Host \"/^h[0-9]+$/\"\n  </Match>\n"
+        "  <Filter \"dedup\">\n  </Filter>\n"
+        "  <Filter \"outlier\">\n    MinPoints 3\n  </Filter>\n"
+        "  <Filter \"smooth\">\n    Tau 30\n  </Filter>\n</Pipeline>\n");
+    if (p == NULL)
+        return 0;
+    enum { NS = 300, ROUNDS = 8 };
+    static struct kts_vl vls[NS * ROUNDS];
+    static struct kts_ds dss[NS * ROUNDS];
+    uint64_t rng = 42;
+    size_t n = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int k = 0; k < NS; k++) {
+            rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            int s = (int)((rng >> 33) % (uint64_t)(r < 2 ? NS / 2 : NS)); /* half appear later */
+            struct kts_vl *vl = &vls[n];
+            memset(vl, 0, sizeof(*vl));
+            snprintf(vl->host, sizeof(vl->host), "%s%d", s % 17 == 0 ? "x" : "h", s);
+            snprintf(vl->plugin, sizeof(vl->plugin), "p");
+            snprintf(vl->type, sizeof(vl->type), "gauge");
+            vl->time = KTS_TIME_FROM_DOUBLE(1000 + 10 * r + (double)(rng % 7));
+            vl->interval = KTS_TIME_FROM_S(10);
+            dss[n].type = KTS_DS_GAUGE;
+            dss[n].value.gauge = (rng >> 40) % 50 == 0 ? 1e6 : (double)((rng >> 20) % 1000) / 10;
+            vl->ds = &dss[n];
+            vl->ds_len = 1;
+            n++;
+        }
+    }
+    nouts = 0;
+    for (size_t i = 0; i < n; i += batch)
+        kts_pipeline_process(p, &vls[i], n - i < batch ? n - i : batch, collect, NULL);
+    uint64_t h = 1469598103934665603ULL ^ nouts;
+    for (size_t i = 0; i < nouts && i < MAXO; i++) {
+        uint64_t bits;
+        memcpy(&bits, &out_ds[i][0].value.gauge, sizeof(bits));
+        h = (h ^ bits ^ outs[i].time ^ out_flags[i][0] ^ (uint64_t)outs[i].host[1] << 56) *
+            1099511628211ULL;
+    }
+    kts_pipeline_destroy(p);
+    return h;
+}
+
 int main(void)
 {
-    plan(35);
+    plan(37);
     kts_log_set_sink(sink, NULL);
 
     /* 1. validation reports every problem */
@@ -265,6 +313,13 @@ int main(void)
     kts_pipeline_get_stats(p, &st);
     ok(nouts == 0 && st.name_too_long == 1, "an output name over 127 bytes is dropped and counted");
     kts_pipeline_destroy(p);
+    /* 9. batches (prefetching) give the same output as one value list at a time */
+    uint64_t one = run_batched(1);
+    size_t n_one = nouts;
+    ok(one != 0 && n_one > 1000 && n_one <= MAXO, "9. %zu outputs of 300 interleaved series", n_one);
+    ok(run_batched(2) == one && run_batched(7) == one && run_batched(64) == one &&
+           run_batched(2400) == one,
+       "9. identical outputs in batches of 2, 7, 64 and all 2400 value lists at once");
     kts_log_set_sink(NULL, NULL);
     return done_testing();
 }

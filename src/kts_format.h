@@ -92,6 +92,9 @@ size_t kts_series_key(char *dst, size_t dst_size, const struct kts_vl *vl,
 /* collectd format only: treat every value as a gauge (for producers running StoreRates true,
  * whose counters and derives are written as rates but still labelled with their DS type). */
 #define KTS_DECODE_RATES_AS_GAUGE 0x1u
+/* Never use the fast path for our own encoder's messages (kts_format_fast.c): always the yajl
+ * path. For tests and benchmarks; results are the same either way. */
+#define KTS_DECODE_NO_FAST 0x2u
 
 /*
  * Called once per decoded value list. `vl` (including ds, meta and meta strings) is owned by

@@ -17,4 +17,15 @@ int kts_fmt_snprintf_double(char *dst, size_t size, const char *fmt, double x)
 /* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
 bool kts_fmt_utf8_valid(const char *s, size_t n);
 
+/* The fast path for our own encoder's time-series JSON (kts_format_fast.c, guarantees 1-7
+ * there). A kts_fast is owned by its creator (kts_fast_destroy(); NULL is fine); create
+ * returns NULL when out of memory. kts_fast_decode() only reads `s`/`len`; it returns the
+ * decoded value list, owned by `f` and valid until the next call, or NULL when the message
+ * must be decoded by the yajl path (never an error of its own). */
+struct kts_fast;
+struct kts_vl;
+struct kts_fast *kts_fast_create(void);
+void kts_fast_destroy(struct kts_fast *f);
+struct kts_vl *kts_fast_decode(struct kts_fast *f, const char *s, size_t len);
+
 #endif

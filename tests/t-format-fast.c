@@ -601,7 +601,9 @@ int main(int argc, char **argv)
         BAIL_OUT("out of memory");
     load_golden();
     enum { N_KEEP = 3 };
-    plan(3 + 3 + 6 + 12 + N_KEEP);
+    int n_golden_mut = n_mutate < 12 ? (int)n_mutate : 12;
+    int n_random_mut = n_mutate < N_KEEP ? (int)n_mutate : N_KEEP;
+    plan(3 + 3 + 6 + n_golden_mut + n_random_mut);
 
     test_golden();
     struct kts_buf keep[N_KEEP] = {{0}};
@@ -610,22 +612,22 @@ int main(int argc, char **argv)
 
     /* Mutations: 12 golden messages (every DS type, meta, escapes, edge numbers) and three
      * random ones with meta data. */
-    for (int i = 0; i < 12; i++) {
+    for (int i = 0; i < n_golden_mut; i++) {
         char label[32];
         snprintf(label, sizeof(label), "golden %d", i);
-        if (i >= n_mutate)
-            ok(1, "%s: not mutated in this run (argument 2)", label);
-        else if (i < n_msgs)
+        if (i < n_msgs)
             mutate_one(label, msgs[i], msg_len[i]);
         else
             ok(0, "%s missing", label);
     }
     for (int k = 0; k < N_KEEP; k++) {
+        if (k >= n_random_mut) {
+            kts_buf_fini(&keep[k]);
+            continue;
+        }
         char label[32];
         snprintf(label, sizeof(label), "random %d", k);
-        if (k >= n_mutate)
-            ok(1, "%s: not mutated in this run (argument 2)", label);
-        else if (keep[k].len > 0)
+        if (keep[k].len > 0)
             mutate_one(label, keep[k].data, keep[k].len);
         else
             ok(0, "%s: no random message with meta data kept", label);

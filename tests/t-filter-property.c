@@ -82,16 +82,23 @@ static bool sma_property(double window)
     return good;
 }
 
-static bool hampel_property(double window, double threshold, bool integers, int max_run)
+/* max_points must exceed what the window can hold here (the reference has no such cap): it
+ * picks the state layout (2-byte ring tags above 256, 1-byte ones up to it). time_scale
+ * stretches the stream's event time (steps of 10 * time_scale seconds), so a long window holds
+ * points further apart than 2^48 units (the ring keeps whole timestamps then). */
+static bool hampel_property(double window, double threshold, bool integers, int max_run,
+                            int max_points, double time_scale)
 {
     static struct rp in[N];
     static struct rp acc[N];
     static double buf[N];
-    gen(in, N, window, integers);
+    gen(in, N, window / time_scale, integers);
+    for (size_t i = 0; i < N; i++)
+        in[i].t = 1000 + (in[i].t - 1000) * time_scale;
     char opts[256];
     snprintf(opts, sizeof(opts),
-             "Window %g\nMaxPoints 4096\nMinPoints 5\nThreshold %g\nMaxRun %d", window, threshold,
-             max_run);
+             "Window %g\nMaxPoints %d\nMinPoints 5\nThreshold %g\nMaxRun %d", window, max_points,
+             threshold, max_run);
     struct fh *h = fh_filter_new("outlier", opts);
     size_t nacc = 0;
     double newest = 0;
@@ -270,12 +277,19 @@ static bool batch_property(const char *pipeline_text)
 
 int main(void)
 {
-    plan(8);
+    plan(11);
     ok(sma_property(300), "SMA 1.: equals recomputation from scratch (window 300 s, gaps, late, dups)");
     ok(sma_property(35), "SMA 1.: also with a window of ~3 points");
-    ok(hampel_property(600, 3.5, false, 5), "Hampel 1./3./4.: equals recomputation from scratch");
-    ok(hampel_property(200, 3.0, true, 0), "Hampel: integer data, no MaxRun");
-    ok(hampel_property(100, 4.0, false, 2), "Hampel: short window, MaxRun 2");
+    ok(hampel_property(600, 3.5, false, 5, 4096, 1),
+       "Hampel 1./3./4.: equals recomputation from scratch");
+    ok(hampel_property(200, 3.0, true, 0, 4096, 1), "Hampel: integer data, no MaxRun");
+    ok(hampel_property(100, 4.0, false, 2, 4096, 1), "Hampel: short window, MaxRun 2");
+    ok(hampel_property(600, 3.5, false, 5, 200, 1),
+       "Hampel: also with MaxPoints <= 256 (1-byte ring tags, the default layout)");
+    ok(hampel_property(400000, 3.5, false, 5, 4096, 3000),
+       "Hampel: also with a Window over 2^48 units (~3 days: whole 64-bit timestamps kept)");
+    ok(hampel_property(250000, 3.5, false, 5, 200, 1800),
+       "Hampel: a Window just under 2^48 units, points 5 hours apart (48-bit timestamps)");
     ok(batch_property(full_pipeline),
        "pipeline 8.: identical output at batch sizes 1, 2, 3, 7, 64, 1000, all");
     ok(batch_property(other_pipeline),

@@ -99,8 +99,8 @@ static const struct kts_opt outlier_options[] = {
     {"Window", KTS_OPT_DURATION, offsetof(struct outlier_conf, window), "3600", 1e-6, 1e9, NULL,
      NULL, 0, "hampel: window length in seconds of event time"},
     {"MaxPoints", KTS_OPT_INT, offsetof(struct outlier_conf, max_points), "31", 3, 4096, NULL,
-     NULL, 0, "hampel: most points kept in the window (15 bytes each per series; 17 with a "
-              "Window over 3 days)"},
+     NULL, 0, "hampel: most points kept in the window (15 bytes each per series; +1 above 256 "
+              "points, +2 with a Window over 3 days)"},
     {"MinPoints", KTS_OPT_INT, offsetof(struct outlier_conf, min_points), "5", 1, 4096, NULL, NULL,
      0, "points needed before judging (warm-up)"},
     {"Tau", KTS_OPT_DURATION, offsetof(struct outlier_conf, tau), "3600", 1e-6, 1e9, NULL, NULL, 0,

@@ -7,18 +7,9 @@
 #   6-10  another group: TERM mid-backlog (drain logged), restart: every value present
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-# shellcheck source=tests/lib/collectd.sh
-. "$SRCDIR/tests/lib/collectd.sh"
-ok() { collectd_tap_ok "$@"; }
-is() { collectd_tap_is "$@"; }
-diag() { collectd_tap_diag "$@"; }
-
-collectd_tap_plan 10
-if [ -z "${KTS_BOOTSTRAP:-}" ]; then
-    echo "Bail out! KTS_BOOTSTRAP is not set: run through make check (tests/run-suite starts Kafka)"
-    exit 255
-fi
-B=$KTS_BOOTSTRAP
+# shellcheck source=tests/lib/e2e.sh
+. "$SRCDIR/tests/lib/e2e.sh"
+e2e_plan 10
 RUN=rktc-$$-$(date +%s)
 CMP="$SRCDIR/tests/lib/compare_csv.py"
 COUNT=${KTS_CRASH_COUNT:-200000}

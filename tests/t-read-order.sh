@@ -12,18 +12,9 @@
 # docs/read_kafka_ts.md quotes the numbers this prints.
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-# shellcheck source=tests/lib/collectd.sh
-. "$SRCDIR/tests/lib/collectd.sh"
-ok() { collectd_tap_ok "$@"; }
-is() { collectd_tap_is "$@"; }
-diag() { collectd_tap_diag "$@"; }
-
-collectd_tap_plan 7
-if [ -z "${KTS_BOOTSTRAP:-}" ]; then
-    echo "Bail out! KTS_BOOTSTRAP is not set: run through make check (tests/run-suite starts Kafka)"
-    exit 255
-fi
-B=$KTS_BOOTSTRAP
+# shellcheck source=tests/lib/e2e.sh
+. "$SRCDIR/tests/lib/e2e.sh"
+e2e_plan 7
 RUN=rkto-$$-$(date +%s)
 SERIES=${KTS_ORDER_SERIES:-10}
 POINTS=${KTS_ORDER_POINTS:-2000}

@@ -23,18 +23,9 @@
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILDDIR=${KTS_TOP_BUILDDIR:-$(pwd)}
-# shellcheck source=tests/lib/collectd.sh
-. "$SRCDIR/tests/lib/collectd.sh"
-ok() { collectd_tap_ok "$@"; }
-is() { collectd_tap_is "$@"; }
-diag() { collectd_tap_diag "$@"; }
-
-collectd_tap_plan 21
-if [ -z "${KTS_BOOTSTRAP:-}" ]; then
-    echo "Bail out! KTS_BOOTSTRAP is not set: run through make check (tests/run-suite starts Kafka)"
-    exit 255
-fi
-B=$KTS_BOOTSTRAP
+# shellcheck source=tests/lib/e2e.sh
+. "$SRCDIR/tests/lib/e2e.sh"
+e2e_plan 21
 RUN=rktp-$$-$(date +%s)
 KF="$BUILDDIR/tools/kts-filter"
 W=$(collectd_dir work)

@@ -11,18 +11,9 @@
 #         Java client's murmur2 partitioner picks (checked with Kafka's own Utils.murmur2)
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-# shellcheck source=tests/lib/collectd.sh
-. "$SRCDIR/tests/lib/collectd.sh"
-ok() { collectd_tap_ok "$@"; }
-is() { collectd_tap_is "$@"; }
-diag() { collectd_tap_diag "$@"; }
-
-collectd_tap_plan 24
-if [ -z "${KTS_BOOTSTRAP:-}" ]; then
-    echo "Bail out! KTS_BOOTSTRAP is not set: run through make check (tests/run-suite starts Kafka)"
-    exit 255
-fi
-B=$KTS_BOOTSTRAP
+# shellcheck source=tests/lib/e2e.sh
+. "$SRCDIR/tests/lib/e2e.sh"
+e2e_plan 24
 RUN=e2e-$$-$(date +%s)
 
 # Reads a whole topic (every partition, from the beginning) as kcat JSON envelopes.

@@ -141,8 +141,8 @@ static int wkt_init(void)
         plugin_register_write(in->name, wkt_write, &(user_data_t){.data = in});
         plugin_register_complex_read(NULL, in->name, wkt_read, 0, &(user_data_t){.data = in});
         INFO(PLUGIN_NAME " plugin (%s): producing to topic \"%s\", format %s, key %s", in->cfg.name,
-             in->cfg.topic, in->cfg.format == 1 ? "collectd" : "json",
-             in->cfg.key == KTS_KEYSRC_HOST ? "host" : in->cfg.key == KTS_KEYSRC_NONE ? "none" : "series");
+             in->cfg.topic, kts_producer_format_words[in->cfg.format],
+             kts_producer_key_words[in->cfg.key]);
     }
     return 0;
 }

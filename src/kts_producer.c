@@ -16,8 +16,11 @@
 
 /* ------------------------------------------------------------------ options */
 
-static const char *const format_words[] = {"json", "collectd", NULL};
-static const char *const key_words[] = {"series", "host", "none", NULL};
+const char *const kts_producer_format_words[] = {"json", "collectd", NULL};
+const char *const kts_producer_key_words[] = {"series", "host", "none", NULL};
+/* What the words mean, in the same order. */
+static const enum kts_format format_of_word[] = {KTS_FORMAT_TS, KTS_FORMAT_COLLECTD};
+static const enum kts_key_mode key_of_word[] = {KTS_KEY_SERIES, KTS_KEY_HOST, KTS_KEY_NONE};
 
 static int read_secret_file(const char *path, char **out, const char *where, const char *key)
 {
@@ -96,9 +99,9 @@ static int property_option(const struct kts_opt *opt, void *obj, const struct kt
 const struct kts_opt kts_producer_options[] = {
     {"Topic", KTS_OPT_STRING, OFF(topic), NULL, 0, 0, NULL, NULL, KTS_OPT_REQUIRED,
      "Kafka topic every value list is written to"},
-    {"Format", KTS_OPT_ENUM, OFF(format), "json", 0, 0, format_words, NULL, 0,
+    {"Format", KTS_OPT_ENUM, OFF(format), "json", 0, 0, kts_producer_format_words, NULL, 0,
      "message format: json (time-series JSON v1, docs/FORMAT.md) or collectd (stock write_kafka JSON)"},
-    {"Key", KTS_OPT_ENUM, OFF(key), "series", 0, 0, key_words, NULL, 0,
+    {"Key", KTS_OPT_ENUM, OFF(key), "series", 0, 0, kts_producer_key_words, NULL, 0,
      "message key: series (host/plugin-instance/type-instance), host, or none"},
     {"Property", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, property_option, 0,
      "any librdkafka property, e.g. Property \"bootstrap.servers\" \"host:9092\" (repeatable)"},
@@ -149,7 +152,7 @@ struct kts_producer {
     rd_kafka_topic_t *rkt;
     char *name;
     enum kts_format format;
-    enum kts_key_source key;
+    enum kts_key_mode key;
     bool skip_marked;
     double block_timeout;
     struct kts_strv secrets; /* secret property values, masked in librdkafka's lines (7) */
@@ -391,8 +394,8 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     pthread_cond_init(&p->space_cond, &ca);
     pthread_condattr_destroy(&ca);
     p->name = strdup(cfg->name != NULL ? cfg->name : cfg->topic);
-    p->format = cfg->format == 1 ? KTS_FORMAT_COLLECTD : KTS_FORMAT_TS;
-    p->key = (enum kts_key_source)cfg->key;
+    p->format = format_of_word[cfg->format];
+    p->key = key_of_word[cfg->key];
     p->skip_marked = cfg->skip_marked;
     p->block_timeout = cfg->block_timeout;
     p->rl_drop.interval_s = p->rl_fail.interval_s = p->rl_error.interval_s = 10;
@@ -544,9 +547,8 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
     }
     char key[5 * KTS_NAME_MAX + 8];
     size_t key_len = 0;
-    if (p->key != KTS_KEYSRC_NONE) {
-        key_len = kts_series_key(key, sizeof(key), vl,
-                                 p->key == KTS_KEYSRC_HOST ? KTS_KEY_HOST : KTS_KEY_SERIES);
+    if (p->key != KTS_KEY_NONE) {
+        key_len = kts_series_key(key, sizeof(key), vl, p->key);
         if (key_len >= sizeof(key))
             key_len = sizeof(key) - 1;
     }

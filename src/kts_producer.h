@@ -38,19 +38,13 @@
 
 struct kts_producer;
 
-/* Where the key of each message comes from. */
-enum kts_key_source {
-    KTS_KEYSRC_SERIES = 0, /* host/plugin[-plugin_instance]/type[-type_instance] */
-    KTS_KEYSRC_HOST = 1,
-    KTS_KEYSRC_NONE = 2, /* no key: messages are spread over partitions */
-};
 
 /* Settings; the plugin fills this from its option table (see kts_producer_options). */
 struct kts_producer_config {
     char *name;                 /* instance name used in log lines, e.g. the topic */
     char *topic;                /* required */
-    int format;                 /* enum kts_format */
-    int key;                    /* enum kts_key_source */
+    int format;                 /* index into kts_producer_format_words */
+    int key;                    /* index into kts_producer_key_words */
     struct kts_strv properties; /* flattened key, value, key, value … librdkafka properties */
     int64_t buffer_messages;    /* queue.buffering.max.messages */
     int64_t buffer_kbytes;      /* queue.buffering.max.kbytes */
@@ -62,6 +56,9 @@ struct kts_producer_config {
 
 /* The option table for struct kts_producer_config (Property and PropertyFile are pairs). */
 extern const struct kts_opt kts_producer_options[];
+/* The words of Format ("json", "collectd") and Key ("series", "host", "none"), NULL-terminated. */
+extern const char *const kts_producer_format_words[];
+extern const char *const kts_producer_key_words[];
 
 /* Counters; all monotonic except queue_* (current state). */
 struct kts_producer_stats {

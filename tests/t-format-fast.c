@@ -349,7 +349,8 @@ static void random_vl(struct rvl *r)
         struct kts_meta *m = &r->meta[i];
         /* Distinct keys: a random name with the index at the end (escaped or not). */
         random_string(r->keys[i], 0, 100);
-        snprintf(r->keys[i] + strlen(r->keys[i]), 20, "#%zu", i);
+        size_t used = strlen(r->keys[i]); /* at most 100 of KTS_NAME_MAX */
+        snprintf(r->keys[i] + used, sizeof(r->keys[i]) - used, "#%u", (unsigned)i);
         m->key = r->keys[i];
         m->type = (enum kts_meta_type)(1 + rnd() % 5);
         switch (m->type) {

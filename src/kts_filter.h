@@ -49,6 +49,10 @@ struct kts_point {
     uint8_t type;          /* enum kts_ds_type of the original data source */
     uint8_t reserved;
     uint16_t flags;        /* KTS_PT_* */
+    float scale;           /* noise scale at the point's phase in the period, set by
+                            * deseasonalize for an outlier filter after it; 0 = none.
+                            * Filters that change what the value means (difference, smooth)
+                            * reset it to 0. */
 };
 
 /* What a filter instance counts (per pipeline, summed over series). Plugins report these. */

@@ -20,7 +20,7 @@ static double pattern(double t)
 
 int main(void)
 {
-    plan(15);
+    plan(20);
     struct fh *h = fh_filter_new("deseasonalize", "Period 86400\nBins 288");
     ok(h != NULL, "configures");
     is_int(h->state_size, 48 + 4 * 288 + 144, "1. state is 48 + 4.5 * Bins bytes");
@@ -117,6 +117,43 @@ int main(void)
     for (int i = 0; i < 200; i++)
         fh_step(h, 60.0 * i, 5 + sin(60.0 * i / 3600 * 2 * M_PI));
     ok(fabs(h->out[0].value) < 0.2, "2. residual output is near 0 on a clean pattern");
+    fh_free(h);
+
+    /* 9. phase scales: noise sd 4 from 09:00 to 17:00, 1 otherwise, on a pattern with a level
+     * drift; after 6 days each point carries the noise of its time of day. */
+    h = fh_filter_new("deseasonalize", "Period 86400\nBins 288");
+    seed = 11;
+    double day_sum = 0, night_sum = 0, warm_scale = 0;
+    int n_day = 0, n_night = 0;
+    for (int i = 0; i < (int)(8 * DAY / STEP); i++) {
+        double tt = i * STEP, tod = fmod(tt, DAY);
+        bool busy = tod >= 9 * 3600 && tod < 17 * 3600;
+        fh_step(h, tt, pattern(tt) + tt / DAY * 3 + (busy ? 4 : 1) * gauss(&seed));
+        if (tt < DAY)
+            warm_scale += h->out[0].scale;
+        if (tt >= 6 * DAY && (tod < 8 * 3600 || tod >= 18 * 3600)) {
+            night_sum += h->out[0].scale;
+            n_night++;
+        }
+        if (tt >= 6 * DAY && tod >= 10 * 3600 && tod < 16 * 3600) {
+            day_sum += h->out[0].scale;
+            n_day++;
+        }
+    }
+    double day_sc = day_sum / n_day, night_sc = night_sum / n_night;
+    is_double(warm_scale, 0, 0, "9. no phase scale while warming up");
+    ok(fabs(day_sc - 4) < 0.8, "9. busy hours carry their noise scale: %.3f (sd 4)", day_sc);
+    ok(fabs(night_sc - 1) < 0.25, "9. night hours carry theirs: %.3f (sd 1)", night_sc);
+    /* A spike enters two residual differences (into it and out of it): its phase group's scale
+     * grows by at most two clipped updates, (1 + g (Clip / E[min(|Z|, Clip)] - 1))^2 = 1.81. */
+    fh_step(h, 8 * DAY, pattern(8 * DAY) + 24 + 1000);
+    double before9 = h->out[0].scale;
+    fh_step(h, 8 * DAY + STEP, pattern(8 * DAY + STEP) + 24);
+    fh_step(h, 8 * DAY + 2 * STEP, pattern(8 * DAY + 2 * STEP) + 24);
+    double after9 = h->out[0].scale;
+    ok(after9 <= before9 * 1.82, "9. a spike of 1000 sd moves its phase scale %.3f -> %.3f "
+       "(at most x1.81)", before9, after9);
+    is_int(h->state_size, 48 + 4 * 288 + 144, "9. phase scales take no extra state");
     fh_free(h);
     return done_testing();
 }

@@ -13,7 +13,7 @@ static double noise(unsigned *seed)
 
 int main(void)
 {
-    plan(26);
+    plan(30);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -37,6 +37,30 @@ int main(void)
     ok(!(h->out[0].flags & KTS_PT_REPLACED), "3. flat integer series: a step of 3 is not flagged");
     fh_step(h, 210, 10);
     ok(h->out[0].flags & KTS_PT_REPLACED, "3. a jump of 5 is");
+    /* 3. the phase scale a deseasonalize filter put on the point is a floor (PhaseScale 0.7) */
+    fh_reset(h);
+    unsigned seed3 = 7;
+    for (int i = 0; i < 20; i++)
+        fh_step(h, 10.0 * i, 100 + 0.01 * noise(&seed3));
+    struct kts_point pp = fh_point(200, 100.5);
+    fh_push(h, &pp);
+    ok(h->out[0].flags & KTS_PT_REPLACED, "3. without a phase scale 0.5 is a spike on noise 0.01");
+    pp = fh_point(210, 100.5);
+    pp.scale = 1; /* this time of day is noisy: 0.7 * 1 * Threshold 3.5 = 2.45 */
+    fh_push(h, &pp);
+    ok(!(h->out[0].flags & KTS_PT_REPLACED), "3. with phase scale 1 it is not");
+    pp = fh_point(220, 103);
+    pp.scale = 1;
+    fh_push(h, &pp);
+    ok(h->out[0].flags & KTS_PT_REPLACED, "3. but 3 is (> 0.7 * 1 * 3.5)");
+    struct fh *h0 = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5\nPhaseScale 0");
+    for (int i = 0; i < 20; i++)
+        fh_step(h0, 10.0 * i, 100 + 0.01 * noise(&seed3));
+    pp = fh_point(200, 100.5);
+    pp.scale = 1;
+    fh_push(h0, &pp);
+    ok(h0->out[0].flags & KTS_PT_REPLACED, "3. PhaseScale 0 ignores the phase scale");
+    fh_free(h0);
     /* 4. level shift accepted after MaxRun */
     fh_reset(h);
     unsigned seed = 1;

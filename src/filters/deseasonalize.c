@@ -6,7 +6,8 @@
  * Guarantees:
  *  1. O(1) work per point (plus O(Bins) once, when warm-up ends) and bounded state per data
  *     source: 48 + 4.5 * Bins bytes (1344 bytes with the default 288 bins, a 5-minute daily
- *     profile). The profile is stored as floats, the warm-up counts in 4 bits.
+ *     profile). The profile is stored as floats, the warm-up counts in 4 bits; after warm-up
+ *     the same bytes hold the phase scales (guarantee 9).
  *  2. Output "adjusted" (default) is x - season(bin): the level plus the residual, in the
  *     series' unit, which is what an outlier filter after it should judge. Output "residual" is
  *     x - level - season(bin). The profile is kept at zero mean, so "adjusted" has the series'
@@ -30,6 +31,17 @@
  *  8. What was subtracted is added to the point's `offset`, so a "reseasonalize" filter later in
  *     the pipeline puts the pattern back: deseasonalize -> outlier -> reseasonalize removes
  *     spikes judged on the deseasonalized series and outputs the series in its own units.
+ *  9. Phase scales: after warm-up, each group of 4 bins (Bins / 4 groups, 2 bytes each, in the
+ *     bytes the warm-up counts used: no extra state) learns the noise scale of its part of the
+ *     period from the residuals' first differences (|e - e_prev| / sqrt 2, so a slow level
+ *     drift does not count as noise), clipped at Clip * max(phase scale, scale / 4) and made
+ *     consistent for Gaussian noise, with the pattern's time constant (SeasonPeriods). Every
+ *     point after warm-up carries its group's scale in `scale`, which an outlier filter uses
+ *     as a floor for its own scale (its PhaseScale option): noise that depends on the time of
+ *     day (busy hours 4x noisier than the night) is judged against the right scale. A gap,
+ *     a late point or NaN does not update it. Stored as bfloat16 (8-bit mantissa): a scale
+ *     is exact to within 0.4 %, and an update smaller than that rounds away, so a phase scale
+ *     settles within ~6 % of its target (SeasonPeriods 4), which is what it is used for.
  */
 #include <errno.h>
 #include <float.h>
@@ -65,8 +77,9 @@ struct deseason_state {
     double scale;
     double sum; /* sum of profile[] */
     uint32_t ready;
-    uint32_t pad;
-    /* float profile[bins]; uint8_t count[bins]; */
+    float e_prev; /* the previous point's residual (guarantee 9); NaN: none */
+    /* float profile[bins]; then (bins + 1) / 2 bytes: warm-up counts (4 bits per bin), after
+     * warm-up bfloat16 phase scales (one per 4 bins) */
 };
 
 static const char *const output_words[] = {"adjusted", "residual", NULL};
@@ -134,6 +147,34 @@ static float *profile(struct deseason_state *s)
 }
 /* Warm-up counts: 4 bits per bin (saturating at 15; beyond that a bin's mean becomes an
  * exponentially weighted one with weight 1/15), two bins per byte. */
+/* Phase scales (guarantee 9): Bins / 4 bfloat16 values where the warm-up counts were. */
+static size_t nscales(const struct deseason_conf *c)
+{
+    return (((size_t)c->bins + 1) / 2) / 2;
+}
+static uint16_t *phase_scales(const struct deseason_conf *c, struct deseason_state *s)
+{
+    return (uint16_t *)(profile(s) + c->bins);
+}
+static size_t phase_of(const struct deseason_conf *c, size_t bin)
+{
+    return bin * nscales(c) / (size_t)c->bins;
+}
+static float bf16_get(uint16_t v)
+{
+    uint32_t u = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static uint16_t bf16_put(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even (f is finite, >= 0) */
+    return (uint16_t)(u >> 16);
+}
+
 static unsigned count_get(const struct deseason_conf *c, struct deseason_state *s, size_t b)
 {
     const uint8_t *n = (const uint8_t *)(profile(s) + c->bins);
@@ -228,6 +269,10 @@ static void finish_warmup(const struct deseason_conf *c, struct deseason_state *
     /* A bin mean of k points has noise sd/sqrt(k); |x - med3| ~ 1.25 sd of that. */
     double per_bin = total_count / (double)n;
     s->scale = dev / (double)n * 1.2533 * sqrt(per_bin < 1 ? 1 : per_bin);
+    /* The counts are not needed any more: their bytes become the phase scales. */
+    for (size_t k = 0; k < nscales(c); k++)
+        phase_scales(c, s)[k] = bf16_put((float)s->scale);
+    s->e_prev = NAN;
     s->ready = 1;
 }
 
@@ -271,6 +316,9 @@ static void deseason_step(const void *vconf, void *vstate, const struct kts_poin
     o.offset += p->value - o.value;
     o.flags &= (uint16_t)~KTS_PT_RAW;
     o.type = KTS_DS_GAUGE;
+    uint16_t *ps = nscales(c) > 0 ? &phase_scales(c, s)[phase_of(c, b)] : NULL;
+    if (ps != NULL)
+        o.scale = bf16_get(*ps);
     if (!late) {
         double dt = kts_dt(p->t, s->last_t);
         double sc = s->scale;
@@ -306,7 +354,15 @@ static void deseason_step(const void *vconf, void *vstate, const struct kts_poin
             double a_scale = -expm1(-dt / c->scale_tau);
             double ae = fabs(e) < lim ? fabs(e) : lim;
             s->scale += a_scale * (ae / c->clip_mean - s->scale);
+            if (ps != NULL && !isnan(s->e_prev)) {
+                double sk = bf16_get(*ps);
+                double lim_k = c->clip * (sk > 0.25 * sc ? sk : 0.25 * sc);
+                double d = fabs(e - (double)s->e_prev) / M_SQRT2;
+                double dc = d < lim_k ? d : lim_k;
+                *ps = bf16_put((float)(sk + g * (dc / c->clip_mean - sk)));
+            }
         }
+        s->e_prev = (float)e;
         s->last_t = p->t;
     }
     kts_out_push(out, &o);

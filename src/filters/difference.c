@@ -165,6 +165,7 @@ static void lag_step(const struct diff_conf *c, struct diff_state *s, const stru
                      struct kts_out *out)
 {
     struct kts_point o = *p;
+    o.scale = 0; /* the value changes meaning: a phase scale no longer applies */
     o.flags &= (uint16_t)~KTS_PT_RAW;
     o.type = KTS_DS_GAUGE;
     if (s->prev_t != 0 && p->t <= s->prev_t) {
@@ -225,6 +226,7 @@ static void diff_step(const void *vconf, void *vstate, const struct kts_point *p
     bool has_raw = (p->flags & KTS_PT_RAW) != 0;
     int type = has_raw ? p->type : KTS_DS_GAUGE;
     struct kts_point o = *p;
+    o.scale = 0; /* the value changes meaning: a phase scale no longer applies */
     o.flags &= (uint16_t)~KTS_PT_RAW;
     o.type = KTS_DS_GAUGE;
 

@@ -10,9 +10,11 @@
  *  2. robust: location and scale are an exponentially weighted Huber M-estimate (residuals
  *     clipped at 2 scales; time constant Tau, alpha = 1 - exp(-dt/Tau)); ewz: exponentially
  *     weighted mean and standard deviation (time constant Tau). O(1), 32 bytes, no window.
- *  3. The scale used is at least MinScale, and at least 1 when every value in the state and the
- *     point itself are whole numbers (a flat integer series is not flagged for a step of 1:
- *     with the default Threshold it takes a jump of 4 to be an outlier), and never 0.
+ *  3. The scale used is at least MinScale, at least PhaseScale times the point's phase scale
+ *     (set by a deseasonalize filter before it: the noise at this time of day; 0 otherwise),
+ *     and at least 1 when every value in the state and the point itself are whole numbers (a
+ *     flat integer series is not flagged for a step of 1: with the default Threshold it takes
+ *     a jump of 4 to be an outlier), and never 0.
  *  4. Outliers never enter the filter's own state (window or estimates). After MaxRun
  *     consecutive outliers the following ones are accepted (kept and learned), so a level shift
  *     is followed instead of being flagged forever; MaxRun 0 disables that.
@@ -51,6 +53,7 @@ struct outlier_conf {
     double threshold;
     double min_scale;
     int64_t max_run;
+    double phase_scale;
     /* derived */
     kts_time_t window_t;
     uint64_t t_mask; /* bits of a timestamp kept in the ring (see struct hampel_state) */
@@ -107,6 +110,9 @@ static const struct kts_opt outlier_options[] = {
      "robust/ewz: time constant of location and scale in seconds"},
     {"MinScale", KTS_OPT_DOUBLE, offsetof(struct outlier_conf, min_scale), "0", 0, 1e300, NULL,
      NULL, 0, "smallest scale used (in the series' unit)"},
+    {"PhaseScale", KTS_OPT_DOUBLE, offsetof(struct outlier_conf, phase_scale), "0.7", 0, 100,
+     NULL, NULL, 0, "the scale is at least this times the noise scale deseasonalize learned "
+                    "for the point's time of day (0 = ignore it)"},
     {"MaxRun", KTS_OPT_INT, offsetof(struct outlier_conf, max_run), "5", 0, 65535, NULL, NULL, 0,
      "after this many consecutive outliers, accept the next ones as a level shift; 0 = never"},
     KTS_OPT_END,
@@ -155,8 +161,12 @@ static bool is_whole(double x)
     return x == floor(x) && fabs(x) < 9007199254740992.0;
 }
 
-static double scale_floor(const struct outlier_conf *c, double s, bool integers, double centre)
+static double scale_floor(const struct outlier_conf *c, double s, bool integers, double centre,
+                          const struct kts_point *p)
 {
+    double phase = c->phase_scale * (double)p->scale;
+    if (s < phase)
+        s = phase;
     if (s < c->min_scale)
         s = c->min_scale;
     if (integers && s < 1)
@@ -379,7 +389,7 @@ static void hampel_step(const struct outlier_conf *c, struct hampel_state *s,
     }
     double med, mad;
     median_mad(h_sorted(s), s->n, &med, &mad);
-    double scale = scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(p->value), med);
+    double scale = scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(p->value), med, p);
     if (fabs(p->value - med) > c->threshold * scale) {
         if (s->run < 65536)
             s->run++;
@@ -420,7 +430,7 @@ static void ew_learn(const struct outlier_conf *c, struct ew_state *s, const str
         s->loc += a * e;
         s->scale = (1 - a) * (s->scale + a * e * e);
     } else {
-        double lim = 2 * scale_floor(c, s->scale, !s->nonint, s->loc);
+        double lim = 2 * scale_floor(c, s->scale, !s->nonint, s->loc, p);
         double ec = young ? e : e > lim ? lim : e < -lim ? -lim : e;
         double ae = young ? fabs(e) : fabs(ec);
         s->loc += a * ec;
@@ -446,7 +456,7 @@ static void ew_step(const struct outlier_conf *c, struct ew_state *s, const stru
         return;
     }
     double sd = c->method == O_EWZ ? sqrt(s->scale) : s->scale;
-    sd = scale_floor(c, sd, !s->nonint && is_whole(p->value), s->loc);
+    sd = scale_floor(c, sd, !s->nonint && is_whole(p->value), s->loc, p);
     if (fabs(p->value - s->loc) > c->threshold * sd) {
         if (s->run < UINT16_MAX)
             s->run++;

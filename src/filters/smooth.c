@@ -119,6 +119,7 @@ static void sma_step(const struct smooth_conf *c, struct sma_state *s, const str
 {
     uint32_t cap = (uint32_t)c->max_points;
     struct kts_point o = *p;
+    o.scale = 0; /* the value changes meaning: a phase scale no longer applies */
     bool late = s->n > 0 && p->t <= s->newest;
     if (late)
         out->stats->late++;
@@ -157,6 +158,7 @@ static void ema_step(const struct smooth_conf *c, struct ema_state *s, const str
                      struct kts_out *out)
 {
     struct kts_point o = *p;
+    o.scale = 0; /* the value changes meaning: a phase scale no longer applies */
     o.flags &= (uint16_t)~KTS_PT_RAW;
     if (s->last_t == 0) {
         s->last_t = p->t;

@@ -14,6 +14,7 @@
 #include "build-config.h"
 #include "kts_format.h"
 #include "kts_log.h"
+#include "kts_secret.h"
 #include "kts_typesdb.h"
 
 #include <errno.h>
@@ -29,27 +30,57 @@
 
 static const char *const start_words[] = {"earliest", "latest", NULL};
 
+/* Is this librdkafka property's value a secret (never logged, masked in librdkafka's lines)? */
+static bool property_is_secret(const char *key)
+{
+    return strcasestr(key, "password") || strcasestr(key, "secret") ||
+           strcasecmp(key, "sasl.username") == 0 || strcasecmp(key, "ssl.key.pem") == 0 ||
+           strcasecmp(key, "sasl.oauthbearer.config") == 0;
+}
+
+static int property_check(const struct kts_opt *opt, struct kts_consumer_config *cfg,
+                          const char *key, const char *value, const char *where);
+
+/* Property "key" "value" and PropertyFile "key" "/path/to/file" (the value read from the file,
+ * for secrets: see kts_secret.h). */
 static int property_option(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
                            const char *where)
 {
     struct kts_consumer_config *cfg = obj;
+    bool from_file = strcasecmp(opt->name, "PropertyFile") == 0;
     if (item->values_num != 2 || item->values[0].type != KTS_CONF_STRING ||
         item->values[1].type != KTS_CONF_STRING || item->children_num != 0) {
-        kts_log(KTS_LOG_ERR, "%s: option \"%s\" takes two strings: \"librdkafka.property\" \"value\"",
-                where, opt->name);
+        kts_log(KTS_LOG_ERR, "%s: option \"%s\" takes two strings: \"librdkafka.property\" %s",
+                where, opt->name, from_file ? "\"/path/to/file\"" : "\"value\"");
         return -EINVAL;
     }
     const char *key = item->values[0].v.string, *value = item->values[1].v.string;
+    char *file_value = NULL;
+    if (from_file) {
+        int frc = kts_secret_read_file(item->values[1].v.string, &file_value, where, key);
+        if (frc < 0)
+            return frc;
+        value = file_value;
+    }
+    int rc = property_check(opt, cfg, key, value, where);
+    if (file_value != NULL) {
+        memset(file_value, 0, strlen(file_value));
+        free(file_value);
+    }
+    return rc;
+}
+
+static int property_check(const struct kts_opt *opt, struct kts_consumer_config *cfg,
+                          const char *key, const char *value, const char *where)
+{
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr));
     rd_kafka_conf_destroy(conf);
     if (res != RD_KAFKA_CONF_OK) {
         /* Never echo a secret's value (librdkafka's message may contain it). */
-        bool secret = strcasestr(key, "password") || strcasestr(key, "secret") ||
-                      strcasecmp(key, "sasl.username") == 0;
         kts_log(KTS_LOG_ERR, "%s: %s \"%s\": %s", where, opt->name, key,
-                secret ? "invalid value (not shown: secret)" : errstr);
+                property_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
         return -EINVAL;
     }
     if (strcasecmp(key, "partition.assignment.strategy") == 0 && strstr(value, "cooperative")) {
@@ -82,6 +113,8 @@ const struct kts_opt kts_consumer_options[] = {
      "topic that receives a copy of every undecodable message (default: none)"},
     {"Property", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, property_option, 0,
      "any librdkafka property, e.g. Property \"bootstrap.servers\" \"host:9092\" (repeatable)"},
+    {"PropertyFile", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, property_option, 0,
+     "a librdkafka property whose value is read from a file (for secrets; repeatable)"},
     {"TypesDB", KTS_OPT_STRINGS, OFF(typesdb), NULL, 0, 0, NULL, NULL, 0,
      "types.db file(s) to validate value lists against (default: " KTS_TYPESDB_DEFAULT ")"},
     {"MaxInFlightMessages", KTS_OPT_INT, OFF(max_inflight_messages), "10000", 1, 10000000, NULL,
@@ -113,6 +146,9 @@ const struct kts_opt kts_consumer_options[] = {
 
 void kts_consumer_config_free(struct kts_consumer_config *cfg)
 {
+    /* Wipe property values: some are secrets. */
+    for (size_t i = 1; i < cfg->properties.n; i += 2)
+        memset(cfg->properties.v[i], 0, strlen(cfg->properties.v[i]));
     kts_opt_free(kts_consumer_options, cfg);
     kts_strv_free(&cfg->properties);
 }
@@ -203,6 +239,7 @@ struct kts_consumer {
     char *dlq_topic;
     struct kts_typesdb *types;
     struct kts_decoder *decoder;
+    struct kts_strv secrets; /* secret property values, masked in librdkafka's lines */
 
     pthread_mutex_t lock;
     pthread_cond_t cond; /* room freed, value confirmed, run() ended */
@@ -799,17 +836,21 @@ static void handle_message(struct kts_consumer *c, rd_kafka_message_t *km)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     const struct kts_consumer *c = rd_kafka_opaque(rk);
+    char masked[1024];
     if (level > KTS_LOG_DEBUG)
         level = KTS_LOG_DEBUG;
-    kts_log(level, "read_kafka_ts plugin (%s): librdkafka %s: %s", c ? c->name : "?", fac, buf);
+    kts_log(level, "read_kafka_ts plugin (%s): librdkafka %s: %s", c ? c->name : "?", fac,
+            c ? kts_secret_mask(&c->secrets, buf, masked, sizeof(masked)) : "(message withheld)");
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct kts_consumer *c = opaque;
+    char masked[1024];
     (void)rk;
     kts_log_limited(&c->rl_err, KTS_LOG_WARNING, "read_kafka_ts plugin (%s): Kafka: %s (%s)",
-                    c->name, reason, rd_kafka_err2name(err));
+                    c->name, kts_secret_mask(&c->secrets, reason, masked, sizeof(masked)),
+                    rd_kafka_err2name(err));
 }
 
 static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf,
@@ -818,7 +859,8 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, c
     char errstr[512];
     if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
         return 0;
-    snprintf(errbuf, errbuf_size, "property \"%s\": %s", key, errstr);
+    snprintf(errbuf, errbuf_size, "property \"%s\": %s", key,
+             property_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
     return -EINVAL;
 }
 
@@ -875,6 +917,14 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
     if (rc < 0)
         goto fail;
 
+    for (size_t i = 0; rc == 0 && i + 1 < cfg->properties.n; i += 2)
+        if (property_is_secret(cfg->properties.v[i]))
+            rc = kts_strv_push(&c->secrets, cfg->properties.v[i + 1]);
+    if (rc < 0) {
+        snprintf(errbuf, errbuf_size, "out of memory");
+        goto fail;
+    }
+
     /* The consumer (1). */
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set_opaque(conf, c);
@@ -915,8 +965,10 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
     char errstr[512];
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (c->rk == NULL) {
+        char masked[1024];
         rd_kafka_conf_destroy(conf);
-        snprintf(errbuf, errbuf_size, "cannot create the consumer: %s", errstr);
+        snprintf(errbuf, errbuf_size, "cannot create the consumer: %s",
+                 kts_secret_mask(&c->secrets, errstr, masked, sizeof(masked)));
         rc = -EINVAL;
         goto fail;
     }
@@ -948,7 +1000,9 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
             rc = -ENOMEM;
         if (rc == 0 && (c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr))) ==
                            NULL) {
-            snprintf(errbuf, errbuf_size, "cannot create the dead-letter producer: %s", errstr);
+            char masked[1024];
+            snprintf(errbuf, errbuf_size, "cannot create the dead-letter producer: %s",
+                     kts_secret_mask(&c->secrets, errstr, masked, sizeof(masked)));
             rc = -EINVAL;
         }
         if (c->dlq == NULL)
@@ -1184,6 +1238,9 @@ void kts_consumer_destroy(struct kts_consumer *c)
     kts_decoder_destroy(c->decoder);
     kts_typesdb_destroy(c->types);
     free(c->dlq_topic);
+    for (size_t i = 0; i < c->secrets.n; i++)
+        memset(c->secrets.v[i], 0, strlen(c->secrets.v[i]));
+    kts_strv_free(&c->secrets);
     free(c->name);
     free(c->host_prefix);
     free(c->host_suffix);

@@ -6,14 +6,16 @@
 #   t=$(kafka_topic smoke); kafka_create_topic "$t" 4
 #   kafka_pc produce -t "$t" -n 1000           # tests/kafka-pc with -b "$KTS_BOOTSTRAP"
 #
-#   kafka_start --brokers 3 [--sasl]           # a cluster of this test's own
+#   kafka_start --brokers 3 [--sasl] [--tls]   # a cluster of this test's own
 #   kafka_stop_node 2 [--kill]; kafka_start_node 2
 #
 # What it guarantees:
 #  1. kafka_start starts a cluster in a new run directory (mktemp -d), exports KTS_BOOTSTRAP and
 #     KTS_KAFKA_RUN_DIR for it (and KTS_SASL_BOOTSTRAP, KTS_SASL_MECHANISM (PLAIN, see
-#     kafka-local), KTS_SASL_USERNAME, KTS_SASL_PASSWORD with --sasl), and returns 0 only once
-#     the cluster answered a metadata request listing every node.
+#     kafka-local), KTS_SASL_USERNAME, KTS_SASL_PASSWORD with --sasl; KTS_TLS_BOOTSTRAP,
+#     KTS_SASL_SSL_BOOTSTRAP, KTS_TLS_CA, KTS_TLS_CERT, KTS_TLS_KEY, KTS_TLS_KEY_PASSWORD with
+#     --tls), and returns 0 only once the cluster answered a metadata request listing every node.
+#     KTS_KAFKA_VERSION picks another Kafka release (kafka-local guarantee 9).
 #  2. Every cluster that kafka_start started is stopped when the test's shell exits, whatever the
 #     reason: an EXIT trap (put in front of any trap already set; INT, TERM and HUP become an
 #     exit), and kafka-local's --owner watchdog for the case where the shell is killed outright.
@@ -28,7 +30,7 @@
 #  6. Background processes registered with kafka_track_pid are TERMed (then KILLed) at exit,
 #     before the clusters are stopped.
 #
-# API: kafka_start [--brokers 1|3] [--sasl] | kafka_shared | kafka_stop |
+# API: kafka_start [--brokers 1|3] [--sasl] [--tls] | kafka_shared | kafka_stop |
 #      kafka_stop_node N [--kill] | kafka_start_node N | kafka_status |
 #      kafka_create_topic NAME PARTITIONS [RF] | kafka_topic PREFIX | kafka_pc CMD ARGS... |
 #      kafka_data_dir | kafka_tool CLASS ARGS... | kafka_dump_logs [LINES] |
@@ -118,10 +120,11 @@ kafka_start() {
     KTS_BOOTSTRAP=$(head -n 1 <<<"$out")
     export KTS_BOOTSTRAP
     case " $* " in
-        *" --sasl "*)
+        *" --sasl "* | *" --tls "*)
             eval "$(KTS_KAFKA_RUN_DIR=$run "$KAFKA_LOCAL" credentials)" || return 1
             export KTS_SASL_BOOTSTRAP KTS_SASL_MECHANISM KTS_SASL_MECHANISMS KTS_SASL_USERNAME \
-                KTS_SASL_PASSWORD
+                KTS_SASL_PASSWORD KTS_TLS_BOOTSTRAP KTS_SASL_SSL_BOOTSTRAP KTS_TLS_CA KTS_TLS_CERT \
+                KTS_TLS_KEY KTS_TLS_KEY_PASSWORD 2>/dev/null
             ;;
     esac
     return 0

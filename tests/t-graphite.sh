@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# read_kafka_ts → pipeline → write_graphite → Debian's carbon-cache → whisper (issue 7 item 4):
+# REAL collectd, the suite's REAL Kafka broker, REAL carbon-cache (graphite-carbon) started here.
+#   1-2   a gauge series (60 points 10 s apart, two spikes, one message sent twice in a row and
+#         three redelivered after newer ones) → Kafka (kcat); kts-filter computes the expected
+#         output of the pipeline (dedup → outlier hampel → smooth ema) from the same messages
+#   3     carbon-cache (its own carbon.conf and storage-schemas.conf in a temp dir, line
+#         receiver on a free 127.0.0.1 port, pickle receiver off, retention 10s:1d so that every
+#         point owns one slot) starts in the foreground
+#   4-5   aggregator (read_kafka_ts in copy mode → write_graphite with two <Node>s: flat and
+#         SeparateInstances + AlwaysAppendDS; csv to see progress) writes every raw and
+#         filtered value, and stops cleanly (the shutdown flush sends write_graphite's buffer)
+#   6     the whisper files carry write_graphite's names: host dots escaped ("db1_example"),
+#         the filtered series under the pipeline's plugin instance suffix
+#   7-9   whisper-fetch --json: the filtered series holds exactly kts-filter's values at the
+#         original timestamps (= float("%.15g"), write_graphite's format), empty slots
+#         elsewhere; both spikes were replaced; the raw series holds the input (a duplicate is
+#         one point)
+#   10    the same values under the second node's names (…sensor.s1-filtered.gauge.value)
+#   11    carbon-cache stops on TERM by its PID (orderly; twistd then re-raises SIGTERM: 143)
+# Environment: KTS_KEEP_TMP=1 keeps the temp dir (carbon's log and whisper files).
+set -u
+SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+BUILDDIR=${KTS_TOP_BUILDDIR:-$(pwd)}
+# shellcheck source=tests/lib/e2e.sh
+. "$SRCDIR/tests/lib/e2e.sh"
+e2e_plan 11
+RUN=rktg-$$-$(date +%s)
+KF="$BUILDDIR/tools/kts-filter"
+CHECK="$SRCDIR/tests/lib/chain_check.py"
+W=$(collectd_dir work)
+CARBON_BIN=${CARBON_BIN:-/usr/bin/carbon-cache}
+STEP=10
+N=60
+# whisper keeps points newer than now - retention only: the series ends 10 minutes ago.
+T0=$(( ($(date +%s) - 600 - N * STEP) / STEP * STEP ))
+TL=$((T0 + (N - 1) * STEP))
+
+# ------------------------------------------------------------------ 1-2 input and expectation
+cat >"$W/pipelines.conf" <<'EOF'
+<Pipeline "clean">
+  <Match>
+    Plugin "sensor"
+  </Match>
+  <Filter "dedup">
+  </Filter>
+  <Filter "outlier">
+    Method "hampel"
+    Window 300
+    MaxPoints 31
+    MinPoints 10
+    Threshold 5
+    MaxRun 1
+    Action "replace"
+  </Filter>
+  <Filter "smooth">
+    Method "ema"
+    Tau 30
+  </Filter>
+  OutputPluginInstanceSuffix "-filtered"
+</Pipeline>
+EOF
+python3 - "$T0" "$N" "$STEP" >"$W/msgs.jsonl" <<'EOF'
+import json, math, sys
+t0, n, step = (int(a) for a in sys.argv[1:4])
+def m(k):
+    v = 50 + 10 * math.sin(k / 8) + ((k * 37) % 11 - 5) / 10
+    v += 80 if k == 25 else -120 if k == 44 else 0
+    return json.dumps({"v": 1, "host": "db1.example", "plugin": "sensor", "plugin_instance": "s1",
+                       "type": "gauge", "type_instance": "", "time": t0 + step * k,
+                       "interval": step,
+                       "ds": [{"name": "value", "type": "gauge", "value": round(v, 4)}]},
+                      separators=(",", ":"))
+for k in range(n):
+    print(m(k))
+    if k == 30:
+        print(m(k))             # sent twice in a row
+    if k == 40:
+        for r in (36, 37, 38):  # redelivered after newer ones
+            print(m(r))
+EOF
+NMSG=$(wc -l <"$W/msgs.jsonl")
+"$KF" --config "$W/pipelines.conf" "$W/msgs.jsonl" >"$W/expect.csv" 2>"$W/kts-filter.err"
+st=$?
+diag "kts-filter: $(tail -n1 "$W/kts-filter.err")"
+NOUT=$(grep -c ',\(kept\|replaced\|filled\|warming\|marked\)$' "$W/expect.csv")
+NREP=$(grep -c ',replaced$' "$W/expect.csv")
+NDROP=$(grep -c ',dropped$' "$W/expect.csv")
+is "$st/$NOUT/$NREP/$NDROP" "0/$N/2/4" \
+    "kts-filter: $N points out of $NMSG messages, both spikes replaced, 4 duplicates dropped"
+kcat -P -b "$B" -t "$RUN-in" -p 0 <"$W/msgs.jsonl" 2>"$W/kcat.err" || diag "kcat: $(cat "$W/kcat.err")"
+is "$(kcat -C -b "$B" -t "$RUN-in" -o beginning -e -q 2>/dev/null | wc -l)" "$NMSG" \
+    "$NMSG crafted messages in Kafka"
+
+# ------------------------------------------------------------------ 3 carbon-cache
+G="$COLLECTD_TMP/carbon"
+mkdir -p "$G/whisper" "$G/storage" "$G/log"
+CARBON_PID=""
+stop_carbon() { # TERM by PID, bounded wait, KILL; sets CARBON_STATUS
+    CARBON_STATUS=""
+    [ -n "$CARBON_PID" ] || return 0
+    kill -TERM "$CARBON_PID" 2>/dev/null
+    for _ in $(seq 300); do
+        kill -0 "$CARBON_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$CARBON_PID" 2>/dev/null && diag "carbon-cache (PID $CARBON_PID) needed KILL"
+    wait "$CARBON_PID" 2>/dev/null
+    CARBON_STATUS=$?
+    CARBON_PID=""
+}
+# In front of collectd.sh's EXIT trap (which keeps the exit status for the chain).
+_collectd_trap_prepend stop_carbon EXIT
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+start_carbon() { # writes carbon.conf with fresh ports, starts carbon-cache; 0 once it listens
+    LINE_PORT=$(free_port)
+    QUERY_PORT=$(free_port)
+    # MAX_*: no rate limit (the defaults would delay creates and updates);
+    # MIN_TIMESTAMP_RESOLUTION 0: timestamps as sent; CARBON_METRIC_INTERVAL 0: no self-metrics
+    cat >"$G/carbon.conf" <<EOF
+[cache]
+STORAGE_DIR = $G/storage
+LOCAL_DATA_DIR = $G/whisper
+CONF_DIR = $G
+LOG_DIR = $G/log
+PID_DIR = $G
+USER =
+DATABASE = whisper
+ENABLE_LOGROTATION = False
+MAX_CACHE_SIZE = inf
+MAX_UPDATES_PER_SECOND = 100000
+MAX_CREATES_PER_MINUTE = 100000
+MIN_TIMESTAMP_RESOLUTION = 0
+LINE_RECEIVER_INTERFACE = 127.0.0.1
+LINE_RECEIVER_PORT = $LINE_PORT
+ENABLE_UDP_LISTENER = False
+PICKLE_RECEIVER_PORT = 0
+CACHE_QUERY_INTERFACE = 127.0.0.1
+CACHE_QUERY_PORT = $QUERY_PORT
+ENABLE_TAGS = False
+CARBON_METRIC_INTERVAL = 0
+LOG_UPDATES = False
+LOG_CREATES = True
+LOG_CACHE_HITS = False
+EOF
+    cat >"$G/storage-schemas.conf" <<EOF
+[kts]
+pattern = .*
+retentions = ${STEP}s:1d
+EOF
+    # --nodaemon: twistd runs in this process (its PID is \$!) and logs to stdout.
+    "$CARBON_BIN" --config="$G/carbon.conf" --pidfile="$G/carbon.pid" --nodaemon start \
+        >"$G/carbon.out" 2>&1 </dev/null &
+    CARBON_PID=$!
+    for _ in $(seq 600); do
+        grep -q "CarbonReceiverFactory starting on $LINE_PORT" "$G/carbon.out" && return 0
+        kill -0 "$CARBON_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    diag "carbon-cache did not start:" "$(tail -n 5 "$G/carbon.out")"
+    stop_carbon
+    return 1
+}
+st=1
+for _ in 1 2 3; do # a port taken between free_port and carbon's bind: try new ones
+    start_carbon && { st=0; break; }
+done
+is "$st/$(cat "$G/carbon.pid" 2>/dev/null)" "0/$CARBON_PID" \
+    "carbon-cache runs in the foreground, line receiver on 127.0.0.1:$LINE_PORT, PID file = its PID"
+
+# ------------------------------------------------------------------ 4-5 the aggregator
+A=$(collectd_dir agg)
+{
+    collectd_conf_header agg
+    collectd_conf_stock csv write_graphite
+    collectd_conf_ours read_kafka_ts
+    cat <<EOF
+<Plugin csv>
+  DataDir "$A/csv"
+  StoreRates false
+</Plugin>
+<Plugin write_graphite>
+  <Node "flat">
+    Host "127.0.0.1"
+    Port "$LINE_PORT"
+    Protocol "tcp"
+    Prefix "kts."
+    StoreRates false
+    EscapeCharacter "_"
+    SeparateInstances false
+    AlwaysAppendDS false
+  </Node>
+  <Node "tree">
+    Host "127.0.0.1"
+    Port "$LINE_PORT"
+    Protocol "tcp"
+    Prefix "tree."
+    StoreRates false
+    SeparateInstances true
+    AlwaysAppendDS true
+  </Node>
+</Plugin>
+<Plugin read_kafka_ts>
+  Property "bootstrap.servers" "$B"
+  GroupId "$RUN"
+  Instance "agg"
+  Topic "$RUN-in"
+  StartPosition "earliest"
+$(cat "$W/pipelines.conf")
+</Plugin>
+EOF
+} >"$A/collectd.conf"
+collectd_start "$A/collectd.conf" agg
+st=$?
+# raw: every message (the duplicates too); filtered: kts-filter's output
+want=$((NMSG + NOUT))
+n=0
+for _ in $(seq 300); do
+    n=$(find "$A/csv/db1.example" -type f -exec cat {} + 2>/dev/null | grep -vc '^epoch')
+    [ "$n" -ge "$want" ] && break
+    sleep 0.2
+done
+is "$st/$n" "0/$want" "aggregator (read_kafka_ts copy mode → write_graphite, csv) writes $NMSG raw + $NOUT filtered values"
+collectd_stop agg
+st=$?
+collectd_log_has 'shutdown: every dispatched value was written' agg
+drained=$?
+ok "$([ $st -eq 0 ] && [ $drained -eq 0 ]; echo $?)" \
+    "the aggregator stops cleanly, every dispatched value written (write_graphite flushed at shutdown)"
+
+# ------------------------------------------------------------------ 6 names
+F="$G/whisper/kts/db1_example/sensor-s1-filtered/gauge.wsp"
+R="$G/whisper/kts/db1_example/sensor-s1/gauge.wsp"
+F2="$G/whisper/tree/db1_example/sensor/s1-filtered/gauge/value.wsp"
+# carbon writes its cache to whisper within about a second; wait for the last point's slot.
+last_written() { # FILE: 0 once the slot of TL holds a value
+    [ -f "$1" ] && whisper-fetch --json --from $((TL - STEP)) --until "$TL" "$1" 2>/dev/null |
+        python3 -c 'import json, sys; v = json.load(sys.stdin)["values"]; sys.exit(0 if v and v[0] is not None else 1)'
+}
+for _ in $(seq 300); do
+    last_written "$F" && last_written "$R" && last_written "$F2" && break
+    sleep 0.2
+done
+names=$(cd "$G/whisper" && find kts/db1_example tree/db1_example -name '*.wsp' 2>/dev/null | sort | paste -sd' ')
+is "$names" "kts/db1_example/sensor-s1-filtered/gauge.wsp kts/db1_example/sensor-s1/gauge.wsp tree/db1_example/sensor/s1-filtered/gauge/value.wsp tree/db1_example/sensor/s1/gauge/value.wsp" \
+    "whisper files: host dots escaped, raw next to filtered (kts.db1_example.sensor-s1-filtered.gauge …)"
+
+# ------------------------------------------------------------------ 7-10 whisper-fetch
+fetch() { whisper-fetch --json --from $((T0 - 20 * STEP)) --until $((TL + 10 * STEP)) "$1" >"$2" 2>&1; }
+compare() { # NAME KIND FETCH DESCRIPTION
+    local out st
+    out=$(python3 "$CHECK" whisper "$W/expect.csv" "$W/msgs.jsonl" "$2" "$3" \
+        $((T0 - 19 * STEP)) $((TL + 10 * STEP)))
+    st=$?
+    [ $st -eq 0 ] || diag "$out" "$(head -c 300 "$3")"
+    ok $st "$4 ($(echo "$out" | tail -n1))"
+}
+fetch "$F" "$W/f.json"
+compare f filtered "$W/f.json" "filtered series: exactly kts-filter's values at the original timestamps, nothing else"
+spikes=$(python3 - "$W/f.json" "$W/expect.csv" <<'EOF'
+import csv, json, sys
+j = json.load(open(sys.argv[1]))
+got = {j["start"] + i * j["step"]: v for i, v in enumerate(j["values"])}
+out = []
+for r in csv.DictReader(open(sys.argv[2])):
+    if r["action"] == "replaced":
+        t, v = int(r["timestamp"]), got.get(int(r["timestamp"]))
+        # a spike is 80 or 120 away from a series within 50 +- 11
+        if v is not None and abs(v - float(r["input"])) > 60 and 35 < v < 65:
+            out.append("t=%d: %s -> %.2f" % (t, r["input"], v))
+print("; ".join(out))
+EOF
+)
+is "$(echo "$spikes" | grep -o 't=' | wc -l)" 2 "both spikes are replaced in Graphite ($spikes)"
+fetch "$R" "$W/r.json"
+compare r raw "$W/r.json" "raw series: the input values, the duplicates one point each"
+fetch "$F2" "$W/f2.json"
+compare f2 filtered "$W/f2.json" "second node: the same filtered values under tree.db1_example.sensor.s1-filtered.gauge.value"
+
+# ------------------------------------------------------------------ 11 stop carbon
+stop_carbon
+shut=$(grep -c 'Server Shut Down' "$G/carbon.out")
+# twistd (Twisted >= 21) re-raises the signal that stopped its reactor: 128 + 15.
+is "$CARBON_STATUS/$shut/$([ -e "$G/carbon.pid" ] && echo pidfile-left)" "143/1/" \
+    "carbon-cache stops on TERM by its PID: orderly shutdown, PID file removed"
+
+collectd_tap_status

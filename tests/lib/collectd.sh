@@ -15,6 +15,8 @@
 #  5. Several daemons can run at once: each has a NAME (default "main") with its own BaseDir,
 #     log file and PID.
 #  6. When a daemon fails to start, collectd_start prints its log as TAP diagnostics and fails.
+#  7. At exit, every *.log and *.stderr under $COLLECTD_TMP is copied into $KTS_LOG_ARCHIVE when
+#     that names a directory (tests/run-suite sets it; tests/t-zz-secrets.sh greps the copies).
 #
 # API (NAME is optional everywhere and defaults to "main"):
 #   collectd_conf_header [NAME]        print the common config head (Hostname, Interval, BaseDir,
@@ -66,9 +68,23 @@ COLLECTD_TMP=$(mktemp -d "${TMPDIR:-/tmp}/kts-collectd.XXXXXX") || {
 }
 mkdir -p "$COLLECTD_TMP/plugins"
 
+# Copies every *.log and *.stderr under $COLLECTD_TMP into $KTS_LOG_ARCHIVE (set by
+# tests/run-suite) for tests/t-zz-secrets.sh.
+_collectd_archive() {
+    [ -n "${KTS_LOG_ARCHIVE:-}" ] && [ -d "$KTS_LOG_ARCHIVE" ] || return 0
+    local dst f rel
+    dst="$KTS_LOG_ARCHIVE/collectd.$(basename "$0").$$"
+    while IFS= read -r -d '' f; do
+        rel=${f#"$COLLECTD_TMP"/}
+        mkdir -p "$dst/$(dirname "$rel")" && cp "$f" "$dst/$rel" 2>/dev/null
+    done < <(find "$COLLECTD_TMP" -type f \( -name '*.log' -o -name '*.stderr' \) -print0 2>/dev/null)
+    return 0
+}
+
 _collectd_cleanup() {
     local rc=$?
     collectd_stop_all
+    _collectd_archive
     if [ "${KTS_KEEP_TMP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
         echo "# collectd.sh: kept $COLLECTD_TMP (exit status $rc)" >&2
     else

@@ -34,7 +34,7 @@
 #      kafka_stop_node N [--kill] | kafka_start_node N | kafka_status |
 #      kafka_create_topic NAME PARTITIONS [RF] | kafka_topic PREFIX | kafka_pc CMD ARGS... |
 #      kafka_data_dir | kafka_tool CLASS ARGS... | kafka_dump_logs [LINES] |
-#      kafka_track_pid PID | kafka_metadata_brokers
+#      kafka_track_pid PID | kafka_metadata_brokers | kafka_register_secret PASSWORD...
 # Environment: KTS_TOP_SRCDIR, KTS_TOP_BUILDDIR (set by make check); KAFKA_LOCAL and KAFKA_PC
 # override the paths of contrib/kafka/kafka-local and tests/kafka-pc.
 
@@ -224,4 +224,11 @@ kafka_dump_logs() {
 
 kafka_track_pid() {
     _KAFKA_PIDS+=("$1")
+}
+
+# kafka_register_secret PASSWORD...: a password this test used (including wrong ones), for
+# tests/t-zz-secrets.sh to look for in every log of the suite ($KTS_LOG_ARCHIVE/.secrets).
+kafka_register_secret() {
+    [ -n "${KTS_LOG_ARCHIVE:-}" ] && [ -d "$KTS_LOG_ARCHIVE" ] || return 0
+    (umask 077 && printf '%s\n' "$@" >>"$KTS_LOG_ARCHIVE/.secrets")
 }

@@ -42,6 +42,8 @@ static int wkt_config(oconfig_item_t *ci)
     int rc = kts_opt_defaults(kts_producer_options, &in->cfg);
     if (rc == 0)
         rc = kts_opt_apply(kts_producer_options, &in->cfg, conf, PLUGIN_NAME " plugin");
+    if (kts_producer_config_check(&in->cfg, PLUGIN_NAME " plugin") != 0)
+        rc = -1;
     kts_conf_free(conf);
     if (rc == 0 && instances_num >= MAX_INSTANCES) {
         ERROR(PLUGIN_NAME " plugin: more than %d <Plugin " PLUGIN_NAME "> blocks", MAX_INSTANCES);
@@ -49,13 +51,21 @@ static int wkt_config(oconfig_item_t *ci)
     }
     if (rc == 0 && in->cfg.name == NULL && (in->cfg.name = strdup(in->cfg.topic)) == NULL)
         rc = -1;
-    for (size_t i = 0; rc == 0 && i < instances_num; i++)
+    for (size_t i = 0; rc == 0 && i < instances_num; i++) {
+        if (in->cfg.spool_dir != NULL && instances[i]->cfg.spool_dir != NULL &&
+            strcmp(instances[i]->cfg.spool_dir, in->cfg.spool_dir) == 0) {
+            ERROR(PLUGIN_NAME " plugin: instances \"%s\" and \"%s\" have the same SpoolDirectory "
+                  "\"%s\": each needs its own", instances[i]->cfg.name, in->cfg.name,
+                  in->cfg.spool_dir);
+            rc = -1;
+        }
         if (strcmp(instances[i]->cfg.name, in->cfg.name) == 0) {
             ERROR(PLUGIN_NAME " plugin: two instances are named \"%s\": give each <Plugin "
                   PLUGIN_NAME "> block its own Instance or Topic",
                   in->cfg.name);
             rc = -1;
         }
+    }
     if (rc != 0) {
         ERROR(PLUGIN_NAME " plugin: invalid configuration; the plugin will not start");
         kts_producer_config_free(&in->cfg);
@@ -107,6 +117,14 @@ static int wkt_read(user_data_t *ud)
     DISPATCH_DERIVE(in, "skipped-marked", st.skipped_marked);
     DISPATCH_DERIVE(in, "blocked", st.blocked);
     dispatch_one(in, "queue_length", "", (value_t){.gauge = (gauge_t)st.queue_messages});
+    if (in->cfg.spool_dir != NULL) {
+        DISPATCH_DERIVE(in, "spooled", st.spooled);
+        DISPATCH_DERIVE(in, "replayed", st.replayed);
+        DISPATCH_DERIVE(in, "dropped-spool_full", st.dropped_spool_full);
+        DISPATCH_DERIVE(in, "dropped-spool_error", st.dropped_spool_error);
+        DISPATCH_DERIVE(in, "spool-torn", st.spool_torn);
+        dispatch_one(in, "bytes", "spool", (value_t){.gauge = (gauge_t)st.spool_bytes});
+    }
     dispatch_one(in, "latency", "request-avg",
                  (value_t){.gauge = st.latency_windows ? st.latency_avg_s : NAN});
     dispatch_one(in, "latency", "request-max",
@@ -140,9 +158,10 @@ static int wkt_init(void)
         }
         plugin_register_write(in->name, wkt_write, &(user_data_t){.data = in});
         plugin_register_complex_read(NULL, in->name, wkt_read, 0, &(user_data_t){.data = in});
-        INFO(PLUGIN_NAME " plugin (%s): producing to topic \"%s\", format %s, key %s", in->cfg.name,
-             in->cfg.topic, kts_producer_format_words[in->cfg.format],
-             kts_producer_key_words[in->cfg.key]);
+        INFO(PLUGIN_NAME " plugin (%s): producing to topic \"%s\", format %s, key %s%s%s",
+             in->cfg.name, in->cfg.topic, kts_producer_format_words[in->cfg.format],
+             kts_producer_key_words[in->cfg.key], in->cfg.spool_dir ? ", spool " : "",
+             in->cfg.spool_dir ? in->cfg.spool_dir : "");
     }
     return 0;
 }

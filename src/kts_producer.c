@@ -3,6 +3,7 @@
 
 #include "kts_buf.h"
 #include "kts_log.h"
+#include "kts_spool.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -119,6 +120,12 @@ const struct kts_opt kts_producer_options[] = {
      "skip value lists dispatched by read_kafka_ts (loop prevention)"},
     {"Instance", KTS_OPT_STRING, OFF(name), NULL, 0, 0, NULL, NULL, 0,
      "name in log lines and self-metrics (default: the topic)"},
+    {"SpoolDirectory", KTS_OPT_STRING, OFF(spool_dir), NULL, 0, 0, NULL, NULL, 0,
+     "absolute path of an on-disk spool for outages longer than the buffer (default: none)"},
+    {"SpoolMaxBytes", KTS_OPT_INT, OFF(spool_max_bytes), "1073741824", 1048576, 1125899906842624.0,
+     NULL, NULL, 0, "most bytes the spool files may hold; when full, value lists are dropped"},
+    {"SpoolSync", KTS_OPT_BOOL, OFF(spool_sync), "false", 0, 0, NULL, NULL, 0,
+     "fdatasync the spool once a second (survives power loss, not only a crash)"},
     KTS_OPT_END,
 };
 #undef OFF
@@ -130,6 +137,21 @@ void kts_producer_config_free(struct kts_producer_config *cfg)
         memset(cfg->properties.v[i], 0, strlen(cfg->properties.v[i]));
     kts_opt_free(kts_producer_options, cfg);
     kts_strv_free(&cfg->properties);
+}
+
+int kts_producer_config_check(const struct kts_producer_config *cfg, const char *where)
+{
+    int rc = 0;
+    if (cfg->spool_dir != NULL && cfg->spool_dir[0] != '/') {
+        kts_log(KTS_LOG_ERR, "%s: invalid value \"%s\" for option \"SpoolDirectory\"; allowed: an "
+                "absolute path", where, cfg->spool_dir);
+        rc = -EINVAL;
+    }
+    if (cfg->spool_dir == NULL && cfg->spool_sync) {
+        kts_log(KTS_LOG_ERR, "%s: option \"SpoolSync\" needs \"SpoolDirectory\"", where);
+        rc = -EINVAL;
+    }
+    return rc;
 }
 
 bool kts_property_is_secret(const char *name)
@@ -183,6 +205,28 @@ struct kts_producer {
     pthread_key_t tls_buf;
     pthread_mutex_t bufs_lock;
     struct tls_node *bufs; /* every thread's encode buffer, freed at close */
+
+    /* Spool (10). spool and the counters below it are guarded by spool_lock; `spooling`
+     * (atomic) is set under the lock and says new value lists go to the spool. */
+    struct kts_spool *spool;
+    pthread_mutex_t spool_lock;
+    int spooling;
+    uint64_t msg_seq;                /* atomic: produce order, each message's opaque */
+    uint64_t spooled, replayed, dropped_spool_full, dropped_spool_error; /* atomic */
+    uint64_t requeued;               /* close: purged messages put in front of the spool */
+    struct kts_ratelimit rl_spool;
+    double last_flush, last_sync;
+    /* close: purged messages collected by on_delivery, to be requeued in produce order */
+    struct purged_msg *purged_list;
+    size_t purged_n, purged_cap;
+};
+
+struct purged_msg {
+    uint64_t seq;
+    void *key;
+    size_t key_len;
+    void *payload;
+    size_t payload_len;
 };
 
 #define ATOMIC_INC(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
@@ -244,6 +288,37 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                     p->name, masked, rd_kafka_err2name(err));
 }
 
+/* Copies a purged message for close to put in front of the spool. Runs only while closing,
+ * from close's own rd_kafka_poll (the delivery thread has stopped): no lock needed. A copy
+ * that cannot be made is simply not requeued (counted as not delivered). */
+static void keep_purged(struct kts_producer *p, const rd_kafka_message_t *m)
+{
+    if (p->purged_n == p->purged_cap) {
+        size_t cap = p->purged_cap ? p->purged_cap * 2 : 1024;
+        struct purged_msg *n = realloc(p->purged_list, cap * sizeof(*n));
+        if (n == NULL)
+            return;
+        p->purged_list = n;
+        p->purged_cap = cap;
+    }
+    struct purged_msg *pm = &p->purged_list[p->purged_n];
+    pm->seq = (uint64_t)(uintptr_t)m->_private;
+    pm->key_len = m->key_len;
+    pm->payload_len = m->len;
+    pm->key = malloc(m->key_len ? m->key_len : 1);
+    pm->payload = malloc(m->len ? m->len : 1);
+    if (pm->key == NULL || pm->payload == NULL) {
+        free(pm->key);
+        free(pm->payload);
+        return;
+    }
+    if (m->key_len)
+        memcpy(pm->key, m->key, m->key_len);
+    if (m->len)
+        memcpy(pm->payload, m->payload, m->len);
+    p->purged_n++;
+}
+
 /*
  * Delivery reports come for failures only (delivery.report.only.error): a report per
  * successful message doubled write_kafka_ts's CPU cost per value list (docs/PERFORMANCE.md).
@@ -257,6 +332,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (ATOMIC_GET(p->closing) && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
                                    m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
         ATOMIC_INC(p->purged); /* counted and logged once by close (5) */
+        if (p->spool != NULL)
+            keep_purged(p, m); /* requeued in front of the spool by close (10) */
         return;
     }
     ATOMIC_INC(p->failed);
@@ -315,13 +392,97 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     return 0; /* librdkafka frees json */
 }
 
+static double now_s(void);
+
+/* Hands one message to librdkafka; its opaque is its place in produce order (10). */
+static rd_kafka_resp_err_t produce(struct kts_producer *p, const void *key, size_t key_len,
+                                  const void *payload, size_t len)
+{
+    uint64_t seq = __atomic_add_fetch(&p->msg_seq, 1, __ATOMIC_RELAXED);
+    return rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
+                             RD_KAFKA_V_VALUE((void *)payload, len),
+                             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
+}
+
+/*
+ * (10) Moves spooled messages into librdkafka's queue while it has room (the memory bound
+ * stays BufferMessages/BufferBytes); when the spool is empty, new value lists go straight to
+ * librdkafka again. Holds spool_lock for at most 1000 messages at a time so that writers
+ * appending to the spool are not held up for long. Also flushes the spool every 200 ms and
+ * syncs it every second (SpoolSync).
+ */
+static void spool_service(struct kts_producer *p)
+{
+    double t = now_s();
+    for (int batch = 0; batch < 100 && ATOMIC_GET(p->spooling); batch++) {
+        bool more = true;
+        pthread_mutex_lock(&p->spool_lock);
+        for (int i = 0; i < 1000; i++) {
+            const void *key, *payload;
+            size_t key_len, len;
+            int rc = kts_spool_peek(p->spool, &key, &key_len, &payload, &len);
+            if (rc == -ENOENT) {
+                /* Drained: from now on value lists go to librdkafka directly, after every
+                 * spooled one (the switch happens under the lock writers append under). */
+                __atomic_store_n(&p->spooling, 0, __ATOMIC_RELEASE);
+                kts_log(KTS_LOG_NOTICE, "write_kafka_ts plugin (%s): spool drained (%llu value "
+                        "lists replayed so far); writing to Kafka directly again",
+                        p->name, (unsigned long long)ATOMIC_GET(p->replayed));
+                more = false;
+                break;
+            }
+            if (rc < 0) { /* read error (logged): try again later */
+                more = false;
+                break;
+            }
+            rd_kafka_resp_err_t err = produce(p, key, key_len, payload, len);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                more = false;
+                break;
+            }
+            if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                ATOMIC_INC(p->sent);
+                ATOMIC_INC(p->replayed);
+            } else {
+                if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+                    ATOMIC_INC(p->dropped_too_large);
+                else
+                    ATOMIC_INC(p->dropped_error);
+                kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
+                                "write_kafka_ts plugin (%s): dropped a spooled value list: %s (%s)",
+                                p->name, rd_kafka_err2str(err), rd_kafka_err2name(err));
+            }
+            kts_spool_advance(p->spool);
+        }
+        pthread_mutex_unlock(&p->spool_lock);
+        if (!more)
+            break;
+    }
+    if (t - p->last_flush >= 0.2) {
+        bool sync = t - p->last_sync >= 1.0;
+        pthread_mutex_lock(&p->spool_lock);
+        kts_spool_flush(p->spool, sync);
+        pthread_mutex_unlock(&p->spool_lock);
+        p->last_flush = t;
+        if (sync)
+            p->last_sync = t;
+    }
+}
+
 static void *poller_main(void *arg)
 {
     struct kts_producer *p = arg;
     int last_outq = rd_kafka_outq_len(p->rk);
     while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
-        /* Serve error reports, logs and statistics; look more often while senders wait. */
-        rd_kafka_poll(p->rk, ATOMIC_GET(p->waiters) > 0 || ATOMIC_GET(p->overflowing) ? 5 : 100);
+        if (p->spool != NULL)
+            spool_service(p);
+        /* Serve error reports, logs and statistics; look more often while senders wait or
+         * the spool is being replayed. */
+        rd_kafka_poll(p->rk, ATOMIC_GET(p->waiters) > 0 || ATOMIC_GET(p->overflowing) ||
+                                     ATOMIC_GET(p->spooling)
+                                 ? 5
+                                 : 100);
         int outq = rd_kafka_outq_len(p->rk);
         if (outq < last_outq) {
             /* Space was freed: back-pressure may wait again, and waiting senders retry (3). */
@@ -350,6 +511,7 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, c
 
 static void producer_free(struct kts_producer *p)
 {
+    kts_spool_close(p->spool);
     if (p->rkt != NULL)
         rd_kafka_topic_destroy(p->rkt);
     if (p->rk != NULL)
@@ -364,6 +526,12 @@ static void producer_free(struct kts_producer *p)
         free(n);
     }
     pthread_mutex_destroy(&p->bufs_lock);
+    pthread_mutex_destroy(&p->spool_lock);
+    for (size_t i = 0; i < p->purged_n; i++) {
+        free(p->purged_list[i].key);
+        free(p->purged_list[i].payload);
+    }
+    free(p->purged_list);
     pthread_cond_destroy(&p->space_cond);
     pthread_mutex_destroy(&p->space_lock);
     free(p->name);
@@ -387,6 +555,7 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     }
     /* From here on producer_free() releases everything. */
     pthread_mutex_init(&p->bufs_lock, NULL);
+    pthread_mutex_init(&p->spool_lock, NULL);
     pthread_mutex_init(&p->space_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -399,6 +568,7 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     p->skip_marked = cfg->skip_marked;
     p->block_timeout = cfg->block_timeout;
     p->rl_drop.interval_s = p->rl_fail.interval_s = p->rl_error.interval_s = 10;
+    p->rl_spool.interval_s = 10;
 
     int rc = 0;
     char num[32];
@@ -471,6 +641,27 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         producer_free(p);
         return -EINVAL;
     }
+    if (cfg->spool_dir != NULL) {
+        struct kts_spool_config sc = {.dir = cfg->spool_dir,
+                                      .max_bytes = (uint64_t)cfg->spool_max_bytes,
+                                      .segment_bytes = (uint64_t)cfg->spool_segment_bytes,
+                                      .sync = cfg->spool_sync};
+        rc = kts_spool_open(&p->spool, &sc, errbuf, errbuf_size);
+        if (rc != 0) {
+            producer_free(p);
+            return rc;
+        }
+        struct kts_spool_stats st;
+        kts_spool_stats(p->spool, &st);
+        if (!kts_spool_empty(p->spool)) {
+            /* (10) left from before: replayed before any new value list */
+            p->spooling = 1;
+            kts_log(KTS_LOG_NOTICE,
+                    "write_kafka_ts plugin (%s): spool \"%s\" holds %llu bytes from a previous "
+                    "run: replaying them before new value lists",
+                    p->name, cfg->spool_dir, (unsigned long long)st.bytes);
+        }
+    }
     if (pthread_create(&p->poller, NULL, poller_main, p) != 0) {
         snprintf(errbuf, errbuf_size, "cannot start the delivery report thread");
         producer_free(p);
@@ -529,6 +720,35 @@ static void wait_for_space(struct kts_producer *p, double until)
     __atomic_sub_fetch(&p->waiters, 1, __ATOMIC_SEQ_CST);
 }
 
+/* Writes one message to the spool; spool_lock held. 0, or -ENOBUFS/-EIO when dropped (counted
+ * and logged by reason). */
+static int spool_append_locked(struct kts_producer *p, const void *key, size_t key_len,
+                               const void *payload, size_t len)
+{
+    int rc = kts_spool_append(p->spool, key, key_len, payload, len);
+    if (rc == 0) {
+        ATOMIC_INC(p->spooled);
+        return 0;
+    }
+    if (rc == -ENOSPC) {
+        ATOMIC_INC(p->dropped_spool_full);
+        struct kts_spool_stats st;
+        kts_spool_stats(p->spool, &st);
+        kts_log_limited(&p->rl_spool, KTS_LOG_ERR,
+                        "write_kafka_ts plugin (%s): dropped a value list: spool full (%llu "
+                        "bytes, SpoolMaxBytes); %llu dropped for this reason so far",
+                        p->name, (unsigned long long)st.bytes,
+                        (unsigned long long)ATOMIC_GET(p->dropped_spool_full));
+        return -ENOBUFS;
+    }
+    ATOMIC_INC(p->dropped_spool_error);
+    kts_log_limited(&p->rl_spool, KTS_LOG_ERR,
+                    "write_kafka_ts plugin (%s): dropped a value list: cannot write the spool: "
+                    "%s; %llu dropped for this reason so far",
+                    p->name, strerror(-rc), (unsigned long long)ATOMIC_GET(p->dropped_spool_error));
+    return -EIO;
+}
+
 int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
 {
     if (p->skip_marked && vl->meta_len > 0 && has_marker(vl)) {
@@ -553,12 +773,20 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
             key_len = sizeof(key) - 1;
     }
 
+    if (p->spool != NULL && __atomic_load_n(&p->spooling, __ATOMIC_ACQUIRE)) {
+        /* (10) the spool is not drained: behind what is in it */
+        pthread_mutex_lock(&p->spool_lock);
+        if (p->spooling) {
+            rc = spool_append_locked(p, key, key_len, b->data, b->len);
+            pthread_mutex_unlock(&p->spool_lock);
+            return rc;
+        }
+        pthread_mutex_unlock(&p->spool_lock);
+    }
+
     double deadline = -1;
     for (;;) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key_len ? key : NULL, key_len), RD_KAFKA_V_VALUE(b->data, b->len),
-            RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err = produce(p, key, key_len, b->data, b->len);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             ATOMIC_INC(p->sent);
             return 0;
@@ -576,6 +804,20 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
                     continue;
                 }
                 __atomic_store_n(&p->overflowing, 1, __ATOMIC_RELAXED);
+            }
+            if (p->spool != NULL) {
+                /* (10) from here on, everything goes to the spool until it is drained */
+                pthread_mutex_lock(&p->spool_lock);
+                if (!p->spooling) {
+                    __atomic_store_n(&p->spooling, 1, __ATOMIC_RELEASE);
+                    kts_log(KTS_LOG_WARNING,
+                            "write_kafka_ts plugin (%s): local queue full for BlockTimeout "
+                            "%.3g s: spooling to disk until the broker catches up",
+                            p->name, p->block_timeout);
+                }
+                rc = spool_append_locked(p, key, key_len, b->data, b->len);
+                pthread_mutex_unlock(&p->spool_lock);
+                return rc;
             }
             ATOMIC_INC(p->dropped_queue_full);
             kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
@@ -633,6 +875,50 @@ void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out)
     out->latency_windows = ATOMIC_GET(p->lat_windows);
     out->latency_avg_s = (double)ATOMIC_GET(p->lat_avg_us) / 1e6;
     out->latency_max_s = (double)ATOMIC_GET(p->lat_max_us) / 1e6;
+    out->spooled = ATOMIC_GET(p->spooled);
+    out->replayed = ATOMIC_GET(p->replayed);
+    out->dropped_spool_full = ATOMIC_GET(p->dropped_spool_full);
+    out->dropped_spool_error = ATOMIC_GET(p->dropped_spool_error);
+    if (p->spool != NULL) {
+        struct kts_spool_stats st;
+        pthread_mutex_lock(&p->spool_lock);
+        kts_spool_stats(p->spool, &st);
+        pthread_mutex_unlock(&p->spool_lock);
+        out->spool_bytes = st.bytes;
+        out->spool_torn = st.torn_records;
+    }
+}
+
+static int cmp_purged(const void *a, const void *b)
+{
+    const struct purged_msg *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* (10) Puts the purged messages in front of the spool in produce order; returns how many. */
+static uint64_t requeue_purged(struct kts_producer *p)
+{
+    if (p->purged_n == 0)
+        return 0;
+    qsort(p->purged_list, p->purged_n, sizeof(*p->purged_list), cmp_purged);
+    struct kts_spool_rec *recs = malloc(p->purged_n * sizeof(*recs));
+    if (recs == NULL)
+        return 0;
+    for (size_t i = 0; i < p->purged_n; i++)
+        recs[i] = (struct kts_spool_rec){p->purged_list[i].key, p->purged_list[i].key_len,
+                                         p->purged_list[i].payload,
+                                         p->purged_list[i].payload_len};
+    long n = kts_spool_prepend(p->spool, recs, p->purged_n);
+    free(recs);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n < p->purged_n)
+        kts_log(KTS_LOG_ERR,
+                "write_kafka_ts plugin (%s): shutdown: only %ld of %zu undelivered value lists "
+                "fit in the spool (SpoolMaxBytes); the other %zu are lost",
+                p->name, n, p->purged_n, p->purged_n - (size_t)n);
+    __atomic_add_fetch(&p->spooled, (uint64_t)n, __ATOMIC_RELAXED);
+    return (uint64_t)n;
 }
 
 uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
@@ -648,7 +934,7 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
 
     if (ferr != RD_KAFKA_RESP_ERR_NO_ERROR || rd_kafka_outq_len(p->rk) > 0) {
         /* (5) What is still queued will not be delivered: purge it so every message gets its
-         * (error) report, and count them. */
+         * (error) report, and count them (with a spool: keep them, 10). */
         __atomic_store_n(&p->closing, 1, __ATOMIC_RELAXED);
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         for (int i = 0; i < 50 && rd_kafka_outq_len(p->rk) > 0; i++)
@@ -657,16 +943,37 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
     /* The queue is empty now: every message sent was delivered, failed or purged. */
     uint64_t sent = ATOMIC_GET(p->sent);
     uint64_t failed = ATOMIC_GET(p->failed), purged = ATOMIC_GET(p->purged);
-    uint64_t undelivered = failed + purged;
+    uint64_t requeued = 0, spool_bytes = 0, spool_left = 0;
+    if (p->spool != NULL) {
+        requeued = requeue_purged(p);
+        struct kts_spool_stats st;
+        kts_spool_stats(p->spool, &st);
+        spool_bytes = st.bytes;
+        spool_left = !kts_spool_empty(p->spool);
+        if (kts_spool_close(p->spool) != 0)
+            kts_log(KTS_LOG_ERR, "write_kafka_ts plugin (%s): shutdown: the spool could not be "
+                    "closed cleanly (see above)", p->name);
+        p->spool = NULL;
+    }
+    uint64_t undelivered = failed + purged - requeued;
     if (rd_kafka_outq_len(p->rk) > 0) {
         /* Purge reports not served in 5 s: count what is left as not delivered too. */
         undelivered += (uint64_t)rd_kafka_outq_len(p->rk);
     }
     if (undelivered > sent)
         undelivered = sent;
-    uint64_t delivered = sent - undelivered;
+    uint64_t delivered = sent - undelivered - requeued;
     uint64_t dropped = ATOMIC_GET(p->dropped_queue_full) + ATOMIC_GET(p->dropped_too_large) +
-                       ATOMIC_GET(p->dropped_encode) + ATOMIC_GET(p->dropped_error);
+                       ATOMIC_GET(p->dropped_encode) + ATOMIC_GET(p->dropped_error) +
+                       ATOMIC_GET(p->dropped_spool_full) + ATOMIC_GET(p->dropped_spool_error);
+    if (spool_left)
+        kts_log(KTS_LOG_NOTICE,
+                "write_kafka_ts plugin (%s): shutdown: the spool keeps %llu bytes of value lists "
+                "for the next start (%llu of them put back from librdkafka's queue; spooled "
+                "%llu, replayed %llu in this run)",
+                p->name, (unsigned long long)spool_bytes, (unsigned long long)requeued,
+                (unsigned long long)ATOMIC_GET(p->spooled),
+                (unsigned long long)ATOMIC_GET(p->replayed));
     if (undelivered > 0)
         kts_log(KTS_LOG_ERR,
                 "write_kafka_ts plugin (%s): shutdown: %llu value lists were NOT delivered "
@@ -676,6 +983,12 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
                 (unsigned long long)(undelivered > failed ? undelivered - failed : 0),
                 timeout_s, (unsigned long long)failed, (unsigned long long)delivered,
                 (unsigned long long)sent, (unsigned long long)dropped);
+    else if (requeued > 0)
+        kts_log(KTS_LOG_INFO,
+                "write_kafka_ts plugin (%s): shutdown: %llu value lists sent were delivered, "
+                "%llu put back in the spool; %llu dropped before sending",
+                p->name, (unsigned long long)delivered, (unsigned long long)requeued,
+                (unsigned long long)dropped);
     else
         kts_log(KTS_LOG_INFO,
                 "write_kafka_ts plugin (%s): shutdown: all %llu value lists sent were delivered; "

@@ -26,6 +26,14 @@
  *     success reports cost as much CPU as everything else the plugin does. `delivered` is
  *     derived (sent − failed − purged − queued), exact once the queue is empty (at close), never
  *     decreasing; request latency comes from librdkafka's statistics.
+ * 10. With a spool (SpoolDirectory, src/kts_spool.h): a value list that finds the queue full
+ *     after BlockTimeout is written to the spool instead of being dropped, and so is every value
+ *     list after it until the spool has been drained (replayed into librdkafka's queue by the
+ *     delivery thread as space frees), so per-series order is kept memory queue → spool →
+ *     Kafka. At close, messages librdkafka could not deliver are put in FRONT of the spool in
+ *     the order they were produced (they are older than everything spooled); a spool left
+ *     from a previous run is replayed before any new value list. Only a full spool
+ *     (SpoolMaxBytes) or a write error drops, counted and logged by reason.
  */
 #ifndef KTS_PRODUCER_H
 #define KTS_PRODUCER_H
@@ -52,6 +60,10 @@ struct kts_producer_config {
     double flush_timeout;       /* seconds close() waits for outstanding deliveries */
     bool skip_marked;           /* skip value lists carrying KTS_META_MARKER (default true) */
     double stats_interval;      /* seconds between librdkafka statistics (latency); 0 = 10 */
+    char *spool_dir;            /* SpoolDirectory; NULL = no spool (10) */
+    int64_t spool_max_bytes;    /* SpoolMaxBytes */
+    bool spool_sync;            /* SpoolSync: fdatasync the spool every second */
+    int64_t spool_segment_bytes; /* not an option: segment size for tests; 0 = 64 MiB */
 };
 
 /* The option table for struct kts_producer_config (Property and PropertyFile are pairs). */
@@ -75,7 +87,18 @@ struct kts_producer_stats {
     uint64_t latency_windows;  /* statistics windows with requests (0: no latency figures yet) */
     double latency_avg_s;      /* produce request → broker ack in the last statistics window */
     double latency_max_s;      /*   (outbuf_latency + rtt of the busiest broker), seconds */
+    /* spool (10); all 0 without one */
+    uint64_t spooled;            /* value lists written to the spool (incl. requeued at close) */
+    uint64_t replayed;           /* read back from the spool into librdkafka's queue */
+    uint64_t dropped_spool_full; /* spool at SpoolMaxBytes */
+    uint64_t dropped_spool_error; /* the spool could not be written (logged) */
+    uint64_t spool_torn;         /* torn/corrupt records found in the spool (never replayed) */
+    uint64_t spool_bytes;        /* bytes in the spool files now */
 };
+
+/* Checks what the option table cannot (SpoolDirectory absolute, Spool* without a directory);
+ * logs every problem with `where` in front. 0 or -EINVAL. */
+int kts_producer_config_check(const struct kts_producer_config *cfg, const char *where);
 
 /*
  * Create a producer and start its delivery-report thread. `cfg` is copied. On failure returns
@@ -98,7 +121,8 @@ void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out);
 /*
  * Stop the delivery thread, flush for at most `timeout_s` seconds, purge what is left, log the
  * exact number of value lists not delivered, and free everything. Returns that number (sent
- * but never acknowledged: failed at any time, or purged at close). NULL p is fine.
+ * but never acknowledged: failed at any time, or purged at close and not kept in the spool).
+ * With a spool, purged messages go to the front of the spool (10). NULL p is fine.
  */
 uint64_t kts_producer_close(struct kts_producer *p, double timeout_s);
 

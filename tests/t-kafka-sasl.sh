@@ -33,6 +33,7 @@ out=$(sasl_pc PLAIN "$KTS_SASL_PASSWORD" consume -t "$t" -n 100 -m plain -T 60 2
 like "$out" "consumed=100 distinct=100 duplicates=0 invalid=0" "1: PLAIN: and consumed back"
 
 # ---- 2
+kafka_register_secret "wrong-$KTS_SASL_PASSWORD" # for t-zz-secrets.sh
 out=$(sasl_pc PLAIN "wrong-$KTS_SASL_PASSWORD" produce -t "$t" -n 1 -m bad -T 3 2>&1)
 ok "$(($? == 0))" "2: a wrong password: the message is not delivered"
 like "$out" "Authentication failed" "2: and the error says authentication failed"

@@ -185,7 +185,7 @@ if [ -z "$reason" ]; then
 fi
 if [ -z "$reason" ]; then
     INSTALLED_BY_US=1
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-download \
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
         -o DPkg::Lock::Timeout=300 "$DEB" >"$W/install.out" 2>&1 ||
         reason="apt-get install failed: $(tail -n 5 "$W/install.out" | tr '\n' ' ')"
 fi

@@ -36,9 +36,10 @@ collectd_conf_ours $OURS >/dev/null || diag "our plugins are not all built"
 example_conf() {
     local d
     d=$(collectd_dir "$2")
-    python3 - "$1" "$d" "$B" "$RUN" "$COLLECTD_TMP/plugins" "$OURS" "${3:-0}" >"$d/collectd.conf" <<'PYEOF'
+    python3 - "$1" "$d" "$B" "$RUN" "$COLLECTD_TMP/plugins" "$OURS" "${3:-0}" "$COLLECTD_STOCK_PLUGIN_DIR" \
+        >"$d/collectd.conf" <<'PYEOF'
 import re, sys
-path, d, broker, run, plugdir, ours, gport = sys.argv[1:8]
+path, d, broker, run, plugdir, ours, gport, stock = sys.argv[1:9]
 ours = ours.split()
 s = open(path).read()
 s = s.replace('"/var/log/collectd.log"', '"%s/collectd.log"' % d)
@@ -51,10 +52,10 @@ if gport != '0':
     s = re.sub(r'^(\s*Port) "[^"]*"', r'\1 "%s"' % gport, s, flags=re.M)
 def load(m):
     if m.group(2) in ours:
-        return 'PluginDir "%s"\n%s\nPluginDir "/usr/lib/collectd"' % (plugdir, m.group(0))
+        return 'PluginDir "%s"\n%s\nPluginDir "%s"' % (plugdir, m.group(0), stock)
     return m.group(0)
 s = re.sub(r'^(\s*)LoadPlugin "?(\w+)"?\s*$', load, s, flags=re.M)
-print('BaseDir "%s"\nPIDFile "%s/collectd.pid"\nPluginDir "/usr/lib/collectd"' % (d, d))
+print('BaseDir "%s"\nPIDFile "%s/collectd.pid"\nPluginDir "%s"' % (d, d, stock))
 print(s)
 PYEOF
     echo "$d/collectd.conf"

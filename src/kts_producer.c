@@ -583,6 +583,12 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         rc = conf_set(conf, "client.id", "collectd-write_kafka_ts", errbuf, errbuf_size);
     if (!rc)
         rc = conf_set(conf, "delivery.report.only.error", "true", errbuf, errbuf_size);
+    /* Per-series order across broker outages: without idempotence (unsafe in 2.0.2), a retried
+     * request can land after a later one that succeeded when several are in flight (seen: 91
+     * of 300,000 values out of order after a broker restart). One request in flight per
+     * broker keeps retries in order; each request still carries a whole batch. */
+    if (!rc)
+        rc = conf_set(conf, "max.in.flight.requests.per.connection", "1", errbuf, errbuf_size);
     snprintf(num, sizeof(num), "%d",
              (int)((cfg->stats_interval > 0 ? cfg->stats_interval : 10.0) * 1000.0));
     if (!rc)

@@ -67,6 +67,10 @@ def main():
         st['distinct'] += 1
         if k < e[1]:
             st['order'] += 1
+            if st['order'] <= 5:
+                print('# %s s%d: value %d at partition %s offset %s after value %d' %
+                      (host.decode(), s, k, part.decode(), line.split(b' ', 2)[1].decode(),
+                       e[1]), file=sys.stderr)
         else:
             e[1] = k
         # times have a fixed number of decimals: equal lengths compare exactly as bytes

@@ -273,6 +273,11 @@ static int read_values(struct parser *ps, struct kts_conf *item, bool in_tag)
         char *w = read_word(ps);
         if (w == NULL)
             return -ENOMEM;
+        if (*w == '\0') { /* e.g. \v, \f, a '\\' before a lone \r: would never advance */
+            free(w);
+            return perr(ps, "unexpected character 0x%02x in the values of \"%s\"",
+                        (unsigned char)*ps->p, item->key);
+        }
         int rc;
         char *endp;
         errno = 0;

@@ -67,7 +67,7 @@ static const char good[] =
 
 int main(void)
 {
-    plan(30);
+    plan(33);
     kts_log_set_sink(capture, NULL);
     char err[512];
     struct kts_conf *root = NULL;
@@ -136,6 +136,11 @@ int main(void)
         {"<A>\n</B>\n", "t.conf:2: </B> closes <A>"},
         {"x \"abc\n", "t.conf:1: unterminated string"},
         {"</A>\n", "t.conf:1: </A> closes a block that was never opened"},
+        /* found by tests/fuzz/fuzz-conf: values that read_word() could not advance over made
+         * the parser append empty strings forever (tests/fuzz/corpus/conf/regress-*) */
+        {"x \"ema\"\v y 1\n", "t.conf:1: unexpected character 0x0b in the values of \"x\""},
+        {"x \f\n", "t.conf:1: unexpected character 0x0c in the values of \"x\""},
+        {"x a \\\r b\n", "t.conf:1: unexpected character 0x5c in the values of \"x\""},
     };
     for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
         err[0] = '\0';

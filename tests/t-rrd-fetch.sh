@@ -6,17 +6,19 @@
 #         and a series u1 whose timestamps are 5 s off the step grid → Kafka (kcat);
 #         kts-filter computes the expected output of the pipeline (dedup → outlier hampel →
 #         smooth sma) from the same messages
-#   3-4   aggregator (read_kafka_ts, copy mode → rrdtool with StepSize 10 = the interval,
-#         HeartBeat 20, CacheTimeout 120 / CacheFlush 900, and csv to see progress) writes every
-#         raw and filtered value, and stops cleanly: the rrdtool plugin writes its cache at
-#         shutdown, so the files are complete once collectd has exited
-#   5     the files collectd created: step 10, first RRA AVERAGE with 1 step per row
-#   6-8   rrdtool fetch AVERAGE -r 10: the filtered series returns kts-filter's values at the
+#   3-5   aggregator (read_kafka_ts, copy mode → rrdtool with StepSize 10 = the interval,
+#         HeartBeat 20, CacheTimeout 3600 / CacheFlush 36000, and csv to see progress) writes
+#         every raw and filtered value; the RRD files exist but hold no update yet: the values
+#         are in the rrdtool plugin's cache (it writes a file once its cached values span
+#         CacheTimeout seconds of value time: never within this 600-s series), so what the
+#         files hold at the end was written by the flush at shutdown; the stop is clean
+#   6     the files collectd created: step 10, first RRA AVERAGE with 1 step per row
+#   7-9   rrdtool fetch AVERAGE -r 10: the filtered series returns kts-filter's values at the
 #         original timestamps; both spikes replaced; the raw series returns the input; in
 #         both the first point is unknown (below), every other slot empty
-#   9     the 4 raw duplicates reach the writers (collectd's cache: "Value too old"); the rrdtool
-#         plugin drops them without an error (the stored values are those of test 8)
-#   10    u1 (timestamps 5 s off the grid): each step holds the mean of two neighbouring
+#   10    the 4 raw duplicates reach the writers (collectd's cache: "Value too old"); the rrdtool
+#         plugin drops them without an error (the stored values are those of test 9)
+#   11    u1 (timestamps 5 s off the grid): each step holds the mean of two neighbouring
 #         points, not the points: aligned timestamps are what makes RRD values exact
 #
 # Why aligned timestamps: rrdtool treats a gauge update at time t as the value over
@@ -33,7 +35,7 @@ SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILDDIR=${KTS_TOP_BUILDDIR:-$(pwd)}
 # shellcheck source=tests/lib/e2e.sh
 . "$SRCDIR/tests/lib/e2e.sh"
-e2e_plan 10
+e2e_plan 11
 RUN=rktr-$$-$(date +%s)
 KF="$BUILDDIR/tools/kts-filter"
 CHECK="$SRCDIR/tests/lib/chain_check.py"
@@ -106,7 +108,7 @@ cat "$W/msgs.jsonl" "$W/u1.jsonl" | kcat -P -b "$B" -t "$RUN-in" -p 0 2>"$W/kcat
 is "$(kcat -C -b "$B" -t "$RUN-in" -o beginning -e -q 2>/dev/null | wc -l)" $((NMSG + N)) \
     "$((NMSG + N)) crafted messages in Kafka"
 
-# ------------------------------------------------------------------ 3-4 the aggregator
+# ------------------------------------------------------------------ 3-5 the aggregator
 A=$(collectd_dir agg)
 {
     collectd_conf_header agg
@@ -126,8 +128,8 @@ A=$(collectd_dir agg)
   RRATimespan 3600
   RRATimespan 86400
   XFF 0.1
-  CacheTimeout 120
-  CacheFlush 900
+  CacheTimeout 3600
+  CacheFlush 36000
   WritesPerSecond 0
 </Plugin>
 <Plugin read_kafka_ts>
@@ -150,16 +152,21 @@ for _ in $(seq 300); do
     sleep 0.2
 done
 is "$st/$n" "0/$want" "aggregator (read_kafka_ts copy mode → rrdtool, csv) writes $((NMSG + N)) raw + $NOUT filtered values"
-# Now every value has passed the rrdtool plugin's write callback, most of them only into its
-# cache (CacheTimeout 120 s of value time); the clean shutdown writes the rest.
+# Every value has passed the rrdtool plugin's write callback: into its cache only. `rrdtool
+# last` is still the creation time (first value - 1 s) for every file.
+lasts=$(for f in sensor-s1-despiked sensor-s1 sensor-u1; do
+    rrdtool last "$A/rrd/db1.example/$f/gauge.rrd" 2>&1
+done | paste -sd' ')
+is "$lasts" "$((T0 - 1)) $((T0 - 1)) $((T0 + 4))" \
+    "before the stop the 3 RRD files hold no update (last = creation = first time - 1): all values are in the rrdtool plugin's cache"
 collectd_stop agg
 st=$?
 collectd_log_has 'shutdown: every dispatched value was written' agg
 drained=$?
 ok "$([ $st -eq 0 ] && [ $drained -eq 0 ]; echo $?)" \
-    "the aggregator stops cleanly, every dispatched value written (the rrdtool cache flushed at shutdown)"
+    "the aggregator stops cleanly, every dispatched value written (the rrdtool plugin flushes its cache at shutdown)"
 
-# ------------------------------------------------------------------ 5 the files
+# ------------------------------------------------------------------ 6 the files
 R="$A/rrd/db1.example"
 F="$R/sensor-s1-despiked/gauge.rrd"
 info=$(rrdtool info "$F" 2>&1 | grep -E '^(step|rra\[0\]\.(cf|pdp_per_row|rows)|ds\[value\]\.(type|minimal_heartbeat)) ' | paste -sd' ')
@@ -167,7 +174,7 @@ files=$(cd "$R" 2>/dev/null && find . -name '*.rrd' | sort | paste -sd' ')
 is "$files | $info" "./sensor-s1-despiked/gauge.rrd ./sensor-s1/gauge.rrd ./sensor-u1/gauge.rrd | step = 10 ds[value].type = \"GAUGE\" ds[value].minimal_heartbeat = 20 rra[0].cf = \"AVERAGE\" rra[0].rows = 1200 rra[0].pdp_per_row = 1" \
     "RRD files next to each other (raw, -despiked); step 10, RRA 0 AVERAGE with 1 step per row"
 
-# ------------------------------------------------------------------ 6-8 rrdtool fetch
+# ------------------------------------------------------------------ 7-9 rrdtool fetch
 fetch() { rrdtool fetch "$1" AVERAGE -r $STEP -s $((T0 - 20 * STEP)) -e $((TL + 10 * STEP)) >"$2" 2>&1; }
 compare() { # KIND FETCH DESCRIPTION
     local out st
@@ -200,7 +207,7 @@ is "$(echo "$spikes" | grep -o 't=' | wc -l)" 2 "both spikes are replaced in the
 fetch "$R/sensor-s1/gauge.rrd" "$W/r.txt"
 compare raw "$W/r.txt" "raw series: the input values, the first unknown, nothing else"
 
-# ------------------------------------------------------------------ 9 duplicates
+# ------------------------------------------------------------------ 10 duplicates
 # copy mode dispatches the raw duplicates too: collectd's cache notes each ("Value too old"),
 # the rrdtool plugin (5.12) drops a time not after the last one of its cache entry without a
 # word, and rrdtool itself is never asked to store it (no "illegal attempt to update").
@@ -208,7 +215,7 @@ n=$(collectd_log_count 'Value too old: name = db1.example/sensor-s1/gauge;' agg)
 e=$(collectd_log_count '\[(warning|error)\]' agg)
 is "$n/$e" 4/0 "the 4 raw duplicates pass collectd's cache (Value too old) and the rrdtool plugin drops them: no warning or error logged"
 
-# ------------------------------------------------------------------ 10 off the step grid
+# ------------------------------------------------------------------ 11 off the step grid
 fetch "$R/sensor-u1/gauge.rrd" "$W/u.txt"
 out=$(python3 - "$W/u.txt" "$W/u1.jsonl" "$T0" "$STEP" "$N" <<'EOF'
 import json, sys

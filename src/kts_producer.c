@@ -188,6 +188,8 @@ struct kts_producer {
     /* atomic counters. Successful deliveries have no report of their own (8 in the file
      * comment below): delivered = sent - failed - purged - still in librdkafka's queue. */
     uint64_t sent, failed, purged;
+    uint64_t unsure; /* failed or purged, but possibly written by the broker (request sent, no
+                      * answer: rd_kafka_message_status() POSSIBLY_PERSISTED) */
     uint64_t delivered_seen; /* highest delivered count reported, so the counter never falls */
     uint64_t dropped_queue_full, dropped_too_large, dropped_encode, dropped_error, skipped;
 
@@ -329,6 +331,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     struct kts_producer *p = opaque;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
         return; /* not expected with delivery.report.only.error; derived counts cover it */
+    if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
+        ATOMIC_INC(p->unsure);
     if (ATOMIC_GET(p->closing) && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
                                    m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
         ATOMIC_INC(p->purged); /* counted and logged once by close (5) */
@@ -980,15 +984,24 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
                 p->name, (unsigned long long)spool_bytes, (unsigned long long)requeued,
                 (unsigned long long)ATOMIC_GET(p->spooled),
                 (unsigned long long)ATOMIC_GET(p->replayed));
+    uint64_t unsure = ATOMIC_GET(p->unsure);
     if (undelivered > 0)
         kts_log(KTS_LOG_ERR,
                 "write_kafka_ts plugin (%s): shutdown: %llu value lists were NOT delivered "
-                "(%llu still queued after FlushTimeout %.3g s, %llu failed); %llu delivered of "
+                "(%llu still queued after FlushTimeout %.3g s, %llu failed; %llu of them "
+                "possibly written by the broker, whose answer never came); %llu delivered of "
                 "%llu sent; %llu dropped before sending",
                 p->name, (unsigned long long)undelivered,
                 (unsigned long long)(undelivered > failed ? undelivered - failed : 0),
-                timeout_s, (unsigned long long)failed, (unsigned long long)delivered,
-                (unsigned long long)sent, (unsigned long long)dropped);
+                timeout_s, (unsigned long long)failed, (unsigned long long)unsure,
+                (unsigned long long)delivered, (unsigned long long)sent,
+                (unsigned long long)dropped);
+    else if (unsure > 0)
+        kts_log(KTS_LOG_NOTICE,
+                "write_kafka_ts plugin (%s): shutdown: %llu value lists put back in the spool "
+                "were possibly written by the broker already (its answer never came): Kafka "
+                "may get them twice",
+                p->name, (unsigned long long)unsure);
     else if (requeued > 0)
         kts_log(KTS_LOG_INFO,
                 "write_kafka_ts plugin (%s): shutdown: %llu value lists sent were delivered, "

@@ -58,7 +58,8 @@ sleep 2 # the write thread empties collectd's queue (spool or drop, no waiting: 
 collectd_stop spool1 60
 ok $? "run 1: spool agent stops while the broker is down"
 collectd_stop nospool1 60
-ok $? "run 1: nospool agent stops while the broker is down"
+# collectd exits with status 1 here: write_kafka_ts's shutdown reports the loss
+is "$COLLECTD_STOPPED_BY/$COLLECTD_EXIT_STATUS" TERM/1 "run 1: nospool agent stops while the broker is down (exit status 1: values lost)"
 line=$(grep 'write_kafka_ts plugin (spool1): shutdown: the spool keeps' "$(collectd_logfile spool1)")
 diag "$line"
 requeued=$(sed -n 's/.*bytes of value lists for the next start (\([0-9]*\) of them put back.*/\1/p' <<<"$line")
@@ -69,6 +70,7 @@ nlog=$(grep 'write_kafka_ts plugin (nospool1): shutdown:' "$(collectd_logfile no
 diag "$nlog"
 n_undelivered=$(sed -n 's/.*shutdown: \([0-9]*\) value lists were NOT delivered.*/\1/p' <<<"$nlog")
 n_dropped=$(sed -n 's/.* \([0-9]*\) dropped before sending.*/\1/p' <<<"$nlog")
+n_unsure=$(sed -n 's/.* \([0-9]*\) of them possibly written by the broker.*/\1/p' <<<"$nlog")
 cmp_ok "${n_undelivered:-0}" -gt 0 "run 1: nospool agent: the shutdown log says how many were not delivered ($n_undelivered)"
 is "$(wo_counter nospool1 dropped-queue_full)" "$n_dropped" "run 1: nospool agent: the dropped-queue_full counter matches the log ($n_dropped)"
 collectd_log_has 'value lists were left after shutting down' nospool1
@@ -110,10 +112,14 @@ res=$(wo_check "$D/nospool.txt" nospool-1 "$SERIES" "$COUNT1" nospool-2 "$SERIES
 diag "$res"
 r1=$(grep '^nospool-1 ' <<<"$res")
 r2=$(grep '^nospool-2 ' <<<"$res")
-is "$(wo_field "$r1" missing)" "$((n_undelivered + n_dropped))" \
-    "nospool run 1: missing in Kafka = not delivered at shutdown + dropped, exactly ($n_undelivered + $n_dropped)"
+# Exact, except for value lists whose request reached the broker but whose answer never came
+# (the log line counts them: "possibly written by the broker"): they may or may not be in Kafka.
+m1=$(wo_field "$r1" missing)
+lo=$((n_undelivered - ${n_unsure:-0} + n_dropped))
+hi=$((n_undelivered + n_dropped))
+ok "$([ "$m1" -ge "$lo" ] && [ "$m1" -le "$hi" ]; echo $?)" \
+    "nospool run 1: missing in Kafka ($m1) = not delivered at shutdown + dropped ($n_undelivered + $n_dropped), less at most the ${n_unsure:-0} possibly written"
 n2_dropped=$(sed -n 's/.*write_kafka_ts plugin (nospool2): shutdown: .* \([0-9]*\) dropped before sending.*/\1/p' "$(collectd_logfile nospool2)")
 is "$(wo_field "$r2" missing)" "${n2_dropped:-?}" "nospool run 2: missing in Kafka = dropped, exactly (${n2_dropped:-?})"
-is "$(wo_field "$r1" order)/$(wo_field "$r2" order)/$(wo_field "$r1" duplicates)/$(wo_field "$r2" duplicates)" 0/0/0/0 \
-    "nospool: what arrived is in order, no duplicates"
+is "$(wo_field "$r1" order)/$(wo_field "$r2" order)" 0/0 "nospool: what arrived is in per-series order"
 done_testing

@@ -16,19 +16,51 @@
  *    moment at which dispatched values can still be written: it drains (stop dispatching, wait
  *    for the confirmations of what is in flight), stops the thread and closes the consumer,
  *    which commits the offsets stored. The shutdown callback only frees memory.
+ *  - DedupStateFile (exactly once into the sinks, docs/read_kafka_ts.md "Exactly once"): the
+ *    write path raises the series' watermark in a MAP_SHARED file (src/kts_wmark.h) when a value
+ *    comes back (kts_consumer callbacks.written, before the series' next dispatch); dispatch
+ *    skips a value whose time is not after its series' watermark (KTS_DISPATCH_SKIPPED). The
+ *    key is the five names after naming, as the consumer's series (kts_consumer.h 3).
  */
 #include "kts_collectd.h"
 
 #include "kts_consumer.h"
 #include "kts_log.h"
 #include "kts_pipeset.h"
+#include "kts_wmark.h"
 #include "utils/metadata/meta_data.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 
 #define PLUGIN_NAME "read_kafka_ts"
 #define MAX_INSTANCES 32
 #define RKT_META_TOKEN "kafka_ts:token"
+
+/* The plugin's own options (the consumer's view of the block does not see them). */
+struct rkt_dedup_config {
+    char *state_file;     /* DedupStateFile; NULL = at least once only */
+    int64_t state_series; /* DedupStateSeries */
+};
+#define DOFF(f) offsetof(struct rkt_dedup_config, f)
+static const struct kts_opt rkt_dedup_options[] = {
+    {"DedupStateFile", KTS_OPT_STRING, DOFF(state_file), NULL, 0, 0, NULL, NULL, 0,
+     "file of per-series written watermarks: redelivered values already written are not "
+     "dispatched again (exactly once into the writers, docs/read_kafka_ts.md)"},
+    {"DedupStateSeries", KTS_OPT_INT, DOFF(state_series), "1000000", 1,
+     (double)KTS_WMARK_SERIES_MAX_LIMIT, NULL, NULL, 0,
+     "most series DedupStateFile tracks (fixed when the file is created; 32 to 64 bytes each)"},
+    KTS_OPT_END,
+};
+#undef DOFF
+
+static bool rkt_dedup_owns_key(const char *key)
+{
+    for (const struct kts_opt *o = rkt_dedup_options; o->name != NULL; o++)
+        if (strcasecmp(o->name, key) == 0)
+            return true;
+    return false;
+}
 
 struct rkt_instance {
     struct kts_consumer_config cfg;
@@ -39,6 +71,10 @@ struct rkt_instance {
     bool drained;
     pthread_mutex_t stop_lock;
     char name[256]; /* callback names: read_kafka_ts/<instance> */
+    struct rkt_dedup_config dedup;
+    struct kts_wmark *wm;           /* DedupStateFile, NULL when not configured */
+    uint64_t untracked;             /* atomic: values dispatched without a watermark (table full) */
+    struct kts_ratelimit rl_full;
 };
 
 static struct rkt_instance *instances[MAX_INSTANCES];
@@ -57,18 +93,38 @@ static int rkt_config(oconfig_item_t *ci)
         config_failed = true;
         return -1;
     }
-    /* The consumer's options see the block without Pipeline/PipelineMode (kts_pipeset's). */
-    struct kts_conf view = *conf;
-    view.children = calloc(conf->children_num > 0 ? (size_t)conf->children_num : 1,
-                           sizeof(*view.children));
-    view.children_num = 0;
-    for (int i = 0; view.children != NULL && i < conf->children_num; i++)
-        if (!kts_pipeset_owns_key(conf->children[i].key))
+    /* The consumer's options see the block without Pipeline/PipelineMode (kts_pipeset's) and
+     * without the Dedup* options (ours). */
+    struct kts_conf view = *conf, dview = *conf;
+    size_t nc = conf->children_num > 0 ? (size_t)conf->children_num : 1;
+    view.children = calloc(nc, sizeof(*view.children));
+    dview.children = calloc(nc, sizeof(*dview.children));
+    view.children_num = dview.children_num = 0;
+    for (int i = 0; view.children != NULL && dview.children != NULL && i < conf->children_num;
+         i++) {
+        if (rkt_dedup_owns_key(conf->children[i].key))
+            dview.children[dview.children_num++] = conf->children[i];
+        else if (!kts_pipeset_owns_key(conf->children[i].key))
             view.children[view.children_num++] = conf->children[i];
-    int rc = view.children == NULL ? -ENOMEM : kts_opt_defaults(kts_consumer_options, &in->cfg);
+    }
+    int rc = view.children == NULL || dview.children == NULL
+                 ? -ENOMEM
+                 : kts_opt_defaults(kts_consumer_options, &in->cfg);
     if (rc == 0)
-        rc = kts_opt_apply(kts_consumer_options, &in->cfg, &view, PLUGIN_NAME " plugin");
+        rc = kts_opt_defaults(rkt_dedup_options, &in->dedup);
+    if (rc == 0) {
+        int rc1 = kts_opt_apply(kts_consumer_options, &in->cfg, &view, PLUGIN_NAME " plugin");
+        int rc2 = kts_opt_apply(rkt_dedup_options, &in->dedup, &dview, PLUGIN_NAME " plugin");
+        rc = rc1 < 0 ? rc1 : rc2;
+    }
+    if (rc == 0 && in->dedup.state_file != NULL && !in->cfg.ordered) {
+        ERROR(PLUGIN_NAME " plugin: DedupStateFile needs OrderedDispatch true (a series' values "
+              "must be written one at a time, in time order, for its watermark to mean that "
+              "everything up to it was written)");
+        rc = -EINVAL;
+    }
     free(view.children);
+    free(dview.children);
     if (rc == 0 && in->cfg.name == NULL && (in->cfg.name = strdup(in->cfg.group_id)) == NULL)
         rc = -1;
     if (rc == 0) {
@@ -93,6 +149,7 @@ static int rkt_config(oconfig_item_t *ci)
         ERROR(PLUGIN_NAME " plugin: invalid configuration; the plugin will not start");
         kts_pipeset_destroy(in->pipes);
         kts_consumer_config_free(&in->cfg);
+        kts_opt_free(rkt_dedup_options, &in->dedup);
         free(in);
         config_failed = true;
         return -1;
@@ -103,10 +160,53 @@ static int rkt_config(oconfig_item_t *ci)
     return 0;
 }
 
+/* The watermark slot of kvl's series (the consumer's series key: five names with their NULs),
+ * 0 when the state table is full (then counted and logged: that series is at least once). */
+static uint64_t rkt_wm_slot(struct rkt_instance *in, const struct kts_vl *kvl)
+{
+    char key[5 * KTS_NAME_MAX];
+    size_t n = 0;
+    const char *f[5] = {kvl->host, kvl->plugin, kvl->plugin_instance, kvl->type,
+                        kvl->type_instance};
+    for (int i = 0; i < 5; i++) {
+        size_t l = strnlen(f[i], KTS_NAME_MAX - 1);
+        memcpy(key + n, f[i], l);
+        key[n + l] = '\0';
+        n += l + 1;
+    }
+    uint64_t slot = 0;
+    if (kts_wmark_slot(in->wm, key, n, &slot) == 0)
+        return slot;
+    __atomic_fetch_add(&in->untracked, 1, __ATOMIC_RELAXED);
+    kts_log_limited(&in->rl_full, KTS_LOG_WARNING,
+                    PLUGIN_NAME " plugin (%s): DedupStateFile \"%s\" is full (DedupStateSeries "
+                    "%lld): series %s/%s-%s/%s-%s is delivered at least once, not exactly once",
+                    in->cfg.name, in->dedup.state_file, (long long)in->dedup.state_series,
+                    kvl->host, kvl->plugin, kvl->plugin_instance, kvl->type, kvl->type_instance);
+    return 0;
+}
+
+/* kts_written_fn: the value came back through our write callback, so every writer before us
+ * has it: raise its series' watermark (consumer lock held, before the series' next dispatch). */
+static void rkt_written(const struct kts_vl *kvl, void *opaque)
+{
+    struct rkt_instance *in = opaque;
+    if (in->wm == NULL || kvl->time == 0)
+        return;
+    uint64_t slot = rkt_wm_slot(in, kvl);
+    if (slot != 0)
+        kts_wmark_raise(in->wm, slot, kvl->time);
+}
+
 /* kts_dispatch_fn: called with the consumer's lock held; must not call back into it. */
 static int rkt_dispatch(const struct kts_vl *kvl, uint64_t token, void *opaque)
 {
-    (void)opaque;
+    struct rkt_instance *in = opaque;
+    if (in->wm != NULL && kvl->time != 0) {
+        uint64_t slot = rkt_wm_slot(in, kvl);
+        if (slot != 0 && kvl->time <= kts_wmark_get(in->wm, slot))
+            return KTS_DISPATCH_SKIPPED; /* written before (a redelivery) */
+    }
     value_t values[kvl->ds_len > 0 ? kvl->ds_len : 1];
     value_list_t vl;
     int rc = kts_collectd_vl_to(&vl, values, kvl);
@@ -218,6 +318,13 @@ static int rkt_read(user_data_t *ud)
     DISPATCH_DERIVE(in, "dead_letter_failed", st.dead_letter_failed);
     DISPATCH_DERIVE(in, "dispatched", st.dispatched);
     DISPATCH_DERIVE(in, "dispatch_failed", st.dispatch_failed);
+    if (in->wm != NULL) {
+        struct kts_wmark_stats ws;
+        kts_wmark_stats(in->wm, &ws);
+        DISPATCH_DERIVE(in, "already_written", st.skipped);
+        DISPATCH_DERIVE(in, "dedup_untracked", __atomic_load_n(&in->untracked, __ATOMIC_RELAXED));
+        dispatch_one(in, "count", "dedup_series", (value_t){.gauge = (gauge_t)ws.used});
+    }
     DISPATCH_DERIVE(in, "written", st.written);
     DISPATCH_DERIVE(in, "unconfirmed", st.unconfirmed);
     DISPATCH_DERIVE(in, "dropped_revoked", st.dropped_revoked);
@@ -258,6 +365,16 @@ static void rkt_stop(struct rkt_instance *in)
             pthread_join(in->thread, NULL);
         in->thread_started = false;
         kts_consumer_close(in->consumer);
+        if (in->wm != NULL) {
+            struct kts_consumer_stats st;
+            struct kts_wmark_stats ws;
+            kts_consumer_stats(in->consumer, &st);
+            kts_wmark_stats(in->wm, &ws);
+            INFO(PLUGIN_NAME " plugin (%s): DedupStateFile: %" PRIu64 " value(s) not dispatched "
+                 "because already written, %" PRIu64 " value(s) without a watermark (table "
+                 "full), %" PRIu64 " of %" PRIu64 " series tracked", in->cfg.name, st.skipped,
+                 __atomic_load_n(&in->untracked, __ATOMIC_RELAXED), ws.used, ws.series_max);
+        }
     }
     pthread_mutex_unlock(&in->stop_lock);
 }
@@ -290,7 +407,22 @@ static int rkt_init(void)
     for (size_t i = 0; i < instances_num; i++) {
         struct rkt_instance *in = instances[i];
         char err[1024];
-        struct kts_consumer_callbacks cb = {.dispatch = rkt_dispatch, .dispatch_opaque = in};
+        struct kts_consumer_callbacks cb = {.dispatch = rkt_dispatch, .dispatch_opaque = in,
+                                            .written = rkt_written};
+        if (in->dedup.state_file != NULL) {
+            int wrc = kts_wmark_open(&in->wm, in->dedup.state_file,
+                                     (uint64_t)in->dedup.state_series, err, sizeof(err));
+            if (wrc < 0) {
+                ERROR(PLUGIN_NAME " plugin (%s): DedupStateFile: %s", in->cfg.name, err);
+                return -1;
+            }
+            struct kts_wmark_stats ws;
+            kts_wmark_stats(in->wm, &ws);
+            INFO(PLUGIN_NAME " plugin (%s): DedupStateFile \"%s\": %" PRIu64 " of %" PRIu64
+                 " series known (%" PRIu64 " bytes): values not after their series' last "
+                 "written time are not dispatched", in->cfg.name, in->dedup.state_file, ws.used,
+                 ws.series_max, ws.file_bytes);
+        }
         if (in->pipes != NULL) { /* one set per instance = per consumer thread */
             cb.pipeline = kts_pipeset_process;
             cb.pipeline_opaque = in->pipes;
@@ -331,7 +463,10 @@ static int rkt_shutdown(void)
         in->consumer = NULL;
         kts_pipeset_destroy(in->pipes); /* points still held back are lost (docs) */
         in->pipes = NULL;
+        kts_wmark_close(in->wm); /* msync: also guards against a crash of the machine */
+        in->wm = NULL;
         kts_consumer_config_free(&in->cfg);
+        kts_opt_free(rkt_dedup_options, &in->dedup);
         pthread_mutex_destroy(&in->stop_lock);
         free(in);
         instances[i] = NULL;

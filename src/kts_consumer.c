@@ -466,12 +466,17 @@ static void series_dispatch_next(struct kts_consumer *c, struct series *s)
         tmap_insert(c, p);
         c->st.dispatched++;
         int rc = c->cb.dispatch(&p->vl, p->token, c->cb.dispatch_opaque);
-        if (rc < 0) {
+        if (rc == KTS_DISPATCH_SKIPPED) { /* the sinks already have it: done */
+            c->st.dispatched--;
+            c->st.skipped++;
+        } else if (rc < 0) {
             c->st.dispatch_failed++;
             kts_log_limited(&c->rl_dispatch, KTS_LOG_ERR,
                             "read_kafka_ts plugin (%s): dispatch failed (%s): a value of %s/%s/%s "
                             "is lost", c->name, strerror(-rc), p->vl.host, p->vl.plugin,
                             p->vl.type);
+        }
+        if (rc < 0 || rc == KTS_DISPATCH_SKIPPED) {
             tmap_take(c, p->token);
             if (c->cfg.ordered)
                 s->inflight = NULL;
@@ -518,6 +523,8 @@ int kts_consumer_written(struct kts_consumer *c, uint64_t token)
         return -ENOENT;
     }
     c->st.written++;
+    if (c->cb.written != NULL)
+        c->cb.written(&p->vl, c->cb.dispatch_opaque); /* before the series' next dispatch */
     value_done(c, p);
     pthread_mutex_unlock(&c->lock);
     return 0;

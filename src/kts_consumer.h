@@ -92,13 +92,25 @@ typedef int (*kts_pipeline_fn)(struct kts_vl *in, kts_emit_fn emit, void *emit_c
  * it (e.g. as meta data) so that the write path can call kts_consumer_written(token).
  * Called with the consumer's lock held, from the consumer thread or from inside
  * kts_consumer_written(): it must not call back into the consumer. Return 0, or a negative errno
- * when the value could not be handed over (counted, then treated as done).
+ * when the value could not be handed over (counted, then treated as done), or
+ * KTS_DISPATCH_SKIPPED when the value was deliberately not handed over because the sinks already
+ * have it (read_kafka_ts DedupStateFile): counted in `skipped`, done at once.
  */
 typedef int (*kts_dispatch_fn)(const struct kts_vl *vl, uint64_t token, void *opaque);
+#define KTS_DISPATCH_SKIPPED 1
+
+/*
+ * Optional: the value `vl` (valid during the call) was confirmed by kts_consumer_written().
+ * Called with the consumer's lock held, before the series' next value is dispatched (3), with
+ * dispatch_opaque; it must not call back into the consumer. Not called for values that timed
+ * out (10) or failed to dispatch.
+ */
+typedef void (*kts_written_fn)(const struct kts_vl *vl, void *opaque);
 
 struct kts_consumer_callbacks {
     kts_dispatch_fn dispatch; /* required */
     void *dispatch_opaque;
+    kts_written_fn written;   /* NULL = none */
     kts_pipeline_fn pipeline; /* NULL = identity */
     void *pipeline_opaque;
 };
@@ -112,6 +124,7 @@ struct kts_consumer_stats {
     uint64_t dead_letter_failed; /* could not be copied */
     uint64_t dispatched;         /* value lists handed to dispatch */
     uint64_t dispatch_failed;
+    uint64_t skipped;            /* dispatch returned KTS_DISPATCH_SKIPPED (already written) */
     uint64_t written;            /* confirmed by kts_consumer_written() */
     uint64_t unconfirmed;        /* write timeouts (10) */
     uint64_t dropped_revoked;    /* queued values dropped when their partition was revoked */

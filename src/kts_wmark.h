@@ -1,0 +1,78 @@
+/*
+ * kts_wmark: a durable table of per-series "last written time" watermarks in a file, shared
+ * through mmap(MAP_SHARED) (read_kafka_ts DedupStateFile, docs/read_kafka_ts.md "Exactly once").
+ *
+ * Guarantees:
+ *  1. A watermark stored with kts_wmark_raise() is in the kernel's page cache when the call
+ *     returns: it survives kill -9 of the process (and of every process mapping the file). Only
+ *     a crash of the machine can lose updates not yet written back (kts_wmark_sync() forces it;
+ *     kts_wmark_close() calls it).
+ *  2. A watermark never decreases: raise() keeps the maximum, also with several threads and
+ *     several processes mapping the same file at once (lock-free, 8-byte atomics).
+ *  3. A series is identified by a 126-bit hash of its key bytes (two independent 64-bit hashes,
+ *     one bit of each reserved): two different keys share a watermark with probability about
+ *     n^2 / 2^127 for n series.
+ *  4. Bounded: at most `series_max` series (fixed when the file is created; the file is
+ *     24 bytes per slot, slots = the power of two >= series_max * 4/3, plus a 4 KiB header).
+ *     A new series beyond that is refused (-ENOSPC) and counted; known series keep working.
+ *  5. A kill -9 in the middle of claiming a slot leaves at worst one unusable slot (counted in
+ *     `used`) and never a wrong watermark: a slot becomes visible only with its full key, and a
+ *     half-claimed slot is skipped. Two claims of the same key racing across processes can leave
+ *     two slots for it; lookups then use the first, whose watermark is never above the true one
+ *     (a redelivery then passes: a duplicate, never a loss).
+ *  6. The file starts with a header (magic "KTSWMRK1", version, sizes); a file that is not one
+ *     of ours, of another version, truncated, or created for another series_max is refused with
+ *     a message naming the file and the mismatch. A file whose creation was interrupted before
+ *     its header was written (zero magic) is initialised again.
+ *  7. Opening is serialised by flock() on the file, so processes starting together agree on one
+ *     header.
+ * Not thread-safe: nothing; every call may run concurrently except close with anything else.
+ */
+#ifndef KTS_WMARK_H
+#define KTS_WMARK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct kts_wmark;
+
+#define KTS_WMARK_SERIES_MAX_LIMIT 100000000ULL
+
+struct kts_wmark_stats {
+    uint64_t series_max; /* (4) */
+    uint64_t slots;
+    uint64_t used;       /* series in the file (all processes), incl. half-claimed slots (5) */
+    uint64_t refused;    /* claims refused because the table was full, this handle */
+    uint64_t file_bytes;
+};
+
+/*
+ * Open `path` (created with mode 0644 if missing) for up to `series_max` series
+ * (1 .. KTS_WMARK_SERIES_MAX_LIMIT). `path` is copied. Returns 0 and *out (the caller's,
+ * released with kts_wmark_close()), or a negative errno with the reason in errbuf.
+ */
+int kts_wmark_open(struct kts_wmark **out, const char *path, uint64_t series_max, char *errbuf,
+                   size_t errbuf_size);
+
+/* Unmap after writing dirty pages back (msync MS_SYNC). NULL is fine. */
+void kts_wmark_close(struct kts_wmark *w);
+
+/* msync(MS_SYNC) the table: guards the watermarks against a crash of the machine. 0 or -errno. */
+int kts_wmark_sync(struct kts_wmark *w);
+
+/*
+ * The slot of the series whose identity is the `len` bytes at `key` (caller-owned, only read
+ * during the call), claimed if new. Returns 0 with *slot (> 0, valid as long as `w` is open),
+ * or -ENOSPC when the table is full (counted in `refused`).
+ */
+int kts_wmark_slot(struct kts_wmark *w, const void *key, size_t len, uint64_t *slot);
+
+/* The watermark of `slot` (0 = nothing written yet). */
+uint64_t kts_wmark_get(const struct kts_wmark *w, uint64_t slot);
+
+/* Raise the watermark of `slot` to `t` if `t` is larger (2). */
+void kts_wmark_raise(struct kts_wmark *w, uint64_t slot, uint64_t t);
+
+void kts_wmark_stats(const struct kts_wmark *w, struct kts_wmark_stats *out);
+
+#endif

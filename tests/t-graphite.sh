@@ -6,7 +6,9 @@
 #         output of the pipeline (dedup → outlier hampel → smooth ema) from the same messages
 #   3     carbon-cache (its own carbon.conf and storage-schemas.conf in a temp dir, line
 #         receiver on a free 127.0.0.1 port, pickle receiver off, retention 10s:1d so that every
-#         point owns one slot) starts in the foreground
+#         point owns one slot) starts in the foreground. Debian's unit runs
+#         `carbon-cache --config=/etc/carbon/carbon.conf --pidfile=… --logdir=… start` (twistd
+#         forks); the same entry point with --nodaemon stays our child and logs to stdout
 #   4-5   aggregator (read_kafka_ts in copy mode → write_graphite with two <Node>s: flat and
 #         SeparateInstances + AlwaysAppendDS; csv to see progress) writes every raw and
 #         filtered value, and stops cleanly (the shutdown flush sends write_graphite's buffer)

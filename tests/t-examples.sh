@@ -19,6 +19,10 @@
 #        in a producer daemon; the aggregator as shipped writes its collectd-JSON values to csv
 #        and rrd; read_kafka_ts counted no bad message; no [error] line, clean stops
 #   11   contrib/examples/ holds exactly the examples tested here (a new one needs a test)
+#   12-14 the man page's EXAMPLES (docs/collectd-kafka-ts.pod: Agent, Aggregator, Migration), each
+#        with a logfile block added and rewritten the same way: the agent delivers to Kafka, the
+#        aggregator writes the agent's load to rrdtool and write_graphite, the migration
+#        aggregator starts; no [error] line and a clean stop for each
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 EX="$SRCDIR/contrib/examples"
@@ -27,16 +31,18 @@ GPID=""
 trap '[ -n "$GPID" ] && kill "$GPID" 2>/dev/null; wait 2>/dev/null' EXIT
 # shellcheck source=tests/lib/e2e.sh
 . "$SRCDIR/tests/lib/e2e.sh"
-e2e_plan 11
+e2e_plan 14
 RUN=kex-$$-$(date +%s)
 OURS="write_kafka_ts read_kafka_ts ts_filter"
 collectd_conf_ours $OURS >/dev/null || diag "our plugins are not all built"
 
-# example_conf EXAMPLE NAME [GRAPHITE_PORT]: the example rewritten for daemon NAME (see the head).
+# example_conf EXAMPLE NAME [GRAPHITE_PORT]: the example rewritten for daemon NAME (see the head);
+# topic and group names are prefixed with $PREFIX.
+PREFIX=$RUN
 example_conf() {
     local d
     d=$(collectd_dir "$2")
-    python3 - "$1" "$d" "$B" "$RUN" "$COLLECTD_TMP/plugins" "$OURS" "${3:-0}" "$COLLECTD_STOCK_PLUGIN_DIR" \
+    python3 - "$1" "$d" "$B" "$PREFIX" "$COLLECTD_TMP/plugins" "$OURS" "${3:-0}" "$COLLECTD_STOCK_PLUGIN_DIR" \
         >"$d/collectd.conf" <<'PYEOF'
 import re, sys
 path, d, broker, run, plugdir, ours, gport, stock = sys.argv[1:9]
@@ -178,5 +184,40 @@ is "$e1/$?/$st2/$st3" 0/0/0/0 "migration: no [error] in either log, clean stops"
 # ------------------------------------------------------------------ 11
 is "$(cd "$EX" && ls -- *.conf | tr '\n' ' ')" "agent.conf aggregator.conf migration.conf " \
     "contrib/examples holds exactly the examples tested here"
+
+# ------------------------------------------------------------------ 12-14 the man page's EXAMPLES
+PREFIX=$RUN-pod
+# pod_example TITLE: the verbatim lines of "=head2 TITLE" under "=head1 EXAMPLES", after a logfile
+# block (the man page's examples leave logging to the reader).
+pod_example() {
+    printf 'LoadPlugin logfile\n<Plugin logfile>\n  LogLevel "info"\n  File "/var/log/collectd.log"\n'
+    printf '  Timestamp true\n  PrintSeverity true\n</Plugin>\n'
+    awk -v t="$1" '/^=head1/ { ex = ($0 == "=head1 EXAMPLES") } ex && /^=head2/ { on = ($0 == "=head2 " t); next }
+        ex && on && /^ / { print substr($0, 2) }' "$SRCDIR/docs/collectd-kafka-ts.pod"
+}
+# pod_run TITLE NAME CHECK...: start the example, run CHECK (polled), stop; one test point.
+pod_run() {
+    local title=$1 name=$2 conf st=1
+    shift 2
+    pod_example "$title" >"$W/pod-$name.conf"
+    conf=$(example_conf "$W/pod-$name.conf" "$name" "$(cat "$G/port" 2>/dev/null)")
+    if collectd_start "$conf" "$name"; then
+        wait_for 60 "$@"
+        st=$?
+        collectd_stop "$name" || st=1
+        no_errors "$name" || st=1
+    fi
+    ok "$st" "collectd-kafka-ts(5) EXAMPLES \"$title\": starts, $DESC, no [error], clean stop"
+}
+W=$(collectd_dir work)
+DESC="delivers cpu and the smoothed load copy to Kafka"
+pod_run Agent pod-agent topic_has "$PREFIX-collectd" '"plugin":"load","plugin_instance":"ema"'
+PA=$(collectd_dir pod-aggregator)
+pod_rrd() { compgen -G "$PA/rrd/*/load/load.rrd" >/dev/null && [ "$(grep -c '\.load\.load\.shortterm ' "$G/lines")" -gt "$NG" ]; }
+NG=$(grep -c '\.load\.load\.shortterm ' "$G/lines" 2>/dev/null)
+DESC="writes the agent's load to rrdtool and write_graphite"
+pod_run Aggregator pod-aggregator pod_rrd
+DESC="joins its group and is assigned partitions"
+pod_run "Migration from stock write_kafka" pod-migration collectd_wait_log 'read_kafka_ts plugin .*assigned [1-9][0-9]* partition' 1 pod-migration
 
 collectd_tap_status

@@ -37,7 +37,7 @@ import re, sys
 src, pod_path = sys.argv[1], sys.argv[2]
 
 def strip_pod(s):
-    s = s.replace('E<lt>', '<').replace('E<gt>', '>').replace('E<times>', 'x')
+    s = s.replace('E<lt>', '<').replace('E<gt>', '>')
     for _ in range(3):
         s = re.sub(r'[BCIFL]<([^<>]*)>', r'\1', s)
     return re.sub(r'\s+', ' ', s).strip()

@@ -6,12 +6,13 @@
 #   register the other passwords they use, right or wrong (kafka_register_secret).
 #   1  passwords were registered (run it with the tests that use them, e.g. t-security.sh)
 #   2  the archive holds logs (files and bytes named), plus the suite's shared broker's live logs
-#   3  not one of those passwords occurs in any of those files (fixed-string search)
+#   3  the search works: a copy of one log with a registered password planted in it is found
+#   4  not one of those passwords occurs in any of those files (fixed-string search)
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib/tap.sh"
 
-plan 3
+plan 4
 A=${KTS_LOG_ARCHIVE:-}
 [ -n "$A" ] && [ -d "$A" ] || bail_out "KTS_LOG_ARCHIVE is not a directory: run through make check (tests/run-suite)"
 
@@ -35,12 +36,21 @@ bytes=0
 ncd=$(find "$A" -type f -path '*/collectd.*' | wc -l)
 nkf=$(find "$A" -type f -path '*/kafka-local.*' | wc -l)
 [ "${#files[@]}" -gt 0 ] && [ "$bytes" -gt 0 ]
-ok $? "2: ${#files[@]} log files, $bytes bytes ($ncd from collectd daemons, $nkf from Kafka clusters of tests' own)"
+ok $? "2: ${#files[@]} log files, $bytes bytes ($ncd copied by tests/lib/collectd.sh, $nkf by kafka-local)"
+
+# Control: the same search over a copy of a log with the last password planted mid-line.
+planted=""
+if [ "$npw" -gt 0 ] && [ "${#files[@]}" -gt 0 ]; then
+    { head -c 2000 "${files[0]}"; printf 'x=%s;\n' "$(tail -n1 "$tmp/secrets")"; } >"$tmp/planted.log"
+    planted=$(grep -lF -f "$tmp/secrets" "$tmp/planted.log")
+fi
+[ -n "$planted" ]
+ok $? "3: the search finds a password planted in a copy of a log"
 
 hits=""
 [ "$npw" -eq 0 ] || [ "${#files[@]}" -eq 0 ] || hits=$(grep -lF -f "$tmp/secrets" "${files[@]}")
 [ -z "$hits" ] && [ "$npw" -gt 0 ]
-ok $? "3: none of the $npw passwords occurs in those ${#files[@]} files" || {
+ok $? "4: none of the $npw passwords occurs in those ${#files[@]} files" || {
     [ -z "$hits" ] || diag "password(s) found in:"
     for f in $hits; do diag "  $f ($(grep -cF -f "$tmp/secrets" "$f") lines)"; done
 }

@@ -135,6 +135,9 @@ def tap(good, desc, problems):
     print('%s %d - %s' % ('ok' if good else 'not ok', n, desc))
     for p in problems:
         print('#   ' + p, file=sys.stderr)
+    if problems:
+        print('#   (docs/collectd-kafka-ts.pod, the man page, must describe every option of the docs\' '
+              'option tables: add or fix its =item there)', file=sys.stderr)
 
 checked = ['write_kafka_ts', 'read_kafka_ts', 'ts_filter', 'pipeline', 'dedup', 'difference',
            'fill', 'outlier', 'deseasonalize', 'reseasonalize', 'smooth']

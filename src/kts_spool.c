@@ -370,7 +370,8 @@ static int load_dir(struct kts_spool *sp)
     closedir(d);
     if (rc != 0)
         return rc;
-    qsort(sp->segs, sp->nsegs, sizeof(*sp->segs), cmp_seg);
+    if (sp->nsegs > 1)
+        qsort(sp->segs, sp->nsegs, sizeof(*sp->segs), cmp_seg);
     if (sp->nsegs > 0 && (rc = scan_tail(sp)) != 0)
         return rc;
     /* The cursor: how far the segment it names was consumed (4). */

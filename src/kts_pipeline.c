@@ -129,7 +129,10 @@ static int match_custom(const struct kts_opt *opt, void *obj, const struct kts_c
     (void)opt;
     (void)where;
     if (item->values_num != 0) {
-        kts_log(KTS_LOG_ERR, "%s: <Match> takes no value", p->where);
+        char vals[256];
+        kts_log(KTS_LOG_ERR, "%s: invalid value %s for <Match>; allowed: none (<Match> takes no "
+                "value, only Host, Plugin, ... lines inside)", p->where,
+                kts_conf_describe_values(item, vals, sizeof(vals)));
         errors++;
     }
     for (int i = 0; i < item->children_num; i++) {
@@ -153,8 +156,11 @@ static int match_custom(const struct kts_opt *opt, void *obj, const struct kts_c
         }
         for (int v = 0; v < c->values_num; v++) {
             if (c->values[v].type != KTS_CONF_STRING) {
-                kts_log(KTS_LOG_ERR, "%s: <Match> %s: value %d is not a string", p->where,
-                        field_names[f], v + 1);
+                char vals[256];
+                kts_log(KTS_LOG_ERR, "%s: <Match> %s: invalid value %s (value %d is not a "
+                        "string); allowed: one or more strings, each an exact name or /regex/",
+                        p->where, field_names[f],
+                        kts_conf_describe_values(c, vals, sizeof(vals)), v + 1);
                 errors++;
                 continue;
             }
@@ -174,8 +180,9 @@ static int match_custom(const struct kts_opt *opt, void *obj, const struct kts_c
                 if (rc != 0) {
                     char msg[256];
                     regerror(rc, &pt->re, msg, sizeof(msg));
-                    kts_log(KTS_LOG_ERR, "%s: <Match> %s: invalid regular expression \"%s\": %s",
-                            p->where, field_names[f], s, msg);
+                    kts_log(KTS_LOG_ERR, "%s: <Match> %s: invalid regular expression \"%s\": "
+                            "%s; allowed: an exact name or /POSIX extended regex/", p->where,
+                            field_names[f], s, msg);
                     free(pt->text);
                     errors++;
                     continue;
@@ -199,8 +206,10 @@ static int filter_custom(const struct kts_opt *opt, void *obj, const struct kts_
     (void)opt;
     (void)where;
     if (item->values_num != 1 || item->values[0].type != KTS_CONF_STRING) {
-        kts_log(KTS_LOG_ERR, "%s: <Filter> needs exactly one name, e.g. <Filter \"smooth\">",
-                p->where);
+        char vals[256];
+        kts_log(KTS_LOG_ERR, "%s: invalid name %s for <Filter>; allowed: exactly one filter name "
+                "as a string, e.g. <Filter \"smooth\">", p->where,
+                item->values_num ? kts_conf_describe_values(item, vals, sizeof(vals)) : "(none)");
         return -EINVAL;
     }
     const char *name = item->values[0].v.string;
@@ -313,7 +322,10 @@ int kts_pipeline_config(const struct kts_conf *block, const char *where, struct 
         where = "pipeline";
     if (block->values_num != 1 || block->values[0].type != KTS_CONF_STRING ||
         block->values[0].v.string[0] == '\0') {
-        kts_log(KTS_LOG_ERR, "%s: <%s> needs exactly one name, e.g. <Pipeline \"spikes\">", where,
+        char vals[256];
+        kts_log(KTS_LOG_ERR, "%s: invalid name %s for <%s>; allowed: exactly one non-empty "
+                "string, e.g. <Pipeline \"spikes\">", where,
+                block->values_num ? kts_conf_describe_values(block, vals, sizeof(vals)) : "(none)",
                 block->key);
         snprintf(errbuf, errbuf_size, "%s: <%s> needs exactly one name", where, block->key);
         return -EINVAL;

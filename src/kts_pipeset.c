@@ -145,7 +145,7 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
     for (size_t i = 0; rc == 0 && typesdb != NULL && i < typesdb->n; i++)
         rc = kts_typesdb_load_file(ps->types, typesdb->v[i], err, sizeof(err));
     if (rc < 0) {
-        kts_log(KTS_LOG_ERR, "%s: types.db: %s", where, err);
+        kts_log(KTS_LOG_ERR, "%s: %s", where, err);
         errors++;
     }
 
@@ -186,7 +186,8 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
             const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, ot);
             if (t == NULL) {
                 kts_log(KTS_LOG_ERR, "%s: pipeline \"%s\": OutputType \"%s\" is not in "
-                        "types.db (TypesDB option of the plugin block)", where, name, ot);
+                        "types.db; allowed: a type of the TypesDB files whose data sources are "
+                        "all GAUGE", where, name, ot);
                 errors++;
             }
             for (size_t d = 0; t != NULL && d < t->ds_num; d++)

@@ -261,7 +261,8 @@ int kts_typesdb_load_file(struct kts_typesdb *db, const char *path, char *errbuf
     if (f == NULL) {
         int e = errno;
         if (errbuf != NULL)
-            snprintf(errbuf, errbuf_size, "cannot open types.db \"%s\": %s", path, strerror(e));
+            snprintf(errbuf, errbuf_size, "TypesDB \"%s\": cannot open: %s; allowed: a readable "
+                     "file in collectd's types.db format", path, strerror(e));
         return -e;
     }
     char *text = NULL;

@@ -25,7 +25,8 @@ int kts_secret_read_file(const char *path, char **out, const char *where, const 
                 where, key, path, (unsigned)(st.st_mode & 07777));
     char buf[KTS_SECRET_MAX + 1];
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    int big = !feof(f);
+    /* A full buffer is not yet "too large": only a byte after it is (feof is not set yet). */
+    int big = n == sizeof(buf) - 1 && fgetc(f) != EOF;
     fclose(f);
     if (big) {
         memset(buf, 0, sizeof(buf));

@@ -21,7 +21,8 @@
 #       8-9  collectd loads the three plugins from /usr/lib/collectd and runs them as in 5-6
 #       10   dpkg -r removes the package: not installed afterwards
 #       11   no file of the package is left (dpkg -L before removal), nor its doc directory
-#       Without KTS_DEB_INSTALL=1 these five are reported as skipped. An EXIT trap removes the
+#       Without KTS_DEB_INSTALL=1 these five are reported as skipped. Two runs on one machine
+#       install one after the other (flock on $TMPDIR/kts-deb-install.lock). An EXIT trap removes the
 #       package if the test installed it and stopped early: the system is left as found.
 # Build time: the .deb takes about 20 s on two cores (see "build took" in the output).
 set -u
@@ -168,7 +169,11 @@ if [ "${KTS_DEB_INSTALL:-0}" != 1 ]; then
     exit $?
 fi
 reason=""
-if [ -n "$SUDO" ] && ! sudo -n true 2>/dev/null; then
+# One installing test at a time on a machine (held until this script exits).
+exec 9>"${TMPDIR:-/tmp}/kts-deb-install.lock"
+if ! flock -w 600 9; then
+    reason="another t-deb held ${TMPDIR:-/tmp}/kts-deb-install.lock for 10 minutes"
+elif [ -n "$SUDO" ] && ! sudo -n true 2>/dev/null; then
     reason="KTS_DEB_INSTALL=1 but neither root nor password-less sudo"
 elif dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q 'installed'; then
     reason="$PKG is already installed: not touching it"

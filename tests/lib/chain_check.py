@@ -83,11 +83,15 @@ def main():
     want = expected_filtered(expect) if kind == "filtered" else expected_raw(msgs)
     got = fetch_whisper(fetch) if mode == "whisper" else fetch_rrd(fetch)
     steps = sorted(t for t in got if first <= t <= last)
-    step = steps[1] - steps[0] if len(steps) > 1 else 0
+    if len(steps) < 2:
+        print("the fetch output has fewer than two slots in %d..%d" % (first, last))
+        print("%s %s: 0 points equal, 0 empty slots, 1 problems" % (mode, kind))
+        sys.exit(1)
+    step = steps[1] - steps[0]
     problems = []
     opener = min(want) if want else None
     npoints = nempty = 0
-    for t in range(first, last + 1, step or 1):
+    for t in range(first, last + 1, step):
         w = want.get(t)
         if t not in got:
             problems.append("t=%d: no slot in the fetch output" % t)
@@ -113,8 +117,6 @@ def main():
     missing = [t for t in want if not first <= t <= last]
     if missing:
         problems.append("expected points outside %d..%d: %s" % (first, last, missing[:5]))
-    if step == 0:
-        problems.append("the fetch output has fewer than two slots in %d..%d" % (first, last))
     for p in problems[:10]:
         print(p)
     print("%s %s: %d points equal, %d empty slots, %d problems" % (mode, kind, npoints, nempty,

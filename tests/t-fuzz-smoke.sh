@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz smoke run (docs/RELIABILITY.md section 5): builds the libFuzzer targets of tests/fuzz/
 # with clang-14 (ASan + UBSan + LeakSanitizer), replays every committed seed and regression
-# input once, then fuzzes each target for KTS_FUZZ_SMOKE_SECONDS (default 20) seconds.
+# input once, then fuzzes each target for KTS_FUZZ_SMOKE_SECONDS (default 15) seconds.
 # Any crash, leak, sanitizer report, timeout or failed oracle fails the test. clang-14 missing
 # is a failure, not a skip: CI installs it (contrib/install-deps). The 10-minute runs are
 # tests/fuzz/run TARGET 600, on demand.
@@ -9,7 +9,7 @@
 . "$KTS_TOP_SRCDIR/tests/lib/tap.sh"
 FUZZ="$KTS_TOP_SRCDIR/tests/fuzz"
 export KTS_FUZZ_BUILD="$KTS_TOP_BUILDDIR/fuzz-smoke"
-secs=${KTS_FUZZ_SMOKE_SECONDS:-20}
+secs=${KTS_FUZZ_SMOKE_SECONDS:-15}
 targets="decode-ts decode-collectd conf"
 
 plan 8

@@ -3,6 +3,7 @@
 
 #include "kts_buf.h"
 #include "kts_log.h"
+#include "kts_secret.h"
 #include "kts_spool.h"
 
 #include <errno.h>
@@ -23,32 +24,11 @@ const char *const kts_producer_key_words[] = {"series", "host", "none", NULL};
 static const enum kts_format format_of_word[] = {KTS_FORMAT_TS, KTS_FORMAT_COLLECTD};
 static const enum kts_key_mode key_of_word[] = {KTS_KEY_SERIES, KTS_KEY_HOST, KTS_KEY_NONE};
 
+/* PropertyFile: kts_secret_read_file() (size limit, one trailing newline removed, a warning
+ * for a file every user can read), shared with read_kafka_ts. */
 static int read_secret_file(const char *path, char **out, const char *where, const char *key)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        kts_log(KTS_LOG_ERR, "%s: PropertyFile \"%s\": cannot open \"%s\": %s", where, key, path,
-                strerror(errno));
-        return -EINVAL;
-    }
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    int big = !feof(f);
-    fclose(f);
-    if (big) {
-        kts_log(KTS_LOG_ERR, "%s: PropertyFile \"%s\": \"%s\" is larger than %zu bytes", where,
-                key, path, sizeof(buf) - 1);
-        return -EINVAL;
-    }
-    buf[n] = '\0';
-    /* One trailing newline (as left by `echo secret > file`) is not part of the value. */
-    if (n > 0 && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    if (n > 0 && buf[n - 1] == '\r')
-        buf[--n] = '\0';
-    *out = strdup(buf);
-    memset(buf, 0, sizeof(buf));
-    return *out ? 0 : -ENOMEM;
+    return kts_secret_read_file(path, out, where, key);
 }
 
 /* Property "key" "value" and PropertyFile "key" "/path": two strings. */

@@ -1,4 +1,4 @@
-/* kts_secret: secrets in librdkafka properties (passwords, key passwords) for read_kafka_ts.
+/* kts_secret: secrets in librdkafka properties (passwords, key passwords).
  *
  * What it guarantees:
  *  1. kts_secret_read_file() reads a value from a file (PropertyFile): at most
@@ -8,7 +8,8 @@
  *     that says how to fix it (chmod 600, owner the collectd user); the value is still used.
  *  3. kts_secret_mask() copies a log line with every listed secret replaced by "[redacted]";
  *     when the result would not fit, the line is cut before the secret rather than leak it.
- * (write_kafka_ts has the same behaviour in kts_producer.c; this file is read_kafka_ts's.)
+ * kts_secret_read_file() serves PropertyFile in both plugins; kts_secret_mask() serves
+ * read_kafka_ts (write_kafka_ts masks with its own copy in kts_producer.c).
  */
 #ifndef KTS_SECRET_H
 #define KTS_SECRET_H

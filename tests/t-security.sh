@@ -9,7 +9,7 @@
 #   7-10  aggregator: read_kafka_ts over SASL_SSL/PLAIN and over mTLS: every value in csv, exact
 #   11-18 wrong password (SASL) and untrusted CA, for both plugins at once: each instance logs an
 #         error naming the problem, collectd keeps running and stops on TERM (no crash, no KILL;
-#         write_kafka_ts reports what it could not deliver); read_kafka_ts warns about a
+#         write_kafka_ts reports what it could not deliver); both plugins warn about a
 #         PropertyFile that every user can read
 #   19-21 wrong key password (ssl.key.password): both plugins refuse to start, saying
 #         "ssl.key.location failed" and "maybe wrong password", and collectd neither crashes nor
@@ -163,7 +163,6 @@ ok $st "10: mTLS read back: $(tail -n1 <<<"$out") ($got_m rows)"
 # ---- 11-18 wrong password, untrusted CA
 BADPW="wrong-$KTS_SASL_PASSWORD"
 remember "$BADPW"
-BPW=$(secret_file bad.pw "$BADPW")
 BPW_OPEN=$(secret_file bad-open.pw "$BADPW" 644) # every user can read it: warned about (18)
 OTHER="$COLLECTD_TMP/other-ca"                  # a CA that did not sign the broker's certificate
 mkdir -p "$OTHER"
@@ -174,7 +173,7 @@ B=$(collectd_dir bad)
 {
     collectd_conf_header bad
     collectd_conf_ours write_kafka_ts read_kafka_ts
-    writer w-badpw "$RUN-bad" "$(sasl_ssl_props PLAIN "$BPW")" 1
+    writer w-badpw "$RUN-bad" "$(sasl_ssl_props PLAIN "$BPW_OPEN")" 1
     writer w-badca "$RUN-bad" "$(sasl_ssl_props PLAIN "$PW" "$OTHER/ca.pem")" 1
     reader r-badpw "$RUN-sasl" "$(sasl_ssl_props PLAIN "$BPW_OPEN")"
     reader r-badca "$RUN-sasl" "$(sasl_ssl_props PLAIN "$PW" "$OTHER/ca.pem")"
@@ -194,8 +193,9 @@ collectd_stop bad 60
 stopped_sane bad &&
     collectd_log_has 'write_kafka_ts plugin \(w-badpw\): shutdown: [0-9]+ value lists were NOT delivered' bad
 ok $? "17: and stops on TERM, reporting what it could not deliver (exit status $COLLECTD_EXIT_STATUS)"
-collectd_log_has "read_kafka_ts plugin: PropertyFile \"sasl.password\": \"$BPW_OPEN\" can be read by every user \\(mode 0644\\)" bad
-ok $? "18: read_kafka_ts warns about a PropertyFile that every user can read"
+warn="PropertyFile \"sasl.password\": \"$BPW_OPEN\" can be read by every user \\(mode 0644\\)"
+collectd_log_has "write_kafka_ts plugin: $warn" bad && collectd_log_has "read_kafka_ts plugin: $warn" bad
+ok $? "18: both plugins warn about a PropertyFile that every user can read"
 
 # ---- 19-21 wrong key password
 BADKEY="wrong-$KTS_TLS_KEY_PASSWORD"

@@ -4,11 +4,10 @@
 #   1-2   a gauge series (60 points 10 s apart, two spikes, one message sent twice in a row and
 #         three redelivered after newer ones) → Kafka (kcat); kts-filter computes the expected
 #         output of the pipeline (dedup → outlier hampel → smooth ema) from the same messages
-#   3     carbon-cache (its own carbon.conf and storage-schemas.conf in a temp dir, line
-#         receiver on a free 127.0.0.1 port, pickle receiver off, retention 10s:1d so that every
-#         point owns one slot) starts in the foreground. Debian's unit runs
-#         `carbon-cache --config=/etc/carbon/carbon.conf --pidfile=… --logdir=… start` (twistd
-#         forks); the same entry point with --nodaemon stays our child and logs to stdout
+#   3     carbon-cache (tests/lib/carbon.sh: its own carbon.conf and storage-schemas.conf in a
+#         temp dir, line receiver on a free 127.0.0.1 port, pickle receiver off, retention
+#         10s:1d so that every point owns one slot) starts in the foreground (Debian's unit
+#         runs the same entry point forking; --nodaemon keeps it our child, logging to stdout)
 #   4-5   aggregator (read_kafka_ts in copy mode → write_graphite with two <Node>s: flat and
 #         SeparateInstances + AlwaysAppendDS; csv to see progress) writes every raw and
 #         filtered value, and stops cleanly (the shutdown flush sends write_graphite's buffer)
@@ -32,7 +31,6 @@ RUN=rktg-$$-$(date +%s)
 KF="$BUILDDIR/tools/kts-filter"
 CHECK="$SRCDIR/tests/lib/chain_check.py"
 W=$(collectd_dir work)
-CARBON_BIN=${CARBON_BIN:-/usr/bin/carbon-cache}
 STEP=10
 N=60
 # whisper keeps points newer than now - retention only: the series ends 10 minutes ago.
@@ -96,80 +94,12 @@ is "$(kcat -C -b "$B" -t "$RUN-in" -o beginning -e -q 2>/dev/null | wc -l)" "$NM
     "$NMSG crafted messages in Kafka"
 
 # ------------------------------------------------------------------ 3 carbon-cache
+# shellcheck source=tests/lib/carbon.sh
+. "$SRCDIR/tests/lib/carbon.sh"
 G="$COLLECTD_TMP/carbon"
-mkdir -p "$G/whisper" "$G/storage" "$G/log"
-CARBON_PID=""
-stop_carbon() { # TERM by PID, bounded wait, KILL; sets CARBON_STATUS
-    CARBON_STATUS=""
-    [ -n "$CARBON_PID" ] || return 0
-    kill -TERM "$CARBON_PID" 2>/dev/null
-    for _ in $(seq 300); do
-        kill -0 "$CARBON_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$CARBON_PID" 2>/dev/null && diag "carbon-cache (PID $CARBON_PID) needed KILL"
-    wait "$CARBON_PID" 2>/dev/null
-    CARBON_STATUS=$?
-    CARBON_PID=""
-}
-# In front of collectd.sh's EXIT trap (which keeps the exit status for the chain).
-_collectd_trap_prepend stop_carbon EXIT
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-start_carbon() { # writes carbon.conf with fresh ports, starts carbon-cache; 0 once it listens
-    LINE_PORT=$(free_port)
-    QUERY_PORT=$(free_port)
-    # MAX_*: no rate limit (the defaults would delay creates and updates);
-    # MIN_TIMESTAMP_RESOLUTION 0: timestamps as sent; CARBON_METRIC_INTERVAL 0: no self-metrics
-    cat >"$G/carbon.conf" <<EOF
-[cache]
-STORAGE_DIR = $G/storage
-LOCAL_DATA_DIR = $G/whisper
-CONF_DIR = $G
-LOG_DIR = $G/log
-PID_DIR = $G
-USER =
-DATABASE = whisper
-ENABLE_LOGROTATION = False
-MAX_CACHE_SIZE = inf
-MAX_UPDATES_PER_SECOND = 100000
-MAX_CREATES_PER_MINUTE = 100000
-MIN_TIMESTAMP_RESOLUTION = 0
-LINE_RECEIVER_INTERFACE = 127.0.0.1
-LINE_RECEIVER_PORT = $LINE_PORT
-ENABLE_UDP_LISTENER = False
-PICKLE_RECEIVER_PORT = 0
-CACHE_QUERY_INTERFACE = 127.0.0.1
-CACHE_QUERY_PORT = $QUERY_PORT
-ENABLE_TAGS = False
-CARBON_METRIC_INTERVAL = 0
-LOG_UPDATES = False
-LOG_CREATES = True
-LOG_CACHE_HITS = False
-EOF
-    cat >"$G/storage-schemas.conf" <<EOF
-[kts]
-pattern = .*
-retentions = ${STEP}s:1d
-EOF
-    # --nodaemon: twistd runs in this process (its PID is \$!) and logs to stdout.
-    "$CARBON_BIN" --config="$G/carbon.conf" --pidfile="$G/carbon.pid" --nodaemon start \
-        >"$G/carbon.out" 2>&1 </dev/null &
-    CARBON_PID=$!
-    for _ in $(seq 600); do
-        grep -q "CarbonReceiverFactory starting on $LINE_PORT\$" "$G/carbon.out" && return 0
-        kill -0 "$CARBON_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    diag "carbon-cache did not start:" "$(tail -n 5 "$G/carbon.out")"
-    stop_carbon
-    return 1
-}
-st=1
-for _ in 1 2 3; do # a port taken between free_port and carbon's bind: try new ones
-    start_carbon && { st=0; break; }
-done
+carbon_start "$G" "$STEP"
+st=$?
+LINE_PORT=$CARBON_LINE_PORT
 is "$st/$(cat "$G/carbon.pid" 2>/dev/null)" "0/$CARBON_PID" \
     "carbon-cache runs in the foreground, line receiver on 127.0.0.1:$LINE_PORT, PID file = its PID"
 if [ $st -ne 0 ]; then # nothing below can pass: fail the rest at once instead of waiting
@@ -288,7 +218,7 @@ fetch "$F2" "$W/f2.json"
 compare f2 filtered "$W/f2.json" "second node: the same filtered values under tree.db1_example.sensor.s1-filtered.gauge.value"
 
 # ------------------------------------------------------------------ 11 stop carbon
-stop_carbon
+carbon_stop
 shut=$(grep -c 'Server Shut Down' "$G/carbon.out")
 # twistd (Twisted >= 21) re-raises the signal that stopped its reactor: 128 + 15.
 is "$CARBON_STATUS/$shut/$([ -e "$G/carbon.pid" ] && echo pidfile-left)" "143/1/" \

@@ -11,7 +11,7 @@
 #     here, so a row cannot pass with a vague message) and what is allowed (checked by review of
 #     the table).
 # Test 1 keeps the table complete: every option in the code's option tables (src/kts_producer.c,
-# src/kts_consumer.c, src/kts_pipeline.c, plugins/ts_filter.c, the filters through
+# src/kts_consumer.c, src/kts_pipeline.c, plugins/*.c, the filters through
 # `kts-filter --options-markdown`) and in the option tables of docs/write_kafka_ts.md,
 # docs/read_kafka_ts.md and docs/ts_filter.md has a row.
 # KTS_BAD_CONFIG_ONLY=REGEX runs only the rows whose "component option" matches (for debugging).
@@ -40,6 +40,8 @@ doc_opts() { # FILE COMPONENT: first column of every "| option |" table in the d
 {
     table_opts src/kts_producer.c write_kafka_ts
     table_opts src/kts_consumer.c read_kafka_ts
+    table_opts plugins/read_kafka_ts.c read_kafka_ts
+    table_opts plugins/write_kafka_ts.c write_kafka_ts
     table_opts src/kts_pipeline.c pipeline
     table_opts plugins/ts_filter.c ts_filter
     doc_opts docs/write_kafka_ts.md write_kafka_ts
@@ -107,9 +109,15 @@ for row in "${ROWS[@]}"; do
         collectd_conf_ours "$plugin" | grep -v '^LoadPlugin'
         conf_for "$comp" "$bad"
     } >"$d/collectd.conf"
+    # When the daemon dies during start-up, collectd_start reaps it (setting
+    # COLLECTD_EXIT_STATUS); when it started, it is stopped here by its PID.
+    COLLECTD_EXIT_STATUS=""
     collectd_start "$d/collectd.conf" "$name" 2>/dev/null
     started=$?
-    [ "$started" -eq 0 ] && collectd_stop "$name" 30 2>/dev/null
+    if [ "$started" -eq 0 ]; then
+        collectd_stop "$name" 30 2>/dev/null
+    fi
+    status=${COLLECTD_EXIT_STATUS:-0}
     log=$(cat "$d/collectd.log" "$d/collectd.stderr" 2>/dev/null)
     if [ -n "${KTS_BAD_CONFIG_SHOW:-}" ]; then # print the error lines naming the value
         grep -F -- "$value" "$d/collectd.log" | grep '\[error\]' | sed 's/^\[[^]]*\] \[error\] /# SHOW '"$comp $opt"': /'
@@ -117,8 +125,12 @@ for row in "${ROWS[@]}"; do
     why=""
     if [ "$when" = config ] && [ "$started" -eq 0 ]; then
         why="collectd started (Initialization complete) with the bad line"
+    elif [ "$when" = config ] && [ "$status" -eq 0 ]; then
+        why="collectd exited with status 0"
     elif [ "$when" = init ] && ! grep -q "Initialization of plugin \`$plugin' failed" <<<"$log"; then
         why="the plugin's init did not fail"
+    elif [ "$when" = init ] && [ "$status" -eq 0 ]; then
+        why="collectd exited with status 0 after its plugin's init failed"
     elif ! grep -qiF -- "$opt" <<<"$expect" || ! grep -qF -- "$value" <<<"$expect"; then
         why="the expected text does not name both the option and the value '$value'"
     elif ! grep -qF -- "$expect" <<<"$log"; then

@@ -13,7 +13,7 @@
 #          replayed and drained, its memory stays bounded like drop's
 # Checks read every topic back (tests/lib/check_series.py): count per series, no gaps, each
 # series on one partition, values and timestamps increasing per series in partition order.
-# Environment: KTS_OUTAGE_S (60), KTS_OUTAGE_RATE (10000), KTS_OUTAGE_PRE (8), KTS_OUTAGE_POST (5).
+# Environment: KTS_OUTAGE_S (60), KTS_OUTAGE_RATE (10000), KTS_OUTAGE_PRE (5), KTS_OUTAGE_POST (3).
 set -u
 . "${KTS_TOP_SRCDIR:?run through make check}/tests/lib/tap.sh"
 . "$KTS_TOP_SRCDIR/tests/lib/kafka.sh"
@@ -22,8 +22,8 @@ set -u
 
 OUTAGE=${KTS_OUTAGE_S:-60}
 RATE=${KTS_OUTAGE_RATE:-10000}
-PRE=${KTS_OUTAGE_PRE:-8}
-POST=${KTS_OUTAGE_POST:-5}
+PRE=${KTS_OUTAGE_PRE:-5}
+POST=${KTS_OUTAGE_POST:-3}
 SERIES=100
 COUNT=$((RATE * (PRE + OUTAGE + POST)))
 MEM_MSGS=$((RATE * OUTAGE * 3 / 2 + 100000))

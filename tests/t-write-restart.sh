@@ -13,7 +13,7 @@
 # Runs are told apart by kts_testgen's Host (spool-1, spool-2, nospool-1, nospool-2); each
 # generator finishes its Count before its collectd is stopped, so nothing is left in
 # collectd's own write queue (which collectd frees at shutdown, outside the plugin).
-# Environment: KTS_RESTART_RATE (10000), KTS_RESTART_PRE (5), KTS_RESTART_DOWN (10).
+# Environment: KTS_RESTART_RATE (10000), KTS_RESTART_PRE (3), KTS_RESTART_DOWN (8).
 set -u
 . "${KTS_TOP_SRCDIR:?run through make check}/tests/lib/tap.sh"
 . "$KTS_TOP_SRCDIR/tests/lib/kafka.sh"
@@ -21,8 +21,8 @@ set -u
 . "$KTS_TOP_SRCDIR/tests/lib/write_outage.sh"
 
 RATE=${KTS_RESTART_RATE:-10000}
-PRE=${KTS_RESTART_PRE:-5}
-DOWN=${KTS_RESTART_DOWN:-10}
+PRE=${KTS_RESTART_PRE:-3}
+DOWN=${KTS_RESTART_DOWN:-8}
 SERIES=100
 COUNT1=$((RATE * (PRE + DOWN)))
 COUNT2=$((RATE * DOWN))

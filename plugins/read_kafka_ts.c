@@ -16,11 +16,14 @@
  *    moment at which dispatched values can still be written: it drains (stop dispatching, wait
  *    for the confirmations of what is in flight), stops the thread and closes the consumer,
  *    which commits the offsets stored. The shutdown callback only frees memory.
- *  - DedupStateFile (exactly once into the sinks, docs/read_kafka_ts.md "Exactly once"): the
- *    write path raises the series' watermark in a MAP_SHARED file (src/kts_wmark.h) when a value
- *    comes back (kts_consumer callbacks.written, before the series' next dispatch); dispatch
- *    skips a value whose time is not after its series' watermark (KTS_DISPATCH_SKIPPED). The
- *    key is the five names after naming, as the consumer's series (kts_consumer.h 3).
+ *  - DedupStateFile (exactly once into the sinks, docs/read_kafka_ts.md "Exactly once"): a
+ *    MAP_SHARED file of per-series "last written time" watermarks (src/kts_wmark.h). Dispatch
+ *    looks the series up (key: the five names after naming, the consumer's series of
+ *    kts_consumer.h 3), skips a value whose time is not after the watermark
+ *    (KTS_DISPATCH_SKIPPED), and puts the slot in the meta data (RKT_META_WSLOT). Our write
+ *    callback raises that slot to the value's time FIRST, before anything else (no lock, no
+ *    lookup: the window between the writers' return and the store is as short as it can be),
+ *    then confirms the token, which may dispatch the series' next value.
  */
 #include "kts_collectd.h"
 
@@ -36,6 +39,7 @@
 #define PLUGIN_NAME "read_kafka_ts"
 #define MAX_INSTANCES 32
 #define RKT_META_TOKEN "kafka_ts:token"
+#define RKT_META_WSLOT "kafka_ts:wslot"
 
 /* The plugin's own options (the consumer's view of the block does not see them). */
 struct rkt_dedup_config {
@@ -186,24 +190,13 @@ static uint64_t rkt_wm_slot(struct rkt_instance *in, const struct kts_vl *kvl)
     return 0;
 }
 
-/* kts_written_fn: the value came back through our write callback, so every writer before us
- * has it: raise its series' watermark (consumer lock held, before the series' next dispatch). */
-static void rkt_written(const struct kts_vl *kvl, void *opaque)
-{
-    struct rkt_instance *in = opaque;
-    if (in->wm == NULL || kvl->time == 0)
-        return;
-    uint64_t slot = rkt_wm_slot(in, kvl);
-    if (slot != 0)
-        kts_wmark_raise(in->wm, slot, kvl->time);
-}
-
 /* kts_dispatch_fn: called with the consumer's lock held; must not call back into it. */
 static int rkt_dispatch(const struct kts_vl *kvl, uint64_t token, void *opaque)
 {
     struct rkt_instance *in = opaque;
+    uint64_t slot = 0;
     if (in->wm != NULL && kvl->time != 0) {
-        uint64_t slot = rkt_wm_slot(in, kvl);
+        slot = rkt_wm_slot(in, kvl);
         if (slot != 0 && kvl->time <= kts_wmark_get(in->wm, slot))
             return KTS_DISPATCH_SKIPPED; /* written before (a redelivery) */
     }
@@ -215,7 +208,8 @@ static int rkt_dispatch(const struct kts_vl *kvl, uint64_t token, void *opaque)
     if (vl.meta == NULL && (vl.meta = meta_data_create()) == NULL)
         return -ENOMEM;
     if (meta_data_add_boolean(vl.meta, KTS_META_MARKER, true) != 0 ||
-        meta_data_add_unsigned_int(vl.meta, RKT_META_TOKEN, token) != 0) {
+        meta_data_add_unsigned_int(vl.meta, RKT_META_TOKEN, token) != 0 ||
+        (slot != 0 && meta_data_add_unsigned_int(vl.meta, RKT_META_WSLOT, slot) != 0)) {
         meta_data_destroy(vl.meta);
         return -ENOMEM;
     }
@@ -232,8 +226,12 @@ static int rkt_write(const data_set_t *ds, const value_list_t *vl, user_data_t *
     uint64_t token;
     if (vl->meta == NULL || meta_data_get_unsigned_int(vl->meta, RKT_META_TOKEN, &token) != 0)
         return 0;
-    if (in->consumer != NULL && kts_consumer_owns(in->consumer, token))
-        kts_consumer_written(in->consumer, token);
+    if (in->consumer == NULL || !kts_consumer_owns(in->consumer, token))
+        return 0;
+    uint64_t slot;
+    if (in->wm != NULL && meta_data_get_unsigned_int(vl->meta, RKT_META_WSLOT, &slot) == 0)
+        kts_wmark_raise(in->wm, slot, vl->time); /* first: the residual window (docs) */
+    kts_consumer_written(in->consumer, token);
     return 0;
 }
 
@@ -407,8 +405,7 @@ static int rkt_init(void)
     for (size_t i = 0; i < instances_num; i++) {
         struct rkt_instance *in = instances[i];
         char err[1024];
-        struct kts_consumer_callbacks cb = {.dispatch = rkt_dispatch, .dispatch_opaque = in,
-                                            .written = rkt_written};
+        struct kts_consumer_callbacks cb = {.dispatch = rkt_dispatch, .dispatch_opaque = in};
         if (in->dedup.state_file != NULL) {
             int wrc = kts_wmark_open(&in->wm, in->dedup.state_file,
                                      (uint64_t)in->dedup.state_series, err, sizeof(err));

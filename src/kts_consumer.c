@@ -523,8 +523,6 @@ int kts_consumer_written(struct kts_consumer *c, uint64_t token)
         return -ENOENT;
     }
     c->st.written++;
-    if (c->cb.written != NULL)
-        c->cb.written(&p->vl, c->cb.dispatch_opaque); /* before the series' next dispatch */
     value_done(c, p);
     pthread_mutex_unlock(&c->lock);
     return 0;

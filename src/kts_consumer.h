@@ -99,18 +99,9 @@ typedef int (*kts_pipeline_fn)(struct kts_vl *in, kts_emit_fn emit, void *emit_c
 typedef int (*kts_dispatch_fn)(const struct kts_vl *vl, uint64_t token, void *opaque);
 #define KTS_DISPATCH_SKIPPED 1
 
-/*
- * Optional: the value `vl` (valid during the call) was confirmed by kts_consumer_written().
- * Called with the consumer's lock held, before the series' next value is dispatched (3), with
- * dispatch_opaque; it must not call back into the consumer. Not called for values that timed
- * out (10) or failed to dispatch.
- */
-typedef void (*kts_written_fn)(const struct kts_vl *vl, void *opaque);
-
 struct kts_consumer_callbacks {
     kts_dispatch_fn dispatch; /* required */
     void *dispatch_opaque;
-    kts_written_fn written;   /* NULL = none */
     kts_pipeline_fn pipeline; /* NULL = identity */
     void *pipeline_opaque;
 };

@@ -272,6 +272,8 @@ uint64_t kts_wmark_get(const struct kts_wmark *w, uint64_t slot)
 
 void kts_wmark_raise(struct kts_wmark *w, uint64_t slot, uint64_t t)
 {
+    if (slot == 0 || slot > w->mask + 1)
+        return;
     uint64_t *p = &w->tab[slot - 1].t;
     uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
     while (t > old &&

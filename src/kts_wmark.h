@@ -70,7 +70,8 @@ int kts_wmark_slot(struct kts_wmark *w, const void *key, size_t len, uint64_t *s
 /* The watermark of `slot` (0 = nothing written yet). */
 uint64_t kts_wmark_get(const struct kts_wmark *w, uint64_t slot);
 
-/* Raise the watermark of `slot` to `t` if `t` is larger (2). */
+/* Raise the watermark of `slot` to `t` if `t` is larger (2). A slot outside the table is
+ * ignored. */
 void kts_wmark_raise(struct kts_wmark *w, uint64_t slot, uint64_t t);
 
 void kts_wmark_stats(const struct kts_wmark *w, struct kts_wmark_stats *out);

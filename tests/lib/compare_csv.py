@@ -11,6 +11,12 @@ usage:
       "burst: N of COUNT values present (D duplicates), M problems".
       CSVDIR may be several directories joined by ':' (e.g. two aggregators of one group):
       their rows are taken together.
+  compare_csv.py burst-exact CSVDIR COUNT SERIES [HOST]
+      as burst, and also: every value at most once, and in each CSV file the values of a series
+      strictly increase row by row with non-decreasing times (the order they were written).
+      Last line: "burst-exact: N of COUNT values present, D duplicates, O out of order,
+      M problems" (problems = missing + duplicates + out of order); the duplicated values are
+      listed (at most 20) as "duplicate: series sS value K xC".
 Exit status 0 only without problems.
 """
 import glob
@@ -115,10 +121,55 @@ def burst(csvdir, count, series, host='kts-burst'):
     return 1 if missing else 0
 
 
+def burst_exact(csvdir, count, series, host='kts-burst'):
+    per = count // series
+    seen = {}  # (s, k) -> times present, over every directory
+    disorder = 0
+    lines = []
+    for d in csvdir.split(':'):
+        for path in sorted(glob.glob(os.path.join(d, host, 'kts_testgen-s*', '*'))):
+            s = int(path.split(os.sep)[-2][len('kts_testgen-s'):])
+            prev_k = prev_t = None
+            with open(path, encoding='utf-8') as f:
+                for line in f:
+                    if not line.strip() or line.startswith('epoch'):
+                        continue
+                    t, v = line.rstrip('\n').split(',')[:2]
+                    k = int(float(v))
+                    seen[(s, k)] = seen.get((s, k), 0) + 1
+                    # one file = one series, one day, one aggregator: rows in write order
+                    if prev_k is not None and (k <= prev_k or float(t) < prev_t):
+                        disorder += 1
+                        if len(lines) < 40:
+                            lines.append('out of order in %s: value %d at %s after %d at %s' %
+                                         (path, k, t, prev_k, prev_t))
+                    prev_k, prev_t = k, float(t)
+    present = dups = 0
+    for s in range(series):
+        for k in range(per):
+            c = seen.get((s, k), 0)
+            if c:
+                present += 1
+                dups += c - 1
+                if c > 1 and len(lines) < 40:
+                    lines.append('duplicate: series s%d value %d x%d' % (s, k, c))
+            elif len(lines) < 40:
+                lines.append('series s%d: value %d missing' % (s, k))
+    for line in lines:
+        print(line)
+    problems = (count - present) + dups + disorder
+    print('burst-exact: %d of %d values present, %d duplicates, %d out of order, %d problems' %
+          (present, count, dups, disorder, problems))
+    return 1 if problems else 0
+
+
 if __name__ == '__main__':
     if sys.argv[1] == 'golden':
         sys.exit(golden(*sys.argv[2:]))
     if sys.argv[1] == 'burst':
         a = sys.argv[2:]
         sys.exit(burst(a[0], int(a[1]), int(a[2]), *a[3:]))
+    if sys.argv[1] == 'burst-exact':
+        a = sys.argv[2:]
+        sys.exit(burst_exact(a[0], int(a[1]), int(a[2]), *a[3:]))
     sys.exit(2)

@@ -90,7 +90,7 @@ def main():
     step = steps[1] - steps[0]
     problems = []
     opener = min(want) if want else None
-    npoints = nempty = 0
+    npoints = nempty = nrounded = 0
     for t in range(first, last + 1, step):
         w = want.get(t)
         if t not in got:
@@ -114,13 +114,14 @@ def main():
             problems.append("t=%d: rrd %r, expected %r" % (t, g, w))
         else:
             npoints += 1
+            nrounded += float("%.15g" % w) != w
     missing = [t for t in want if not first <= t <= last]
     if missing:
         problems.append("expected points outside %d..%d: %s" % (first, last, missing[:5]))
     for p in problems[:10]:
         print(p)
-    print("%s %s: %d points equal, %d empty slots, %d problems" % (mode, kind, npoints, nempty,
-                                                                   len(problems)))
+    print("%s %s: %d points equal (%d of them only as %%.15g), %d empty slots, %d problems" % (
+        mode, kind, npoints, nrounded, nempty, len(problems)))
     sys.exit(1 if problems or npoints == 0 else 0)
 
 

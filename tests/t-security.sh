@@ -7,20 +7,20 @@
 #   2-6   agent: kts_testgen burst → write_kafka_ts over SASL_SSL/PLAIN and over mTLS (client key
 #         with ssl.key.password): every value list delivered, clean stop
 #   7-10  aggregator: read_kafka_ts over SASL_SSL/PLAIN and over mTLS: every value in csv, exact
-#   11-18 wrong password (SASL) and untrusted CA, for both plugins at once: each instance logs an
-#         error naming the problem, collectd keeps running and stops on TERM (no crash, no KILL;
-#         write_kafka_ts reports what it could not deliver); both plugins warn about a
-#         PropertyFile that every user can read
-#   19-21 wrong key password (ssl.key.password): both plugins refuse to start, saying
+#   11-20 wrong password (SASL), untrusted CA, and a broker address the certificate does not name,
+#         for both plugins at once: each instance logs an error naming the problem, collectd keeps
+#         running and stops on TERM (no crash, no KILL; write_kafka_ts reports what it could not
+#         deliver); both plugins warn about a PropertyFile that every user can read
+#   21-23 wrong key password (ssl.key.password): both plugins refuse to start, saying
 #         "ssl.key.location failed" and "maybe wrong password", and collectd neither crashes nor
 #         hangs
-#   22-26 SCRAM-SHA-256 over SASL_SSL against Kafka 3.9.1 (KTS_KAFKA_VERSION): write_kafka_ts
+#   24-28 SCRAM-SHA-256 over SASL_SSL against Kafka 3.9.1 (KTS_KAFKA_VERSION): write_kafka_ts
 #         and read_kafka_ts deliver every value; a wrong SCRAM password is named. (librdkafka
 #         2.0.2's SCRAM cannot log in to Kafka 4.x: librdkafka #4895; t-kafka-sasl.sh keeps that
 #         as a TODO. See docs/RELIABILITY.md section 7.)
-#   27-28 no password of this test in any of its logs (collectd logs and stderr, broker logs);
+#   29-30 no password of this test in any of its logs (collectd logs and stderr, broker logs);
 #         no password in any collectd.conf
-# KTS_SECURITY_SCRAM_VERSION (default 3.9.1) picks the Kafka release for 22-26.
+# KTS_SECURITY_SCRAM_VERSION (default 3.9.1) picks the Kafka release for 24-28.
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib/tap.sh"
@@ -31,15 +31,15 @@ N=200        # value lists per burst
 SERIES=10
 RUN=sec-$$-$(date +%s)
 
-plan 28
+plan 30
 
-S="$COLLECTD_TMP/secrets" # PropertyFile files (not logs: excluded from the grep of 27)
+S="$COLLECTD_TMP/secrets" # PropertyFile files (not logs: excluded from the grep of 29)
 mkdir -m 700 "$S"
 # secret_file NAME VALUE [MODE]: writes VALUE to $S/NAME (mode 0600 unless given), prints the path
 secret_file() {
     (umask 077 && printf '%s\n' "$2" >"$S/$1") && chmod "${3:-600}" "$S/$1" && echo "$S/$1"
 }
-PASSWORDS=() # every password this test uses, right or wrong (27)
+PASSWORDS=() # every password this test uses, right or wrong (29)
 remember() {
     PASSWORDS+=("$@")
     kafka_register_secret "$@"
@@ -90,7 +90,7 @@ wait_csv() {
     echo "$n"
 }
 # save_broker_logs TAG: copies the current cluster's logs under $COLLECTD_TMP (kafka_stop removes
-# its run directory) for 27
+# its run directory) for 29
 save_broker_logs() {
     mkdir -p "$COLLECTD_TMP/broker-$1" && cp "$KTS_KAFKA_RUN_DIR"/*.log "$COLLECTD_TMP/broker-$1/"
 }
@@ -177,6 +177,9 @@ B=$(collectd_dir bad)
     writer w-badca "$RUN-bad" "$(sasl_ssl_props PLAIN "$PW" "$OTHER/ca.pem")" 1
     reader r-badpw "$RUN-sasl" "$(sasl_ssl_props PLAIN "$BPW_OPEN")"
     reader r-badca "$RUN-sasl" "$(sasl_ssl_props PLAIN "$PW" "$OTHER/ca.pem")"
+    # 127.1 is 127.0.0.1 to the resolver, but not a name the broker's certificate has.
+    writer w-badname "$RUN-bad" "$(sasl_ssl_props PLAIN "$PW" | sed 's/127\.0\.0\.1:/127.1:/g')" 1
+    reader r-badname "$RUN-sasl" "$(sasl_ssl_props PLAIN "$PW" | sed 's/127\.0\.0\.1:/127.1:/g')"
 } >"$B/collectd.conf"
 collectd_start "$B/collectd.conf" bad
 ok $? "11: collectd starts with a wrong password and an untrusted CA in both plugins"
@@ -186,16 +189,19 @@ log_like bad "write_kafka_ts plugin \\(w-badpw\\).*$auth" "12: write_kafka_ts, w
 log_like bad "read_kafka_ts plugin \\(r-badpw\\).*$auth" "13: read_kafka_ts, wrong password: the same"
 log_like bad "write_kafka_ts plugin \\(w-badca\\).*$cert" "14: write_kafka_ts, untrusted CA: '$cert'"
 log_like bad "read_kafka_ts plugin \\(r-badca\\).*$cert" "15: read_kafka_ts, untrusted CA: the same"
+log_like bad "write_kafka_ts plugin \\(w-badname\\).*sasl_ssl://127\\.1:.*$cert" \
+    "16: write_kafka_ts, an address the certificate does not name (127.1): '$cert' (host name checked)"
+log_like bad "read_kafka_ts plugin \\(r-badname\\).*sasl_ssl://127\\.1:.*$cert" "17: read_kafka_ts: the same"
 sleep 2 # the clients keep retrying meanwhile
 kill -0 "$(collectd_pid bad)" 2>/dev/null
-ok $? "16: collectd still runs after the errors"
+ok $? "18: collectd still runs after the errors"
 collectd_stop bad 60
 stopped_sane bad &&
     collectd_log_has 'write_kafka_ts plugin \(w-badpw\): shutdown: [0-9]+ value lists were NOT delivered' bad
-ok $? "17: and stops on TERM, reporting what it could not deliver (exit status $COLLECTD_EXIT_STATUS)"
+ok $? "19: and stops on TERM, reporting what it could not deliver (exit status $COLLECTD_EXIT_STATUS)"
 warn="PropertyFile \"sasl.password\": \"$BPW_OPEN\" can be read by every user \\(mode 0644\\)"
 collectd_log_has "write_kafka_ts plugin: $warn" bad && collectd_log_has "read_kafka_ts plugin: $warn" bad
-ok $? "18: both plugins warn about a PropertyFile that every user can read"
+ok $? "20: both plugins warn about a PropertyFile that every user can read"
 
 # ---- 19-21 wrong key password
 BADKEY="wrong-$KTS_TLS_KEY_PASSWORD"
@@ -212,20 +218,20 @@ collectd_start "$K/collectd.conf" badkey
 st=$?
 key_err='ssl\.key\.location failed'
 log_like badkey "write_kafka_ts plugin \\(w-badkey\\): cannot create the Kafka producer: $key_err" \
-    "19: write_kafka_ts, wrong key password: does not start: 'ssl.key.location failed'"
+    "21: write_kafka_ts, wrong key password: does not start: 'ssl.key.location failed'"
 log_like badkey "read_kafka_ts plugin \\(r-badkey\\): cannot create the consumer: $key_err" \
-    "20: read_kafka_ts, wrong key password: the same"
+    "22: read_kafka_ts, wrong key password: the same"
 collectd_stop badkey 60
 stopped_sane badkey && [ "$st" -eq 0 ] &&
     [ "$(collectd_log_count '_kafka_ts plugin \(.-badkey\): .*maybe wrong password' badkey)" -ge 2 ]
-ok $? "21: both say 'maybe wrong password' (OpenSSL); collectd starts and stops on TERM all the same"
+ok $? "23: both say 'maybe wrong password' (OpenSSL); collectd starts and stops on TERM all the same"
 
 # ================================================================== SCRAM: Kafka 3.9.1
 save_broker_logs 4
 kafka_stop
 SCRAM_VERSION=${KTS_SECURITY_SCRAM_VERSION:-3.9.1}
 KTS_KAFKA_VERSION=$SCRAM_VERSION kafka_start --sasl --tls
-ok $? "22: Kafka $SCRAM_VERSION with SASL_SSL started" || bail_out "no Kafka $SCRAM_VERSION"
+ok $? "24: Kafka $SCRAM_VERSION with SASL_SSL started" || bail_out "no Kafka $SCRAM_VERSION"
 remember "$KTS_SASL_PASSWORD" "$KTS_TLS_KEY_PASSWORD"
 PW2=$(secret_file sasl2.pw "$KTS_SASL_PASSWORD")
 BADPW2="wrong-$KTS_SASL_PASSWORD"
@@ -242,13 +248,13 @@ A2=$(collectd_dir agent2)
 collectd_start "$A2/collectd.conf" agent2 &&
     collectd_wait_log "kts_testgen: burst done: $N value lists" 60 agent2
 log_like agent2 'write_kafka_ts plugin \(w-scram-bad\).*invalid credentials with SASL mechanism SCRAM-SHA-256' \
-    "23: SCRAM, wrong password: 'invalid credentials with SASL mechanism SCRAM-SHA-256'"
+    "25: SCRAM, wrong password: 'invalid credentials with SASL mechanism SCRAM-SHA-256'"
 sleep 1.5
 collectd_stop agent2 60
 stopped_sane agent2
-ok $? "24: agent (write_kafka_ts with SCRAM-SHA-256) stops on TERM"
+ok $? "26: agent (write_kafka_ts with SCRAM-SHA-256) stops on TERM"
 collectd_log_has 'write_kafka_ts plugin \(w-scram\): shutdown: all [0-9]+ value lists sent were delivered' agent2
-ok $? "25: write_kafka_ts, SCRAM-SHA-256 over SASL_SSL: every value list delivered" || collectd_dump_log agent2
+ok $? "27: write_kafka_ts, SCRAM-SHA-256 over SASL_SSL: every value list delivered" || collectd_dump_log agent2
 G2=$(collectd_dir agg2)
 {
     collectd_conf_header agg2
@@ -263,11 +269,11 @@ collectd_stop agg2 60
 st=$?
 out=$(python3 "$CMP" burst "$G2/csv" "$N" "$SERIES" r-scram-kts-burst 2>&1)
 [ $? -eq 0 ] || { st=1; diag "$out"; }
-ok $st "26: read_kafka_ts, SCRAM-SHA-256 over SASL_SSL: $(tail -n1 <<<"$out") ($got rows), clean stop"
+ok $st "28: read_kafka_ts, SCRAM-SHA-256 over SASL_SSL: $(tail -n1 <<<"$out") ($got rows), clean stop"
 save_broker_logs 3
 kafka_stop
 
-# ================================================================== 27-28 no password in logs
+# ================================================================== 29-30 no password in logs
 logs=()
 while IFS= read -r -d '' f; do logs+=("$f"); done < <(
     find "$COLLECTD_TMP" -path "$S" -prune -o -type f \( -name '*.log' -o -name '*.stderr' \) -print0)
@@ -275,9 +281,9 @@ printf '%s\n' "${PASSWORDS[@]}" >"$S/all"
 hits=$(grep -lF -f "$S/all" "${logs[@]}" 2>/dev/null)
 bytes=$(cat "${logs[@]}" 2>/dev/null | wc -c)
 [ -z "$hits" ] && [ "${#logs[@]}" -ge 5 ]
-ok $? "27: none of ${#PASSWORDS[@]} passwords in ${#logs[@]} log files ($bytes bytes)" || diag "found in: $hits"
+ok $? "29: none of ${#PASSWORDS[@]} passwords in ${#logs[@]} log files ($bytes bytes)" || diag "found in: $hits"
 hits=$(grep -lF -f "$S/all" "$COLLECTD_TMP"/*/collectd.conf)
 [ -z "$hits" ]
-ok $? "28: no password in any collectd.conf (PropertyFile keeps them out)" || diag "found in: $hits"
+ok $? "30: no password in any collectd.conf (PropertyFile keeps them out)" || diag "found in: $hits"
 
 done_testing

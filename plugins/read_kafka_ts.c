@@ -209,7 +209,8 @@ static int rkt_dispatch(const struct kts_vl *kvl, uint64_t token, void *opaque)
         return -ENOMEM;
     if (meta_data_add_boolean(vl.meta, KTS_META_MARKER, true) != 0 ||
         meta_data_add_unsigned_int(vl.meta, RKT_META_TOKEN, token) != 0 ||
-        (slot != 0 && meta_data_add_unsigned_int(vl.meta, RKT_META_WSLOT, slot) != 0)) {
+        /* always with a state file, 0 = none: replaces whatever the input carried */
+        (in->wm != NULL && meta_data_add_unsigned_int(vl.meta, RKT_META_WSLOT, slot) != 0)) {
         meta_data_destroy(vl.meta);
         return -ENOMEM;
     }

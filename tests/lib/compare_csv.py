@@ -13,7 +13,8 @@ usage:
       their rows are taken together.
   compare_csv.py burst-exact CSVDIR COUNT SERIES [HOST]
       as burst, and also: every value at most once, and in each CSV file the values of a series
-      strictly increase row by row with non-decreasing times (the order they were written).
+      never decrease row by row and times never go back (the order they were written; a value
+      repeated right after itself counts as a duplicate only).
       Last line: "burst-exact: N of COUNT values present, D duplicates, O out of order,
       M problems" (problems = missing + duplicates + out of order); the duplicated values are
       listed (at most 20) as "duplicate: series sS value K xC".
@@ -137,8 +138,9 @@ def burst_exact(csvdir, count, series, host='kts-burst'):
                     t, v = line.rstrip('\n').split(',')[:2]
                     k = int(float(v))
                     seen[(s, k)] = seen.get((s, k), 0) + 1
-                    # one file = one series, one day, one aggregator: rows in write order
-                    if prev_k is not None and (k <= prev_k or float(t) < prev_t):
+                    # one file = one series, one day, one aggregator: rows in write order; a
+                    # value right after itself is a duplicate (counted there), not disorder
+                    if prev_k is not None and (k < prev_k or float(t) < prev_t):
                         disorder += 1
                         if len(lines) < 40:
                             lines.append('out of order in %s: value %d at %s after %d at %s' %

@@ -155,7 +155,7 @@ skipped=$(grep -Eo 'DedupStateFile: [0-9]+ value\(s\) not dispatched' "$(collect
     tail -n1 | grep -Eo '[0-9]+')
 if [ "$DEDUP" = 1 ]; then
     ok "$([ -n "$dups" ] && [ "$dups" -le 5 ] && [ "$disorder" = 0 ]; echo $?)" \
-        "shared DedupStateFile: exactly once: $last; A skipped ${skipped:-?} value(s) B had written"
+        "shared DedupStateFile: exactly once: $last; A skipped ${skipped:-?} value(s) already written (by B after its last commit, by A before a rebalance)"
 else
     ok "$([ -n "$dups" ]; echo $?)" "without DedupStateFile (at least once): $last"
 fi

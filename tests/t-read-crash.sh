@@ -5,17 +5,18 @@
 #   2-5   aggregator (read_kafka_ts → csv) killed with SIGKILL mid-backlog, restarted:
 #         every value of the backlog is in the CSV files at least once
 #   6-10  another group: TERM mid-backlog (drain logged), restart: every value present
-#   11-   another group with DedupStateFile: killed with SIGKILL mid-backlog KTS_EXACT_KILLS
-#         times (default 1), restarted each time: every value in csv exactly once and in order
-#         per series, except at most WriteThreads (5) duplicates per kill (the residual window
-#         between csv's return and the watermark store, docs/read_kafka_ts.md "Exactly once");
-#         the last restart skipped the redelivered values it already had (count logged)
+#   11-   another group with DedupStateFile and a copy-mode pipeline (dedup filter on the gauge
+#         series, output "s<N>-f"): killed with SIGKILL mid-backlog KTS_EXACT_KILLS times
+#         (default 1), restarted each time: every value in csv exactly once and in order per
+#         series, raw and filtered, except at most WriteThreads (5) duplicates per kill (the
+#         residual window between csv's return and the watermark store, docs/read_kafka_ts.md
+#         "Exactly once"); the last restart skipped the redelivered values it already had
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 # shellcheck source=tests/lib/e2e.sh
 . "$SRCDIR/tests/lib/e2e.sh"
 KILLS=${KTS_EXACT_KILLS:-1}
-e2e_plan $((10 + 2 * KILLS + 4))
+e2e_plan $((10 + 2 * KILLS + 5))
 RUN=rktc-$$-$(date +%s)
 CMP="$SRCDIR/tests/lib/compare_csv.py"
 COUNT=${KTS_CRASH_COUNT:-200000}
@@ -144,7 +145,15 @@ ok $? "stops cleanly"
 
 # ------------------------------------------------------------------ 11- exactly once
 E=$(collectd_dir exact)
-conf=$(aggregator_conf exact "$RUN-exact" "DedupStateFile \"$E/dedup.state\"")
+conf=$(aggregator_conf exact "$RUN-exact" "DedupStateFile \"$E/dedup.state\"
+  <Pipeline \"copy\">
+    <Match>
+      Type \"gauge\"
+    </Match>
+    <Filter \"dedup\">
+    </Filter>
+    OutputPluginInstanceSuffix \"-f\"
+  </Pipeline>")
 collectd_start "$conf" exact
 prev=0
 for i in $(seq "$KILLS"); do
@@ -172,6 +181,14 @@ dups=$(printf '%s\n' "$last" | sed -n 's/.*present, \([0-9]*\) duplicates, \([0-
 disorder=$(printf '%s\n' "$last" | sed -n 's/.*duplicates, \([0-9]*\) out of order.*/\1/p')
 ok "$([ -n "$dups" ] && [ "$dups" -le $((5 * KILLS)) ] && [ "$disorder" = 0 ]; echo $?)" \
     "exactly once: $last (at most $((5 * KILLS)) duplicates allowed: the residual window)"
+exact=$(python3 "$CMP" burst-exact "$E/csv" "$COUNT" "$SERIES" kts-burst -f)
+printf '%s\n' "$exact" | tail -n 3 | while IFS= read -r l; do diag "filtered: $l"; done
+last=$(printf '%s\n' "$exact" | tail -n1)
+dups=$(printf '%s\n' "$last" | sed -n 's/.*present, \([0-9]*\) duplicates, \([0-9]*\) out of order.*/\1/p')
+disorder=$(printf '%s\n' "$last" | sed -n 's/.*duplicates, \([0-9]*\) out of order.*/\1/p')
+missing=$(printf '%s\n' "$last" | sed -n 's/burst-exact: \([0-9]*\) of \([0-9]*\) values.*/\2-\1/p')
+ok "$([ -n "$dups" ] && [ "$((missing))" = 0 ] && [ "$dups" -le $((5 * KILLS)) ] && [ "$disorder" = 0 ]; echo $?)" \
+    "the pipeline's filtered copies of the gauge series, exactly once too: $last"
 line=$(grep -Eo 'DedupStateFile: [0-9]+ value\(s\) not dispatched because already written[^"]*' \
     "$(collectd_logfile exact)" | tail -n1)
 skipped=$(printf '%s\n' "$line" | sed -n 's/DedupStateFile: \([0-9]*\) value.*/\1/p')

@@ -11,18 +11,22 @@ usage:
       "burst: N of COUNT values present (D duplicates), M problems".
       CSVDIR may be several directories joined by ':' (e.g. two aggregators of one group):
       their rows are taken together.
-  compare_csv.py burst-exact CSVDIR COUNT SERIES [HOST]
+  compare_csv.py burst-exact CSVDIR COUNT SERIES [HOST [PI_SUFFIX]]
       as burst, and also: every value at most once, and in each CSV file the values of a series
       never decrease row by row and times never go back (the order they were written; a value
       repeated right after itself counts as a duplicate only).
       Last line: "burst-exact: N of COUNT values present, D duplicates, O out of order,
       M problems" (problems = missing + duplicates + out of order); the duplicated values are
       listed (at most 20) as "duplicate: series sS value K xC".
+      With PI_SUFFIX (a pipeline's OutputPluginInstanceSuffix, e.g. "-f"): the filtered copies
+      of the gauge series (s % 3 == 0) in plugin instance "s<s>PI_SUFFIX" are checked instead
+      (COUNT then counts only those values).
 Exit status 0 only without problems.
 """
 import glob
 import json
 import os
+import re
 import sys
 from decimal import Decimal
 
@@ -122,14 +126,20 @@ def burst(csvdir, count, series, host='kts-burst'):
     return 1 if missing else 0
 
 
-def burst_exact(csvdir, count, series, host='kts-burst'):
+def burst_exact(csvdir, count, series, host='kts-burst', pi_suffix=''):
     per = count // series
+    wanted = [s for s in range(series) if not pi_suffix or s % 3 == 0]
+    count = per * len(wanted)
     seen = {}  # (s, k) -> times present, over every directory
     disorder = 0
     lines = []
+    name = re.compile('^kts_testgen-s([0-9]+)' + re.escape(pi_suffix) + '$')
     for d in csvdir.split(':'):
         for path in sorted(glob.glob(os.path.join(d, host, 'kts_testgen-s*', '*'))):
-            s = int(path.split(os.sep)[-2][len('kts_testgen-s'):])
+            m = name.match(path.split(os.sep)[-2])
+            if m is None:
+                continue
+            s = int(m.group(1))
             prev_k = prev_t = None
             with open(path, encoding='utf-8') as f:
                 for line in f:
@@ -147,7 +157,7 @@ def burst_exact(csvdir, count, series, host='kts-burst'):
                                          (path, k, t, prev_k, prev_t))
                     prev_k, prev_t = k, float(t)
     present = dups = 0
-    for s in range(series):
+    for s in wanted:
         for k in range(per):
             c = seen.get((s, k), 0)
             if c:

@@ -116,16 +116,17 @@ static int rkt_config(oconfig_item_t *ci)
                  : kts_opt_defaults(kts_consumer_options, &in->cfg);
     if (rc == 0)
         rc = kts_opt_defaults(rkt_dedup_options, &in->dedup);
-    if (rc == 0) {
+    if (rc == 0) { /* every problem of the block is reported, then the plugin refuses */
         int rc1 = kts_opt_apply(kts_consumer_options, &in->cfg, &view, PLUGIN_NAME " plugin");
         int rc2 = kts_opt_apply(rkt_dedup_options, &in->dedup, &dview, PLUGIN_NAME " plugin");
-        rc = rc1 < 0 ? rc1 : rc2;
-    }
-    if (rc == 0 && in->dedup.state_file != NULL && !in->cfg.ordered) {
-        ERROR(PLUGIN_NAME " plugin: DedupStateFile needs OrderedDispatch true (a series' values "
-              "must be written one at a time, in time order, for its watermark to mean that "
-              "everything up to it was written)");
-        rc = -EINVAL;
+        int rc3 = 0;
+        if (in->dedup.state_file != NULL && !in->cfg.ordered) {
+            ERROR(PLUGIN_NAME " plugin: DedupStateFile needs OrderedDispatch true (a series' "
+                  "values must be written one at a time, in time order, for its watermark to "
+                  "mean that everything up to it was written)");
+            rc3 = -EINVAL;
+        }
+        rc = rc1 < 0 ? rc1 : rc2 < 0 ? rc2 : rc3;
     }
     free(view.children);
     free(dview.children);

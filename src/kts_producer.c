@@ -195,8 +195,7 @@ struct kts_producer {
     int spooling;
     uint64_t msg_seq;                /* atomic: produce order, each message's opaque */
     uint64_t spooled, replayed, dropped_spool_full, dropped_spool_error; /* atomic */
-    uint64_t requeued;               /* close: purged messages put in front of the spool */
-    struct kts_ratelimit rl_spool;
+    struct kts_ratelimit rl_spool, rl_spool_on, rl_spool_off; /* drops; the two switches */
     double last_flush, last_sync;
     /* close: purged messages collected by on_delivery, to be requeued in produce order */
     struct purged_msg *purged_list;
@@ -410,9 +409,10 @@ static void spool_service(struct kts_producer *p)
                 /* Drained: from now on value lists go to librdkafka directly, after every
                  * spooled one (the switch happens under the lock writers append under). */
                 __atomic_store_n(&p->spooling, 0, __ATOMIC_RELEASE);
-                kts_log(KTS_LOG_NOTICE, "write_kafka_ts plugin (%s): spool drained (%llu value "
-                        "lists replayed so far); writing to Kafka directly again",
-                        p->name, (unsigned long long)ATOMIC_GET(p->replayed));
+                kts_log_limited(&p->rl_spool_off, KTS_LOG_NOTICE,
+                                "write_kafka_ts plugin (%s): spool drained (%llu value lists "
+                                "replayed so far); writing to Kafka directly again",
+                                p->name, (unsigned long long)ATOMIC_GET(p->replayed));
                 more = false;
                 break;
             }
@@ -552,7 +552,7 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     p->skip_marked = cfg->skip_marked;
     p->block_timeout = cfg->block_timeout;
     p->rl_drop.interval_s = p->rl_fail.interval_s = p->rl_error.interval_s = 10;
-    p->rl_spool.interval_s = 10;
+    p->rl_spool.interval_s = p->rl_spool_on.interval_s = p->rl_spool_off.interval_s = 10;
 
     int rc = 0;
     char num[32];
@@ -800,10 +800,11 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
                 pthread_mutex_lock(&p->spool_lock);
                 if (!p->spooling) {
                     __atomic_store_n(&p->spooling, 1, __ATOMIC_RELEASE);
-                    kts_log(KTS_LOG_WARNING,
-                            "write_kafka_ts plugin (%s): local queue full for BlockTimeout "
-                            "%.3g s: spooling to disk until the broker catches up",
-                            p->name, p->block_timeout);
+                    kts_log_limited(&p->rl_spool_on, KTS_LOG_WARNING,
+                                    "write_kafka_ts plugin (%s): local queue full for "
+                                    "BlockTimeout %.3g s: spooling to disk until the broker "
+                                    "catches up",
+                                    p->name, p->block_timeout);
                 }
                 rc = spool_append_locked(p, key, key_len, b->data, b->len);
                 pthread_mutex_unlock(&p->spool_lock);

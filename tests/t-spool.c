@@ -5,7 +5,7 @@
  *   3 torn last record after a "crash" (cut tail, flipped byte in an older segment)
  *   4 restart replay from the cursor (no record lost, none repeated after a clean close)
  *   5 consumed segments deleted, no segment file when empty
- *   6 flush makes buffered records visible in the files
+ *   6 flush makes buffered records visible in the files; with sync, flush and close fdatasync
  *   7 a second open of the same directory fails with -EBUSY
  */
 #include "tap.h"
@@ -123,7 +123,7 @@ static void empty_dir(void)
 
 int main(void)
 {
-    plan(40);
+    plan(42);
     kts_log_set_sink(sink, NULL);
     snprintf(dir, sizeof(dir), "%s/kts-t-spool.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (mkdtemp(dir) == NULL)
@@ -310,6 +310,23 @@ int main(void)
     ok(contiguous && jump > m && nv - m == 1000 - jump,
        "3: the following segments (%u..999) replay in order, nothing else", jump);
     kts_spool_close(sp);
+
+    /* ---- 6: with sync, flush and close fdatasync (power loss); records still come back */
+    empty_dir();
+    {
+        struct kts_spool_config cfg = {.dir = dir, .max_bytes = 1u << 20, .sync = true};
+        char e[256];
+        sp = NULL;
+        kts_spool_open(&sp, &cfg, e, sizeof(e));
+        bad = 0;
+        for (unsigned i = 0; sp != NULL && i < 100; i++)
+            bad += put(sp, i) != 0;
+        ok(sp != NULL && bad == 0 && kts_spool_flush(sp, true) == 0 && kts_spool_close(sp) == 0,
+           "6: sync spool: 100 appends, flush with fdatasync, close");
+        sp = open_spool(1u << 20, 0);
+        is_int(take(sp, 0, 1000), 100, "6: all 100 back after reopening");
+        kts_spool_close(sp);
+    }
 
     empty_dir();
     rmdir(dir);

@@ -99,6 +99,7 @@ struct kts_spool {
     bool cursor_valid;
 
     struct kts_spool_stats st;
+    struct kts_ratelimit rl_read; /* a read error is retried by the caller: log it sparingly */
 };
 
 static void seg_name(char *buf, size_t size, uint64_t seq, const char *suffix)
@@ -723,8 +724,9 @@ int kts_spool_peek(struct kts_spool *sp, const void **key, size_t *key_len, cons
                 rec = record_ok(sp->rbuf + (sp->roff - sp->rbuf_off), avail);
         }
         if (rc != 0) {
-            kts_log(KTS_LOG_ERR, "spool %s: cannot read segment %016" PRIx64 ": %s", sp->dir,
-                    s->seq, strerror(-rc));
+            kts_log_limited(&sp->rl_read, KTS_LOG_ERR,
+                            "spool %s: cannot read segment %016" PRIx64 ": %s", sp->dir, s->seq,
+                            strerror(-rc));
             return rc;
         }
         if (rec == 0) {

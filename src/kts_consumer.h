@@ -9,7 +9,8 @@
  *     offsets this module stored.
  *  2. The offset stored for a partition is always (offset+1) of a message M such that every
  *     value of M and of every earlier message of that partition consumed by this member has
- *     been confirmed written (kts_consumer_written()) or was a bad message (counted, optionally
+ *     been confirmed written (kts_consumer_written()), was declared already written by the
+ *     dispatch callback (KTS_DISPATCH_SKIPPED), or was a bad message (counted, optionally
  *     dead-lettered). Never further: a crash or kill -9 redelivers, never loses.
  *  3. Per series (host, plugin, plugin_instance, type, type_instance after naming), at most one
  *     value is between dispatch and its written-confirmation, and queued values of a series are

@@ -267,6 +267,8 @@ int kts_wmark_slot(struct kts_wmark *w, const void *key, size_t len, uint64_t *s
 
 uint64_t kts_wmark_get(const struct kts_wmark *w, uint64_t slot)
 {
+    if (slot == 0 || slot > w->mask + 1)
+        return 0;
     return __atomic_load_n(&w->tab[slot - 1].t, __ATOMIC_ACQUIRE);
 }
 

@@ -26,7 +26,8 @@
  *     its header was written (zero magic) is initialised again.
  *  7. Opening is serialised by flock() on the file, so processes starting together agree on one
  *     header.
- * Not thread-safe: nothing; every call may run concurrently except close with anything else.
+ * Thread- and process-safe: every call may run concurrently with any other (in this process or
+ * another mapping the same file), except kts_wmark_close() with calls on the same handle.
  */
 #ifndef KTS_WMARK_H
 #define KTS_WMARK_H
@@ -67,7 +68,7 @@ int kts_wmark_sync(struct kts_wmark *w);
  */
 int kts_wmark_slot(struct kts_wmark *w, const void *key, size_t len, uint64_t *slot);
 
-/* The watermark of `slot` (0 = nothing written yet). */
+/* The watermark of `slot` (0 = nothing written yet; also for a slot outside the table). */
 uint64_t kts_wmark_get(const struct kts_wmark *w, uint64_t slot);
 
 /* Raise the watermark of `slot` to `t` if `t` is larger (2). A slot outside the table is

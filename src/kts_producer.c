@@ -920,7 +920,20 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
         __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
         pthread_join(p->poller, NULL);
     }
-    int timeout_ms = (int)(timeout_s * 1000.0 + 0.5);
+    double deadline = now_s() + timeout_s;
+    if (p->spool != NULL) {
+        /* (10) With the broker back, drain the spool within FlushTimeout too, so that nothing
+         * is left behind needlessly; what is left then stays for the next start. */
+        while (now_s() < deadline) {
+            if (ATOMIC_GET(p->spooling))
+                spool_service(p);
+            if (!ATOMIC_GET(p->spooling) && rd_kafka_outq_len(p->rk) == 0)
+                break;
+            rd_kafka_poll(p->rk, 10);
+        }
+    }
+    double left = deadline - now_s();
+    int timeout_ms = left > 0 ? (int)(left * 1000.0 + 0.5) : 0;
     rd_kafka_resp_err_t ferr = rd_kafka_flush(p->rk, timeout_ms);
 
     if (ferr != RD_KAFKA_RESP_ERR_NO_ERROR || rd_kafka_outq_len(p->rk) > 0) {

@@ -194,6 +194,9 @@ int kts_wmark_open(struct kts_wmark **out, const char *path, uint64_t series_max
         snprintf(errbuf, errbuf_size, "%s: mmap of %zu bytes: %s", path, size, strerror(errno));
         goto out;
     }
+    /* Slots are hit at random: without this, every fault also maps its neighbours (fault-around,
+     * readahead), and 1,000 series showed as 36 MiB of RSS instead of 4 MiB. */
+    madvise(map, size, MADV_RANDOM);
     w->hdr = map;
     w->tab = (struct wm_entry *)((char *)map + WM_HEADER_SIZE);
     w->mask = slots - 1;

@@ -14,6 +14,7 @@
 #include "build-config.h"
 #include "kts_format.h"
 #include "kts_log.h"
+#include "kts_rdkprops.h"
 #include "kts_secret.h"
 #include "kts_typesdb.h"
 
@@ -33,56 +34,12 @@ static const char *const start_words[] = {"earliest", "latest", NULL};
 /* Is this librdkafka property's value a secret (never logged, masked in librdkafka's lines)? */
 static bool property_is_secret(const char *key)
 {
-    return strcasestr(key, "password") || strcasestr(key, "secret") ||
-           strcasecmp(key, "sasl.username") == 0 || strcasecmp(key, "ssl.key.pem") == 0 ||
-           strcasecmp(key, "sasl.oauthbearer.config") == 0;
+    return kts_rdkprops_is_secret(key);
 }
 
-static int property_check(const struct kts_opt *opt, struct kts_consumer_config *cfg,
-                          const char *key, const char *value, const char *where);
-
-/* Property "key" "value" and PropertyFile "key" "/path/to/file" (the value read from the file,
- * for secrets: see kts_secret.h). */
-static int property_option(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
-                           const char *where)
+/* What read_kafka_ts refuses after librdkafka accepted the pair. */
+static int property_extra(const char *key, const char *value, const char *where)
 {
-    struct kts_consumer_config *cfg = obj;
-    bool from_file = strcasecmp(opt->name, "PropertyFile") == 0;
-    if (item->values_num != 2 || item->values[0].type != KTS_CONF_STRING ||
-        item->values[1].type != KTS_CONF_STRING || item->children_num != 0) {
-        kts_log(KTS_LOG_ERR, "%s: option \"%s\" takes two strings: \"librdkafka.property\" %s",
-                where, opt->name, from_file ? "\"/path/to/file\"" : "\"value\"");
-        return -EINVAL;
-    }
-    const char *key = item->values[0].v.string, *value = item->values[1].v.string;
-    char *file_value = NULL;
-    if (from_file) {
-        int frc = kts_secret_read_file(item->values[1].v.string, &file_value, where, key);
-        if (frc < 0)
-            return frc;
-        value = file_value;
-    }
-    int rc = property_check(opt, cfg, key, value, where);
-    if (file_value != NULL) {
-        memset(file_value, 0, strlen(file_value));
-        free(file_value);
-    }
-    return rc;
-}
-
-static int property_check(const struct kts_opt *opt, struct kts_consumer_config *cfg,
-                          const char *key, const char *value, const char *where)
-{
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr));
-    rd_kafka_conf_destroy(conf);
-    if (res != RD_KAFKA_CONF_OK) {
-        /* Never echo a secret's value (librdkafka's message may contain it). */
-        kts_log(KTS_LOG_ERR, "%s: %s \"%s\": %s", where, opt->name, key,
-                property_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
-        return -EINVAL;
-    }
     if (strcasecmp(key, "partition.assignment.strategy") == 0 && strstr(value, "cooperative")) {
         kts_log(KTS_LOG_ERR, "%s: Property \"partition.assignment.strategy\": cooperative-sticky "
                 "is refused: librdkafka 2.0.2 can abort the process when such a consumer closes "
@@ -95,10 +52,16 @@ static int property_check(const struct kts_opt *opt, struct kts_consumer_config 
                 "depends on it); use GroupId for the group", where, key);
         return -EINVAL;
     }
-    int rc = kts_strv_push(&cfg->properties, key);
-    if (rc == 0 && (rc = kts_strv_push(&cfg->properties, value)) != 0)
-        free(cfg->properties.v[--cfg->properties.n]);
-    return rc;
+    return 0;
+}
+
+/* Property "key" "value" and PropertyFile "key" "/path/to/file" (the value read from the file,
+ * for secrets: see kts_secret.h): kts_rdkprops_option(), shared with write_kafka_ts. */
+static int property_option(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
+                           const char *where)
+{
+    struct kts_consumer_config *cfg = obj;
+    return kts_rdkprops_option(opt, item, where, &cfg->properties, property_extra);
 }
 
 #define OFF(f) offsetof(struct kts_consumer_config, f)

@@ -3,6 +3,7 @@
 
 #include "kts_buf.h"
 #include "kts_log.h"
+#include "kts_rdkprops.h"
 #include "kts_secret.h"
 #include "kts_spool.h"
 
@@ -24,56 +25,13 @@ const char *const kts_producer_key_words[] = {"series", "host", "none", NULL};
 static const enum kts_format format_of_word[] = {KTS_FORMAT_TS, KTS_FORMAT_COLLECTD};
 static const enum kts_key_mode key_of_word[] = {KTS_KEY_SERIES, KTS_KEY_HOST, KTS_KEY_NONE};
 
-/* PropertyFile: kts_secret_read_file() (size limit, one trailing newline removed, a warning
- * for a file every user can read), shared with read_kafka_ts. */
-static int read_secret_file(const char *path, char **out, const char *where, const char *key)
-{
-    return kts_secret_read_file(path, out, where, key);
-}
-
-/* Property "key" "value" and PropertyFile "key" "/path": two strings. */
+/* Property "key" "value" and PropertyFile "key" "/path": kts_rdkprops_option(), shared with
+ * read_kafka_ts (librdkafka checks the pair; its errors name the allowed values). */
 static int property_option(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
                            const char *where)
 {
     struct kts_producer_config *cfg = obj;
-    bool from_file = strcasecmp(opt->name, "PropertyFile") == 0;
-    if (item->values_num != 2 || item->values[0].type != KTS_CONF_STRING ||
-        item->values[1].type != KTS_CONF_STRING || item->children_num != 0) {
-        /* Never echo the values: the second one may be a password. */
-        kts_log(KTS_LOG_ERR, "%s: option \"%s\" takes two strings: \"librdkafka.property\" %s",
-                where, opt->name, from_file ? "\"/path/to/file\"" : "\"value\"");
-        return -EINVAL;
-    }
-    const char *key = item->values[0].v.string;
-    char *value = NULL;
-    if (from_file) {
-        int rc = read_secret_file(item->values[1].v.string, &value, where, key);
-        if (rc < 0)
-            return rc;
-    } else {
-        value = strdup(item->values[1].v.string);
-        if (value == NULL)
-            return -ENOMEM;
-    }
-    /* Check key and value with librdkafka now, before collectd forks: bad ones stop start-up. */
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr));
-    rd_kafka_conf_destroy(conf);
-    int rc = 0;
-    if (res != RD_KAFKA_CONF_OK) {
-        /* librdkafka's message can echo the rejected value (KAFKA-NOTES): withheld for secrets;
-         * for other properties it names the allowed values, which is what users need. */
-        kts_log(KTS_LOG_ERR, "%s: %s \"%s\": %s", where, opt->name, key,
-                kts_property_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
-        rc = -EINVAL;
-    } else if ((rc = kts_strv_push(&cfg->properties, key)) == 0 &&
-               (rc = kts_strv_push(&cfg->properties, value)) != 0) {
-        free(cfg->properties.v[--cfg->properties.n]);
-    }
-    memset(value, 0, strlen(value));
-    free(value);
-    return rc;
+    return kts_rdkprops_option(opt, item, where, &cfg->properties, NULL);
 }
 
 #define OFF(f) offsetof(struct kts_producer_config, f)
@@ -136,9 +94,7 @@ int kts_producer_config_check(const struct kts_producer_config *cfg, const char 
 
 bool kts_property_is_secret(const char *name)
 {
-    return strcasestr(name, "password") != NULL || strcasestr(name, "secret") != NULL ||
-           strcasecmp(name, "ssl.key.pem") == 0 || strcasecmp(name, "sasl.oauthbearer.config") == 0 ||
-           strcasecmp(name, "sasl.username") == 0;
+    return kts_rdkprops_is_secret(name);
 }
 
 /* ------------------------------------------------------------------ producer */

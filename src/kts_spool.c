@@ -97,6 +97,7 @@ struct kts_spool {
 
     uint64_t cursor_seq, cursor_off; /* as last written */
     bool cursor_valid;
+    bool dir_dirty; /* a file was created, renamed or deleted since the last fsync of dirfd */
 
     struct kts_spool_stats st;
     struct kts_ratelimit rl_read; /* a read error is retried by the caller: log it sparingly */
@@ -188,6 +189,23 @@ static int writer_close(struct kts_spool *sp)
     return rc;
 }
 
+/* With sync (6): fsync the directory when a segment file or the cursor was created, renamed or
+ * deleted since the last time, so that after a power loss the directory holds the entries the
+ * synced data belongs to. Returns 0 or -errno (logged). */
+static int dir_sync(struct kts_spool *sp)
+{
+    if (!sp->sync || !sp->dir_dirty)
+        return 0;
+    if (fsync(sp->dirfd) != 0) {
+        int rc = -errno;
+        kts_log(KTS_LOG_ERR, "spool %s: cannot fsync the directory: %s", sp->dir, strerror(-rc));
+        return rc;
+    }
+    sp->dir_dirty = false;
+    sp->st.dir_syncs++;
+    return 0;
+}
+
 static int write_cursor(struct kts_spool *sp)
 {
     uint64_t seq = sp->nsegs > 0 ? sp->segs[0].seq : 0, off = sp->nsegs > 0 ? sp->roff : 0;
@@ -204,6 +222,7 @@ static int write_cursor(struct kts_spool *sp)
     close(fd);
     if (rc == 0 && renameat(sp->dirfd, "cursor.tmp", sp->dirfd, "cursor") != 0)
         rc = -errno;
+    sp->dir_dirty = true; /* cursor.tmp created, maybe renamed */
     if (rc == 0) {
         sp->cursor_seq = seq;
         sp->cursor_off = off;
@@ -226,6 +245,7 @@ static void pop_head(struct kts_spool *sp)
     seg_name(name, sizeof(name), sp->segs[0].seq, "");
     if (unlinkat(sp->dirfd, name, 0) != 0 && errno != ENOENT)
         kts_log(KTS_LOG_ERR, "spool %s: cannot delete %s: %s", sp->dir, name, strerror(errno));
+    sp->dir_dirty = true; /* synced at the next flush or close: a lost delete only replays */
     sp->bytes -= sp->segs[0].size;
     memmove(sp->segs, sp->segs + 1, (sp->nsegs - 1) * sizeof(*sp->segs));
     sp->nsegs--;
@@ -398,6 +418,26 @@ static int load_dir(struct kts_spool *sp)
     return 0;
 }
 
+/* fsync the directory that holds the new spool directory `dir` (borrowed), so that the spool's
+ * own entry survives a power loss (6). Best effort: a failure is logged. */
+static void sync_parent(const char *dir)
+{
+    char *copy = strdup(dir);
+    if (copy == NULL)
+        return;
+    char *slash = strrchr(copy, '/');
+    const char *parent = slash == NULL ? "." : slash == copy ? "/" : copy;
+    if (slash != NULL && slash != copy)
+        *slash = '\0';
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0)
+        kts_log(KTS_LOG_WARNING, "spool %s: cannot fsync its parent directory: %s", dir,
+                strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(copy);
+}
+
 int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, char *errbuf,
                    size_t errbuf_size)
 {
@@ -416,12 +456,15 @@ int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, c
         rc = -ENOMEM;
         goto fail;
     }
-    if (mkdir(cfg->dir, 0700) != 0 && errno != EEXIST) {
+    bool created = mkdir(cfg->dir, 0700) == 0;
+    if (!created && errno != EEXIST) {
         rc = -errno;
         snprintf(errbuf, errbuf_size, "cannot create the spool directory \"%s\": %s", cfg->dir,
                  strerror(errno));
         goto fail;
     }
+    if (created && sp->sync)
+        sync_parent(cfg->dir);
     sp->dirfd = open(cfg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (sp->dirfd < 0) {
         rc = -errno;
@@ -442,6 +485,7 @@ int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, c
                      cfg->dir, strerror(-rc));
         goto fail;
     }
+    sp->dir_dirty = true; /* the lock file; load_dir() may delete leftovers */
     rc = load_dir(sp);
     if (rc != 0) {
         snprintf(errbuf, errbuf_size, "cannot read the spool directory \"%s\": %s", cfg->dir,
@@ -485,6 +529,7 @@ static int writer_open_new(struct kts_spool *sp)
         kts_log(KTS_LOG_ERR, "spool %s: cannot create %s: %s", sp->dir, name, strerror(errno));
         return rc;
     }
+    sp->dir_dirty = true; /* its records are synced with the directory at the next flush */
     rc = segs_insert(sp, sp->nsegs, (struct seg){seq, 0, 0});
     if (rc != 0) {
         close(fd);
@@ -629,16 +674,20 @@ long kts_spool_prepend(struct kts_spool *sp, const struct kts_spool_rec *recs, s
     close(fd);
     if (rc == 0 && renameat(sp->dirfd, tmp, sp->dirfd, name) != 0)
         rc = -errno;
+    sp->dir_dirty = true;
     if (rc != 0) {
         unlinkat(sp->dirfd, tmp, 0);
         goto fail;
     }
     struct seg s = {seq, total + copy_len, 0};
     if (copy_len > 0 || (sp->nsegs > 0 && sp->roff >= sp->segs[0].size)) {
-        /* The new segment replaces the head: delete the old one. */
+        /* The new segment replaces the head: delete the old one, after the new one's entry is
+         * on disk (6; otherwise a power loss could keep the delete and lose the copy). */
+        dir_sync(sp);
         sp->bytes -= sp->segs[0].size;
         seg_name(old, sizeof(old), sp->segs[0].seq, "");
         unlinkat(sp->dirfd, old, 0);
+        sp->dir_dirty = true;
         sp->segs[0] = s;
     } else if ((rc = segs_insert(sp, 0, s)) != 0) {
         goto fail;
@@ -779,7 +828,8 @@ int kts_spool_flush(struct kts_spool *sp, bool sync)
     if (rc == 0 && sync && sp->sync && sp->wfd >= 0 && fdatasync(sp->wfd) != 0)
         rc = -errno;
     int crc = write_cursor(sp);
-    return rc ? rc : crc;
+    int drc = sync ? dir_sync(sp) : 0;
+    return rc ? rc : crc ? crc : drc;
 }
 
 void kts_spool_stats(const struct kts_spool *sp, struct kts_spool_stats *out)
@@ -799,8 +849,9 @@ int kts_spool_close(struct kts_spool *sp)
         int crc = write_cursor(sp);
         if (rc == 0)
             rc = crc;
-        if (sp->sync && fsync(sp->dirfd) != 0 && rc == 0)
-            rc = -errno;
+        int drc = dir_sync(sp);
+        if (rc == 0)
+            rc = drc;
     }
     if (sp->rfd >= 0)
         close(sp->rfd);

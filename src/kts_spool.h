@@ -27,7 +27,12 @@
  *  5. Consumed segments are deleted; when the last record has been consumed, every segment
  *     file is deleted (the spool uses no disk while empty).
  *  6. Durability: kts_spool_flush() writes buffered records to the files (a collectd restart
- *     or a crash of the process keeps them); with sync it also fdatasync()s them (power loss).
+ *     or a crash of the process keeps them); with sync it also fdatasync()s them and the cursor
+ *     and fsync()s the directory when a segment file or the cursor was created, renamed or
+ *     deleted since (power loss: a new segment's directory entry is on disk with its data).
+ *     A prepend that replaces the head segment fsyncs the directory before it deletes the old
+ *     head; kts_spool_close() syncs like a flush; a newly created spool directory's parent is
+ *     fsynced at open.
  *  7. Two spools (processes or write_kafka_ts instances) never share a directory: the second
  *     open fails with -EBUSY.
  */
@@ -54,6 +59,7 @@ struct kts_spool_stats {
     uint64_t torn_records; /* (3) since open */
     uint64_t torn_bytes;
     uint64_t segments;     /* segment files */
+    uint64_t dir_syncs;    /* (6) fsyncs of the directory since open (sync only) */
 };
 
 /* One record for kts_spool_prepend(); the pointers are borrowed. */

@@ -6,6 +6,7 @@
  *   4 restart replay from the cursor (no record lost, none repeated after a clean close)
  *   5 consumed segments deleted, no segment file when empty
  *   6 flush makes buffered records visible in the files; with sync, flush and close fdatasync
+ *     and fsync the directory after segment files or the cursor were created or deleted
  *   7 a second open of the same directory fails with -EBUSY
  */
 #include "tap.h"
@@ -123,7 +124,7 @@ static void empty_dir(void)
 
 int main(void)
 {
-    plan(42);
+    plan(51);
     kts_log_set_sink(sink, NULL);
     snprintf(dir, sizeof(dir), "%s/kts-t-spool.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (mkdtemp(dir) == NULL)
@@ -325,6 +326,42 @@ int main(void)
            "6: sync spool: 100 appends, flush with fdatasync, close");
         sp = open_spool(1u << 20, 0);
         is_int(take(sp, 0, 1000), 100, "6: all 100 back after reopening");
+        kts_spool_close(sp);
+    }
+
+    /* ---- 6: with sync, new segment files, deleted ones and the cursor reach the disk with an
+     * fsync of the directory (counted in dir_syncs), across segment roll-overs */
+    empty_dir();
+    {
+        struct kts_spool_config cfg = {.dir = dir, .max_bytes = 1u << 20, .segment_bytes = 4096,
+                                       .sync = true};
+        char e[256];
+        sp = NULL;
+        kts_spool_open(&sp, &cfg, e, sizeof(e));
+        bad = 0;
+        for (unsigned i = 0; sp != NULL && i < 2000; i++)
+            bad += put(sp, i) != 0;
+        int segs = count_segments();
+        ok(sp != NULL && bad == 0 && segs > 5 && kts_spool_flush(sp, true) == 0,
+           "6: sync spool: 2000 appends over %d segment files, flush", segs);
+        kts_spool_stats(sp, &st);
+        uint64_t syncs = st.dir_syncs;
+        ok(syncs >= 1, "6: the flush fsynced the directory (%" PRIu64 ")", syncs);
+        is_int(take(sp, 0, 1000), 1000, "6: the first 1000 back in order");
+        is_int(kts_spool_flush(sp, true), 0, "6: flush after consuming");
+        kts_spool_stats(sp, &st);
+        ok(st.dir_syncs == syncs + 1 && count_segments() < segs,
+           "6: consumed segments deleted (%d left), the flush fsynced the directory once more",
+           count_segments());
+        kts_spool_flush(sp, true);
+        kts_spool_stats(sp, &st);
+        ok(st.dir_syncs == syncs + 1, "6: nothing created or deleted since: no directory fsync");
+        ok(kts_spool_close(sp) == 0, "6: close");
+        sp = open_spool(1u << 20, 4096);
+        is_int(take(sp, 1000, 100000), 1000, "6: the other 1000 back in order after reopening");
+        kts_spool_flush(sp, true);
+        kts_spool_stats(sp, &st);
+        is_uint(st.dir_syncs, 0, "6: without sync the directory is never fsynced");
         kts_spool_close(sp);
     }
 

@@ -24,6 +24,16 @@
  *    callback raises that slot to the value's time FIRST, before anything else (no lock, no
  *    lookup: the window between the writers' return and the store is as short as it can be),
  *    then confirms the token, which may dispatch the series' next value.
+ *  - FlushBeforeCommit (docs/read_kafka_ts.md "Caching writers"): a value confirmed by our
+ *    write callback may still sit in a writer's cache (rrdtool CacheTimeout, write_graphite's
+ *    send buffer). With the option the consumer stores offsets only at commit points
+ *    (kts_consumer.h 11, every CommitInterval): commit point k stores what was done at k-1, and
+ *    our hook then calls plugin_flush() (synchronous: the named flush callbacks run in the
+ *    consumer thread) for each listed name. With DedupStateFile the write callback does not
+ *    raise the watermark itself but appends (slot, time) to a pending list; the hook raises the
+ *    list of the previous commit point, takes the current one, then flushes. A watermark is
+ *    therefore raised, like an offset stored, one commit interval after a flush that followed
+ *    the write (rrdtool's flush only queues the file for its writer thread).
  */
 #include "kts_collectd.h"
 
@@ -45,6 +55,8 @@
 struct rkt_dedup_config {
     char *state_file;     /* DedupStateFile; NULL = at least once only */
     int64_t state_series; /* DedupStateSeries */
+    struct kts_strv flush_plugins; /* FlushBeforeCommit: flush callback names; none = off */
+    double commit_interval;        /* CommitInterval (seconds), with FlushBeforeCommit only */
 };
 #define DOFF(f) offsetof(struct rkt_dedup_config, f)
 static const struct kts_opt rkt_dedup_options[] = {
@@ -54,6 +66,11 @@ static const struct kts_opt rkt_dedup_options[] = {
     {"DedupStateSeries", KTS_OPT_INT, DOFF(state_series), "1000000", 1,
      (double)KTS_WMARK_SERIES_MAX_LIMIT, NULL, NULL, 0,
      "most series DedupStateFile tracks (fixed when the file is created; 32 to 64 bytes each)"},
+    {"FlushBeforeCommit", KTS_OPT_STRINGS, DOFF(flush_plugins), NULL, 0, 0, NULL, NULL, 0,
+     "flush callback name (\"rrdtool\", \"write_graphite/<Node>\"; repeatable) flushed before "
+     "offsets are committed, so a kill -9 loses nothing in that writer's cache"},
+    {"CommitInterval", KTS_OPT_DURATION, DOFF(commit_interval), "10", 1, 3600, NULL, NULL, 0,
+     "with FlushBeforeCommit: seconds between flush-and-commit points"},
     KTS_OPT_END,
 };
 #undef DOFF
@@ -65,6 +82,11 @@ static bool rkt_dedup_owns_key(const char *key)
             return true;
     return false;
 }
+
+struct rkt_wpend {
+    uint64_t slot;
+    uint64_t time;
+};
 
 struct rkt_instance {
     struct kts_consumer_config cfg;
@@ -79,6 +101,11 @@ struct rkt_instance {
     struct kts_wmark *wm;           /* DedupStateFile, NULL when not configured */
     uint64_t untracked;             /* atomic: values dispatched without a watermark (table full) */
     struct kts_ratelimit rl_full;
+    /* FlushBeforeCommit with DedupStateFile: watermarks to raise after a flush */
+    pthread_mutex_t wlock;          /* wcur, wprev */
+    struct rkt_wpend *wcur, *wprev; /* written since the last commit point / before it */
+    size_t wcur_n, wcur_cap, wprev_n, wprev_cap;
+    pthread_mutex_t hook_lock;      /* one commit hook at a time */
 };
 
 static struct rkt_instance *instances[MAX_INSTANCES];
@@ -159,7 +186,15 @@ static int rkt_config(oconfig_item_t *ci)
         config_failed = true;
         return -1;
     }
+    if (in->dedup.state_file != NULL && in->dedup.flush_plugins.n == 0)
+        NOTICE(PLUGIN_NAME " plugin (%s): DedupStateFile without FlushBeforeCommit: a value "
+               "counts as written when the writers' callbacks returned; if a writer caches "
+               "(rrdtool CacheTimeout, write_graphite), a kill -9 loses what it held and the "
+               "watermark stops its redelivery (docs/read_kafka_ts.md \"Caching writers\")",
+               in->cfg.name);
     pthread_mutex_init(&in->stop_lock, NULL);
+    pthread_mutex_init(&in->wlock, NULL);
+    pthread_mutex_init(&in->hook_lock, NULL);
     snprintf(in->name, sizeof(in->name), PLUGIN_NAME "/%s", in->cfg.name);
     instances[instances_num++] = in;
     return 0;
@@ -220,6 +255,26 @@ static int rkt_dispatch(const struct kts_vl *kvl, uint64_t token, void *opaque)
     return rc == 0 ? 0 : -EIO;
 }
 
+/* Append a watermark to raise at the next commit point; on out of memory raise it now (the
+ * old behaviour: the value may then be skipped after a crash while still in a cache). */
+static void rkt_wpend_add(struct rkt_instance *in, uint64_t slot, uint64_t t)
+{
+    pthread_mutex_lock(&in->wlock);
+    if (in->wcur_n == in->wcur_cap) {
+        size_t cap = in->wcur_cap ? 2 * in->wcur_cap : 1024;
+        struct rkt_wpend *n = realloc(in->wcur, cap * sizeof(*n));
+        if (n == NULL) {
+            pthread_mutex_unlock(&in->wlock);
+            kts_wmark_raise(in->wm, slot, t);
+            return;
+        }
+        in->wcur = n;
+        in->wcur_cap = cap;
+    }
+    in->wcur[in->wcur_n++] = (struct rkt_wpend){slot, t};
+    pthread_mutex_unlock(&in->wlock);
+}
+
 /* Sees every value list after the writers registered before it (our confirmation). */
 static int rkt_write(const data_set_t *ds, const value_list_t *vl, user_data_t *ud)
 {
@@ -231,10 +286,46 @@ static int rkt_write(const data_set_t *ds, const value_list_t *vl, user_data_t *
     if (in->consumer == NULL || !kts_consumer_owns(in->consumer, token))
         return 0;
     uint64_t slot;
-    if (in->wm != NULL && meta_data_get_unsigned_int(vl->meta, RKT_META_WSLOT, &slot) == 0)
-        kts_wmark_raise(in->wm, slot, vl->time); /* first: the residual window (docs) */
+    if (in->wm != NULL && meta_data_get_unsigned_int(vl->meta, RKT_META_WSLOT, &slot) == 0) {
+        if (in->dedup.flush_plugins.n == 0)
+            kts_wmark_raise(in->wm, slot, vl->time); /* first: the residual window (docs) */
+        else if (slot != 0)
+            rkt_wpend_add(in, slot, vl->time); /* raised after a flush (top of the file) */
+    }
     kts_consumer_written(in->consumer, token);
     return 0;
+}
+
+/* kts_commit_fn (kts_consumer.h 11): raise the watermarks of the previous commit point, take
+ * the current ones, flush the listed writers; final: raise everything after the flush. */
+static void rkt_commit_hook(bool final, void *opaque)
+{
+    struct rkt_instance *in = opaque;
+    pthread_mutex_lock(&in->hook_lock);
+    if (in->wm != NULL) {
+        pthread_mutex_lock(&in->wlock);
+        for (size_t i = 0; i < in->wprev_n; i++)
+            kts_wmark_raise(in->wm, in->wprev[i].slot, in->wprev[i].time);
+        struct rkt_wpend *t = in->wprev;
+        size_t tcap = in->wprev_cap;
+        in->wprev = in->wcur;
+        in->wprev_n = in->wcur_n;
+        in->wprev_cap = in->wcur_cap;
+        in->wcur = t;
+        in->wcur_n = 0;
+        in->wcur_cap = tcap;
+        pthread_mutex_unlock(&in->wlock);
+    }
+    for (size_t i = 0; i < in->dedup.flush_plugins.n; i++)
+        plugin_flush(in->dedup.flush_plugins.v[i], 0, NULL);
+    if (final && in->wm != NULL) {
+        pthread_mutex_lock(&in->wlock);
+        for (size_t i = 0; i < in->wprev_n; i++)
+            kts_wmark_raise(in->wm, in->wprev[i].slot, in->wprev[i].time);
+        in->wprev_n = 0;
+        pthread_mutex_unlock(&in->wlock);
+    }
+    pthread_mutex_unlock(&in->hook_lock);
 }
 
 static void dispatch_one(const struct rkt_instance *in, const char *type,
@@ -329,6 +420,8 @@ static int rkt_read(user_data_t *ud)
     DISPATCH_DERIVE(in, "unconfirmed", st.unconfirmed);
     DISPATCH_DERIVE(in, "dropped_revoked", st.dropped_revoked);
     DISPATCH_DERIVE(in, "offsets_stored", st.offsets_stored);
+    if (in->dedup.flush_plugins.n > 0)
+        DISPATCH_DERIVE(in, "commit_points", st.commit_points);
     DISPATCH_DERIVE(in, "rebalances", st.rebalances);
     dispatch_one(in, "queue_length", "inflight-messages",
                  (value_t){.gauge = (gauge_t)st.inflight_messages});
@@ -408,6 +501,14 @@ static int rkt_init(void)
         struct rkt_instance *in = instances[i];
         char err[1024];
         struct kts_consumer_callbacks cb = {.dispatch = rkt_dispatch, .dispatch_opaque = in};
+        if (in->dedup.flush_plugins.n > 0) {
+            cb.commit_hook = rkt_commit_hook;
+            cb.commit_opaque = in;
+            cb.commit_interval = in->dedup.commit_interval;
+            INFO(PLUGIN_NAME " plugin (%s): FlushBeforeCommit: offsets (and watermarks) are "
+                 "stored every %g s, one interval after flushing %zu writer(s)", in->cfg.name,
+                 in->dedup.commit_interval, in->dedup.flush_plugins.n);
+        }
         if (in->dedup.state_file != NULL) {
             int wrc = kts_wmark_open(&in->wm, in->dedup.state_file,
                                      (uint64_t)in->dedup.state_series, err, sizeof(err));
@@ -467,6 +568,10 @@ static int rkt_shutdown(void)
         kts_consumer_config_free(&in->cfg);
         kts_opt_free(rkt_dedup_options, &in->dedup);
         pthread_mutex_destroy(&in->stop_lock);
+        pthread_mutex_destroy(&in->wlock);
+        pthread_mutex_destroy(&in->hook_lock);
+        free(in->wcur);
+        free(in->wprev);
         free(in);
         instances[i] = NULL;
     }

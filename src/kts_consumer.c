@@ -161,6 +161,8 @@ struct part {
     bool revoked;
     int64_t next_offset;   /* last consumed + 1, -1 before the first message */
     int64_t stored;        /* last offset stored, -1 none */
+    int64_t done;          /* (11) offset to store once flushed (last done + 1), -1 none */
+    int64_t flushed;       /* (11) `done` at the last commit point, -1 none */
     struct msg *head, *tail;
     struct part *next;
 };
@@ -521,8 +523,40 @@ static struct part *part_find(struct kts_consumer *c, const char *topic, int32_t
     return NULL;
 }
 
-/* Pop done messages; store offsets of non-revoked partitions; free empty revoked ones (2, 9).
- * Lock held. */
+/* Store `list` (may be NULL), count, destroy. */
+static void offsets_store_list(struct kts_consumer *c, rd_kafka_topic_partition_list_t *list)
+{
+    if (list == NULL)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, list);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        kts_log_limited(&c->rl_err, KTS_LOG_WARNING,
+                        "read_kafka_ts plugin (%s): storing offsets: %s", c->name,
+                        rd_kafka_err2str(err));
+    else
+        c->st.offsets_stored += (uint64_t)list->cnt;
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* (11) Store, for every partition still owned, the offset recorded at the last commit point
+ * (flushed = true) or everything done (flushed = false: after the final hook). Lock held. */
+static void store_committed(struct kts_consumer *c, bool flushed)
+{
+    rd_kafka_topic_partition_list_t *list = NULL;
+    for (struct part *p = c->parts; p != NULL; p = p->next) {
+        int64_t off = flushed ? p->flushed : p->done;
+        if (p->revoked || off < 0 || off <= p->stored)
+            continue;
+        if (list == NULL)
+            list = rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = off;
+        p->stored = off;
+    }
+    offsets_store_list(c, list);
+}
+
+/* Pop done messages; store offsets of non-revoked partitions (with a commit hook: only record
+ * them, 11); free empty revoked ones (2, 9). Lock held. */
 static void store_offsets(struct kts_consumer *c)
 {
     rd_kafka_topic_partition_list_t *list = NULL;
@@ -538,7 +572,9 @@ static void store_offsets(struct kts_consumer *c)
             free(m);
             c->st.inflight_messages--;
         }
-        if (last >= 0 && !p->revoked) {
+        if (last >= 0 && !p->revoked && c->cb.commit_hook != NULL) {
+            p->done = last + 1;
+        } else if (last >= 0 && !p->revoked) {
             if (list == NULL)
                 list = rd_kafka_topic_partition_list_new(8);
             rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = last + 1;
@@ -552,16 +588,23 @@ static void store_offsets(struct kts_consumer *c)
         }
         pp = &p->next;
     }
-    if (list != NULL) {
-        rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, list);
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-            kts_log_limited(&c->rl_err, KTS_LOG_WARNING,
-                            "read_kafka_ts plugin (%s): storing offsets: %s", c->name,
-                            rd_kafka_err2str(err));
-        else
-            c->st.offsets_stored += (uint64_t)list->cnt;
-        rd_kafka_topic_partition_list_destroy(list);
-    }
+    offsets_store_list(c, list);
+}
+
+/* (11) One commit point: store the generation flushed at the previous one, record what is done
+ * now, call the hook without the lock. Lock held on entry and on return. */
+static void commit_point(struct kts_consumer *c, bool final)
+{
+    store_offsets(c);
+    store_committed(c, true);
+    for (struct part *p = c->parts; p != NULL; p = p->next)
+        p->flushed = p->done;
+    c->st.commit_points++;
+    pthread_mutex_unlock(&c->lock);
+    c->cb.commit_hook(final, c->cb.commit_opaque);
+    pthread_mutex_lock(&c->lock);
+    if (final)
+        store_committed(c, false);
 }
 
 /* Drop queued (not dispatched) values of revoked partitions (9). Lock held. */
@@ -606,6 +649,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             p->partition = parts->elems[i].partition;
             p->next_offset = -1;
             p->stored = -1;
+            p->done = p->flushed = -1;
             p->next = c->parts;
             c->parts = p;
         }
@@ -618,7 +662,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     /* Revoke (or error): store what is done while we still own the partitions, then forget
      * what was not dispatched. No synchronous commit here (KAFKA-NOTES): librdkafka's auto
      * commit commits the stored offsets on unassign. */
-    store_offsets(c);
+    store_offsets(c); /* (11) with a commit hook: stores nothing (redelivered to the new owner) */
     for (struct part *p = c->parts; p != NULL; p = p->next)
         p->revoked = true;
     drop_revoked(c);
@@ -849,6 +893,10 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
         snprintf(errbuf, errbuf_size, "GroupId, Topic and a dispatch callback are required");
         return -EINVAL;
     }
+    if (cb->commit_hook != NULL && !(cb->commit_interval > 0)) {
+        snprintf(errbuf, errbuf_size, "a commit hook needs a commit interval > 0");
+        return -EINVAL;
+    }
     struct kts_consumer *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return -ENOMEM;
@@ -1007,13 +1055,20 @@ int kts_consumer_run(struct kts_consumer *c)
         return -ENOMEM;
     pthread_mutex_lock(&c->lock);
     c->running = true;
-    int64_t last_scan = now_ns();
+    int64_t last_scan = now_ns(), last_commit = now_ns();
     while (!c->stop) {
         pump_ready(c);
         store_offsets(c);
         if (now_ns() - last_scan > 1000000000) {
             check_timeouts(c);
             last_scan = now_ns();
+        }
+        if (c->cb.commit_hook != NULL &&
+            now_ns() - last_commit >= (int64_t)(c->cb.commit_interval * 1e9)) {
+            commit_point(c, false);
+            last_commit = now_ns();
+            if (c->stop)
+                break;
         }
         int64_t room = c->cfg.max_inflight_messages - (int64_t)c->st.inflight_messages;
         bool full = room <= 0 || c->st.inflight_values >= (uint64_t)c->cfg.max_inflight_values;
@@ -1089,6 +1144,8 @@ uint64_t kts_consumer_drain(struct kts_consumer *c)
         if (pthread_cond_timedwait(&c->cond, &c->lock, &dl2) == ETIMEDOUT)
             break;
     store_offsets(c);
+    if (c->cb.commit_hook != NULL)
+        commit_point(c, true); /* (11) flush once more, then store everything done */
     if (left > 0)
         kts_log(KTS_LOG_WARNING, "read_kafka_ts plugin (%s): shutdown: %llu dispatched value(s) "
                 "were not confirmed written within DrainTimeout; their messages will be "

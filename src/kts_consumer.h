@@ -37,6 +37,15 @@
  * 10. A dispatched value not confirmed within WriteTimeout (e.g. dropped by a filter chain or
  *     by collectd's WriteQueueLimit) is counted as unconfirmed, logged, and then treated as
  *     done, so one lost value cannot stall a partition forever.
+ * 11. With a commit hook (read_kafka_ts FlushBeforeCommit), offsets are stored only at commit
+ *     points, every commit_interval seconds on the consumer thread, and lag one generation:
+ *     commit point k stores the offsets that were done at commit point k-1, then records what
+ *     is done now and calls the hook (which flushes the caching writers) without the lock. So
+ *     an offset is stored only after a flush that started after its values were written, plus
+ *     one commit interval for writers whose flush is asynchronous (collectd's rrdtool plugin
+ *     only queues on flush). A revoke stores nothing beyond the last commit point (the rest
+ *     is redelivered to the new owner). Drain calls the hook once more (final) and then stores
+ *     everything done (a clean shutdown: the writers' own shutdown writes their caches).
  */
 #ifndef KTS_CONSUMER_H
 #define KTS_CONSUMER_H
@@ -100,11 +109,22 @@ typedef int (*kts_pipeline_fn)(struct kts_vl *in, kts_emit_fn emit, void *emit_c
 typedef int (*kts_dispatch_fn)(const struct kts_vl *vl, uint64_t token, void *opaque);
 #define KTS_DISPATCH_SKIPPED 1
 
+/*
+ * Commit hook (11): called without the consumer's lock, on the consumer thread (or, with
+ * final = true, on the thread calling kts_consumer_drain()), so possibly concurrently with
+ * itself during a drain that timed out: it must be thread-safe. It must not call back into the
+ * consumer. Its return value is ignored.
+ */
+typedef void (*kts_commit_fn)(bool final, void *opaque);
+
 struct kts_consumer_callbacks {
     kts_dispatch_fn dispatch; /* required */
     void *dispatch_opaque;
     kts_pipeline_fn pipeline; /* NULL = identity */
     void *pipeline_opaque;
+    kts_commit_fn commit_hook; /* NULL = offsets stored as soon as done (2) */
+    void *commit_opaque;
+    double commit_interval;    /* seconds between commit points (11), > 0 with a hook */
 };
 
 /* Counters (monotonic unless noted). */
@@ -121,6 +141,7 @@ struct kts_consumer_stats {
     uint64_t unconfirmed;        /* write timeouts (10) */
     uint64_t dropped_revoked;    /* queued values dropped when their partition was revoked */
     uint64_t offsets_stored;     /* offset store operations (partitions × times) */
+    uint64_t commit_points;      /* commit hook calls (11) */
     uint64_t rebalances;
     uint64_t inflight_messages;  /* current */
     uint64_t inflight_values;    /* current: queued + dispatched, not confirmed */

@@ -18,6 +18,7 @@
 struct prop_row {
     char *name;
     char *range; /* NULL: empty column */
+    char *words; /* a string property's values listed in its description (2), or NULL */
 };
 static struct prop_row *rows;
 static size_t rows_n;
@@ -51,16 +52,30 @@ static void add_line(char *line)
         return;
     *bar1 = *bar3 = '\0';
     const char *name = trim(line), *range = trim(bar2 + 1);
-    if (*name == '\0' || strcmp(name, "Property") == 0 || strchr(name, ' ') || row_known(name))
+    /* "Supported: GSSAPI, PLAIN, ..." (sasl.mechanisms), "Available strategies: range, ..."
+     * (partition.assignment.strategy): the values librdkafka checks only in rd_kafka_new(). */
+    char *words = NULL;
+    static const char *const intro[] = {"Supported: ", "Available strategies: "};
+    for (size_t i = 0; i < 2 && words == NULL && *range == '\0'; i++) {
+        char *w = strstr(bar3 + 1, intro[i]);
+        if (w != NULL) {
+            w += strlen(intro[i]);
+            words = strndup(w, strcspn(w, "."));
+        }
+    }
+    struct prop_row *n = NULL;
+    if (*name == '\0' || strcmp(name, "Property") == 0 || strchr(name, ' ') || row_known(name) ||
+        (n = realloc(rows, (rows_n + 1) * sizeof(*rows))) == NULL) {
+        free(words);
         return;
-    struct prop_row *n = realloc(rows, (rows_n + 1) * sizeof(*rows));
-    if (n == NULL)
-        return;
+    }
     rows = n;
     rows[rows_n].name = strdup(name);
     rows[rows_n].range = *range ? strdup(range) : NULL;
+    rows[rows_n].words = words;
     if (rows[rows_n].name == NULL) {
         free(rows[rows_n].range);
+        free(words);
         return;
     }
     rows_n++;
@@ -94,13 +109,44 @@ bool kts_rdkprops_is_secret(const char *name)
            strcasecmp(name, "sasl.username") == 0;
 }
 
-const char *kts_rdkprops_allowed(const char *name)
+static const struct prop_row *row_of(const char *name)
 {
     pthread_once(&rows_once, load_rows);
     for (size_t i = 0; i < rows_n; i++)
         if (strcasecmp(rows[i].name, name) == 0)
-            return rows[i].range;
+            return &rows[i];
     return NULL;
+}
+
+const char *kts_rdkprops_allowed(const char *name)
+{
+    const struct prop_row *r = row_of(name);
+    return r == NULL ? NULL : r->range != NULL ? r->range : r->words;
+}
+
+/* Is every comma-separated element of `value` one of `words` (case-insensitive)? */
+static bool all_listed(const char *value, const char *words)
+{
+    char v[512], *save = NULL;
+    if (snprintf(v, sizeof(v), "%s", value) >= (int)sizeof(v))
+        return false;
+    int n = 0;
+    for (char *e = strtok_r(v, ",", &save); e != NULL; e = strtok_r(NULL, ",", &save), n++) {
+        e = trim(e);
+        size_t el = strlen(e);
+        bool found = false;
+        for (const char *w = words; *w && !found;) {
+            size_t wl = strcspn(w, ",");
+            const char *t = w;
+            while (isspace((unsigned char)*t) && t < w + wl)
+                t++;
+            found = el > 0 && (size_t)(w + wl - t) == el && strncasecmp(t, e, el) == 0;
+            w += wl + (w[wl] == ',');
+        }
+        if (!found)
+            return false;
+    }
+    return n > 0;
 }
 
 /* Case-insensitive Levenshtein distance, capped: returns cap + 1 when larger than cap. */
@@ -168,8 +214,19 @@ int kts_rdkprops_check(const char *key, const char *value, char *errbuf, size_t 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr));
     rd_kafka_conf_destroy(conf);
-    if (res == RD_KAFKA_CONF_OK)
-        return 0;
+    if (res == RD_KAFKA_CONF_OK) {
+        /* (2) values librdkafka would refuse only in rd_kafka_new(), at init */
+        const struct prop_row *r = row_of(key);
+        if (r == NULL || r->range != NULL || r->words == NULL || all_listed(value, r->words))
+            return 0;
+        if (kts_rdkprops_is_secret(key))
+            snprintf(errbuf, errbuf_size, "invalid value (not shown: secret); allowed: %s",
+                     r->words);
+        else
+            snprintf(errbuf, errbuf_size, "Invalid value \"%s\" for configuration property "
+                     "\"%s\"; allowed: %s", value, key, r->words);
+        return -EINVAL;
+    }
     char *msg = trim(errstr); /* librdkafka 2.0.2 ends its range message with "\n" */
     bool secret = kts_rdkprops_is_secret(key);
     if (res == RD_KAFKA_CONF_UNKNOWN) {

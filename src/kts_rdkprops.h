@@ -4,12 +4,16 @@
  * What it guarantees:
  *  1. kts_rdkprops_allowed() returns the "Range" column of librdkafka's own property table
  *     (rd_kafka_conf_properties_show()) for a property or its alias: e.g. "plaintext, ssl,
- *     sasl_plaintext, sasl_ssl" or "1 .. 1000000"; NULL for properties without one (strings).
+ *     sasl_plaintext, sasl_ssl" or "1 .. 1000000"; for a string property whose description
+ *     lists its values (sasl.mechanism(s): "Supported: ...", partition.assignment.strategy:
+ *     "Available strategies: ...") that list; NULL for other properties (free strings).
  *     The table is read once per process (pthread_once) and kept until exit.
  *  2. kts_rdkprops_check() asks librdkafka (rd_kafka_conf_set on a fresh conf) and, when it
  *     refuses, writes a message that names the property, the value (unless the property is a
  *     secret: kts_rdkprops_is_secret()) and what is allowed: librdkafka's own text, plus
- *     "; allowed: <Range column>" when librdkafka did not say it itself.
+ *     "; allowed: <Range column>" when librdkafka did not say it itself. Values of the string
+ *     properties of (1) with a list, which librdkafka checks only in rd_kafka_new(), are
+ *     checked here against that list (each comma-separated element, case-insensitively).
  *  3. For an unknown property name the message adds the closest known name (edit distance at
  *     most 3, or one containing the other as a dot-separated part), e.g. "did you mean
  *     \"bootstrap.servers\"?".

@@ -17,7 +17,7 @@ static void sink(int level, const char *msg, void *opaque)
 {
     (void)opaque;
     size_t l = strlen(logged);
-    snprintf(logged + l, sizeof(logged) - l, "%d|%s\n", level, msg);
+    snprintf(logged + l, sizeof(logged) - l, "%s%d|%s", l ? " / " : "", level, msg);
 }
 
 /* Every comma-separated word of `list` occurs in `msg`. `list` and `msg` are borrowed. */
@@ -58,9 +58,12 @@ int main(void)
         {"auto.offset.reset", "oldest", "smallest, earliest, beginning, largest, latest, end, error"},
         {"ssl.endpoint.identification.algorithm", "xyz", "none, https"},
         {"debug", "everything", "generic, broker, topic, metadata, consumer, all"},
+        /* strings librdkafka checks only in rd_kafka_new(): the list from the description */
+        {"sasl.mechanism", "SCRAM", "GSSAPI, PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER"},
+        {"partition.assignment.strategy", "sticky", "range, roundrobin, cooperative-sticky"},
     };
     const size_t n_enums = sizeof(enums) / sizeof(enums[0]);
-    plan((int)(3 * n_enums) + 20);
+    plan((int)(3 * n_enums) + 23);
     kts_log_set_sink(sink, NULL);
     char msg[1024];
 
@@ -82,6 +85,12 @@ int main(void)
     }
     is_int(kts_rdkprops_check("security.protocol", "SASL_SSL", msg, sizeof(msg)), 0,
            "2: a valid enum value is accepted");
+    is_int(kts_rdkprops_check("sasl.mechanisms", "SCRAM-SHA-512", msg, sizeof(msg)), 0,
+           "2: a listed SASL mechanism is accepted");
+    is_int(kts_rdkprops_check("partition.assignment.strategy", "range, roundrobin", msg,
+                              sizeof(msg)), 0, "2: a list of listed strategies is accepted");
+    is_int(kts_rdkprops_check("partition.assignment.strategy", "range,sticky", msg, sizeof(msg)),
+           -EINVAL, "2: one unknown strategy in the list is refused: %s", msg);
     /* An integer with words (acks: -1 .. 1000 or "all"): librdkafka names neither the value
      * nor the range. */
     is_int(kts_rdkprops_check("acks", "most", msg, sizeof(msg)), -EINVAL, "2: acks \"most\"");

@@ -124,7 +124,7 @@ static void empty_dir(void)
 
 int main(void)
 {
-    plan(51);
+    plan(54);
     kts_log_set_sink(sink, NULL);
     snprintf(dir, sizeof(dir), "%s/kts-t-spool.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (mkdtemp(dir) == NULL)
@@ -356,8 +356,24 @@ int main(void)
         kts_spool_flush(sp, true);
         kts_spool_stats(sp, &st);
         ok(st.dir_syncs == syncs + 1, "6: nothing created or deleted since: no directory fsync");
+        /* a prepend (records 0..9 again) writes a new head segment by rename */
+        struct kts_spool_rec pre[10];
+        char pkeys[10][32], ppls[10][256];
+        for (unsigned i = 0; i < 10; i++) {
+            pre[i].key = pkeys[i];
+            pre[i].key_len = (size_t)snprintf(pkeys[i], 32, "series-%u", i % 7);
+            pre[i].payload = ppls[i];
+            pre[i].payload_len = (size_t)snprintf(ppls[i], 256, "value %u %.*s", i, (int)(i % 50),
+                                                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        }
+        is_int(kts_spool_prepend(sp, pre, 10), 10, "6: prepend 10 records");
+        kts_spool_flush(sp, true);
+        kts_spool_stats(sp, &st);
+        ok(st.dir_syncs > syncs + 1, "6: the prepended segment's entry is fsynced (%" PRIu64 ")",
+           st.dir_syncs);
         ok(kts_spool_close(sp) == 0, "6: close");
         sp = open_spool(1u << 20, 4096);
+        is_int(take(sp, 0, 10), 10, "6: after reopening the prepended 0..9 first");
         is_int(take(sp, 1000, 100000), 1000, "6: the other 1000 back in order after reopening");
         kts_spool_flush(sp, true);
         kts_spool_stats(sp, &st);

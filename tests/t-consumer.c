@@ -359,6 +359,88 @@ static void test_offsets_and_dlq(void)
     kts_consumer_config_free(&cfg);
 }
 
+/* Commit hook (C11): offsets are stored one commit point after the hook that followed their
+ * values' confirmation, never before. The hook reads the consumer's stats and lag (it runs
+ * without the consumer's lock). */
+struct hook_rec {
+    struct kts_consumer *c;
+    int calls, finals;
+    uint64_t written[64];
+    int64_t stored[64];
+};
+static void test_hook(bool final, void *opaque)
+{
+    struct hook_rec *h = opaque;
+    struct kts_consumer_stats st;
+    kts_consumer_stats(h->c, &st);
+    int i = __atomic_load_n(&h->calls, __ATOMIC_RELAXED);
+    if (i < 64) {
+        h->written[i] = st.written;
+        h->stored[i] = stored_of(h->c, 0);
+    }
+    __atomic_store_n(&h->calls, i + 1, __ATOMIC_RELEASE);
+    h->finals += final;
+}
+static bool hook_calls_reached(void *arg)
+{
+    struct hook_rec *h = arg; /* a commit point (not the final one) stored all 20 */
+    int n = __atomic_load_n(&h->calls, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n && i < 64; i++)
+        if (h->stored[i] == 20)
+            return true;
+    return n >= 64;
+}
+
+static void test_commit_hook(void)
+{
+    const char *topic = "t-commit-hook";
+    rd_kafka_mock_topic_create(mcluster, topic, 1, 1);
+    for (int k = 0; k < 20; k++)
+        produce_value(topic, 0, 1, k);
+    rd_kafka_flush(mock_rk, 5000);
+    struct kts_consumer_config cfg = {0};
+    base_config(&cfg, "g-commit-hook", topic);
+    static struct sink s;
+    pthread_mutex_init(&s.lock, NULL);
+    static struct hook_rec h;
+    struct kts_consumer_callbacks cb = {.dispatch = sink_dispatch, .dispatch_opaque = &s,
+                                        .commit_hook = test_hook, .commit_opaque = &h,
+                                        .commit_interval = 0.3};
+    char err[512];
+    struct kts_consumer *c;
+    int rc = kts_consumer_create(&c, &cfg, &cb, 9, err, sizeof(err));
+    is_int(rc, 0, "C11 consumer with a commit hook created (%s)", rc ? err : "");
+    if (rc != 0)
+        return;
+    s.c = h.c = c;
+    pthread_t rt, wt;
+    pthread_create(&rt, NULL, run_thread, c);
+    pthread_create(&wt, NULL, sink_writer, &s);
+    ok(wait_for(written_reached, &(struct wait_n){c, 20}, 30) && wait_for(hook_calls_reached, &h, 30),
+       "C11 20 values written, and a commit point stored them before any drain");
+    is_uint(kts_consumer_drain(c), 0, "C11 drain: nothing left unconfirmed");
+    pthread_join(rt, NULL);
+    /* At each commit point the stored offset is at most what was written at the one before
+     * (one message per value, offsets from 0). */
+    bool lag_ok = h.stored[0] <= 0;
+    for (int i = 1; i < h.calls && i < 64; i++)
+        if (h.stored[i] > (int64_t)h.written[i - 1])
+            lag_ok = false;
+    for (int i = 0; i < h.calls && i < 64 && getenv("KTS_TEST_VERBOSE"); i++)
+        diag("hook call %d: written %llu, stored %lld", i, (unsigned long long)h.written[i],
+             (long long)h.stored[i]);
+    ok(lag_ok, "C11 an offset is stored only at the commit point after the hook that followed "
+       "its value's confirmation (%d hook calls)", h.calls);
+    is_int(h.finals, 1, "C11 drain calls the hook once more, as final");
+    is_int(stored_of(c, 0), 20, "C11 after the final hook everything done is stored");
+    kts_consumer_close(c);
+    atomic_store(&s.stop, true);
+    pthread_join(wt, NULL);
+    kts_consumer_destroy(c);
+    is_int(committed("g-commit-hook", topic, 0), 20, "C11 close committed it");
+    kts_consumer_config_free(&cfg);
+}
+
 /* Close during a rebalance: a second member joins, the first closes at once (C8). */
 static void test_rebalance_close(int loops)
 {
@@ -430,12 +512,13 @@ static void test_rebalance_close(int loops)
 int main(void)
 {
     kts_log_set_sink(quiet, NULL);
-    plan(37);
+    plan(44);
     test_typesdb();
     test_naming();
     mock_start();
     alarm(600); /* a hang is a failure, not a stuck suite */
     test_offsets_and_dlq();
+    test_commit_hook();
     int loops = getenv("KTS_REBALANCE_LOOPS") ? atoi(getenv("KTS_REBALANCE_LOOPS")) : 10;
     test_rebalance_close(loops);
     rd_kafka_destroy(mock_rk);

@@ -8,8 +8,10 @@
 # Timeline: PRE s all up; node 2 stopped (TERM) for ONE s: leaders move, writes go on; then
 # nodes 1 and 3 stopped too: ALL s with no broker and no controller quorum; then all three
 # started again (node 1 first, which waits for a quorum, then 2 and 3). Checks: every value of
-# both agents arrives, per-series order (values and timestamps) kept, each series on one
-# partition; the spool agent spooled, replayed everything and dropped nothing. (The last node
+# both agents arrives, each series on one partition; the spool agent spooled, replayed
+# everything and dropped nothing. Per-series order (values and timestamps) is checked and
+# reported as a TODO: across this full-cluster outage librdkafka 2.0.2 without idempotence can
+# write a retried batch after a later one (docs/write_kafka_ts.md, Ordering). (The last node
 # is killed: without a controller quorum it cannot shut down in order.)
 # Environment: KTS_OUTAGE_RATE (10000), KTS_OUTAGE_PRE (3), KTS_OUTAGE_ONE (8),
 # KTS_OUTAGE_ALL (15), KTS_OUTAGE_POST (2).
@@ -28,7 +30,7 @@ SERIES=100
 COUNT=$((RATE * (PRE + ONE + ALL + POST)))
 MEM_MSGS=$((RATE * (ONE + ALL) * 3 / 2 + 100000))
 
-plan 19
+plan 21
 kafka_start --brokers 3 || bail_out "kafka-local start --brokers 3 failed"
 diag "cluster up at $SECONDS s; bootstrap $KTS_BOOTSTRAP; $RATE value lists/s; one node down $ONE s, then all down $ALL s"
 run=$(kafka_topic outage3)
@@ -90,8 +92,17 @@ for a in mem spool; do
     res=$(wo_check "$D/got.txt" $a "$SERIES" "$COUNT")
     diag "$res"
     is "$(wo_field "$res" missing)" 0 "$a: every value arrives ($COUNT)"
-    is "$(wo_field "$res" order)/$(wo_field "$res" time)/$(wo_field "$res" partitions)" 0/0/0 \
-        "$a: per-series order kept, one partition per series"
+    is "$(wo_field "$res" partitions)" 0 "$a: one partition per series"
+    # Per-series order is NOT guaranteed here: librdkafka 2.0.2 without idempotence can write a
+    # produce request it retried (NOT_ENOUGH_REPLICAS while the restarted cluster rebuilds its
+    # ISRs) after a later one, max.in.flight 1 notwithstanding. Seen once (CI asan phase,
+    # commit afe8f66): spool agent, one block of 4,026 values of partition 3 written after the
+    # next request. docs/write_kafka_ts.md "Ordering" and docs/RELIABILITY.md section 1. The
+    # check still runs and prints its result (a TODO failure is listed by prove, not hidden).
+    TAP_TODO="librdkafka 2.0.2 without idempotence may reorder a retried batch (docs/write_kafka_ts.md, Ordering)"
+    is "$(wo_field "$res" order)/$(wo_field "$res" time)" 0/0 \
+        "$a: per-series order kept (out of order: $(wo_field "$res" blocks) block(s))"
+    TAP_TODO=""
 done
 diag "read back and checked at $SECONDS s"
 cmp_ok "$spooled" -gt 0 "spool: values were spooled ($spooled)"

@@ -18,6 +18,10 @@ guarantee 3), it compares the topic with what was dispatched and prints one line
       time         first appearances whose timestamp is not after the previous one of the series
       partitions   series found in more than one partition (must be 0: keyed by series)
       extra        values never dispatched (k beyond the count of the series)
+      blocks       runs of consecutive out-of-order first appearances within one partition:
+                   a produce request that librdkafka retried and the broker wrote after a later
+                   one shows as ONE block (docs/write_kafka_ts.md, Ordering); scattered
+                   reordering (e.g. several write threads) shows as many
 and, on stderr, the first few missing values per host (run lengths) to help a diagnosis.
 Exit 0 always: the caller decides what must be 0.
 """
@@ -37,8 +41,10 @@ def main():
         hosts[args[i].encode()] = (int(args[i + 1]), int(args[i + 2]))
     # per (host, series): partition, last value, last time, seen set, counters
     state = {}
-    stats = {h: dict(distinct=0, duplicates=0, order=0, time=0, partitions=0, extra=0)
+    stats = {h: dict(distinct=0, duplicates=0, order=0, time=0, partitions=0, extra=0, blocks=0)
              for h in hosts}
+    # per (host, partition): [inside an out-of-order run?, its first offset, its length]
+    runs = {}
     for line in sys.stdin.buffer:
         m = PAT.search(line)
         if not m:
@@ -65,7 +71,16 @@ def main():
             st['extra'] += 1
             continue
         st['distinct'] += 1
+        r = runs.setdefault((host, part), [False, b'', 0])
+        if k < e[1] and not r[0]:
+            st['blocks'] += 1
+            r[0], r[1], r[2] = True, line.split(b' ', 2)[1], 0
+        elif k >= e[1] and r[0]:
+            print('# %s partition %s: out-of-order block of %d values from offset %s' %
+                  (host.decode(), part.decode(), r[2], r[1].decode()), file=sys.stderr)
+            r[0] = False
         if k < e[1]:
+            r[2] += 1
             st['order'] += 1
             if st['order'] <= 5:
                 print('# %s s%d: value %d at partition %s offset %s after value %d' %
@@ -80,10 +95,14 @@ def main():
     for host, (nseries, count) in hosts.items():
         st = stats[host]
         missing = count - st['distinct']
+        for (h, part), r in runs.items():
+            if h == host and r[0]:
+                print('# %s partition %s: out-of-order block of %d values from offset %s' %
+                      (host.decode(), part.decode(), r[2], r[1].decode()), file=sys.stderr)
         print('%s expected=%d distinct=%d missing=%d duplicates=%d order=%d time=%d '
-              'partitions=%d extra=%d' % (host.decode(), count, st['distinct'], missing,
-                                          st['duplicates'], st['order'], st['time'],
-                                          st['partitions'], st['extra']))
+              'partitions=%d extra=%d blocks=%d' % (host.decode(), count, st['distinct'], missing,
+                                                    st['duplicates'], st['order'], st['time'],
+                                                    st['partitions'], st['extra'], st['blocks']))
         if missing:
             shown = 0
             for s in range(nseries):

@@ -6,15 +6,15 @@
  *               used (atomic, shared by every process mapping the file)
  *   [4096, …)   slots × {k1, k2, t}: open addressing, linear probing, no deletion.
  * A slot is free while k1 == 0. Claiming: reserve a unit of `used` (refuse beyond series_max),
- * CAS k1 0 → key1, then store k2 (release). Readers compare k1, then wait briefly for k2 if it is
- * still 0 (a claim in progress), else skip the slot (5). k1 and k2 have their lowest bit set, so
- * a key is never 0. t only grows (CAS max).
+ * CAS k1 0 → key1, then CAS k2 0 → key2. A reader whose k1 matches and finds k2 still 0 (a
+ * claim in progress, or one cut short by kill -9) does that CAS itself instead of waiting: the
+ * winner of the k2 CAS owns the slot, a loser with another k2 probes on (5). So a key never gets
+ * two slots. k1 and k2 have their lowest bit set, so a key is never 0. t only grows (CAS max).
  */
 #include "kts_wmark.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +27,6 @@
 #define WM_MAGIC "KTSWMRK1"
 #define WM_VERSION 1u
 #define WM_HEADER_SIZE 4096u
-#define WM_SPIN 1000 /* sched_yield rounds a reader waits for a claim in progress (5) */
 
 struct wm_header {
     char magic[8];
@@ -245,21 +244,21 @@ int kts_wmark_slot(struct kts_wmark *w, const void *key, size_t len, uint64_t *s
                 return -ENOSPC;
             }
             if (__atomic_compare_exchange_n(&e->k1, &k, k1, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE)) {
-                __atomic_store_n(&e->k2, k2, __ATOMIC_RELEASE);
-                *slot = idx + 1;
-                return 0;
-            }
-            __atomic_fetch_sub(&w->hdr->used, 1, __ATOMIC_ACQ_REL); /* lost the race: k is set */
+                                            __ATOMIC_ACQUIRE))
+                k = k1; /* ours: complete it with k2 below (another may already have) */
+            else
+                __atomic_fetch_sub(&w->hdr->used, 1, __ATOMIC_ACQ_REL); /* lost: k is set */
         }
         if (k != k1)
             continue;
-        uint64_t v = __atomic_load_n(&e->k2, __ATOMIC_ACQUIRE);
-        for (int i = 0; v == 0 && i < WM_SPIN; i++) {
-            sched_yield();
-            v = __atomic_load_n(&e->k2, __ATOMIC_ACQUIRE);
-        }
-        if (v == k2) {
+        /* k1 is ours: the slot is this key's if k2 matches. k2 still 0 means a claim in
+         * progress (or one cut short by kill -9): complete it ourselves, whoever wins the CAS
+         * decides the slot's key. No waiting, so two processes claiming the same key always
+         * end on the same slot (5). */
+        uint64_t v = 0;
+        if (__atomic_compare_exchange_n(&e->k2, &v, k2, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE) ||
+            v == k2) {
             *slot = idx + 1;
             return 0;
         }

@@ -15,11 +15,10 @@
  *  4. Bounded: at most `series_max` series (fixed when the file is created; the file is
  *     24 bytes per slot, slots = the power of two >= series_max * 4/3, plus a 4 KiB header).
  *     A new series beyond that is refused (-ENOSPC) and counted; known series keep working.
- *  5. A kill -9 in the middle of claiming a slot leaves at worst one unusable slot (counted in
- *     `used`) and never a wrong watermark: a slot becomes visible only with its full key, and a
- *     half-claimed slot is skipped. Two claims of the same key racing across processes can leave
- *     two slots for it; lookups then use the first, whose watermark is never above the true one
- *     (a redelivery then passes: a duplicate, never a loss).
+ *  5. A key has at most one slot, also when threads or processes claim it at the same time,
+ *     and a kill -9 in the middle of a claim never leaves a wrong watermark: a slot is used only
+ *     with its full key; a half-claimed slot (first half of the key written) is completed by the
+ *     next claim of a key with that first half, without waiting for the claimant.
  *  6. The file starts with a header (magic "KTSWMRK1", version, sizes); a file that is not one
  *     of ours, of another version, truncated, or created for another series_max is refused with
  *     a message naming the file and the mismatch. A file whose creation was interrupted before

@@ -30,22 +30,40 @@ static inline void plan(int n)
     fflush(stdout);
 }
 
-static inline void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static inline void diag(const char *fmt, ...)
+/* Prints each line of the message with "# " in front to `f`. */
+static inline void tap_vdiag(FILE *f, const char *fmt, va_list ap)
 {
-    va_list ap;
     char buf[4096];
-    va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
     /* Every line of a diagnostic starts with "# ". */
     for (char *line = buf, *nl; line != NULL && *line != '\0'; line = nl ? nl + 1 : NULL) {
         nl = strchr(line, '\n');
         if (nl)
             *nl = '\0';
-        printf("# %s\n", line);
+        fprintf(f, "# %s\n", line);
     }
-    fflush(stdout);
+    fflush(f);
+}
+
+/* Information: on stdout, which prove shows only with -v. */
+static inline void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void diag(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    tap_vdiag(stdout, fmt, ap);
+    va_end(ap);
+}
+
+/* Why a test point failed: on stderr, like Test::More, so it is in every log (prove and CI
+ * show stderr without -v). */
+static inline void tap_fail_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void tap_fail_diag(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    tap_vdiag(stderr, fmt, ap);
+    va_end(ap);
 }
 
 static inline int tap_vok(int cond, const char *file, int line, const char *fmt, va_list ap)
@@ -56,9 +74,9 @@ static inline int tap_vok(int cond, const char *file, int line, const char *fmt,
     if (!cond)
         tap_failed++;
     printf("%sok %d - %s\n", cond ? "" : "not ", tap_run, name);
-    if (!cond)
-        printf("#   Failed test at %s line %d.\n", file, line);
     fflush(stdout);
+    if (!cond)
+        tap_fail_diag("  Failed test %d '%s'\n  at %s line %d.", tap_run, name, file, line);
     return cond;
 }
 
@@ -79,7 +97,7 @@ static inline int tap_ok(int cond, const char *file, int line, const char *fmt, 
     do {                                                                                       \
         long long tap_g_ = (long long)(got), tap_w_ = (long long)(want);                       \
         if (!ok(tap_g_ == tap_w_, __VA_ARGS__))                                                \
-            diag("       got: %lld\n  expected: %lld", tap_g_, tap_w_);                       \
+            tap_fail_diag("       got: %lld\n  expected: %lld", tap_g_, tap_w_);               \
     } while (0)
 
 #define is_uint(got, want, ...)                                                                \
@@ -87,7 +105,7 @@ static inline int tap_ok(int cond, const char *file, int line, const char *fmt, 
         unsigned long long tap_g_ = (unsigned long long)(got),                                 \
                            tap_w_ = (unsigned long long)(want);                                \
         if (!ok(tap_g_ == tap_w_, __VA_ARGS__))                                                \
-            diag("       got: %llu\n  expected: %llu", tap_g_, tap_w_);                       \
+            tap_fail_diag("       got: %llu\n  expected: %llu", tap_g_, tap_w_);               \
     } while (0)
 
 #define is_str(got, want, ...)                                                                 \
@@ -96,7 +114,7 @@ static inline int tap_ok(int cond, const char *file, int line, const char *fmt, 
         int tap_c_ = (tap_g_ == NULL && tap_w_ == NULL) ||                                     \
                      (tap_g_ != NULL && tap_w_ != NULL && strcmp(tap_g_, tap_w_) == 0);        \
         if (!ok(tap_c_, __VA_ARGS__))                                                          \
-            diag("       got: '%s'\n  expected: '%s'", tap_g_ ? tap_g_ : "(null)",             \
+            tap_fail_diag("       got: '%s'\n  expected: '%s'", tap_g_ ? tap_g_ : "(null)",    \
                  tap_w_ ? tap_w_ : "(null)");                                                  \
     } while (0)
 
@@ -108,7 +126,7 @@ static inline int tap_ok(int cond, const char *file, int line, const char *fmt, 
                      (tap_t_ == 0 ? memcmp(&tap_g_, &tap_w_, sizeof(double)) == 0              \
                                   : fabs(tap_g_ - tap_w_) <= tap_t_);                          \
         if (!ok(tap_c_, __VA_ARGS__))                                                          \
-            diag("       got: %.17g\n  expected: %.17g", tap_g_, tap_w_);                     \
+            tap_fail_diag("       got: %.17g\n  expected: %.17g", tap_g_, tap_w_);             \
     } while (0)
 
 /* Stop the test (prove reports "Bail out!"): for set-up that later tests cannot do without. */
@@ -124,9 +142,9 @@ static inline int tap_ok(int cond, const char *file, int line, const char *fmt, 
 static inline int done_testing(void)
 {
     if (tap_planned >= 0 && tap_run != tap_planned)
-        diag("Looks like you planned %d tests but ran %d.", tap_planned, tap_run);
+        tap_fail_diag("Looks like you planned %d tests but ran %d.", tap_planned, tap_run);
     if (tap_failed)
-        diag("Looks like you failed %d test(s) of %d run.", tap_failed, tap_run);
+        tap_fail_diag("Looks like you failed %d test(s) of %d run.", tap_failed, tap_run);
     return (tap_failed == 0 && (tap_planned < 0 || tap_run == tap_planned)) ? 0 : 1;
 }
 

@@ -101,6 +101,7 @@ struct rkt_instance {
     struct kts_wmark *wm;           /* DedupStateFile, NULL when not configured */
     uint64_t untracked;             /* atomic: values dispatched without a watermark (table full) */
     struct kts_ratelimit rl_full;
+    struct kts_ratelimit rl_skip; /* values not dispatched: their series has a later one written */
     /* FlushBeforeCommit with DedupStateFile: watermarks to raise after a flush */
     pthread_mutex_t wlock;          /* wcur, wprev */
     struct rkt_wpend *wcur, *wprev; /* written since the last commit point / before it */
@@ -233,8 +234,22 @@ static int rkt_dispatch(const struct kts_vl *kvl, uint64_t token, void *opaque)
     uint64_t slot = 0;
     if (in->wm != NULL && kvl->time != 0) {
         slot = rkt_wm_slot(in, kvl);
-        if (slot != 0 && kvl->time <= kts_wmark_get(in->wm, slot))
-            return KTS_DISPATCH_SKIPPED; /* written before (a redelivery) */
+        uint64_t wm = slot != 0 ? kts_wmark_get(in->wm, slot) : 0;
+        if (slot != 0 && kvl->time <= wm) {
+            /* Written before: a redelivery after a restart, or a value that arrives after a
+             * later one of its series was written (a producer retry librdkafka 2.0.2 reordered
+             * without idempotence, docs/write_kafka_ts.md "Ordering"): not dispatched either
+             * way, counted (already_written) and logged, rate-limited, never silently. */
+            kts_log_limited(&in->rl_skip, KTS_LOG_NOTICE,
+                            PLUGIN_NAME " plugin (%s): DedupStateFile: value of %s/%s-%s/%s-%s at "
+                            "%.3f not dispatched: its series has %.3f written already (a "
+                            "redelivery, or a value that arrived late; counted in "
+                            "already_written)",
+                            in->cfg.name, kvl->host, kvl->plugin, kvl->plugin_instance, kvl->type,
+                            kvl->type_instance, CDTIME_T_TO_DOUBLE(kvl->time),
+                            CDTIME_T_TO_DOUBLE((cdtime_t)wm));
+            return KTS_DISPATCH_SKIPPED;
+        }
     }
     value_t values[kvl->ds_len > 0 ? kvl->ds_len : 1];
     value_list_t vl;

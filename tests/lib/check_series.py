@@ -108,17 +108,17 @@ def main():
             for s in range(nseries):
                 want = (count - s + nseries - 1) // nseries
                 seen = state.get((host, s), [None, -1, b'', set()])[3]
-                runs, k = [], 0
-                while k < want and len(runs) < 3:
+                gaps, k = [], 0
+                while k < want and len(gaps) < 3:
                     if k not in seen:
                         j = k
                         while j < want and j not in seen:
                             j += 1
-                        runs.append('%d..%d' % (k, j - 1))
+                        gaps.append('%d..%d' % (k, j - 1))
                         k = j
                     k += 1
-                if runs:
-                    print('# %s s%d missing %s' % (host.decode(), s, ' '.join(runs)),
+                if gaps:
+                    print('# %s s%d missing %s' % (host.decode(), s, ' '.join(gaps)),
                           file=sys.stderr)
                     shown += 1
                 if shown >= 5:

@@ -29,6 +29,7 @@
 #include "kts_buf.h"
 #include "kts_format.h"
 #include "kts_format_impl.h"
+#include "lib/vl_same.h"
 
 static const char *srcdir;
 
@@ -43,75 +44,10 @@ static uint64_t rnd(void)
 
 /* ------------------------------------------------------------------ comparison */
 
-static bool same_bits(const void *a, const void *b, size_t n)
-{
-    return memcmp(a, b, n) == 0;
-}
-
 /* Deep equality: names over all KTS_NAME_MAX bytes, numbers and doubles bit for bit. */
-static bool vl_same(const struct kts_vl *a, const struct kts_vl *b, char *why, size_t n)
+static bool vl_identical(const struct kts_vl *a, const struct kts_vl *b, char *why, size_t n)
 {
-#define DIFF(...)                                                                              \
-    do {                                                                                       \
-        snprintf(why, n, __VA_ARGS__);                                                         \
-        return false;                                                                          \
-    } while (0)
-    if (!same_bits(a->host, b->host, KTS_NAME_MAX))
-        DIFF("host '%s' != '%s'", a->host, b->host);
-    if (!same_bits(a->plugin, b->plugin, KTS_NAME_MAX))
-        DIFF("plugin '%s' != '%s'", a->plugin, b->plugin);
-    if (!same_bits(a->plugin_instance, b->plugin_instance, KTS_NAME_MAX))
-        DIFF("plugin_instance '%s' != '%s'", a->plugin_instance, b->plugin_instance);
-    if (!same_bits(a->type, b->type, KTS_NAME_MAX))
-        DIFF("type '%s' != '%s'", a->type, b->type);
-    if (!same_bits(a->type_instance, b->type_instance, KTS_NAME_MAX))
-        DIFF("type_instance '%s' != '%s'", a->type_instance, b->type_instance);
-    if (a->time != b->time || a->interval != b->interval)
-        DIFF("time/interval %" PRIu64 "/%" PRIu64 " != %" PRIu64 "/%" PRIu64, a->time,
-             a->interval, b->time, b->interval);
-    if (a->ds_len != b->ds_len)
-        DIFF("ds_len %zu != %zu", a->ds_len, b->ds_len);
-    if ((a->ds == NULL) != (b->ds == NULL))
-        DIFF("ds NULL differs");
-    for (size_t i = 0; i < a->ds_len; i++) {
-        const struct kts_ds *x = &a->ds[i], *y = &b->ds[i];
-        if (!same_bits(x->name, y->name, KTS_NAME_MAX) || x->type != y->type)
-            DIFF("ds[%zu] name/type '%s'/%d != '%s'/%d", i, x->name, x->type, y->name, y->type);
-        if (!same_bits(&x->value, &y->value, sizeof(x->value)))
-            DIFF("ds[%zu] value %.17g/%" PRIu64 " != %.17g/%" PRIu64, i, x->value.gauge,
-                 x->value.counter, y->value.gauge, y->value.counter);
-    }
-    if (a->meta_len != b->meta_len)
-        DIFF("meta_len %zu != %zu", a->meta_len, b->meta_len);
-    if ((a->meta == NULL) != (b->meta == NULL))
-        DIFF("meta NULL differs");
-    for (size_t i = 0; i < a->meta_len; i++) {
-        const struct kts_meta *x = &a->meta[i], *y = &b->meta[i];
-        if (strcmp(x->key, y->key) != 0 || x->type != y->type)
-            DIFF("meta[%zu] key/type '%s'/%d != '%s'/%d", i, x->key, x->type, y->key, y->type);
-        bool same = true;
-        switch (x->type) {
-        case KTS_META_STRING:
-            same = strcmp(x->value.string, y->value.string) == 0;
-            break;
-        case KTS_META_SIGNED_INT:
-            same = x->value.sint == y->value.sint;
-            break;
-        case KTS_META_UNSIGNED_INT:
-            same = x->value.uint == y->value.uint;
-            break;
-        case KTS_META_DOUBLE:
-            same = same_bits(&x->value.dbl, &y->value.dbl, sizeof(double));
-            break;
-        case KTS_META_BOOLEAN:
-            same = x->value.boolean == y->value.boolean;
-            break;
-        }
-        if (!same)
-            DIFF("meta[%zu] '%s' value differs", i, x->key);
-    }
-    return true;
-#undef DIFF
+    return vl_same(a, b, VL_SAME_NAME_BYTES | VL_SAME_NULLS, why, n);
 }
 
 /* ------------------------------------------------------------------ decoding both ways */
@@ -171,7 +107,7 @@ static bool same_both_ways(const char *msg, size_t len, int stop, char *why, siz
         same = false;
     }
     for (size_t i = 0; same && i < a.n && i < MAX_OUT; i++)
-        same = vl_same(&a.vls[i], &b.vls[i], why, n);
+        same = vl_identical(&a.vls[i], &b.vls[i], why, n);
     result_fini(&a);
     result_fini(&b);
     return same;
@@ -191,7 +127,7 @@ static int fast_vs_yajl(const char *msg, size_t len, char *why, size_t n)
     if (b.rc != 0 || b.n != 1) {
         snprintf(why, n, "yajl path: rc %d, %zu value lists: %.200s", b.rc, b.n, b.err);
         r = -2;
-    } else if (!vl_same(vl, &b.vls[0], why, n)) {
+    } else if (!vl_identical(vl, &b.vls[0], why, n)) {
         r = -3;
     }
     result_fini(&b);

@@ -18,6 +18,7 @@
 #include "kts_buf.h"
 #include "kts_format.h"
 #include "lib/vl_desc.h"
+#include "lib/vl_same.h"
 
 static const char *srcdir;
 
@@ -72,73 +73,11 @@ static void chomp(char *buf, size_t *len)
     buf[*len] = '\0';
 }
 
-static bool same_double(double a, double b)
-{
-    return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof(a)) == 0;
-}
-
-/* Field-by-field comparison; `why` gets the first difference. */
+/* Field-by-field comparison (names as strings, any NaN equals any NaN); `why` gets the first
+ * difference. */
 static bool vl_equal(const struct kts_vl *a, const struct kts_vl *b, char *why, size_t n)
 {
-#define DIFF(...)                                                                              \
-    do {                                                                                       \
-        snprintf(why, n, __VA_ARGS__);                                                         \
-        return false;                                                                          \
-    } while (0)
-    if (strcmp(a->host, b->host) != 0)
-        DIFF("host '%s' != '%s'", a->host, b->host);
-    if (strcmp(a->plugin, b->plugin) != 0)
-        DIFF("plugin '%s' != '%s'", a->plugin, b->plugin);
-    if (strcmp(a->plugin_instance, b->plugin_instance) != 0)
-        DIFF("plugin_instance '%s' != '%s'", a->plugin_instance, b->plugin_instance);
-    if (strcmp(a->type, b->type) != 0)
-        DIFF("type '%s' != '%s'", a->type, b->type);
-    if (strcmp(a->type_instance, b->type_instance) != 0)
-        DIFF("type_instance '%s' != '%s'", a->type_instance, b->type_instance);
-    if (a->time != b->time)
-        DIFF("time %" PRIu64 " != %" PRIu64, a->time, b->time);
-    if (a->interval != b->interval)
-        DIFF("interval %" PRIu64 " != %" PRIu64, a->interval, b->interval);
-    if (a->ds_len != b->ds_len)
-        DIFF("ds_len %zu != %zu", a->ds_len, b->ds_len);
-    for (size_t i = 0; i < a->ds_len; i++) {
-        const struct kts_ds *x = &a->ds[i], *y = &b->ds[i];
-        if (strcmp(x->name, y->name) != 0 || x->type != y->type)
-            DIFF("ds[%zu] name/type '%s'/%d != '%s'/%d", i, x->name, x->type, y->name, y->type);
-        if (x->type == KTS_DS_GAUGE ? !same_double(x->value.gauge, y->value.gauge)
-                                    : x->value.counter != y->value.counter)
-            DIFF("ds[%zu] value %.17g/%" PRIu64 " != %.17g/%" PRIu64, i, x->value.gauge,
-                 x->value.counter, y->value.gauge, y->value.counter);
-    }
-    if (a->meta_len != b->meta_len)
-        DIFF("meta_len %zu != %zu", a->meta_len, b->meta_len);
-    for (size_t i = 0; i < a->meta_len; i++) {
-        const struct kts_meta *x = &a->meta[i], *y = &b->meta[i];
-        if (strcmp(x->key, y->key) != 0 || x->type != y->type)
-            DIFF("meta[%zu] key/type '%s'/%d != '%s'/%d", i, x->key, x->type, y->key, y->type);
-        bool same = true;
-        switch (x->type) {
-        case KTS_META_STRING:
-            same = strcmp(x->value.string, y->value.string) == 0;
-            break;
-        case KTS_META_SIGNED_INT:
-            same = x->value.sint == y->value.sint;
-            break;
-        case KTS_META_UNSIGNED_INT:
-            same = x->value.uint == y->value.uint;
-            break;
-        case KTS_META_DOUBLE:
-            same = same_double(x->value.dbl, y->value.dbl);
-            break;
-        case KTS_META_BOOLEAN:
-            same = x->value.boolean == y->value.boolean;
-            break;
-        }
-        if (!same)
-            DIFF("meta[%zu] '%s' value differs", i, x->key);
-    }
-    return true;
-#undef DIFF
+    return vl_same(a, b, VL_SAME_NAN_ANY, why, n);
 }
 
 /* Decode `msg` expecting exactly one value list, copied into *out (kts_vl_fini() it). */
@@ -498,7 +437,7 @@ static void test_doubles(void)
         n++;
         const char *t = gauge_text(x, KTS_FORMAT_TS);
         double y = strtod(t, NULL);
-        if (!same_double(x, y)) {
+        if (!vl_same_double(x, y, VL_SAME_NAN_ANY)) {
             if (bad++ == 0)
                 snprintf(first_bad, sizeof(first_bad), "%.17g -> %s", x, t);
         }

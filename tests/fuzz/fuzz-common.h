@@ -12,6 +12,7 @@
 #include "kts_format.h"
 #include "kts_log.h"
 #include "kts_value.h"
+#include "../lib/vl_same.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -49,86 +50,15 @@ __attribute__((noreturn, format(printf, 1, 2))) static inline void fuzz_fail(con
 
 /* Doubles compare by bits, except that any NaN equals any NaN when `nan_any` (the encoder
  * writes every non-finite gauge as null, so a NaN's payload is not kept by a round trip). */
-static inline bool fuzz_same_double(double a, double b, bool nan_any)
-{
-    if (nan_any && isnan(a) && isnan(b))
-        return true;
-    return memcmp(&a, &b, sizeof(a)) == 0;
-}
-
-static inline bool fuzz_same_name(const char *a, const char *b, bool loose)
-{
-    return loose ? strcmp(a, b) == 0 : memcmp(a, b, KTS_NAME_MAX) == 0;
-}
-
-/* Deep equality of two value lists; `why` (n bytes) says the first difference. Numbers
- * exactly, doubles by bits. Strict (`loose` false): names over all KTS_NAME_MAX bytes, the
- * padding after the NUL too (kts_format_fast.c 2 promises that much between the two paths).
- * Loose (round trips): names as strings (the padding is not part of the format: the collectd
- * path leaves earlier bytes there) and any NaN equals any NaN (the encoder writes null). */
+/* Deep equality of two value lists; `why` (n bytes) says the first difference. Strict (`loose`
+ * false): names over all KTS_NAME_MAX bytes, the padding after the NUL too (kts_format_fast.c 2
+ * promises that much between the two paths), doubles by bits. Loose (round trips): names as
+ * strings (the padding is not part of the format: the collectd path leaves earlier bytes
+ * there) and any NaN equals any NaN (the encoder writes null). */
 static inline bool fuzz_vl_same(const struct kts_vl *a, const struct kts_vl *b, bool loose, char *why,
-                         size_t n)
+                                size_t n)
 {
-#define DIFF(...)                                                                              \
-    do {                                                                                       \
-        snprintf(why, n, __VA_ARGS__);                                                         \
-        return false;                                                                          \
-    } while (0)
-    if (!fuzz_same_name(a->host, b->host, loose))
-        DIFF("host '%s' != '%s'", a->host, b->host);
-    if (!fuzz_same_name(a->plugin, b->plugin, loose))
-        DIFF("plugin '%s' != '%s'", a->plugin, b->plugin);
-    if (!fuzz_same_name(a->plugin_instance, b->plugin_instance, loose))
-        DIFF("plugin_instance '%s' != '%s'", a->plugin_instance, b->plugin_instance);
-    if (!fuzz_same_name(a->type, b->type, loose))
-        DIFF("type '%s' != '%s'", a->type, b->type);
-    if (!fuzz_same_name(a->type_instance, b->type_instance, loose))
-        DIFF("type_instance '%s' != '%s'", a->type_instance, b->type_instance);
-    if (a->time != b->time || a->interval != b->interval)
-        DIFF("time/interval %" PRIu64 "/%" PRIu64 " != %" PRIu64 "/%" PRIu64, a->time,
-             a->interval, b->time, b->interval);
-    if (a->ds_len != b->ds_len)
-        DIFF("ds_len %zu != %zu", a->ds_len, b->ds_len);
-    for (size_t i = 0; i < a->ds_len; i++) {
-        const struct kts_ds *x = &a->ds[i], *y = &b->ds[i];
-        if (!fuzz_same_name(x->name, y->name, loose) || x->type != y->type)
-            DIFF("ds[%zu] name/type '%s'/%d != '%s'/%d", i, x->name, x->type, y->name, y->type);
-        bool same = x->type == KTS_DS_GAUGE
-                        ? fuzz_same_double(x->value.gauge, y->value.gauge, loose)
-                        : x->value.counter == y->value.counter;
-        if (!same)
-            DIFF("ds[%zu] value %.17g/%" PRIu64 " != %.17g/%" PRIu64, i, x->value.gauge,
-                 x->value.counter, y->value.gauge, y->value.counter);
-    }
-    if (a->meta_len != b->meta_len)
-        DIFF("meta_len %zu != %zu", a->meta_len, b->meta_len);
-    for (size_t i = 0; i < a->meta_len; i++) {
-        const struct kts_meta *x = &a->meta[i], *y = &b->meta[i];
-        if (strcmp(x->key, y->key) != 0 || x->type != y->type)
-            DIFF("meta[%zu] key/type '%s'/%d != '%s'/%d", i, x->key, x->type, y->key, y->type);
-        bool same = true;
-        switch (x->type) {
-        case KTS_META_STRING:
-            same = strcmp(x->value.string, y->value.string) == 0;
-            break;
-        case KTS_META_SIGNED_INT:
-            same = x->value.sint == y->value.sint;
-            break;
-        case KTS_META_UNSIGNED_INT:
-            same = x->value.uint == y->value.uint;
-            break;
-        case KTS_META_DOUBLE:
-            same = fuzz_same_double(x->value.dbl, y->value.dbl, loose);
-            break;
-        case KTS_META_BOOLEAN:
-            same = x->value.boolean == y->value.boolean;
-            break;
-        }
-        if (!same)
-            DIFF("meta[%zu] '%s' value differs", i, x->key);
-    }
-    return true;
-#undef DIFF
+    return vl_same(a, b, loose ? VL_SAME_NAN_ANY : VL_SAME_NAME_BYTES, why, n);
 }
 
 /* The result of decoding one message: return code, format, message, value lists (deep copies,

@@ -70,39 +70,12 @@ cat >"$W/pipelines.conf" <<'EOF'
   OutputPluginInstanceSuffix "-despiked"
 </Pipeline>
 EOF
-python3 - "$T0" "$N" "$STEP" "$W/msgs.jsonl" "$W/u1.jsonl" <<'EOF'
-import json, math, sys
-t0, n, step = (int(a) for a in sys.argv[1:4])
-def m(pi, t, v):
-    return json.dumps({"v": 1, "host": "db1.example", "plugin": "sensor", "plugin_instance": pi,
-                       "type": "gauge", "type_instance": "", "time": t, "interval": step,
-                       "ds": [{"name": "value", "type": "gauge", "value": v}]},
-                      separators=(",", ":"))
-def s1(k):
-    v = 50 + 10 * math.sin(k / 8) + ((k * 37) % 11 - 5) / 10
-    v += 80 if k == 25 else -120 if k == 44 else 0
-    return m("s1", t0 + step * k, round(v, 4))
-with open(sys.argv[4], "w") as f:
-    for k in range(n):
-        print(s1(k), file=f)
-        if k == 30:
-            print(s1(k), file=f)            # sent twice in a row
-        if k == 40:
-            for r in (36, 37, 38):          # redelivered after newer ones
-                print(s1(r), file=f)
-with open(sys.argv[5], "w") as f:
-    for k in range(n):
-        print(m("u1", t0 + 5 + step * k, float((k * k) % 17)), file=f)
-EOF
+# shellcheck source=tests/lib/chain.sh
+. "$SRCDIR/tests/lib/chain.sh"
+chain_messages "$T0" "$N" "$STEP" "$W/msgs.jsonl" "$W/u1.jsonl"
 NMSG=$(wc -l <"$W/msgs.jsonl")
-"$KF" --config "$W/pipelines.conf" "$W/msgs.jsonl" >"$W/expect.csv" 2>"$W/kts-filter.err"
-st=$?
-diag "kts-filter: $(tail -n1 "$W/kts-filter.err")"
-NOUT=$(grep -c ',\(kept\|replaced\|filled\|warming\|marked\)$' "$W/expect.csv")
-NREP=$(grep -c ',replaced$' "$W/expect.csv")
-NDROP=$(grep -c ',dropped$' "$W/expect.csv")
-is "$st/$NOUT/$NREP/$NDROP" "0/$N/2/4" \
-    "kts-filter: $N points out of $NMSG messages, both spikes replaced, 4 duplicates dropped"
+chain_expect "$KF" "$W/pipelines.conf" "$W/msgs.jsonl" "$W/expect.csv" "$N"
+NOUT=$CHAIN_NOUT
 cat "$W/msgs.jsonl" "$W/u1.jsonl" | kcat -P -b "$B" -t "$RUN-in" -p 0 2>"$W/kcat.err" ||
     diag "kcat: $(cat "$W/kcat.err")"
 is "$(kcat -C -b "$B" -t "$RUN-in" -o beginning -e -q 2>/dev/null | wc -l)" $((NMSG + N)) \

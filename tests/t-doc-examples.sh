@@ -18,6 +18,7 @@
 # write stay in the scratch directory. Test points: one per marked example, then
 #   - every fenced example in README.md and docs/*.md that runs kts-filter ("$ kts-filter …")
 #     is marked (an unmarked one would go stale unnoticed);
+#   - no file of the source tree reads data from a directory beside it (the shared data dir);
 #   - at least the examples known today are found (FILTERS.md's kts-filter session and
 #     nab-spikes.py table, the README's demo pipelines), so a lost marker fails too.
 set -u
@@ -187,6 +188,21 @@ for path in docs:
 
 ok(not unmarked, "every shown kts-filter session in README.md and docs/*.md is marked and checked",
    unmarked)
+# Nothing points to data outside the source tree (the NAB series are in bench/data/nab).
+outside = []
+pat = re.compile(r"\.\./" + "shared|" + "shared/" + "data")
+for top, dirs, files in os.walk(src):
+    dirs[:] = [d for d in dirs if d not in (".git", ".build", ".cache", "demo-out", "autom4te.cache")]
+    for f in files:
+        fp = os.path.join(top, f)
+        try:
+            with open(fp, encoding="utf-8") as fh:
+                for no, line in enumerate(fh, 1):
+                    if pat.search(line):
+                        outside.append("%s:%d: %s" % (os.path.relpath(fp, src), no, line.strip()))
+        except (UnicodeDecodeError, OSError):
+            pass
+ok(not outside, "no file of the source tree reads data from a directory beside it", outside[:10])
 want = [("docs/FILTERS.md", "kts-filter --config contrib/pipelines/spikes.conf"),
         ("docs/FILTERS.md", "bench/nab-spikes.py"),
         ("README.md", "pipelines of contrib/demo --print-pipelines")]

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Where the streaming spike filter goes wrong (issue 5, item 6): the same spike injection as
+"""Where the streaming spike filter goes wrong: the same spike injection as
 bench/spike-quality.py (same seeds give the same spikes), then per series the F1 of a pipeline
 file, the missed spikes by magnitude (4, 6, 10, 20 sigma) and, with -v, the indices of the false
 positives and of the missed spikes with their time-of-day bin, to look at with kts-filter.

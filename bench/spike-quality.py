@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Spike removal quality on real series (issue 5, item 6): inject spikes at known positions into
+"""Spike removal quality on real series: inject spikes at known positions into
 the NAB series, run the streaming pipeline (kts-filter with contrib/pipelines/spikes.conf) and two
 batch (non-causal) baselines on the same data, and report precision, recall, F1 of the spike
 flags and the RMSE of the cleaned series to the series without injected spikes.

@@ -660,8 +660,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return;
     }
     /* Revoke (or error): store what is done while we still own the partitions, then forget
-     * what was not dispatched. No synchronous commit here (KAFKA-NOTES): librdkafka's auto
-     * commit commits the stored offsets on unassign. */
+     * what was not dispatched. No synchronous commit here: with one, librdkafka 2.0.2 aborted
+     * (rdkafka_cgrp.c assertion !rd_kafka_assignment_in_progress) or hung in a close during a
+     * rebalance. librdkafka's auto commit commits the stored offsets on unassign. */
     store_offsets(c); /* (11) with a commit hook: stores nothing (redelivered to the new owner) */
     for (struct part *p = c->parts; p != NULL; p = p->next)
         p->revoked = true;

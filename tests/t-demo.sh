@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# contrib/demo end to end (issue 7 item 1), in its short mode: the README's first command with
+# contrib/demo end to end, in its short mode: the README's first command with
 # the packages already installed and the suite's build (--no-install --no-build --build-dir),
 # for KTS_DEMO_TEST_MINUTES (default 1) minutes. The demo starts its own REAL Kafka broker, two
 # REAL collectd daemons and contrib/demo-series; this test checks what a user gets:

@@ -6,6 +6,12 @@
 
 static kts_log_sink log_sink;
 static void *log_opaque;
+static __thread unsigned long thread_errors; /* lines at KTS_LOG_ERR (or worse) by this thread */
+
+unsigned long kts_log_error_count(void)
+{
+    return thread_errors;
+}
 
 void kts_log_set_sink(kts_log_sink sink, void *opaque)
 {
@@ -16,6 +22,8 @@ void kts_log_set_sink(kts_log_sink sink, void *opaque)
 void kts_vlog(int level, const char *fmt, va_list ap)
 {
     char line[1024];
+    if (level <= KTS_LOG_ERR)
+        thread_errors++;
     vsnprintf(line, sizeof(line), fmt, ap);
     if (log_sink != NULL)
         log_sink(level, line, log_opaque);

@@ -30,6 +30,11 @@ void kts_log_set_sink(kts_log_sink sink, void *opaque);
 void kts_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kts_vlog(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/* How many lines at KTS_LOG_ERR (or more severe) the calling thread has logged so far. A
+ * configuration step reads it before and after to count the problems it reported: every problem
+ * is one error line (kts_conf.h, 3), and configuration runs on one thread. */
+unsigned long kts_log_error_count(void);
+
 /*
  * Rate limiting for repeated problems (drops, decode errors): at most one line per `interval_s`
  * seconds per limiter; the next line that gets through says how many were suppressed.

@@ -133,14 +133,16 @@ static int append(char *dst, const char *pre, const char *suf)
 
 int kts_consumer_apply_naming(const struct kts_consumer_config *cfg, struct kts_vl *vl)
 {
-    size_t lh = strlen(vl->host) + (cfg->host_prefix ? strlen(cfg->host_prefix) : 0) +
-                (cfg->host_suffix ? strlen(cfg->host_suffix) : 0);
-    size_t lpi = strlen(vl->plugin_instance) +
-                 (cfg->plugin_instance_suffix ? strlen(cfg->plugin_instance_suffix) : 0);
+    /* A suffix appended to an empty name loses its leading separators (kts_name_suffix). */
+    const char *hp = cfg->host_prefix;
+    const char *hs = kts_name_suffix(hp != NULL && hp[0] != '\0' ? hp : vl->host, cfg->host_suffix);
+    const char *ps = kts_name_suffix(vl->plugin_instance, cfg->plugin_instance_suffix);
+    size_t lh = strlen(vl->host) + (hp ? strlen(hp) : 0) + (hs ? strlen(hs) : 0);
+    size_t lpi = strlen(vl->plugin_instance) + (ps ? strlen(ps) : 0);
     if (lh > KTS_NAME_MAX - 1 || lpi > KTS_NAME_MAX - 1)
         return -ENAMETOOLONG;
-    append(vl->host, cfg->host_prefix, cfg->host_suffix);
-    append(vl->plugin_instance, NULL, cfg->plugin_instance_suffix);
+    append(vl->host, hp, hs);
+    append(vl->plugin_instance, NULL, ps);
     return 0;
 }
 

@@ -513,6 +513,7 @@ static void init_series(struct kts_pipeline *p, unsigned char *base, size_t ds_n
 static bool rename_field(char *dst, const char *in, const char *set, const char *suffix)
 {
     const char *base = set != NULL ? set : in;
+    suffix = kts_name_suffix(base, suffix); /* no leading separator on an empty name */
     size_t bl = strnlen(base, KTS_NAME_MAX), sl = suffix != NULL ? strlen(suffix) : 0;
     if (bl + sl >= KTS_NAME_MAX)
         return false;

@@ -98,6 +98,17 @@ static void test_naming(void)
     struct kts_vl v2 = {.host = "h", .plugin_instance = ""};
     kts_consumer_apply_naming(&none, &v2);
     ok(strcmp(v2.host, "h") == 0 && v2.plugin_instance[0] == '\0', "C7 no naming: unchanged");
+    /* A suffix appended to an empty name loses its leading separators '-', '_', '.'. */
+    struct kts_consumer_config sm = {.plugin_instance_suffix = "-smooth", .host_suffix = "._x"};
+    struct kts_vl v3 = {.host = "h", .plugin = "memory", .plugin_instance = "", .type = "memory"};
+    is_int(kts_consumer_apply_naming(&sm, &v3), 0, "C7 suffix on an empty plugin instance");
+    is_str(v3.plugin_instance, "smooth", "C7 memory + \"-smooth\": plugin instance \"smooth\" "
+           "(memory-smooth, not memory--smooth)");
+    is_str(v3.host, "h._x", "C7 a non-empty name keeps the suffix as given");
+    struct kts_consumer_config pre = {.host_prefix = "agg", .host_suffix = "-x"};
+    struct kts_vl v4 = {.host = "", .plugin = "p"};
+    kts_consumer_apply_naming(&pre, &v4);
+    is_str(v4.host, "agg-x", "C7 empty host after a prefix: the suffix keeps its separator");
 }
 
 /* ---------------------------------------------------------------- mock cluster */
@@ -512,7 +523,7 @@ static void test_rebalance_close(int loops)
 int main(void)
 {
     kts_log_set_sink(quiet, NULL);
-    plan(44);
+    plan(48);
     test_typesdb();
     test_naming();
     mock_start();

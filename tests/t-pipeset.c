@@ -173,8 +173,9 @@ static void test_2_3_routing_modes(void)
     outs_clear();
     feed(ps, "p", "gauge", 100, KTS_DS_GAUGE, 2.0);
     ok(nouts == 2 && strcmp(outs[0].plugin_instance, "") == 0 &&
-           strcmp(outs[1].plugin_instance, "-f") == 0,
-       "2, 3: the first matching pipeline runs; copy emits raw then filtered under its name");
+           strcmp(outs[1].plugin_instance, "f") == 0,
+       "2, 3: the first matching pipeline runs; copy emits raw then filtered under its name "
+       "(\"-f\" on an empty plugin instance: \"f\")");
     const struct kts_meta *m = nouts == 2 ? meta(&outs[1], KTS_META_PIPELINE) : NULL;
     ok(m != NULL && m->type == KTS_META_STRING && strcmp(m->value.string, "first") == 0 &&
            meta(&outs[1], "agent:note") != NULL && meta(&outs[0], KTS_META_PIPELINE) == NULL,

@@ -72,3 +72,19 @@ void kts_log_limited(struct kts_ratelimit *rl, int level, const char *fmt, ...)
     else
         kts_log(level, "%s", line);
 }
+
+struct kts_ratelimit *kts_rdk_limiter(struct kts_ratelimit set[KTS_RDK_LIMITERS], int err,
+                                      const char *reason)
+{
+    const char *tail = reason != NULL ? strstr(reason, " (after ") : NULL;
+    size_t n = reason == NULL ? 0 : tail != NULL ? (size_t)(tail - reason) : strlen(reason);
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uint32_t)err;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)reason[i]) * 1099511628211ULL;
+    return &set[h % KTS_RDK_LIMITERS];
+}
+
+bool kts_rdk_log_is_error_event(int level, const char *fac)
+{
+    return level < KTS_LOG_DEBUG && fac != NULL && strcmp(fac, "FAIL") == 0;
+}

@@ -139,7 +139,8 @@ struct kts_producer {
     /* Delivery latency from librdkafka's statistics (µs; atomic; see on_stats). */
     uint64_t lat_avg_us, lat_max_us, lat_windows;
 
-    struct kts_ratelimit rl_drop, rl_fail, rl_error;
+    struct kts_ratelimit rl_drop, rl_fail;
+    struct kts_ratelimit rl_error[KTS_RDK_LIMITERS]; /* error events, by kind (kts_log.h) */
     pthread_key_t tls_buf;
     pthread_mutex_t bufs_lock;
     struct tls_node *bufs; /* every thread's encode buffer, freed at close */
@@ -197,6 +198,8 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     const struct kts_producer *p = rd_kafka_opaque(rk);
     char masked[1024];
+    if (kts_rdk_log_is_error_event(level, fac))
+        return; /* on_error logs the same failure, with the error's name */
     if (level > KTS_LOG_DEBUG)
         level = KTS_LOG_DEBUG;
     kts_log(level, "write_kafka_ts plugin (%s): librdkafka %s: %s", p ? p->name : "?", fac,
@@ -220,8 +223,9 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     /* Transport errors (broker down, all brokers down) are expected during outages:
-     * messages stay queued; say so without flooding the log. */
-    kts_log_limited(&p->rl_error, KTS_LOG_WARNING, "write_kafka_ts plugin (%s): Kafka: %s (%s)",
+     * messages stay queued; say so without flooding the log. The one line for each failure
+     * (on_log drops librdkafka's FAIL line of the same event). */
+    kts_log_limited(kts_rdk_limiter(p->rl_error, err, reason), KTS_LOG_WARNING, "write_kafka_ts plugin (%s): Kafka: %s (%s)",
                     p->name, masked, rd_kafka_err2name(err));
 }
 
@@ -507,7 +511,9 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     p->key = key_of_word[cfg->key];
     p->skip_marked = cfg->skip_marked;
     p->block_timeout = cfg->block_timeout;
-    p->rl_drop.interval_s = p->rl_fail.interval_s = p->rl_error.interval_s = 10;
+    p->rl_drop.interval_s = p->rl_fail.interval_s = 10;
+    for (int i = 0; i < KTS_RDK_LIMITERS; i++)
+        p->rl_error[i].interval_s = 10;
     p->rl_spool.interval_s = p->rl_spool_on.interval_s = p->rl_spool_off.interval_s = 10;
 
     int rc = 0;

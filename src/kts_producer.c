@@ -465,7 +465,8 @@ static int check_slice_ms(int *slice, double deadline)
 {
     double left_ms = (deadline - now_s()) * 1000.0;
     int ms = *slice < left_ms ? *slice : (int)left_ms;
-    *slice *= 2;
+    if (*slice < 4000)
+        *slice *= 2;
     return ms < 1 ? 1 : ms;
 }
 
@@ -489,15 +490,18 @@ static int topic_exists(struct kts_producer *p, const char *topic, double timeou
             return found;
         }
         /* Serve the error events (logged as they come): they say when every broker is down. */
-        rd_kafka_poll(p->rk, 0);
+        rd_kafka_poll(p->rk, 10);
         bool down = ATOMIC_GET(p->brokers_down);
         if (down || now_s() >= deadline) {
+            char why[128];
+            if (down)
+                snprintf(why, sizeof(why), "no broker reachable at start-up (see the Kafka errors)");
+            else
+                snprintf(why, sizeof(why), "no broker answered within %g s", timeout_s);
             kts_log(KTS_LOG_NOTICE,
                     "write_kafka_ts plugin (%s): could not check whether topic \"%s\" exists: %s; "
                     "value lists wait in the queue until a broker answers",
-                    p->name, topic,
-                    down ? "no broker reachable at start-up (see the Kafka errors)"
-                         : "no broker answered in time");
+                    p->name, topic, why);
             return -1;
         }
     }
@@ -506,8 +510,8 @@ static int topic_exists(struct kts_producer *p, const char *topic, double timeou
 /* Step 2, for a topic that did not exist, once librdkafka has a handle for it: librdkafka has
  * asked the broker for the topic, with automatic creation unless allow.auto.create.topics is
  * false. Kafka 4.1.1 (KRaft) answers that first request with UNKNOWN_TOPIC_OR_PART whether it
- * creates the topic or not; when it does, the topic is there a moment later (0.3 s seen on
- * kafka-local), with the broker's num.partitions. So: wait for it to appear. */
+ * creates the topic or not; when it does, the topic is there a moment later (well under a
+ * second on kafka-local), with the broker's num.partitions. So: wait for it to appear. */
 static void topic_check_created(struct kts_producer *p, const char *topic, bool client_auto,
                                 double timeout_s)
 {

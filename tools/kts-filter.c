@@ -16,7 +16,9 @@
  *   warming   passed through by a filter still learning (e.g. deseasonalize's first period)
  *   dropped   nothing came out for this point (duplicate, outlier dropped, counter reset, ...)
  *   filled    a point made up for a gap (input column empty)
- *   delayed   a point held back earlier and released later (dedup's end of a flat run)
+ *   delayed   a point held back earlier and released later (dedup's end of a flat run, an
+ *             outlier filter's Delay); its input line said "dropped", the input column is
+ *             empty here, and a held point that was replaced or marked says so instead
  *
  * The series is named --host/--plugin/--type (default localhost/kts-filter/gauge) for the
  * pipelines' <Match>; the first pipeline that matches runs, or the one named --pipeline.
@@ -211,7 +213,10 @@ static void report(const struct kts_vl *in)
                 print_line(inkey, d, e->t, &iv, &e->v[d], action_of(e->flags[d]));
             } else {
                 print_line(e->key, d, e->t, NULL, &e->v[d],
-                           (e->flags[d] & KTS_PT_FILLED) ? A_FILLED : A_DELAYED);
+                           (e->flags[d] & KTS_PT_FILLED) ? A_FILLED
+                           : (e->flags[d] & (KTS_PT_REPLACED | KTS_PT_MARKED))
+                               ? action_of(e->flags[d])
+                               : A_DELAYED);
             }
         }
     }

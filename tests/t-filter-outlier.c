@@ -13,7 +13,7 @@ static double noise(unsigned *seed)
 
 int main(void)
 {
-    plan(45);
+    plan(47);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -198,8 +198,19 @@ int main(void)
     fh_push(h, &r2);
     ok(h->n == 1 && !(h->out[0].flags & KTS_PT_REPLACED) && h->out[0].value == 30,
        "11. a deviating point between its raw neighbours (a ramp) is kept");
+    /* 14. deviating from the window's median but on its neighbours' line: kept */
+    struct kts_point r3 = fh_point(240, 30), r4 = fh_point(250, 10.1);
+    r3.offset = 20.5; /* raw 50.2 -> 50.5 -> 50.2: above both, by less than 5 scales */
+    r4.offset = 40.1;
+    fh_push(h, &r3);
+    ok(h->n == 1 && fh_t(&h->out[0]) == 230 && !(h->out[0].flags & KTS_PT_REPLACED),
+       "11. the ramp's end point is kept too");
+    fh_push(h, &r4);
+    ok(h->n == 1 && fh_t(&h->out[0]) == 240 && !(h->out[0].flags & KTS_PT_REPLACED) &&
+           h->out[0].value == 30,
+       "14. a point on its neighbours' line is kept though it deviates from the median");
     is_int((int)fh_flush(h), 1, "12. flush releases the held point");
-    ok(fh_t(&h->out[0]) == 230 && h->out[0].value == 10.2, "12. in order, unchanged");
+    ok(fh_t(&h->out[0]) == 250 && h->out[0].value == 10.1, "12. in order, unchanged");
     fh_free(h);
 
     /* 12. Delay 2, MaxRun 2: a two-point spike is replaced whole, a level shift never */

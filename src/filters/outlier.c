@@ -55,6 +55,10 @@
  *     series' own units, between the last good point before the run and the first good point
  *     after it (the after point alone when there is none before): a one-point spike on an
  *     evenly sampled series is replaced by the mean of its two raw neighbours.
+ * 14. Delay > 0: a deviating point within Threshold * scale of the line between the good
+ *     points around its run (the replacement of guarantee 13) is not a spike either: it is kept
+ *     and learned. A point is replaced only when it deviates from both the window's median
+ *     and its neighbours.
  */
 #include <errno.h>
 #include <float.h>
@@ -537,14 +541,18 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
                 double x = p->value + p->offset, after = ret->value + ret->offset;
                 double before = tl->rn > 0 ? ring_newest(tl) : after;
                 double blo = before < after ? before : after, bhi = before < after ? after : before;
+                /* Guarantee 13: interpolate between the good points around the run. */
+                double rep = after;
+                if (tl->rn > 0 && ret->t > tl->good_t)
+                    rep = before + (after - before) * kts_dt(p->t, tl->good_t) /
+                                       kts_dt(ret->t, tl->good_t);
+                double scale = scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(p->value),
+                                           med, p);
                 if (tl->rn > 0 && x >= blo && x <= bhi) {
                     s->run = 0; /* guarantee 11: on a ramp */
+                } else if (fabs(x - rep) <= c->threshold * scale) {
+                    s->run = 0; /* guarantee 14: close to its neighbours' line */
                 } else {
-                    /* Guarantee 13: interpolate between the good points around the run. */
-                    double rep = after;
-                    if (tl->rn > 0 && ret->t > tl->good_t)
-                        rep = before + (after - before) * kts_dt(p->t, tl->good_t) /
-                                           kts_dt(ret->t, tl->good_t);
                     if (s->run < 65536)
                         s->run++;
                     act_raw(c, p, rep, blo, bhi, out);

@@ -13,7 +13,7 @@ static double noise(unsigned *seed)
 
 int main(void)
 {
-    plan(47);
+    plan(50);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -235,6 +235,31 @@ int main(void)
        "13. by interpolation between the good points on either side");
     is_int(nrep, 2, "12. the level shift at point 60 is adopted: no replacement after it");
     is_int((int)h->n, 2, "12. flush releases the two held points");
+    fh_free(h);
+    /* 15. points still warming upstream are judged by their neighbours (Delay > 0) */
+    h = fh_filter_new("outlier", "Threshold 5\nDelay 2\nMaxRun 2");
+    seed = 11;
+    ngot = 0;
+    nrep = 0;
+    int nwarm = 0;
+    for (int i = 0; i < 200; i++) {
+        /* a steep ramp (2 per point, noise sd 1), spikes at 50 (one point) and 120-121 (two) */
+        double v = 100 + 2 * i + noise(&seed) + (i == 50 ? 25 : 0) + (i == 120 || i == 121 ? -30 : 0);
+        struct kts_point wp = fh_point(10.0 * i, v);
+        wp.flags |= KTS_PT_WARMING;
+        fh_push(h, &wp);
+        for (size_t k = 0; k < h->n && ngot < 64; k++)
+            got[ngot++] = h->out[k];
+        for (size_t k = 0; k < h->n; k++) {
+            bool rep = (h->out[k].flags & KTS_PT_REPLACED) != 0;
+            double tk = fh_t(&h->out[k]);
+            nrep += rep;
+            nwarm += rep && (tk == 500 || tk == 1200 || tk == 1210);
+        }
+    }
+    is_int(nrep, 3, "15. warming points: the one- and two-point spikes are replaced, nothing else");
+    is_int(nwarm, 3, "15. at their timestamps");
+    ok(h->st.warming == 200, "15. every point counted warming");
     fh_free(h);
     h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");
     ok(h == NULL, "12. Delay needs Method hampel");

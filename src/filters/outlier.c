@@ -29,7 +29,8 @@
  *     in `late`; hampel learns them when they fall in the window, robust/ewz never do.
  *  9. A point an earlier filter flagged KTS_PT_WARMING (e.g. deseasonalize in its first period,
  *     whose values still carry the pattern) passes unchanged and is neither judged nor learned:
- *     it is not comparable with the points that follow.
+ *     it is not comparable with the points that follow. (With Delay > 0 it is judged by its
+ *     neighbours alone: guarantee 15.)
  * 10. Do no harm, range: a replacement, in the series' own units (value + offset, what a
  *     reseasonalize filter outputs), never lies outside the range of the raw values around the
  *     point: with Delay 0, [min, max] of the last 8 points passed unchanged (kept, accepted or
@@ -59,6 +60,16 @@
  *     points around its run (the replacement of guarantee 13) is not a spike either: it is kept
  *     and learned. A point is replaced only when it deviates from both the window's median
  *     and its neighbours.
+ * 15. Filtering from the first points (Delay > 0): a point flagged warming by an earlier filter
+ *     (deseasonalize's first period) is not judged against the window (guarantee 9 still
+ *     holds for the window) but against its neighbours: a run of up to min(MaxRun, Delay)
+ *     points is a spike when the good point after it is within Threshold * s of the good point
+ *     before it and every point of the run lies more than Threshold * s from their line, on
+ *     the same side; s is the larger of the robust scale of the differences of the last 8
+ *     raw values (median |diff| * 1.0483) and, once 8 differences are in, an exponentially
+ *     weighted one (mean |diff| * 0.8862 over ~32 values, each clipped at 4 s; 6 bytes), at
+ *     least 1 when the values are whole numbers; judged once 5 raw values are known. A spike is replaced as in guarantee 13 (and 10 holds); the rest pass as
+ *     before, flagged warming.
  */
 #include <errno.h>
 #include <float.h>
@@ -130,6 +141,8 @@ struct tail {
     double rv[RING];
     uint8_t rn, rhead; /* values in the ring, slot of the oldest */
     uint8_t qn;        /* points in the queue */
+    uint16_t dn;       /* differences learned into dsc (saturating) */
+    float dsc;         /* EW noise scale from successive raw values (guarantee 15) */
     /* struct kts_point q[delay] follows */
 };
 
@@ -247,6 +260,11 @@ static struct kts_point *queue_of(struct tail *tl)
     return (struct kts_point *)(tl + 1);
 }
 
+static double ring_newest(const struct tail *tl)
+{
+    return tl->rv[(tl->rhead + tl->rn - 1) % RING];
+}
+
 /* A point passed unchanged: its raw value joins the ring (guarantee 10). Late points do not
  * (the ring's newest is the last good point in time). */
 static void ring_push(struct tail *tl, const struct kts_point *p)
@@ -254,6 +272,17 @@ static void ring_push(struct tail *tl, const struct kts_point *p)
     if (tl->rn > 0 && p->t <= tl->good_t)
         return;
     double x = p->value + p->offset;
+    if (tl->rn > 0) {
+        /* sd from |successive difference| (E = 2 sd / sqrt(pi)), clipped at 4 scales once 8 are
+         * in, weighted like a mean of the last 32 */
+        double d = fabs(x - ring_newest(tl)) * 0.8862, cur = tl->dsc;
+        if (tl->dn < UINT16_MAX)
+            tl->dn++;
+        if (tl->dn > 8 && d > 4 * cur)
+            d = 4 * cur;
+        double a = tl->dn < 32 ? 1.0 / tl->dn : 1.0 / 32;
+        tl->dsc = (float)(cur + a * (d - cur));
+    }
     if (tl->rn < RING) {
         tl->rv[(tl->rhead + tl->rn) % RING] = x;
         tl->rn++;
@@ -262,10 +291,6 @@ static void ring_push(struct tail *tl, const struct kts_point *p)
         tl->rhead = (uint8_t)((tl->rhead + 1) % RING);
     }
     tl->good_t = p->t;
-}
-static double ring_newest(const struct tail *tl)
-{
-    return tl->rv[(tl->rhead + tl->rn - 1) % RING];
 }
 
 /* Set o's value so that value + offset is `x` (series units), staying inside [lo, hi]
@@ -579,6 +604,73 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
     kts_out_push(out, p);
 }
 
+/* Guarantee 15: judge a point flagged warming upstream by its neighbours alone. */
+static void warm_judge(const struct outlier_conf *c, struct tail *tl, const struct kts_point *p,
+                       const struct kts_point *look, size_t nlook, struct kts_out *out)
+{
+    if (tl->rn >= 5) {
+        double d[RING], prev = tl->rv[tl->rhead];
+        bool whole = is_whole(p->value + p->offset) && is_whole(prev);
+        unsigned nd = 0;
+        for (unsigned k = 1; k < tl->rn; k++) {
+            double v = tl->rv[(tl->rhead + k) % RING];
+            whole = whole && is_whole(v);
+            double dv = fabs(v - prev);
+            unsigned j = nd++;
+            while (j > 0 && d[j - 1] > dv) { /* insertion sort: at most 7 values */
+                d[j] = d[j - 1];
+                j--;
+            }
+            d[j] = dv;
+            prev = v;
+        }
+        double sc = (nd & 1 ? d[nd / 2] : (d[nd / 2 - 1] + d[nd / 2]) / 2) * 1.0483;
+        if (tl->dn >= 8 && sc < tl->dsc)
+            sc = tl->dsc;
+        double before = ring_newest(tl);
+        if (whole && sc < 1)
+            sc = 1;
+        if (sc < fabs(before) * 4 * DBL_EPSILON)
+            sc = fabs(before) * 4 * DBL_EPSILON;
+        if (sc < DBL_MIN)
+            sc = DBL_MIN;
+        double lim = c->threshold * sc;
+        uint64_t maxlen = c->max_run == 0 ? (uint64_t)c->delay : (uint64_t)c->max_run;
+        const struct kts_point *run[17];
+        size_t nrun = 0;
+        run[nrun++] = p;
+        for (size_t k = 0; k < nlook && nrun <= maxlen; k++) {
+            const struct kts_point *a = &look[k];
+            if (isnan(a->value))
+                continue;
+            double after = a->value + a->offset;
+            if (fabs(after - before) <= lim && a->t > tl->good_t) {
+                /* `a` comes back: is every point before it off the line, on one side? */
+                double span = kts_dt(a->t, tl->good_t);
+                bool spike = true;
+                int side = 0;
+                for (size_t r = 0; r < nrun && spike; r++) {
+                    double line = before + (after - before) * kts_dt(run[r]->t, tl->good_t) / span;
+                    double e = run[r]->value + run[r]->offset - line;
+                    int sd = e > 0 ? 1 : -1;
+                    spike = fabs(e) > lim && (side == 0 || sd == side);
+                    side = sd;
+                }
+                if (spike) {
+                    double rep = before + (after - before) * kts_dt(p->t, tl->good_t) / span;
+                    act_raw(c, p, rep, before < after ? before : after,
+                            before < after ? after : before, out);
+                    return;
+                }
+                break;
+            }
+            run[nrun++] = a;
+        }
+    }
+    ring_push(tl, p);
+    kts_out_push(out, p);
+}
+
 /* Release the oldest held point (Delay > 0), judged with the ones after it. */
 static void hampel_release(const struct outlier_conf *c, struct hampel_state *s, struct tail *tl,
                            struct kts_out *out)
@@ -587,14 +679,12 @@ static void hampel_release(const struct outlier_conf *c, struct hampel_state *s,
     struct kts_point p = q[0];
     tl->qn--;
     memmove(&q[0], &q[1], tl->qn * sizeof(*q));
-    if (isnan(p.value)) {
+    if (isnan(p.value))
         kts_out_push(out, &p);
-    } else if (p.flags & KTS_PT_WARMING) {
-        ring_push(tl, &p);
-        kts_out_push(out, &p);
-    } else {
+    else if (p.flags & KTS_PT_WARMING)
+        warm_judge(c, tl, &p, q, tl->qn, out);
+    else
         hampel_judge(c, s, tl, &p, q, tl->qn, out);
-    }
 }
 
 /* ------------------------------------------------------------------ robust / ewz */
@@ -677,11 +767,15 @@ static void outlier_step(const void *vconf, void *vstate, const struct kts_point
         out->stats->nan++;
     else if (warming)
         out->stats->warming++;
-    if (c->delay > 0 && (tl->qn > 0 || !(nan || warming))) {
+    if (c->delay > 0) {
         struct hampel_state *s = vstate;
-        bool late = (s->newest != 0 && p->t <= s->newest) || (tl->qn > 0 && p->t <= q[tl->qn - 1].t);
-        if (late && !nan && !warming) {
-            hampel_judge(c, s, tl, p, NULL, 0, out); /* guarantee 12: at once */
+        bool late = (s->newest != 0 && p->t <= s->newest) || (tl->qn > 0 && p->t <= q[tl->qn - 1].t) ||
+                    (tl->rn > 0 && p->t <= tl->good_t);
+        if (late) { /* guarantee 12: at once */
+            if (nan || warming)
+                kts_out_push(out, p);
+            else
+                hampel_judge(c, s, tl, p, NULL, 0, out);
             return;
         }
         if (tl->qn == (uint8_t)c->delay) {
@@ -692,14 +786,12 @@ static void outlier_step(const void *vconf, void *vstate, const struct kts_point
             look[tl->qn - 1] = *p;
             memmove(&q[0], &q[1], (size_t)(tl->qn - 1) * sizeof(*q));
             q[tl->qn - 1] = *p;
-            if (isnan(front.value)) {
+            if (isnan(front.value))
                 kts_out_push(out, &front);
-            } else if (front.flags & KTS_PT_WARMING) {
-                ring_push(tl, &front);
-                kts_out_push(out, &front);
-            } else {
+            else if (front.flags & KTS_PT_WARMING)
+                warm_judge(c, tl, &front, look, (size_t)c->delay, out);
+            else
                 hampel_judge(c, s, tl, &front, look, (size_t)c->delay, out);
-            }
         } else {
             q[tl->qn++] = *p;
         }

@@ -13,7 +13,7 @@ static double noise(unsigned *seed)
 
 int main(void)
 {
-    plan(50);
+    plan(51);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -260,6 +260,23 @@ int main(void)
     is_int(nrep, 3, "15. warming points: the one- and two-point spikes are replaced, nothing else");
     is_int(nwarm, 3, "15. at their timestamps");
     ok(h->st.warming == 200, "15. every point counted warming");
+    fh_free(h);
+    /* 16. hidden in a wide window, but a spike by its neighbours */
+    h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 10\nThreshold 5\nDelay 1");
+    seed = 5;
+    int n16 = 0, ok16 = 0;
+    for (int i = 0; i < 200; i++) {
+        /* a slow sine (amplitude 40, 200 points): a window of 31 points spans ~35, a step ~1.3 */
+        double base = 100 + 40 * sin(2 * M_PI * i / 200);
+        fh_step(h, 10.0 * i, base + 0.3 * noise(&seed) + (i == 150 ? 30 : 0));
+        for (size_t k = 0; k < h->n; k++) {
+            n16 += (h->out[k].flags & KTS_PT_REPLACED) != 0;
+            if (fh_t(&h->out[k]) == 1500)
+                ok16 = (h->out[k].flags & KTS_PT_REPLACED) && fabs(h->out[k].value - 60) < 2;
+        }
+    }
+    ok(ok16, "16. a spike within the window's spread but far from its neighbours is replaced "
+             "(%d replaced in all: a trailing window lags the sine)", n16);
     fh_free(h);
     h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");
     ok(h == NULL, "12. Delay needs Method hampel");

@@ -68,8 +68,13 @@
  *     the same side; s is the larger of the robust scale of the differences of the last 8
  *     raw values (median |diff| * 1.0483) and, once 8 differences are in, an exponentially
  *     weighted one (mean |diff| * 0.8862 over ~32 values, each clipped at 4 s; 6 bytes), at
- *     least 1 when the values are whole numbers; judged once 5 raw values are known. A spike is replaced as in guarantee 13 (and 10 holds); the rest pass as
- *     before, flagged warming.
+ *     least 1 when the values are whole numbers; judged once 5 raw values are known. A spike
+ *     is replaced as in guarantee 13 (and 10 holds); the rest pass as before, flagged warming.
+ * 16. After the warm-up (Delay > 0), a point within the window's spread (not deviating by
+ *     guarantee 1) is still a spike when guarantee 15's neighbour rule finds it one with twice
+ *     the limit (2 * Threshold * s): a spike the profile's misfit hides in the window's MAD
+ *     (slow drifts, a weekly pattern) but that stands out from its neighbours. Replaced as in
+ *     guarantee 13.
  */
 #include <errno.h>
 #include <float.h>
@@ -507,6 +512,84 @@ static void median_mad(const double *a, uint32_t n, double *median, double *mad)
     *mad = (d_lo + d) / 2;
 }
 
+/* Guarantees 15 and 16: is p (with up to min(MaxRun, Delay) - 1 points after it) a spike by its
+ * neighbours alone? Then it is replaced (true). */
+static bool neighbour_spike(const struct outlier_conf *c, struct tail *tl,
+                            const struct kts_point *p, const struct kts_point *look, size_t nlook,
+                            double factor, struct kts_out *out)
+{
+    if (tl->rn >= 5) {
+        double d[RING], prev = tl->rv[tl->rhead];
+        bool whole = is_whole(p->value + p->offset) && is_whole(prev);
+        unsigned nd = 0;
+        for (unsigned k = 1; k < tl->rn; k++) {
+            double v = tl->rv[(tl->rhead + k) % RING];
+            whole = whole && is_whole(v);
+            double dv = fabs(v - prev);
+            unsigned j = nd++;
+            while (j > 0 && d[j - 1] > dv) { /* insertion sort: at most 7 values */
+                d[j] = d[j - 1];
+                j--;
+            }
+            d[j] = dv;
+            prev = v;
+        }
+        double sc = (nd & 1 ? d[nd / 2] : (d[nd / 2 - 1] + d[nd / 2]) / 2) * 1.0483;
+        if (tl->dn >= 8 && sc < tl->dsc)
+            sc = tl->dsc;
+        double before = ring_newest(tl);
+        if (whole && sc < 1)
+            sc = 1;
+        if (sc < fabs(before) * 4 * DBL_EPSILON)
+            sc = fabs(before) * 4 * DBL_EPSILON;
+        if (sc < DBL_MIN)
+            sc = DBL_MIN;
+        double lim = factor * c->threshold * sc;
+        uint64_t maxlen = c->max_run == 0 ? (uint64_t)c->delay : (uint64_t)c->max_run;
+        const struct kts_point *run[17];
+        size_t nrun = 0;
+        run[nrun++] = p;
+        for (size_t k = 0; k < nlook && nrun <= maxlen; k++) {
+            const struct kts_point *a = &look[k];
+            if (isnan(a->value))
+                continue;
+            double after = a->value + a->offset;
+            if (fabs(after - before) <= lim && a->t > tl->good_t) {
+                /* `a` comes back: is every point before it off the line, on one side? */
+                double span = kts_dt(a->t, tl->good_t);
+                bool spike = true;
+                int side = 0;
+                for (size_t r = 0; r < nrun && spike; r++) {
+                    double line = before + (after - before) * kts_dt(run[r]->t, tl->good_t) / span;
+                    double e = run[r]->value + run[r]->offset - line;
+                    int sd = e > 0 ? 1 : -1;
+                    spike = fabs(e) > lim && (side == 0 || sd == side);
+                    side = sd;
+                }
+                if (spike) {
+                    double rep = before + (after - before) * kts_dt(p->t, tl->good_t) / span;
+                    act_raw(c, p, rep, before < after ? before : after,
+                            before < after ? after : before, out);
+                    return true;
+                }
+                break;
+            }
+            run[nrun++] = a;
+        }
+    }
+    return false;
+}
+
+/* Guarantee 15: judge a point flagged warming upstream by its neighbours alone. */
+static void warm_judge(const struct outlier_conf *c, struct tail *tl, const struct kts_point *p,
+                       const struct kts_point *look, size_t nlook, struct kts_out *out)
+{
+    if (neighbour_spike(c, tl, p, look, nlook, 1.0, out))
+        return;
+    ring_push(tl, p);
+    kts_out_push(out, p);
+}
+
 /* Does `q` deviate from (med, mad)? */
 static bool deviates(const struct outlier_conf *c, struct hampel_state *s, double med, double mad,
                      const struct kts_point *q)
@@ -597,76 +680,12 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
         }
     } else {
         s->run = 0;
+        /* Guarantee 16: within the window's spread, but a spike by its neighbours. */
+        if (c->delay > 0 && !late && neighbour_spike(c, tl, p, look, nlook, 2.0, out))
+            return;
     }
     if (in_window)
         h_insert(c, s, p->t, p->value);
-    ring_push(tl, p);
-    kts_out_push(out, p);
-}
-
-/* Guarantee 15: judge a point flagged warming upstream by its neighbours alone. */
-static void warm_judge(const struct outlier_conf *c, struct tail *tl, const struct kts_point *p,
-                       const struct kts_point *look, size_t nlook, struct kts_out *out)
-{
-    if (tl->rn >= 5) {
-        double d[RING], prev = tl->rv[tl->rhead];
-        bool whole = is_whole(p->value + p->offset) && is_whole(prev);
-        unsigned nd = 0;
-        for (unsigned k = 1; k < tl->rn; k++) {
-            double v = tl->rv[(tl->rhead + k) % RING];
-            whole = whole && is_whole(v);
-            double dv = fabs(v - prev);
-            unsigned j = nd++;
-            while (j > 0 && d[j - 1] > dv) { /* insertion sort: at most 7 values */
-                d[j] = d[j - 1];
-                j--;
-            }
-            d[j] = dv;
-            prev = v;
-        }
-        double sc = (nd & 1 ? d[nd / 2] : (d[nd / 2 - 1] + d[nd / 2]) / 2) * 1.0483;
-        if (tl->dn >= 8 && sc < tl->dsc)
-            sc = tl->dsc;
-        double before = ring_newest(tl);
-        if (whole && sc < 1)
-            sc = 1;
-        if (sc < fabs(before) * 4 * DBL_EPSILON)
-            sc = fabs(before) * 4 * DBL_EPSILON;
-        if (sc < DBL_MIN)
-            sc = DBL_MIN;
-        double lim = c->threshold * sc;
-        uint64_t maxlen = c->max_run == 0 ? (uint64_t)c->delay : (uint64_t)c->max_run;
-        const struct kts_point *run[17];
-        size_t nrun = 0;
-        run[nrun++] = p;
-        for (size_t k = 0; k < nlook && nrun <= maxlen; k++) {
-            const struct kts_point *a = &look[k];
-            if (isnan(a->value))
-                continue;
-            double after = a->value + a->offset;
-            if (fabs(after - before) <= lim && a->t > tl->good_t) {
-                /* `a` comes back: is every point before it off the line, on one side? */
-                double span = kts_dt(a->t, tl->good_t);
-                bool spike = true;
-                int side = 0;
-                for (size_t r = 0; r < nrun && spike; r++) {
-                    double line = before + (after - before) * kts_dt(run[r]->t, tl->good_t) / span;
-                    double e = run[r]->value + run[r]->offset - line;
-                    int sd = e > 0 ? 1 : -1;
-                    spike = fabs(e) > lim && (side == 0 || sd == side);
-                    side = sd;
-                }
-                if (spike) {
-                    double rep = before + (after - before) * kts_dt(p->t, tl->good_t) / span;
-                    act_raw(c, p, rep, before < after ? before : after,
-                            before < after ? after : before, out);
-                    return;
-                }
-                break;
-            }
-            run[nrun++] = a;
-        }
-    }
     ring_push(tl, p);
     kts_out_push(out, p);
 }

@@ -44,11 +44,7 @@ for name in sorted(os.listdir(args.data)):
     key = [k for k in labels if k.endswith('/' + name)][0]
     out = subprocess.run([args.kts_filter, '--config', args.config, os.path.join(args.data, name)],
                          capture_output=True, text=True, check=True).stdout
-    lines = list(csv.DictReader(out.splitlines()))
-    held = {r['timestamp']: r for r in lines if r['input'] == '' and r['output'] != ''}
-    # A point an outlier filter held back (Delay) is "dropped" on its line and comes out later.
-    rows = [held.get(r['timestamp'], r) if r['action'] == 'dropped' else r
-            for r in lines if r['input'] != '']
+    rows = [r for r in csv.DictReader(out.splitlines()) if r['input'] != '']
     times = [parse(r['timestamp']) for r in rows]
     flagged = [r['action'] in ('replaced', 'marked', 'dropped') for r in rows]
     wins = [(parse(a), parse(b)) for a, b in windows[key]]

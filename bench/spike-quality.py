@@ -96,12 +96,7 @@ for name in sorted(os.listdir(args.data)):
     out = subprocess.run([args.kts_filter, '--config', args.config, '-'], input=buf.getvalue(),
                          capture_output=True, text=True, check=True).stdout
     o = pd.read_csv(io.StringIO(out))
-    held = o[o.input.isna() & o.output.notna()].drop_duplicates('timestamp', keep='last')
-    held = held.set_index('timestamp')  # points an outlier filter held back (Delay)
     o = o[o.input.notna()].reset_index(drop=True)
-    late = o.action.eq('dropped') & o.timestamp.isin(held.index)
-    o.loc[late, 'output'] = held.loc[o.timestamp[late], 'output'].to_numpy()
-    o.loc[late, 'action'] = held.loc[o.timestamp[late], 'action'].to_numpy()
     s_flag = o.action.isin(['replaced', 'marked', 'dropped']).to_numpy()
     s_clean = o.output.fillna(pd.Series(x)).to_numpy(dtype=float)
     res = {'streaming (spikes.conf)': scores(s_flag, truth, s_clean, clean, mask)}

@@ -95,6 +95,16 @@ struct kts_spool {
     uint64_t rbuf_off; /* file offset of rbuf[0] */
     uint64_t peeked;   /* size of the record the last peek returned, 0 if none */
 
+    /* ahead reader (8): the record at aoff of segment aseq (aseq 0: not placed yet) */
+    bool write_through;
+    uint64_t aseq, aoff;
+    int afd;
+    uint64_t afd_seq;
+    unsigned char *abuf;
+    size_t acap, alen;
+    uint64_t abuf_off;
+    uint64_t apeeked;
+
     uint64_t cursor_seq, cursor_off; /* as last written */
     bool cursor_valid;
     bool dir_dirty; /* a file was created, renamed or deleted since the last fsync of dirfd */
@@ -445,7 +455,8 @@ int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, c
     struct kts_spool *sp = calloc(1, sizeof(*sp));
     if (sp == NULL)
         return -ENOMEM;
-    sp->dirfd = sp->lockfd = sp->wfd = sp->rfd = -1;
+    sp->dirfd = sp->lockfd = sp->wfd = sp->rfd = sp->afd = -1;
+    sp->write_through = cfg->write_through;
     sp->max_bytes = cfg->max_bytes;
     sp->segment_bytes = cfg->segment_bytes > 0 ? cfg->segment_bytes : 64u << 20;
     sp->sync = cfg->sync;
@@ -578,6 +589,11 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
         memcpy(sp->wbuf + sp->wlen + sizeof(h), key, key_len);
         memcpy(sp->wbuf + sp->wlen + sizeof(h) + key_len, payload, payload_len);
         sp->wlen += rec;
+        if (sp->write_through && (rc = wbuf_flush(sp)) != 0) {
+            /* (8) not in the file: not in the spool (the file was cut back) */
+            sp->wlen -= rec;
+            return rc;
+        }
     }
     sp->segs[sp->nsegs - 1].size += rec;
     sp->bytes += rec;
@@ -815,6 +831,140 @@ void kts_spool_advance(struct kts_spool *sp)
         pop_head(sp); /* (5) */
 }
 
+/* ------------------------------------------------------------------ ahead reader (8) */
+
+/* Makes abuf hold [off, off + n) of segment s (fewer bytes at the end of the file). */
+static int ahead_fill(struct kts_spool *sp, const struct seg *s, bool tail, uint64_t off,
+                      size_t n, uint64_t *avail)
+{
+    if (tail && sp->wfd >= 0 && off + n > sp->wdisk) {
+        int rc = wbuf_flush(sp); /* caught up with the writer's buffer */
+        if (rc != 0)
+            return rc;
+    }
+    if (sp->afd >= 0 && sp->afd_seq == s->seq && off >= sp->abuf_off &&
+        off + n <= sp->abuf_off + sp->alen) {
+        *avail = sp->abuf_off + sp->alen - off;
+        return 0;
+    }
+    if (sp->afd < 0 || sp->afd_seq != s->seq) {
+        if (sp->afd >= 0)
+            close(sp->afd);
+        char name[64];
+        seg_name(name, sizeof(name), s->seq, "");
+        sp->afd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);
+        if (sp->afd < 0)
+            return -errno;
+        sp->afd_seq = s->seq;
+        sp->alen = 0;
+    }
+    size_t want = n > RBUF_MIN ? n : RBUF_MIN;
+    if (want > sp->acap) {
+        unsigned char *b = realloc(sp->abuf, want);
+        if (b == NULL)
+            return -ENOMEM;
+        sp->abuf = b;
+        sp->acap = want;
+    }
+    if (off + want > s->size)
+        want = s->size > off ? (size_t)(s->size - off) : 0;
+    size_t got;
+    int rc = pread_all(sp->afd, sp->abuf, want, off, &got);
+    if (rc != 0)
+        return rc;
+    sp->abuf_off = off;
+    sp->alen = got;
+    *avail = got;
+    return 0;
+}
+
+int kts_spool_ahead_peek(struct kts_spool *sp, const void **key, size_t *key_len,
+                         const void **payload, size_t *payload_len, struct kts_spool_pos *end)
+{
+    for (;;) {
+        size_t i = 0;
+        while (i < sp->nsegs && sp->segs[i].seq < sp->aseq)
+            i++;
+        if (i == sp->nsegs)
+            return -ENOENT;
+        const struct seg *s = &sp->segs[i];
+        if (s->seq != sp->aseq) { /* not placed yet, or its segment is gone: the next one */
+            sp->aseq = s->seq;
+            sp->aoff = i == 0 ? sp->roff : 0;
+        }
+        if (i == 0 && sp->aoff < sp->roff)
+            sp->aoff = sp->roff;
+        if (sp->aoff >= s->size) {
+            if (i + 1 == sp->nsegs)
+                return -ENOENT; /* read everything appended */
+            sp->aseq = sp->segs[i + 1].seq;
+            sp->aoff = 0;
+            continue;
+        }
+        bool tail = i + 1 == sp->nsegs;
+        uint64_t avail, rec = 0;
+        int rc = ahead_fill(sp, s, tail, sp->aoff, HDR, &avail);
+        if (rc == 0 && avail >= HDR) {
+            uint32_t len;
+            memcpy(&len, sp->abuf + (sp->aoff - sp->abuf_off), 4);
+            len = le32toh(len);
+            if (len >= 2 && len <= KTS_SPOOL_BODY_MAX)
+                rc = ahead_fill(sp, s, tail, sp->aoff, HDR + len, &avail);
+            if (rc == 0)
+                rec = record_ok(sp->abuf + (sp->aoff - sp->abuf_off), avail);
+        }
+        if (rc != 0) {
+            kts_log_limited(&sp->rl_read, KTS_LOG_ERR,
+                            "spool %s: cannot read segment %016" PRIx64 ": %s", sp->dir, s->seq,
+                            strerror(-rc));
+            return rc;
+        }
+        if (rec == 0) {
+            /* (3) torn or corrupt: skip the rest of this segment */
+            sp->st.torn_records++;
+            sp->st.torn_bytes += s->size - sp->aoff;
+            kts_log(KTS_LOG_WARNING,
+                    "spool %s: torn or corrupt record in segment %016" PRIx64 " at offset %" PRIu64
+                    ": the %" PRIu64 " bytes from there are skipped, not replayed",
+                    sp->dir, s->seq, sp->aoff, s->size - sp->aoff);
+            sp->aoff = s->size;
+            continue;
+        }
+        const unsigned char *r = sp->abuf + (sp->aoff - sp->abuf_off);
+        uint16_t klen;
+        memcpy(&klen, r + HDR, 2);
+        klen = le16toh(klen);
+        *key = r + HDR + 2;
+        *key_len = klen;
+        *payload = r + HDR + 2 + klen;
+        *payload_len = rec - HDR - 2 - klen;
+        sp->apeeked = rec;
+        end->seq = s->seq;
+        end->off = sp->aoff + rec;
+        return 0;
+    }
+}
+
+void kts_spool_ahead_advance(struct kts_spool *sp)
+{
+    sp->aoff += sp->apeeked;
+    sp->apeeked = 0;
+}
+
+void kts_spool_ack_to(struct kts_spool *sp, struct kts_spool_pos to)
+{
+    while (sp->nsegs > 0 && sp->segs[0].seq < to.seq)
+        pop_head(sp); /* (5) wholly acknowledged */
+    if (sp->nsegs == 0 || sp->segs[0].seq != to.seq || to.off <= sp->roff)
+        return;
+    sp->roff = to.off;
+    sp->peeked = 0;
+    /* A wholly acknowledged head is deleted unless the writer still appends to it (deleting
+     * that one would make a new file for every acknowledgement while appends keep up). */
+    if (sp->roff >= sp->segs[0].size && !(sp->nsegs == 1 && sp->wfd >= 0))
+        pop_head(sp);
+}
+
 bool kts_spool_empty(struct kts_spool *sp)
 {
     const void *k, *p;
@@ -855,6 +1005,9 @@ int kts_spool_close(struct kts_spool *sp)
     }
     if (sp->rfd >= 0)
         close(sp->rfd);
+    if (sp->afd >= 0)
+        close(sp->afd);
+    free(sp->abuf);
     if (sp->wfd >= 0)
         close(sp->wfd);
     if (sp->lockfd >= 0)

@@ -35,6 +35,13 @@
  *     fsynced at open.
  *  7. Two spools (processes or write_kafka_ts instances) never share a directory: the second
  *     open fails with -EBUSY.
+ *  8. Write-ahead use (write_kafka_ts SpoolMode "always"): with write_through, an append is in
+ *     the file (the kernel's page cache) when it returns, so it survives a kill -9 of the
+ *     process. A second reader, "ahead", reads records in order without consuming them
+ *     (kts_spool_ahead_peek/advance, each record's end position given); kts_spool_ack_to()
+ *     consumes everything before such a position (what the broker acknowledged). The cursor
+ *     (4) then says how far records were acknowledged, so a restart replays everything not
+ *     acknowledged; the ahead reader starts where the consumed part ends.
  */
 #ifndef KTS_SPOOL_H
 #define KTS_SPOOL_H
@@ -50,6 +57,7 @@ struct kts_spool_config {
     uint64_t max_bytes;     /* (2) */
     uint64_t segment_bytes; /* segment files are closed at about this size; 0 = 64 MiB */
     bool sync;              /* (6) kts_spool_flush(..., true) fdatasyncs */
+    bool write_through;     /* (8) every append is written to the file before it returns */
 };
 
 struct kts_spool_stats {
@@ -103,6 +111,24 @@ int kts_spool_peek(struct kts_spool *sp, const void **key, size_t *key_len, cons
 
 /* Consume the record the last successful peek returned. */
 void kts_spool_advance(struct kts_spool *sp);
+
+/* (8) A place in the spool: just after a record. */
+struct kts_spool_pos {
+    uint64_t seq; /* segment */
+    uint64_t off; /* offset in it */
+};
+
+/* (8) The next record of the ahead reader, as kts_spool_peek (pointers valid until the next
+ * call on sp), with *end its end position; -ENOENT when it has read everything appended. */
+int kts_spool_ahead_peek(struct kts_spool *sp, const void **key, size_t *key_len,
+                         const void **payload, size_t *payload_len, struct kts_spool_pos *end);
+
+/* (8) Move the ahead reader past the record its last successful peek returned. */
+void kts_spool_ahead_advance(struct kts_spool *sp);
+
+/* (8) Consume every record before `to` (an end position from kts_spool_ahead_peek); segments
+ * wholly before it are deleted. The cursor is written at the next flush or close. */
+void kts_spool_ack_to(struct kts_spool *sp, struct kts_spool_pos to);
 
 /* true when peek would return -ENOENT. */
 bool kts_spool_empty(struct kts_spool *sp);

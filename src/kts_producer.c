@@ -840,7 +840,7 @@ static int spool_append_locked(struct kts_producer *p, const void *key, size_t k
         ATOMIC_INC(p->spooled);
         return 0;
     }
-    if (rc == -ENOSPC) {
+    if (rc == -EFBIG) {
         ATOMIC_INC(p->dropped_spool_full);
         struct kts_spool_stats st;
         kts_spool_stats(p->spool, &st);
@@ -1005,6 +1005,7 @@ void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out)
         pthread_mutex_unlock(&p->spool_lock);
         out->spool_bytes = st.bytes;
         out->spool_torn = st.torn_records;
+        out->dropped_spool_error += st.unwritten; /* lost inside the spool (logged there) */
     }
 }
 
@@ -1090,6 +1091,7 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
         if (p->wal_acked_new)
             kts_spool_ack_to(p->spool, p->wal_acked);
     }
+    uint64_t unwritten = 0;
     if (p->spool != NULL) {
         if (!p->wal_mode)
             requeued = requeue_purged(p);
@@ -1097,9 +1099,10 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
         kts_spool_stats(p->spool, &st);
         spool_bytes = st.bytes;
         spool_left = !kts_spool_empty(p->spool);
-        if (kts_spool_close(p->spool) != 0)
+        if (kts_spool_close_stats(p->spool, &st) != 0)
             kts_log(KTS_LOG_ERR, "write_kafka_ts plugin (%s): shutdown: the spool could not be "
                     "closed cleanly (see above)", p->name);
+        unwritten = st.unwritten; /* lost at the final write (disk full): logged by the spool */
         p->spool = NULL;
     }
     uint64_t undelivered = failed + purged - requeued;
@@ -1112,7 +1115,8 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
     uint64_t delivered = sent - undelivered - requeued;
     uint64_t dropped = ATOMIC_GET(p->dropped_queue_full) + ATOMIC_GET(p->dropped_too_large) +
                        ATOMIC_GET(p->dropped_encode) + ATOMIC_GET(p->dropped_error) +
-                       ATOMIC_GET(p->dropped_spool_full) + ATOMIC_GET(p->dropped_spool_error);
+                       ATOMIC_GET(p->dropped_spool_full) + ATOMIC_GET(p->dropped_spool_error) +
+                       unwritten;
     if (spool_left)
         kts_log(KTS_LOG_NOTICE,
                 "write_kafka_ts plugin (%s): shutdown: the spool keeps %llu bytes of value lists "

@@ -111,6 +111,9 @@ struct kts_spool {
 
     struct kts_spool_stats st;
     struct kts_ratelimit rl_read; /* a read error is retried by the caller: log it sparingly */
+    struct kts_ratelimit rl_write; /* so is a write error (disk full: every append tries) */
+    size_t wrecs;                  /* records in wbuf */
+    bool wfail;                    /* the last write failed (disk full, read-only, ...) */
 };
 
 static void seg_name(char *buf, size_t size, uint64_t seq, const char *suffix)
@@ -172,12 +175,15 @@ static int wbuf_flush(struct kts_spool *sp)
         if (ftruncate(sp->wfd, (off_t)sp->wdisk) != 0 || lseek(sp->wfd, 0, SEEK_END) < 0) {
             /* nothing more to do: the torn tail is found at the next open (3) */
         }
-        kts_log(KTS_LOG_ERR, "spool %s: cannot write %zu bytes: %s", sp->dir, sp->wlen,
-                strerror(-rc));
+        sp->wfail = true;
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot write %zu bytes: %s",
+                        sp->dir, sp->wlen, strerror(-rc));
         return rc;
     }
+    sp->wfail = false;
     sp->wdisk += sp->wlen;
     sp->wlen = 0;
+    sp->wrecs = 0;
     return 0;
 }
 
@@ -191,10 +197,15 @@ static int writer_close(struct kts_spool *sp)
     }
     sp->wfd = -1;
     if (sp->wlen > 0 && sp->nsegs > 0) {
-        /* Could not be written: forget those records rather than pretend they are there. */
+        /* Could not be written: forget those records rather than pretend they are there;
+         * counted (unwritten) and logged, never silently. */
+        kts_log(KTS_LOG_ERR, "spool %s: %zu records (%zu bytes) could not be written and are "
+                "lost: %s", sp->dir, sp->wrecs, sp->wlen, strerror(-rc));
+        sp->st.unwritten += sp->wrecs;
         sp->segs[sp->nsegs - 1].size -= sp->wlen;
         sp->bytes -= sp->wlen;
         sp->wlen = 0;
+        sp->wrecs = 0;
     }
     return rc;
 }
@@ -208,7 +219,8 @@ static int dir_sync(struct kts_spool *sp)
         return 0;
     if (fsync(sp->dirfd) != 0) {
         int rc = -errno;
-        kts_log(KTS_LOG_ERR, "spool %s: cannot fsync the directory: %s", sp->dir, strerror(-rc));
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot fsync the directory: %s",
+                        sp->dir, strerror(-rc));
         return rc;
     }
     sp->dir_dirty = false;
@@ -238,7 +250,8 @@ static int write_cursor(struct kts_spool *sp)
         sp->cursor_off = off;
         sp->cursor_valid = true;
     } else {
-        kts_log(KTS_LOG_ERR, "spool %s: cannot write the cursor: %s", sp->dir, strerror(-rc));
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot write the cursor: %s",
+                        sp->dir, strerror(-rc));
     }
     return rc;
 }
@@ -248,9 +261,10 @@ static void pop_head(struct kts_spool *sp)
 {
     char name[64];
     if (sp->nsegs == 1 && sp->wfd >= 0) {
-        close(sp->wfd);
+        close(sp->wfd); /* every record in it was read, the buffered ones too */
         sp->wfd = -1;
         sp->wlen = 0;
+        sp->wrecs = 0;
     }
     seg_name(name, sizeof(name), sp->segs[0].seq, "");
     if (unlinkat(sp->dirfd, name, 0) != 0 && errno != ENOENT)
@@ -483,7 +497,8 @@ int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, c
                  strerror(errno));
         goto fail;
     }
-    sp->lockfd = openat(sp->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    /* read-only: no file of an idle spool is open for writing (a read-only remount works) */
+    sp->lockfd = openat(sp->dirfd, "lock", O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
     if (sp->lockfd < 0 || flock(sp->lockfd, LOCK_EX | LOCK_NB) != 0) {
         rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
         if (rc == -EBUSY)
@@ -537,7 +552,10 @@ static int writer_open_new(struct kts_spool *sp)
     int fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
-        kts_log(KTS_LOG_ERR, "spool %s: cannot create %s: %s", sp->dir, name, strerror(errno));
+        sp->next_seq--; /* not created: the next try uses the same name */
+        sp->wfail = true;
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot create %s: %s", sp->dir,
+                        name, strerror(-rc));
         return rc;
     }
     sp->dir_dirty = true; /* its records are synced with the directory at the next flush */
@@ -562,7 +580,7 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
         return -EMSGSIZE;
     uint64_t rec = HDR + 2 + key_len + payload_len;
     if (sp->bytes + rec > sp->max_bytes)
-        return -ENOSPC;
+        return -EFBIG; /* (2); -ENOSPC is the disk's */
     int rc;
     if (sp->wfd < 0 || (sp->segs[sp->nsegs - 1].size > 0 &&
                         sp->segs[sp->nsegs - 1].size + rec > sp->segment_bytes)) {
@@ -589,9 +607,11 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
         memcpy(sp->wbuf + sp->wlen + sizeof(h), key, key_len);
         memcpy(sp->wbuf + sp->wlen + sizeof(h) + key_len, payload, payload_len);
         sp->wlen += rec;
+        sp->wrecs++;
         if (sp->write_through && (rc = wbuf_flush(sp)) != 0) {
             /* (8) not in the file: not in the spool (the file was cut back) */
             sp->wlen -= rec;
+            sp->wrecs--;
             return rc;
         }
     }
@@ -727,10 +747,31 @@ static int fill(struct kts_spool *sp, uint64_t off, size_t n, uint64_t *avail)
 {
     struct seg *s = &sp->segs[0];
     uint64_t end = s->size;
-    if (sp->nsegs == 1 && sp->wfd >= 0 && off + n > sp->wdisk) {
-        int rc = wbuf_flush(sp); /* the reader caught up with the writer's buffer */
-        if (rc != 0)
-            return rc;
+    if (sp->rlen > 0 && off >= sp->rbuf_off && off + n <= sp->rbuf_off + sp->rlen) {
+        *avail = sp->rbuf_off + sp->rlen - off; /* bytes read before stay valid */
+        return 0;
+    }
+    if (sp->nsegs == 1 && sp->wfd >= 0 && off + n > sp->wdisk && sp->wlen > 0 &&
+        wbuf_flush(sp) != 0) {
+        /* The reader caught up with the writer's buffer, which cannot be written (disk full):
+         * read it from memory, so that the spool drains and frees its file. Records never
+         * straddle wdisk (the buffer is written whole). */
+        if (off >= sp->wdisk) {
+            size_t at = (size_t)(off - sp->wdisk), len = sp->wlen - at;
+            if (len > sp->rcap) {
+                unsigned char *b = realloc(sp->rbuf, len);
+                if (b == NULL)
+                    return -ENOMEM;
+                sp->rbuf = b;
+                sp->rcap = len;
+            }
+            memcpy(sp->rbuf, sp->wbuf + at, len);
+            sp->rbuf_off = off;
+            sp->rlen = len;
+            *avail = len;
+            return 0;
+        }
+        end = sp->wdisk;
     }
     if (off >= sp->rbuf_off && off + n <= sp->rbuf_off + sp->rlen) {
         *avail = sp->rbuf_off + sp->rlen - off;
@@ -959,9 +1000,12 @@ void kts_spool_ack_to(struct kts_spool *sp, struct kts_spool_pos to)
         return;
     sp->roff = to.off;
     sp->peeked = 0;
-    /* A wholly acknowledged head is deleted unless the writer still appends to it (deleting
-     * that one would make a new file for every acknowledgement while appends keep up). */
-    if (sp->roff >= sp->segs[0].size && !(sp->nsegs == 1 && sp->wfd >= 0))
+    /* A wholly acknowledged head is deleted; the one the writer appends to only from 4 MiB on
+     * or after a failed write (deleting it at every acknowledgement while appends keep up
+     * would make a new file each time; a full disk needs the space back). */
+    if (sp->roff >= sp->segs[0].size &&
+        !(sp->nsegs == 1 && sp->wfd >= 0 && sp->wlen == 0 && sp->segs[0].size < (4u << 20) &&
+          !sp->wfail))
         pop_head(sp);
 }
 
@@ -991,6 +1035,11 @@ void kts_spool_stats(const struct kts_spool *sp, struct kts_spool_stats *out)
 
 int kts_spool_close(struct kts_spool *sp)
 {
+    return kts_spool_close_stats(sp, NULL);
+}
+
+int kts_spool_close_stats(struct kts_spool *sp, struct kts_spool_stats *final)
+{
     if (sp == NULL)
         return 0;
     int rc = 0;
@@ -1003,6 +1052,8 @@ int kts_spool_close(struct kts_spool *sp)
         if (rc == 0)
             rc = drc;
     }
+    if (final != NULL)
+        kts_spool_stats(sp, final);
     if (sp->rfd >= 0)
         close(sp->rfd);
     if (sp->afd >= 0)

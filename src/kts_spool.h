@@ -15,7 +15,8 @@
  *     to kts_spool_prepend() come out before every record still in the spool, in the order
  *     given. Order survives close + open (a restart) and a crash.
  *  2. Bounded: the segment files never hold more than max_bytes in total; an append or prepend
- *     that would exceed it is refused with -ENOSPC and nothing is written.
+ *     that would exceed it is refused with -EFBIG and nothing is written (-ENOSPC means the
+ *     file system is full).
  *  3. Crash safety: a record is written whole or recognised as torn: a short header, a short
  *     body, an impossible length or a checksum mismatch. kts_spool_open() truncates a torn tail
  *     of the newest segment; a torn record found while reading an older segment ends that
@@ -68,6 +69,8 @@ struct kts_spool_stats {
     uint64_t torn_bytes;
     uint64_t segments;     /* segment files */
     uint64_t dir_syncs;    /* (6) fsyncs of the directory since open (sync only) */
+    uint64_t unwritten;    /* appended records that could never be written (disk full at a
+                            * segment switch or at close): lost, logged */
 };
 
 /* One record for kts_spool_prepend(); the pointers are borrowed. */
@@ -89,7 +92,7 @@ struct kts_spool_rec {
 int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, char *errbuf,
                    size_t errbuf_size);
 
-/* Append one record (key and payload borrowed, copied). 0, -ENOSPC when full (2), -EMSGSIZE
+/* Append one record (key and payload borrowed, copied). 0, -EFBIG when full (2), -EMSGSIZE
  * when larger than KTS_SPOOL_BODY_MAX or the key longer than KTS_SPOOL_KEY_MAX, or -errno of
  * a failed write (logged). */
 int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, const void *payload,
@@ -141,6 +144,8 @@ void kts_spool_stats(const struct kts_spool *sp, struct kts_spool_stats *out);
 /* Flush (with sync if configured), write the cursor, release the lock, free. NULL is fine.
  * Returns 0 or the negative errno of a failed final write. */
 int kts_spool_close(struct kts_spool *sp);
+/* The same, with the counters as they are after the final writes (unwritten) in *final. */
+int kts_spool_close_stats(struct kts_spool *sp, struct kts_spool_stats *final);
 
 /* CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). */
 uint32_t kts_crc32c(uint32_t crc, const void *buf, size_t len);

@@ -169,9 +169,10 @@ struct kts_producer {
     /* Write-ahead (11): messages produced from the spool, in order, by seq (their opaque):
      * wal[seq & wal_mask] says where each one ends in the spool and whether it is done
      * (acknowledged, or failed for good). [wal_lo, wal_hi) are in librdkafka's hands;
-     * wal_acked is the end of the last message before the first not done. Used by the
-     * delivery thread only (and by close after it stopped): no lock. */
+     * wal_acked is the end of the last message before the first not done. Guarded by
+     * spool_lock (writers produce directly when nothing waits in the spool). */
     bool wal_mode;
+    uint64_t wal_backlog; /* records appended but not yet produced (under spool_lock) */
     struct wal_slot *wal;
     uint64_t wal_mask, wal_lo, wal_hi;
     struct kts_spool_pos wal_acked;
@@ -306,7 +307,9 @@ static void wal_report(struct kts_producer *p, const rd_kafka_message_t *m)
     uint64_t seq = (uint64_t)(uintptr_t)m->_private;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         ATOMIC_INC(p->acked);
+        pthread_mutex_lock(&p->spool_lock);
         wal_done(p, seq);
+        pthread_mutex_unlock(&p->spool_lock);
         return;
     }
     if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
@@ -317,7 +320,9 @@ static void wal_report(struct kts_producer *p, const rd_kafka_message_t *m)
         return;
     }
     ATOMIC_INC(p->failed);
+    pthread_mutex_lock(&p->spool_lock);
     wal_done(p, seq);
+    pthread_mutex_unlock(&p->spool_lock);
     kts_log_limited(&p->rl_fail, KTS_LOG_ERR,
                     "write_kafka_ts plugin (%s): delivery failed, value list lost: %s (%s)",
                     p->name, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
@@ -501,8 +506,14 @@ static bool wal_service(struct kts_producer *p)
             const void *key, *payload;
             size_t key_len, len;
             struct kts_spool_pos end;
+            if (p->wal_backlog == 0) {
+                more = false; /* every record appended has been produced */
+                break;
+            }
             int rc = kts_spool_ahead_peek(p->spool, &key, &key_len, &payload, &len, &end);
             if (rc != 0) {
+                if (rc == -ENOENT)
+                    p->wal_backlog = 0;
                 more = false; /* everything produced (-ENOENT) or a read error (logged) */
                 break;
             }
@@ -529,6 +540,7 @@ static bool wal_service(struct kts_producer *p)
                 wal_done(p, seq); /* lost (counted): it leaves the spool */
             }
             kts_spool_ahead_advance(p->spool);
+            p->wal_backlog--;
         }
         pthread_mutex_unlock(&p->spool_lock);
         if (p->wal_hi - p->wal_lo > p->wal_mask)
@@ -757,12 +769,14 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
             }
             p->wal_mask = cap - 1;
             p->spooling = 1; /* the delivery thread looks every 5 ms */
-            if (!kts_spool_empty(p->spool))
+            if (!kts_spool_empty(p->spool)) {
+                p->wal_backlog = UINT64_MAX / 2; /* until the ahead reader finds the end */
                 kts_log(KTS_LOG_NOTICE,
                         "write_kafka_ts plugin (%s): spool \"%s\" holds %llu bytes of value lists "
                         "the broker had not acknowledged when the previous run ended: sending them "
                         "first (those it received without its answer arriving come twice)",
                         p->name, cfg->spool_dir, (unsigned long long)st.bytes);
+            }
         } else if (!kts_spool_empty(p->spool)) {
             /* (10) left from before: replayed before any new value list */
             p->spooling = 1;
@@ -884,9 +898,30 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
     }
 
     if (p->wal_mode) {
-        /* (11) write-ahead: on disk before we return; the delivery thread produces it */
+        /* (11) write-ahead: on disk before we return. When nothing waits in the spool, it is
+         * produced here at once (the same order: under the lock appends take); otherwise the
+         * delivery thread reads it back in its turn. */
         pthread_mutex_lock(&p->spool_lock);
         rc = spool_append_locked(p, key, key_len, b->data, b->len);
+        if (rc == 0 && p->wal_backlog == 0 && p->wal_hi - p->wal_lo <= p->wal_mask) {
+            uint64_t seq = p->wal_hi;
+            rd_kafka_resp_err_t err = rd_kafka_producev(
+                p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
+                RD_KAFKA_V_VALUE((void *)b->data, b->len),
+                RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                struct kts_spool_pos end = kts_spool_tail(p->spool);
+                p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
+                p->wal_hi++;
+                ATOMIC_INC(p->sent);
+                kts_spool_ahead_skip(p->spool, end);
+            } else {
+                p->wal_backlog++; /* queue full or refused: the delivery thread's turn */
+            }
+        } else if (rc == 0) {
+            p->wal_backlog++;
+        }
         pthread_mutex_unlock(&p->spool_lock);
         return rc;
     }

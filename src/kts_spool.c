@@ -992,6 +992,20 @@ void kts_spool_ahead_advance(struct kts_spool *sp)
     sp->apeeked = 0;
 }
 
+struct kts_spool_pos kts_spool_tail(const struct kts_spool *sp)
+{
+    if (sp->nsegs == 0)
+        return (struct kts_spool_pos){0, 0};
+    return (struct kts_spool_pos){sp->segs[sp->nsegs - 1].seq, sp->segs[sp->nsegs - 1].size};
+}
+
+void kts_spool_ahead_skip(struct kts_spool *sp, struct kts_spool_pos to)
+{
+    sp->aseq = to.seq;
+    sp->aoff = to.off;
+    sp->apeeked = 0;
+}
+
 void kts_spool_ack_to(struct kts_spool *sp, struct kts_spool_pos to)
 {
     while (sp->nsegs > 0 && sp->segs[0].seq < to.seq)

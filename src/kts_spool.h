@@ -129,6 +129,14 @@ int kts_spool_ahead_peek(struct kts_spool *sp, const void **key, size_t *key_len
 /* (8) Move the ahead reader past the record its last successful peek returned. */
 void kts_spool_ahead_advance(struct kts_spool *sp);
 
+/* (8) The end of the last record appended (where the next one goes). */
+struct kts_spool_pos kts_spool_tail(const struct kts_spool *sp);
+
+/* (8) Put the ahead reader at `to`, a kts_spool_tail(): for a caller that has just appended one
+ * record while the ahead reader had read everything before it, and took care of that record
+ * itself (no need to read it back). */
+void kts_spool_ahead_skip(struct kts_spool *sp, struct kts_spool_pos to);
+
 /* (8) Consume every record before `to` (an end position from kts_spool_ahead_peek); segments
  * wholly before it are deleted. The cursor is written at the next flush or close. */
 void kts_spool_ack_to(struct kts_spool *sp, struct kts_spool_pos to);

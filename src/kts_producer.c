@@ -542,8 +542,9 @@ static bool wal_service(struct kts_producer *p)
             kts_spool_ahead_advance(p->spool);
             p->wal_backlog--;
         }
+        bool table_full = p->wal_hi - p->wal_lo > p->wal_mask;
         pthread_mutex_unlock(&p->spool_lock);
-        if (p->wal_hi - p->wal_lo > p->wal_mask)
+        if (table_full)
             break;
     }
     if (t - p->last_flush >= 0.2) {

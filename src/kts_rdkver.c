@@ -8,7 +8,7 @@
 
 struct row {
     const char *name;
-    int since;         /* 0xMMmmrr00: first good version */
+    int since; /* 0xMMmmrr00: first good version */
     const char *since_str;
     const char *limit; /* what versions before `since` do */
 };

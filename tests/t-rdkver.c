@@ -8,7 +8,8 @@
 #include <librdkafka/rdkafka.h>
 #include <string.h>
 
-#define V(a, b, c) ((int)(((unsigned)(a) << 24) | ((unsigned)(b) << 16) | ((unsigned)(c) << 8) | 0xffu))
+#define V(a, b, c)                                                                                 \
+    ((int)(((unsigned)(a) << 24) | ((unsigned)(b) << 16) | ((unsigned)(c) << 8) | 0xffu))
 
 int main(void)
 {
@@ -18,7 +19,10 @@ int main(void)
     diag("linked librdkafka %s (0x%08x)", kts_rdk_version_str(), (unsigned)kts_rdk_version());
 
     /* 1: the thresholds */
-    struct { int f; int below, at; } cases[] = {
+    struct {
+        int f;
+        int below, at;
+    } cases[] = {
         {KTS_RDK_IDEMPOTENCE, V(2, 2, 0), V(2, 3, 0)},
         {KTS_RDK_SCRAM_KAFKA4, V(2, 6, 0), V(2, 6, 1)},
         {KTS_RDK_COOPERATIVE, V(2, 8, 0), V(2, 10, 0)},
@@ -30,21 +34,27 @@ int main(void)
            kts_rdk_since(cases[i].f));
         ok(kts_rdk_has_at(cases[i].f, cases[i].at), "1: %s present from %s", n,
            kts_rdk_since(cases[i].f));
-        ok(!kts_rdk_has_at(cases[i].f, cases[i].at & ~0xff), "1: %s: a pre-release of %s is not %s", n,
-           kts_rdk_since(cases[i].f), kts_rdk_since(cases[i].f));
+        ok(!kts_rdk_has_at(cases[i].f, cases[i].at & ~0xff), "1: %s: a pre-release of %s is not %s",
+           n, kts_rdk_since(cases[i].f), kts_rdk_since(cases[i].f));
         is_int(kts_rdk_feature_by_name(n), cases[i].f, "1: feature %s found by its name", n);
     }
     is_int(kts_rdk_feature_by_name("nonsense"), -1, "1: an unknown feature name gives -1");
 
     /* 1: the three librdkafka versions of the supported platforms */
-    ok(!kts_rdk_has_at(KTS_RDK_IDEMPOTENCE, V(2, 0, 2)) && !kts_rdk_has_at(KTS_RDK_SCRAM_KAFKA4, V(2, 0, 2)) &&
-           !kts_rdk_has_at(KTS_RDK_COOPERATIVE, V(2, 0, 2)) && !kts_rdk_has_at(KTS_RDK_KIP848, V(2, 0, 2)),
+    ok(!kts_rdk_has_at(KTS_RDK_IDEMPOTENCE, V(2, 0, 2)) &&
+           !kts_rdk_has_at(KTS_RDK_SCRAM_KAFKA4, V(2, 0, 2)) &&
+           !kts_rdk_has_at(KTS_RDK_COOPERATIVE, V(2, 0, 2)) &&
+           !kts_rdk_has_at(KTS_RDK_KIP848, V(2, 0, 2)),
        "1: 2.0.2 (Debian 12) has none of the four");
-    ok(kts_rdk_has_at(KTS_RDK_IDEMPOTENCE, V(2, 8, 0)) && kts_rdk_has_at(KTS_RDK_SCRAM_KAFKA4, V(2, 8, 0)) &&
-           !kts_rdk_has_at(KTS_RDK_COOPERATIVE, V(2, 8, 0)) && !kts_rdk_has_at(KTS_RDK_KIP848, V(2, 8, 0)),
+    ok(kts_rdk_has_at(KTS_RDK_IDEMPOTENCE, V(2, 8, 0)) &&
+           kts_rdk_has_at(KTS_RDK_SCRAM_KAFKA4, V(2, 8, 0)) &&
+           !kts_rdk_has_at(KTS_RDK_COOPERATIVE, V(2, 8, 0)) &&
+           !kts_rdk_has_at(KTS_RDK_KIP848, V(2, 8, 0)),
        "1: 2.8.0 (Debian 13): idempotence and SCRAM, not cooperative nor KIP-848");
-    ok(kts_rdk_has_at(KTS_RDK_IDEMPOTENCE, V(2, 14, 2)) && kts_rdk_has_at(KTS_RDK_SCRAM_KAFKA4, V(2, 14, 2)) &&
-           kts_rdk_has_at(KTS_RDK_COOPERATIVE, V(2, 14, 2)) && kts_rdk_has_at(KTS_RDK_KIP848, V(2, 14, 2)),
+    ok(kts_rdk_has_at(KTS_RDK_IDEMPOTENCE, V(2, 14, 2)) &&
+           kts_rdk_has_at(KTS_RDK_SCRAM_KAFKA4, V(2, 14, 2)) &&
+           kts_rdk_has_at(KTS_RDK_COOPERATIVE, V(2, 14, 2)) &&
+           kts_rdk_has_at(KTS_RDK_KIP848, V(2, 14, 2)),
        "1: 2.14.2 (Debian unstable) has all four");
 
     /* 2: the limitation names the affected versions, the linked one and the issue */

@@ -21,7 +21,7 @@ TOP = os.path.dirname(HERE)
 ap = argparse.ArgumentParser()
 ap.add_argument('--kts-filter', required=True)
 ap.add_argument('--config', default=os.path.join(TOP, 'contrib/pipelines/spikes.conf'))
-ap.add_argument('--data', default=os.path.join(TOP, '../shared/data/nab'))
+ap.add_argument('--data', default=os.path.join(HERE, 'data/nab'))
 ap.add_argument('--near', type=int, default=2, help='a label counts as hit when a point within '
                 'this many steps of it is flagged')
 args = ap.parse_args()

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Where the streaming spike filter goes wrong (issue 5, item 6): the same spike injection as
+"""Where the streaming spike filter goes wrong: the same spike injection as
 bench/spike-quality.py (same seeds give the same spikes), then per series the F1 of a pipeline
 file, the missed spikes by magnitude (4, 6, 10, 20 sigma) and, with -v, the indices of the false
 positives and of the missed spikes with their time-of-day bin, to look at with kts-filter.
@@ -23,7 +23,7 @@ TOP = os.path.dirname(HERE)
 ap = argparse.ArgumentParser()
 ap.add_argument('--kts-filter', required=True)
 ap.add_argument('--config', default=os.path.join(TOP, 'contrib/pipelines/spikes.conf'))
-ap.add_argument('--data', default=os.path.join(TOP, '../shared/data/nab'))
+ap.add_argument('--data', default=os.path.join(HERE, 'data/nab'))
 ap.add_argument('--seeds', default='5')
 ap.add_argument('--series', nargs='*', default=[])
 ap.add_argument('-v', action='store_true')

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Spike removal quality on real series (issue 5, item 6): inject spikes at known positions into
+"""Spike removal quality on real series: inject spikes at known positions into
 the NAB series, run the streaming pipeline (kts-filter with contrib/pipelines/spikes.conf) and two
 batch (non-causal) baselines on the same data, and report precision, recall, F1 of the spike
 flags and the RMSE of the cleaned series to the series without injected spikes.
@@ -33,7 +33,7 @@ TOP = os.path.dirname(HERE)
 ap = argparse.ArgumentParser()
 ap.add_argument('--kts-filter', required=True)
 ap.add_argument('--config', default=os.path.join(TOP, 'contrib/pipelines/spikes.conf'))
-ap.add_argument('--data', default=os.path.join(TOP, '../shared/data/nab'))
+ap.add_argument('--data', default=os.path.join(HERE, 'data/nab'))
 ap.add_argument('--seed', type=int, default=5)
 ap.add_argument('--streaming-only', action='store_true', help='skip the batch baselines')
 args = ap.parse_args()

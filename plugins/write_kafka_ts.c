@@ -5,7 +5,8 @@
  * value_list_t → struct kts_vl → kts_producer_send(), producer counters → collectd values.
  * Each <Plugin write_kafka_ts> block is one independent instance (its own producer).
  *
- * Life cycle (COLLECTD-NOTES): config runs before collectd forks, so it only validates;
+ * Life cycle: collectd runs config callbacks before it forks into the background (threads made
+ * there would not survive the fork), so config only validates;
  * librdkafka handles and threads are created in init; shutdown flushes and reports.
  */
 #include "kts_collectd.h"

@@ -145,14 +145,16 @@ static int append(char *dst, const char *pre, const char *suf)
 
 int kts_consumer_apply_naming(const struct kts_consumer_config *cfg, struct kts_vl *vl)
 {
-    size_t lh = strlen(vl->host) + (cfg->host_prefix ? strlen(cfg->host_prefix) : 0) +
-                (cfg->host_suffix ? strlen(cfg->host_suffix) : 0);
-    size_t lpi = strlen(vl->plugin_instance) +
-                 (cfg->plugin_instance_suffix ? strlen(cfg->plugin_instance_suffix) : 0);
+    /* A suffix appended to an empty name loses its leading separators (kts_name_suffix). */
+    const char *hp = cfg->host_prefix;
+    const char *hs = kts_name_suffix(hp != NULL && hp[0] != '\0' ? hp : vl->host, cfg->host_suffix);
+    const char *ps = kts_name_suffix(vl->plugin_instance, cfg->plugin_instance_suffix);
+    size_t lh = strlen(vl->host) + (hp ? strlen(hp) : 0) + (hs ? strlen(hs) : 0);
+    size_t lpi = strlen(vl->plugin_instance) + (ps ? strlen(ps) : 0);
     if (lh > KTS_NAME_MAX - 1 || lpi > KTS_NAME_MAX - 1)
         return -ENAMETOOLONG;
-    append(vl->host, cfg->host_prefix, cfg->host_suffix);
-    append(vl->plugin_instance, NULL, cfg->plugin_instance_suffix);
+    append(vl->host, hp, hs);
+    append(vl->plugin_instance, NULL, ps);
     return 0;
 }
 
@@ -234,6 +236,7 @@ struct kts_consumer {
 
     struct kts_consumer_stats st;
     struct kts_ratelimit rl_bad, rl_err, rl_timeout, rl_dispatch, rl_dlq;
+    struct kts_ratelimit rl_kafka[KTS_RDK_LIMITERS]; /* librdkafka error events, by kind */
 
     /* per-message scratch, consumer thread only */
     struct kts_vl *scratch;
@@ -737,8 +740,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return;
     }
     /* Revoke (or error): store what is done while we still own the partitions, then forget
-     * what was not dispatched. No synchronous commit here (KAFKA-NOTES): librdkafka's auto
-     * commit commits the stored offsets on unassign. */
+     * what was not dispatched. No synchronous commit here: with one, librdkafka 2.0.2 aborted
+     * (rdkafka_cgrp.c assertion !rd_kafka_assignment_in_progress) or hung in a close during a
+     * rebalance. librdkafka's auto commit commits the stored offsets on unassign. */
     store_offsets(c); /* (11) with a commit hook: stores nothing (redelivered to the new owner) */
     for (struct part *p = c->parts; p != NULL; p = p->next)
         p->revoked = true;
@@ -929,6 +933,8 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     const struct kts_consumer *c = rd_kafka_opaque(rk);
     char masked[1024];
+    if (kts_rdk_log_is_error_event(level, fac))
+        return; /* on_error logs the same failure, with the error's name */
     if (level > KTS_LOG_DEBUG)
         level = KTS_LOG_DEBUG;
     kts_log(level, "read_kafka_ts plugin (%s): librdkafka %s: %s", c ? c->name : "?", fac,
@@ -940,7 +946,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     struct kts_consumer *c = opaque;
     char masked[1024];
     (void)rk;
-    kts_log_limited(&c->rl_err, KTS_LOG_WARNING, "read_kafka_ts plugin (%s): Kafka: %s (%s)",
+    kts_log_limited(kts_rdk_limiter(c->rl_kafka, err, reason), KTS_LOG_WARNING,
+                    "read_kafka_ts plugin (%s): Kafka: %s (%s)",
                     c->name, kts_secret_mask(&c->secrets, reason, masked, sizeof(masked)),
                     rd_kafka_err2name(err));
 }
@@ -983,6 +990,8 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
     c->instance_bits = (uint64_t)(instance_id & 0xFF) << 56;
     c->rl_bad.interval_s = c->rl_err.interval_s = c->rl_timeout.interval_s = 10;
     c->rl_dispatch.interval_s = c->rl_dlq.interval_s = 10;
+    for (int i = 0; i < KTS_RDK_LIMITERS; i++)
+        c->rl_kafka[i].interval_s = 10;
     /* Keep the scalars; duplicate the naming strings (the only pointers used later). */
     c->cfg = *cfg;
     memset(&c->cfg.topics, 0, sizeof(c->cfg.topics));

@@ -90,10 +90,10 @@ extern const struct kts_opt kts_consumer_options[];
 void kts_consumer_config_free(struct kts_consumer_config *cfg);
 
 /*
- * The pipeline slot (issue 5). Called on the consumer thread for each decoded value list `in`
- * (owned by the caller, may be modified, valid during the call). Call `emit(in_or_other,
- * emit_ctx)` 0..n times; emit copies what it is given. Return 0, or a negative errno to make
- * the whole message bad (5).
+ * The pipeline slot (read_kafka_ts <Pipeline> blocks). Called on the consumer thread for each
+ * decoded value list `in` (owned by the caller, may be modified, valid during the call). Call
+ * `emit(in_or_other, emit_ctx)` 0..n times; emit copies what it is given. Return 0, or a
+ * negative errno to make the whole message bad (5).
  */
 typedef int (*kts_emit_fn)(const struct kts_vl *vl, void *emit_ctx);
 typedef int (*kts_pipeline_fn)(struct kts_vl *in, kts_emit_fn emit, void *emit_ctx,

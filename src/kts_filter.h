@@ -36,8 +36,9 @@
 #define KTS_PT_FILLED 0x04u   /* made up by the fill filter for a gap */
 #define KTS_PT_REPLACED 0x08u /* an outlier whose value was replaced */
 #define KTS_PT_WARMING 0x10u  /* passed through by a filter that has not learned enough yet */
-#define KTS_PT_ABSENT 0x8000u /* pipeline output only: no point for this data source at this
-                               * timestamp (the value is a NaN placeholder) */
+/* Pipeline output only: no point for this data source at this timestamp (the value is a NaN
+ * placeholder). */
+#define KTS_PT_ABSENT 0x8000u
 
 /* One value of one data source of one series. */
 struct kts_point {
@@ -49,10 +50,10 @@ struct kts_point {
     uint8_t type;          /* enum kts_ds_type of the original data source */
     uint8_t reserved;
     uint16_t flags;        /* KTS_PT_* */
-    float scale;           /* noise scale at the point's phase in the period, set by
-                            * deseasonalize for an outlier filter after it; 0 = none.
-                            * Filters that change what the value means (difference, smooth)
-                            * reset it to 0. */
+    /* Noise scale at the point's phase in the period, set by deseasonalize for an outlier
+     * filter after it; 0 = none. Filters that change what the value means (difference, smooth)
+     * reset it to 0. */
+    float scale;
 };
 
 /* What a filter instance counts (per pipeline, summed over series). Plugins report these. */

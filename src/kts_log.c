@@ -6,6 +6,12 @@
 
 static kts_log_sink log_sink;
 static void *log_opaque;
+static __thread unsigned long thread_errors; /* lines at KTS_LOG_ERR (or worse) by this thread */
+
+unsigned long kts_log_error_count(void)
+{
+    return thread_errors;
+}
 
 void kts_log_set_sink(kts_log_sink sink, void *opaque)
 {
@@ -16,6 +22,8 @@ void kts_log_set_sink(kts_log_sink sink, void *opaque)
 void kts_vlog(int level, const char *fmt, va_list ap)
 {
     char line[1024];
+    if (level <= KTS_LOG_ERR)
+        thread_errors++;
     vsnprintf(line, sizeof(line), fmt, ap);
     if (log_sink != NULL)
         log_sink(level, line, log_opaque);
@@ -63,4 +71,20 @@ void kts_log_limited(struct kts_ratelimit *rl, int level, const char *fmt, ...)
                 (unsigned long long)suppressed, interval);
     else
         kts_log(level, "%s", line);
+}
+
+struct kts_ratelimit *kts_rdk_limiter(struct kts_ratelimit set[KTS_RDK_LIMITERS], int err,
+                                      const char *reason)
+{
+    const char *tail = reason != NULL ? strstr(reason, " (after ") : NULL;
+    size_t n = reason == NULL ? 0 : tail != NULL ? (size_t)(tail - reason) : strlen(reason);
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uint32_t)err;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)reason[i]) * 1099511628211ULL;
+    return &set[h % KTS_RDK_LIMITERS];
+}
+
+bool kts_rdk_log_is_error_event(int level, const char *fac)
+{
+    return level < KTS_LOG_DEBUG && fac != NULL && strcmp(fac, "FAIL") == 0;
 }

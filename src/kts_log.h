@@ -11,6 +11,7 @@
 #define KTS_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define KTS_LOG_ERR 3
@@ -30,6 +31,11 @@ void kts_log_set_sink(kts_log_sink sink, void *opaque);
 void kts_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kts_vlog(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/* How many lines at KTS_LOG_ERR (or more severe) the calling thread has logged so far. A
+ * configuration step reads it before and after to count the problems it reported: every problem
+ * is one error line (kts_conf.h, 3), and configuration runs on one thread. */
+unsigned long kts_log_error_count(void);
+
 /*
  * Rate limiting for repeated problems (drops, decode errors): at most one line per `interval_s`
  * seconds per limiter; the next line that gets through says how many were suppressed.
@@ -42,5 +48,25 @@ struct kts_ratelimit {
 };
 void kts_log_limited(struct kts_ratelimit *rl, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * librdkafka's error events (the error callback) are logged through a set of KTS_RDK_LIMITERS
+ * limiters, one picked by the kind of error: its code and its text up to librdkafka's variable
+ * tail " (after Nms in state …)". So one problem repeating is rate-limited, while another one
+ * (a second broker down, an authentication failure after a refused connection) still gets its
+ * line. Two kinds may share a limiter (a hash picks it); the line then says how many were
+ * suppressed.
+ */
+#define KTS_RDK_LIMITERS 8
+struct kts_ratelimit *kts_rdk_limiter(struct kts_ratelimit set[KTS_RDK_LIMITERS], int err,
+                                      const char *reason);
+
+/*
+ * Whether a line of librdkafka's log callback repeats an error event: librdkafka 2.0.2 logs
+ * every broker failure as facility "FAIL" (at a level above debug) and raises the same text as
+ * an error event right after (rd_kafka_broker_set_error()). The plugins log the event (it has
+ * the error's name) and drop the FAIL line, so each failure is logged once.
+ */
+bool kts_rdk_log_is_error_event(int level, const char *fac);
 
 #endif

@@ -49,6 +49,7 @@ struct kts_pipeline {
     size_t match_n[F_NUM];
     struct pipe_filter *filters;
     size_t nfilters;
+    size_t filter_blocks; /* <Filter> blocks seen, valid or not: "filter #N" counts from 1 */
     size_t ds_stride;
     size_t buf_cap;
     struct kts_point *buf[2];
@@ -101,15 +102,15 @@ const struct kts_opt kts_pipeline_options[] = {
     {"OutputTypeInstance", KTS_OPT_STRING, PC(out_set[F_TYPE_INSTANCE]), NULL, 0, 0, NULL, NULL,
      0, "replace the type instance of the output"},
     {"OutputHostSuffix", KTS_OPT_STRING, PC(out_suffix[F_HOST]), NULL, 0, 0, NULL, NULL, 0,
-     "append this to the host name of the output"},
+     "append this to the host name of the output; on an empty name without its leading '-', '_' or '.'"},
     {"OutputPluginSuffix", KTS_OPT_STRING, PC(out_suffix[F_PLUGIN]), NULL, 0, 0, NULL, NULL, 0,
-     "append this to the plugin name of the output"},
+     "append this to the plugin name of the output; on an empty name without its leading '-', '_' or '.'"},
     {"OutputPluginInstanceSuffix", KTS_OPT_STRING, PC(out_suffix[F_PLUGIN_INSTANCE]), NULL, 0, 0,
-     NULL, NULL, 0, "append this to the plugin instance of the output (e.g. \"-filtered\")"},
+     NULL, NULL, 0, "append this to the plugin instance of the output (e.g. \"-filtered\"); on an empty name without its leading '-', '_' or '.'"},
     {"OutputTypeSuffix", KTS_OPT_STRING, PC(out_suffix[F_TYPE]), NULL, 0, 0, NULL, NULL, 0,
-     "append this to the type of the output"},
+     "append this to the type of the output; on an empty name without its leading '-', '_' or '.'"},
     {"OutputTypeInstanceSuffix", KTS_OPT_STRING, PC(out_suffix[F_TYPE_INSTANCE]), NULL, 0, 0, NULL,
-     NULL, 0, "append this to the type instance of the output"},
+     NULL, 0, "append this to the type instance of the output; on an empty name without its leading '-', '_' or '.'"},
     {"ExpireAfter", KTS_OPT_DURATION, PC(expire_after), "86400", 0, 1e9, NULL, NULL, 0,
      "forget a series after this many seconds of event time without a value; 0 = never"},
     {"MemoryLimit", KTS_OPT_INT, PC(memory_limit_mb), "1024", 0, 1048576, NULL, NULL, 0,
@@ -205,10 +206,13 @@ static int filter_custom(const struct kts_opt *opt, void *obj, const struct kts_
     struct kts_pipeline *p = obj;
     (void)opt;
     (void)where;
+    /* Position among the <Filter> blocks as the user counts them: an invalid block still
+     * takes its number, so the message about the next one names the block meant. */
+    size_t pos = ++p->filter_blocks;
     if (item->values_num != 1 || item->values[0].type != KTS_CONF_STRING) {
         char vals[256];
-        kts_log(KTS_LOG_ERR, "%s: invalid name %s for <Filter>; allowed: exactly one filter name "
-                "as a string, e.g. <Filter \"smooth\">", p->where,
+        kts_log(KTS_LOG_ERR, "%s: filter #%zu: invalid name %s for <Filter>; allowed: exactly one "
+                "filter name as a string, e.g. <Filter \"smooth\">", p->where, pos,
                 item->values_num ? kts_conf_describe_values(item, vals, sizeof(vals)) : "(none)");
         return -EINVAL;
     }
@@ -224,8 +228,8 @@ static int filter_custom(const struct kts_opt *opt, void *obj, const struct kts_
                 break;
             used += (size_t)n;
         }
-        kts_log(KTS_LOG_ERR, "%s: unknown filter \"%s\"; known filters: %s", p->where, name,
-                known);
+        kts_log(KTS_LOG_ERR, "%s: filter #%zu: unknown filter \"%s\"; known filters: %s", p->where,
+                pos, name, known);
         return -EINVAL;
     }
     struct pipe_filter *nf = realloc(p->filters, (p->nfilters + 1) * sizeof(*nf));
@@ -240,7 +244,7 @@ static int filter_custom(const struct kts_opt *opt, void *obj, const struct kts_
         return -ENOMEM;
     p->nfilters++;
     char fwhere[512];
-    snprintf(fwhere, sizeof(fwhere), "%s: filter #%zu \"%s\"", p->where, p->nfilters, ops->name);
+    snprintf(fwhere, sizeof(fwhere), "%s: filter #%zu \"%s\"", p->where, pos, ops->name);
     int rc = kts_opt_defaults(ops->options, f->conf);
     if (rc == 0)
         rc = kts_opt_apply(ops->options, f->conf, item, fwhere);
@@ -509,6 +513,7 @@ static void init_series(struct kts_pipeline *p, unsigned char *base, size_t ds_n
 static bool rename_field(char *dst, const char *in, const char *set, const char *suffix)
 {
     const char *base = set != NULL ? set : in;
+    suffix = kts_name_suffix(base, suffix); /* no leading separator on an empty name */
     size_t bl = strnlen(base, KTS_NAME_MAX), sl = suffix != NULL ? strlen(suffix) : 0;
     if (bl + sl >= KTS_NAME_MAX)
         return false;

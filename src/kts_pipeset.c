@@ -99,6 +99,9 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
                        size_t errbuf_size)
 {
     *out = NULL;
+    /* The summary counts every problem listed above it: options, <Filter> blocks and their
+     * options each log one error line per problem, while kts_pipeline_config() fails once. */
+    unsigned long logged_before = kts_log_error_count();
     int mode = MODE_AUTO, errors = 0, npipes = 0;
     for (int i = 0; i < block->children_num; i++) {
         const struct kts_conf *c = &block->children[i];
@@ -202,6 +205,9 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
         }
     }
     if (errors > 0) {
+        unsigned long logged = kts_log_error_count() - logged_before;
+        if (logged > (unsigned long)errors)
+            errors = (int)logged;
         snprintf(errbuf, errbuf_size, "%d problem(s) in the <Pipeline> configuration", errors);
         kts_pipeset_destroy(ps);
         return -EINVAL;

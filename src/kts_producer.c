@@ -121,6 +121,7 @@ struct kts_producer {
     int poller_started;
     int overflowing;   /* atomic: a drop for queue_full happened and no space freed since (3) */
     int closing;       /* atomic: purge reports are expected */
+    int brokers_down;  /* atomic: librdkafka said all brokers are down (ends the topic check) */
 
     /* atomic counters. Successful deliveries have no report of their own (8 in the file
      * comment below): delivered = sent - failed - purged - still in librdkafka's queue. */
@@ -140,7 +141,8 @@ struct kts_producer {
     /* Delivery latency from librdkafka's statistics (µs; atomic; see on_stats). */
     uint64_t lat_avg_us, lat_max_us, lat_windows;
 
-    struct kts_ratelimit rl_drop, rl_fail, rl_error;
+    struct kts_ratelimit rl_drop, rl_fail;
+    struct kts_ratelimit rl_error[KTS_RDK_LIMITERS]; /* error events, by kind (kts_log.h) */
     pthread_key_t tls_buf;
     pthread_mutex_t bufs_lock;
     struct tls_node *bufs; /* every thread's encode buffer, freed at close */
@@ -198,6 +200,8 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     const struct kts_producer *p = rd_kafka_opaque(rk);
     char masked[1024];
+    if (kts_rdk_log_is_error_event(level, fac))
+        return; /* on_error logs the same failure, with the error's name */
     if (level > KTS_LOG_DEBUG)
         level = KTS_LOG_DEBUG;
     kts_log(level, "write_kafka_ts plugin (%s): librdkafka %s: %s", p ? p->name : "?", fac,
@@ -209,6 +213,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     struct kts_producer *p = opaque;
     char masked[1024];
     mask_secrets(p, reason, masked, sizeof(masked));
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        __atomic_store_n(&p->brokers_down, 1, __ATOMIC_RELAXED);
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char fatal[512];
         rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
@@ -224,8 +230,9 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     /* Transport errors (broker down, all brokers down) are expected during outages:
-     * messages stay queued; say so without flooding the log. */
-    kts_log_limited(&p->rl_error, KTS_LOG_WARNING, "write_kafka_ts plugin (%s): Kafka: %s (%s)",
+     * messages stay queued; say so without flooding the log. The one line for each failure
+     * (on_log drops librdkafka's FAIL line of the same event). */
+    kts_log_limited(kts_rdk_limiter(p->rl_error, err, reason), KTS_LOG_WARNING, "write_kafka_ts plugin (%s): Kafka: %s (%s)",
                     p->name, masked, rd_kafka_err2name(err));
 }
 
@@ -453,6 +460,121 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, c
     return -EINVAL;
 }
 
+/* ------------------------------------------------------------------ topic check (11) */
+
+/* Milliseconds for the next metadata request of a check: 250, 500, 1000 … (a broker that is
+ * still connecting does not hold up the view of "all brokers down"; a slow answer still gets
+ * time), never past the deadline. */
+static int check_slice_ms(int *slice, double deadline)
+{
+    double left_ms = (deadline - now_s()) * 1000.0;
+    int ms = *slice < left_ms ? *slice : (int)left_ms;
+    if (*slice < 4000)
+        *slice *= 2;
+    return ms < 1 ? 1 : ms;
+}
+
+/* Step 1, before librdkafka has a handle for the topic (so nothing has asked for it yet): is
+ * it among all the cluster's topics? A request for all topics creates nothing. 1 yes, 0 no,
+ * -1 not checked (no broker answered; logged). */
+static int topic_exists(struct kts_producer *p, const char *topic, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    int slice = 250;
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 1, NULL, &md,
+                                                    check_slice_ms(&slice, deadline));
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            int found = 0;
+            for (int i = 0; i < md->topic_cnt; i++)
+                if (strcmp(md->topics[i].topic, topic) == 0)
+                    found = 1;
+            rd_kafka_metadata_destroy(md);
+            return found;
+        }
+        /* Serve the error events (logged as they come): they say when every broker is down. */
+        rd_kafka_poll(p->rk, 10);
+        bool down = ATOMIC_GET(p->brokers_down);
+        if (down || now_s() >= deadline) {
+            char why[128];
+            if (down)
+                snprintf(why, sizeof(why), "no broker reachable at start-up (see the Kafka errors)");
+            else
+                snprintf(why, sizeof(why), "no broker answered within %g s", timeout_s);
+            kts_log(KTS_LOG_NOTICE,
+                    "write_kafka_ts plugin (%s): could not check whether topic \"%s\" exists: %s; "
+                    "value lists wait in the queue until a broker answers",
+                    p->name, topic, why);
+            return -1;
+        }
+    }
+}
+
+/* Step 2, for a topic that did not exist, once librdkafka has a handle for it: librdkafka has
+ * asked the broker for the topic, with automatic creation unless allow.auto.create.topics is
+ * false. Kafka 4.1.1 (KRaft) answers that first request with UNKNOWN_TOPIC_OR_PART whether it
+ * creates the topic or not; when it does, the topic is there a moment later (well under a
+ * second on kafka-local), with the broker's num.partitions. So: wait for it to appear. */
+static void topic_check_created(struct kts_producer *p, const char *topic, bool client_auto,
+                                double timeout_s)
+{
+    static const char lost[] =
+        "value lists for it are lost: those queued fail after topic.metadata.propagation.max.ms "
+        "(30 s by default; counted as failed), later ones are dropped (dropped-error) until the "
+        "topic exists; create it, or enable automatic creation";
+    if (!client_auto) {
+        kts_log(KTS_LOG_WARNING,
+                "write_kafka_ts plugin (%s): topic \"%s\" does not exist and auto-creation is off "
+                "(Property \"allow.auto.create.topics\" is \"false\"): %s",
+                p->name, topic, lost);
+        return;
+    }
+    double deadline = now_s() + timeout_s;
+    int slice = 250;
+    rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    while (now_s() < deadline) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, p->rkt, &md,
+                                                    check_slice_ms(&slice, deadline));
+        int partitions = -1;
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            for (int i = 0; i < md->topic_cnt; i++)
+                if (strcmp(md->topics[i].topic, topic) == 0) {
+                    last = md->topics[i].err;
+                    if (last == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[i].partition_cnt > 0)
+                        partitions = md->topics[i].partition_cnt;
+                }
+            rd_kafka_metadata_destroy(md);
+        }
+        if (partitions > 0) {
+            kts_log(KTS_LOG_WARNING,
+                    "write_kafka_ts plugin (%s): topic \"%s\" did not exist: the broker created "
+                    "it automatically (auto.create.topics.enable) with %d partitions and its "
+                    "default replication factor; to choose them, create the topic before "
+                    "starting collectd",
+                    p->name, topic, partitions);
+            return;
+        }
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR && last != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+            last != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE && last != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            kts_log(KTS_LOG_WARNING,
+                    "write_kafka_ts plugin (%s): topic \"%s\" does not exist and the broker "
+                    "refuses it: %s (%s)",
+                    p->name, topic, rd_kafka_err2str(last), rd_kafka_err2name(last));
+            return;
+        }
+        rd_kafka_poll(p->rk, 100);
+        if (ATOMIC_GET(p->brokers_down))
+            break;
+    }
+    kts_log(KTS_LOG_WARNING,
+            "write_kafka_ts plugin (%s): topic \"%s\" does not exist and the broker did not "
+            "create it within %g s of being asked: auto-creation is off on the broker "
+            "(auto.create.topics.enable=false) or failed: %s",
+            p->name, topic, timeout_s, lost);
+}
+
 static void producer_free(struct kts_producer *p)
 {
     kts_spool_close(p->spool);
@@ -511,7 +633,9 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     p->key = key_of_word[cfg->key];
     p->skip_marked = cfg->skip_marked;
     p->block_timeout = cfg->block_timeout;
-    p->rl_drop.interval_s = p->rl_fail.interval_s = p->rl_error.interval_s = 10;
+    p->rl_drop.interval_s = p->rl_fail.interval_s = 10;
+    for (int i = 0; i < KTS_RDK_LIMITERS; i++)
+        p->rl_error[i].interval_s = 10;
     p->rl_spool.interval_s = p->rl_spool_on.interval_s = p->rl_spool_off.interval_s = 10;
 
     int rc = 0;
@@ -596,6 +720,18 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         producer_free(p);
         return rc;
     }
+    /* (11) Whether librdkafka asks brokers to create a topic they do not have: for a producer
+     * true unless a Property says otherwise (the configuration object says false until
+     * rd_kafka_new() applies the producer's default), then read back in librdkafka's words. */
+    bool client_auto = true;
+    for (size_t i = 0; i + 1 < cfg->properties.n; i += 2)
+        if (strcmp(cfg->properties.v[i], "allow.auto.create.topics") == 0) {
+            char aac[16] = "";
+            size_t aac_size = sizeof(aac);
+            client_auto = rd_kafka_conf_get(conf, "allow.auto.create.topics", aac, &aac_size) !=
+                              RD_KAFKA_CONF_OK ||
+                          strcmp(aac, "false") != 0;
+        }
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
@@ -612,6 +748,10 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         producer_free(p);
         return -EINVAL;
     }
+    /* (11) Look the topic up before librdkafka has a handle for it: from then on it asks the
+     * brokers for it itself (creating it if they auto-create), and it would always be there. */
+    double check_s = cfg->topic_check_timeout == 0 ? 5.0 : cfg->topic_check_timeout;
+    int exists = check_s > 0 ? topic_exists(p, cfg->topic, check_s) : -1;
     p->rkt = rd_kafka_topic_new(p->rk, cfg->topic, NULL);
     if (p->rkt == NULL) {
         snprintf(errbuf, errbuf_size, "topic \"%s\": %s", cfg->topic,
@@ -619,6 +759,8 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         producer_free(p);
         return -EINVAL;
     }
+    if (exists == 0)
+        topic_check_created(p, cfg->topic, client_auto, check_s);
     if (cfg->spool_dir != NULL) {
         struct kts_spool_config sc = {.dir = cfg->spool_dir,
                                       .max_bytes = (uint64_t)cfg->spool_max_bytes,

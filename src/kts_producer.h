@@ -34,6 +34,15 @@
  *     the order they were produced (they are older than everything spooled); a spool left
  *     from a previous run is replayed before any new value list. Only a full spool
  *     (SpoolMaxBytes) or a write error drops, counted and logged by reason.
+ * 11. Start-up topic check (in kts_producer_create, i.e. collectd's init): the topic is looked
+ *     up before librdkafka is told about it (a request for all topics, which creates nothing).
+ *     A topic that does not exist gives a WARNING naming it, saying either that the broker
+ *     created it automatically (it appeared after the producer's own metadata request, the
+ *     broker's auto.create.topics.enable) with how many partitions, or that it was not created
+ *     (auto-creation off: Property allow.auto.create.topics "false", or not created within the
+ *     timeout) and what then happens to the value lists. Each step waits at most
+ *     topic_check_timeout (5 s); no reachable broker (all refused, or a failed login) ends the
+ *     check at once with a NOTICE: start-up is never held up by a broker that is down.
  */
 #ifndef KTS_PRODUCER_H
 #define KTS_PRODUCER_H
@@ -64,6 +73,8 @@ struct kts_producer_config {
     int64_t spool_max_bytes;    /* SpoolMaxBytes */
     bool spool_sync;            /* SpoolSync: fdatasync the spool every second */
     int64_t spool_segment_bytes; /* not an option: segment size for tests; 0 = 64 MiB */
+    double topic_check_timeout; /* not an option: seconds for each step of the topic check (11);
+                                 * 0 = 5 s, < 0 = no check (tests) */
 };
 
 /* The option table for struct kts_producer_config (Property and PropertyFile are pairs). */

@@ -6,8 +6,9 @@
  *     power-of-two slot array kept at most 3/4 full, 64-bit hash stored in the slot so a probe
  *     touches an entry only on a full hash match; deletion by backward shift (no tombstones).
  *  2. Each series owns one allocation: header, a copy of the key (in the header's cache line
- *     for short keys), then `state_size` bytes of zeroed state aligned to 8 bytes. A state pointer stays valid until the series expires or
- *     the table is destroyed (growing the slot array does not move entries).
+ *     for short keys), then `state_size` bytes of zeroed state aligned to 8 bytes. A state
+ *     pointer stays valid until the series expires or the table is destroyed (growing the slot
+ *     array does not move entries).
  *  3. Idle expiry by event time: every series remembers the newest event time it was touched
  *     with; kts_series_expire(now, max) examines at most `max` series from the front of a queue
  *     and removes those whose newest time is at or before now - expire_after; a series touched

@@ -91,4 +91,20 @@ struct kts_vl {
     struct kts_meta *meta;
 };
 
+/*
+ * What an Output*Suffix option appends to a name (read_kafka_ts's OutputHostSuffix and
+ * OutputPluginInstanceSuffix, a pipeline's five Output*Suffix options): the suffix as given, or,
+ * when the name it is appended to is empty, the suffix without its leading separators ('-', '_',
+ * '.'). A suffix must not start the name with its separator: "-smooth" on the empty plugin
+ * instance of "memory" gives the plugin instance "smooth" (identifier memory-smooth), not
+ * "-smooth" (memory--smooth). NULL suffix: NULL.
+ */
+static inline const char *kts_name_suffix(const char *name, const char *suffix)
+{
+    if (suffix != NULL && name[0] == '\0')
+        while (*suffix == '-' || *suffix == '_' || *suffix == '.')
+            suffix++;
+    return suffix;
+}
+
 #endif

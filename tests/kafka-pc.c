@@ -25,7 +25,7 @@
  *       consumed=C distinct=D duplicates=U invalid=I foreign=O partitions=P
  *     (messages of TAG; different indexes; repeats; messages of TAG whose key or payload is
  *     wrong; messages of other runs; partitions that delivered messages of TAG) and exits 0 only
- *     if D == N and I == 0. It closes the consumer the way KAFKA-NOTES.md recommends for 2.0.2.
+ *     if D == N and I == 0. It closes the consumer as librdkafka 2.0.2 needs (see below).
  *  5. create sends CreateTopics (RF -1 = the broker's default.replication.factor) and then waits
  *     until metadata shows every partition with a leader. It fails if the topic exists.
  *  6. -X sets any librdkafka property after the defaults above (SASL settings, compression …).
@@ -73,7 +73,8 @@ struct pc_opts {
 };
 
 /* Delivery-report counters. Delivery reports run from rd_kafka_poll()/rd_kafka_flush() in the
- * main thread only here, but they are atomic anyway (see KAFKA-NOTES.md). */
+ * main thread only here, but they are atomic anyway: librdkafka can run delivery-report callbacks
+ * concurrently from rd_kafka_flush() and a poll thread. */
 static long pc_delivered;
 static long pc_failed;
 static char pc_first_error[512];
@@ -541,8 +542,9 @@ static int pc_consume(const struct pc_opts *o)
     }
     free(seen);
 
-    /* Close as KAFKA-NOTES.md recommends for 2.0.2: unsubscribe, poll until the assignment is
-     * empty (bounded), then close and destroy. */
+    /* Close the way that survives a rebalance in librdkafka 2.0.2 (a close during a rebalance
+     * can otherwise abort or hang): unsubscribe, poll until the assignment is empty (bounded),
+     * then close and destroy. */
     rd_kafka_unsubscribe(rk);
     double close_deadline = pc_now() + 10;
     for (;;) {

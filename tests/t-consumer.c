@@ -13,13 +13,22 @@
 #include "kts_rdkver.h"
 #include "kts_typesdb.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Lines containing `count_needle` are counted (the refused-connection test); the first kept. */
+static pthread_mutex_t count_lock = PTHREAD_MUTEX_INITIALIZER;
+static char count_needle[128];
+static int count_lines;
+static char count_first[1024];
 
 /* Every log line is kept (for the version-aware checks), shown with KTS_TEST_VERBOSE. */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -28,6 +37,11 @@ static char logged[1 << 16];
 static void quiet(int level, const char *msg, void *opaque)
 {
     (void)opaque;
+    pthread_mutex_lock(&count_lock);
+    if (count_needle[0] != '\0' && strstr(msg, count_needle) != NULL &&
+        count_lines++ == 0)
+        snprintf(count_first, sizeof(count_first), "%s", msg);
+    pthread_mutex_unlock(&count_lock);
     if (level <= KTS_LOG_WARNING && getenv("KTS_TEST_VERBOSE"))
         diag("%s", msg);
     if (strstr(msg, "COMMITFAIL") != NULL)
@@ -62,6 +76,21 @@ static int log_count(const char *a, const char *b)
     }
     pthread_mutex_unlock(&log_lock);
     return n;
+}
+
+/* A TCP port on 127.0.0.1 with no listener (bound, then closed). */
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
 }
 
 /* ---------------------------------------------------------------- types.db */
@@ -136,6 +165,17 @@ static void test_naming(void)
     struct kts_vl v2 = {.host = "h", .plugin_instance = ""};
     kts_consumer_apply_naming(&none, &v2);
     ok(strcmp(v2.host, "h") == 0 && v2.plugin_instance[0] == '\0', "C7 no naming: unchanged");
+    /* A suffix appended to an empty name loses its leading separators '-', '_', '.'. */
+    struct kts_consumer_config sm = {.plugin_instance_suffix = "-smooth", .host_suffix = "._x"};
+    struct kts_vl v3 = {.host = "h", .plugin = "memory", .plugin_instance = "", .type = "memory"};
+    is_int(kts_consumer_apply_naming(&sm, &v3), 0, "C7 suffix on an empty plugin instance");
+    is_str(v3.plugin_instance, "smooth", "C7 memory + \"-smooth\": plugin instance \"smooth\" "
+           "(memory-smooth, not memory--smooth)");
+    is_str(v3.host, "h._x", "C7 a non-empty name keeps the suffix as given");
+    struct kts_consumer_config pre = {.host_prefix = "agg", .host_suffix = "-x"};
+    struct kts_vl v4 = {.host = "", .plugin = "p"};
+    kts_consumer_apply_naming(&pre, &v4);
+    is_str(v4.host, "agg-x", "C7 empty host after a prefix: the suffix keeps its separator");
 }
 
 /* ---------------------------------------------------------------- mock cluster */
@@ -760,12 +800,62 @@ static void test_incremental(bool kip848)
     }
 }
 
+/* A librdkafka error is logged once: a refused connection is one error event, and librdkafka
+ * also logs it as a FAIL line, which the consumer must not log a second time. */
+static void test_refused_logged_once(void)
+{
+    int port = closed_port();
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    const char *saved = bootstrap;
+    bootstrap = addr;
+    struct kts_consumer_config cfg = {0};
+    base_config(&cfg, "g-refused", "t-refused");
+    bootstrap = saved;
+    cfg.drain_timeout = 1;
+    cfg.close_timeout = 1;
+    pthread_mutex_lock(&count_lock);
+    snprintf(count_needle, sizeof(count_needle), "Connect to ipv4#%s failed", addr);
+    count_lines = 0;
+    pthread_mutex_unlock(&count_lock);
+    static struct sink s;
+    pthread_mutex_init(&s.lock, NULL);
+    struct kts_consumer_callbacks cb = {.dispatch = sink_dispatch, .dispatch_opaque = &s};
+    char err[512];
+    struct kts_consumer *c;
+    int rc = kts_consumer_create(&c, &cfg, &cb, 3, err, sizeof(err));
+    is_int(rc, 0, "log once: consumer created with bootstrap %s (no listener) (%s)", addr,
+           rc ? err : "");
+    if (rc != 0) {
+        kts_consumer_config_free(&cfg);
+        return;
+    }
+    s.c = c;
+    pthread_t rt;
+    pthread_create(&rt, NULL, run_thread, c);
+    sleep(3); /* librdkafka retries every second at most; identical errors it reports once */
+    kts_consumer_drain(c);
+    pthread_join(rt, NULL);
+    kts_consumer_close(c);
+    kts_consumer_destroy(c);
+    kts_consumer_config_free(&cfg);
+    pthread_mutex_lock(&count_lock);
+    int n = count_lines;
+    count_needle[0] = '\0';
+    pthread_mutex_unlock(&count_lock);
+    is_int(n, 1, "log once: the refused connection is one log line, not two");
+    ok(strstr(count_first, "read_kafka_ts plugin (g-refused): Kafka: ") != NULL &&
+           strstr(count_first, "(_TRANSPORT)") != NULL,
+       "log once: the line kept is the error event, with its name (%s)", count_first);
+}
+
 int main(void)
 {
     kts_log_set_sink(quiet, NULL);
-    plan(48);
+    plan(55);
     test_typesdb();
     test_naming();
+    test_refused_logged_once();
     mock_start();
     alarm(600); /* a hang is a failure, not a stuck suite */
     test_offsets_and_dlq();

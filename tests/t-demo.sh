@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# contrib/demo end to end (issue 7 item 1), in its short mode: the README's first command with
+# contrib/demo end to end, in its short mode: the README's first command with
 # the packages already installed and the suite's build (--no-install --no-build --build-dir),
 # for KTS_DEMO_TEST_MINUTES (default 1) minutes. The demo starts its own REAL Kafka broker, two
 # REAL collectd daemons and contrib/demo-series; this test checks what a user gets:
@@ -15,12 +15,16 @@
 #       at least 0.4 x away, the filter's worst error seen offline 0.14 x), and the
 #       filtered maximum after warm-up is below the raw one
 #   11  every missing interval (gaps of 2-4) has a filled point in the filtered series
+#   12  every progress line shows no more values consumed than sent (the two counters are
+#       sampled at one moment), and the last one (totals, after the drain) all sent consumed
+#   13  the memory graph states one unit: MiB on the axis (its values, from rrdtool graphv, are
+#       MiB, not bytes) and plain numbers in the legend (no "MB", "GB", "%sB" prefixes)
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILDDIR=${KTS_TOP_BUILDDIR:-$(pwd)}
 # shellcheck source=tests/lib/tap.sh
 . "$SRCDIR/tests/lib/tap.sh"
-plan 11
+plan 13
 
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/kts-demo.XXXXXX") || bail_out "mktemp failed"
 DEMO_PID=""
@@ -41,7 +45,7 @@ wait "$DEMO_PID"
 st=$?
 DEMO_PID=""
 mv "$OUT.log" "$OUT/demo.log"
-progress=$(grep -c 'agent→Kafka [0-9]* values · aggregator consumed' "$OUT/demo.log")
+progress=$(grep -c 'agent→Kafka [0-9]* values sent · aggregator consumed [0-9]* of them' "$OUT/demo.log")
 listed=$(grep -c "$OUT/graphs/.*\.png" "$OUT/demo.log")
 [ $st -eq 0 ] && [ "$progress" -ge 2 ] && [ "$listed" -ge 5 ]
 ok $? "contrib/demo --minutes ${KTS_DEMO_TEST_MINUTES:-1} exits 0 (status $st), $progress progress lines, $listed graphs listed" ||
@@ -148,5 +152,23 @@ for what in dups spikes gaps; do
     esac
     ok $st "$name ($(echo "$res" | tail -n 1))" || diag "$res"
 done
+
+# ------------------------------------------------------------------ 12 progress counters
+res=$(sed -n 's/.*agent→Kafka \([0-9]*\) values sent · aggregator consumed \([0-9]*\) of them (\([^;]*\);.*/\1 \2 \3/p' \
+    "$OUT/demo.log" | awk '{ n++; last = $0; s1 = $1; c1 = $2 }
+        !/totals/ && $2 > $1 { bad = bad " " $2 ">" $1 }
+        END { printf "%d lines, %s; last: %s\n", n,
+              bad == "" ? "consumed <= sent in each" : "consumed > sent:" bad, last
+              # the last: after the drain, everything sent was consumed (more: a redelivery)
+              exit !(n >= 2 && bad == "" && last ~ /totals/ && c1 >= s1 && s1 > 0) }')
+ok $? "progress lines: $res"
+
+# ------------------------------------------------------------------ 13 memory graph unit
+info="$OUT/tmp/graph-memory.txt"
+vmax=$(sed -n 's/^value_max = //p' "$info" 2>/dev/null)
+legend=$(sed -n 's/^legend\[[0-9]*\] = //p' "$info" 2>/dev/null | tr '\n' ' ')
+awk -v v="${vmax:-0}" 'BEGIN { exit !(v > 1 && v < 1048576) }' &&
+    ! grep -Eq '[0-9] *[kMGT]?i?B|%s' <<<"$legend" && grep -q 'last' <<<"$legend"
+ok $? "memory graph: axis in MiB (value_max $vmax), legend without a unit of its own: $legend"
 
 done_testing

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# read_kafka_ts → pipeline → write_graphite → Debian's carbon-cache → whisper (issue 7 item 4):
+# read_kafka_ts → pipeline → write_graphite → Debian's carbon-cache → whisper:
 # REAL collectd, the suite's REAL Kafka broker, REAL carbon-cache (graphite-carbon) started here.
 #   1-2   a gauge series (60 points 10 s apart, two spikes, one message sent twice in a row and
 #         three redelivered after newer ones) → Kafka (kcat); kts-filter computes the expected

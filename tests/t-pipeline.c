@@ -111,7 +111,7 @@ static uint64_t run_batched(size_t batch)
 
 int main(void)
 {
-    plan(37);
+    plan(41);
     kts_log_set_sink(sink, NULL);
 
     /* 1. validation reports every problem */
@@ -152,9 +152,47 @@ int main(void)
     vl = mkvl("db", "cpu", 1000, 1);
     kts_pipeline_process(p, &vl, 1, collect, NULL);
     is_int(nouts, 1, "4. one output value list");
-    is_str(outs[0].plugin_instance, "-filtered", "4. suffix appended to the plugin instance");
+    is_str(outs[0].plugin_instance, "filtered",
+           "4. suffix on an empty plugin instance: without its leading '-' (cpu-filtered)");
     is_str(outs[0].type, "gauge2", "4. type replaced");
     is_str(outs[0].host, "db", "4. other names unchanged");
+    kts_pipeline_destroy(p);
+
+    /* 4. the naming rule for all five suffixes: appended as given to a non-empty name; on an
+     * empty one (a set Output* "" included) without leading separators '-', '_', '.' */
+    p = fh_pipeline_new("<Pipeline \"names\">\n  <Filter \"smooth\">\n  </Filter>\n"
+                        "  OutputHostSuffix \".agg\"\n  OutputPluginSuffix \"_x\"\n"
+                        "  OutputPluginInstanceSuffix \"-smooth\"\n  OutputTypeSuffix \"-y\"\n"
+                        "  OutputTypeInstanceSuffix \"._-z\"\n</Pipeline>\n");
+    nouts = 0;
+    vl = mkvl("h1", "memory", 1000, 1);
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    vl = mkvl("h1", "cpu", 1000, 1);
+    snprintf(vl.plugin_instance, sizeof(vl.plugin_instance), "0");
+    snprintf(vl.type_instance, sizeof(vl.type_instance), "user");
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    is_int(nouts, 2, "4. naming: two outputs");
+    ok(nouts == 2 && strcmp(outs[0].host, "h1.agg") == 0 && strcmp(outs[0].plugin, "memory_x") == 0 &&
+           strcmp(outs[0].plugin_instance, "smooth") == 0 && strcmp(outs[0].type, "gauge-y") == 0 &&
+           strcmp(outs[0].type_instance, "z") == 0,
+       "4. naming, empty instances: h1.agg/memory_x-smooth/gauge-y-z (%s/%s-%s/%s-%s)",
+       outs[0].host, outs[0].plugin, outs[0].plugin_instance, outs[0].type, outs[0].type_instance);
+    ok(nouts == 2 && strcmp(outs[1].plugin_instance, "0-smooth") == 0 &&
+           strcmp(outs[1].type_instance, "user._-z") == 0,
+       "4. naming, non-empty instances keep the separators: 0-smooth, user._-z (%s, %s)",
+       outs[1].plugin_instance, outs[1].type_instance);
+    kts_pipeline_destroy(p);
+    p = fh_pipeline_new("<Pipeline \"set\">\n  <Filter \"smooth\">\n  </Filter>\n"
+                        "  OutputPluginInstance \"\"\n  OutputPluginInstanceSuffix \"-s\"\n"
+                        "  OutputTypeInstanceSuffix \"---\"\n</Pipeline>\n");
+    nouts = 0;
+    vl = mkvl("h1", "cpu", 1000, 1);
+    snprintf(vl.plugin_instance, sizeof(vl.plugin_instance), "0");
+    kts_pipeline_process(p, &vl, 1, collect, NULL);
+    ok(nouts == 1 && strcmp(outs[0].plugin_instance, "s") == 0 && outs[0].type_instance[0] == '\0',
+       "4. naming: OutputPluginInstance \"\" + \"-s\" gives \"s\"; a suffix of separators only "
+       "on an empty name leaves it empty (%s, \"%s\")", outs[0].plugin_instance,
+       outs[0].type_instance);
     kts_pipeline_destroy(p);
 
     /* 2./4. two data sources, independent, one reset */

@@ -55,18 +55,22 @@ static const struct kts_meta *meta(const struct kts_vl *vl, const char *key)
     return NULL;
 }
 
+static char last_err[512]; /* kts_pipeset_config()'s error text of the last setup() */
+
 static struct kts_pipeset *setup(const char *text, int *rc)
 {
     struct kts_conf *root = NULL;
-    char err[512];
+    char *err = last_err;
+    const size_t errsz = sizeof(last_err);
     struct kts_pipeset *ps = NULL;
     logbuf[0] = '\0';
-    *rc = kts_conf_parse(text, strlen(text), "t-pipeset", &root, err, sizeof(err));
+    err[0] = '\0';
+    *rc = kts_conf_parse(text, strlen(text), "t-pipeset", &root, err, errsz);
     if (*rc < 0) {
         diag("parse: %s", err);
         return NULL;
     }
-    *rc = kts_pipeset_config(root, &typesdb, "t-pipeset", &ps, err, sizeof(err));
+    *rc = kts_pipeset_config(root, &typesdb, "t-pipeset", &ps, err, errsz);
     kts_conf_free(root);
     return ps;
 }
@@ -131,6 +135,17 @@ static void test_1_config(void)
     ok(strstr(logbuf, "Tua") != NULL, "1: a filter's unknown option is reported");
     ok(strstr(logbuf, "OutputType \"nosuchtype\" is not in types.db") != NULL,
        "1: an unknown OutputType is refused; every problem of the block was reported");
+    /* The summary counts every problem listed, and filters are numbered from 1 in the order
+     * written, an invalid <Filter> block included. */
+    ps = setup("<Pipeline \"p\">\n <Filter \"nosuch\">\n </Filter>\n"
+               " <Filter \"outlier\">\n  Method \"iqr\"\n </Filter>\n Nope 3\n</Pipeline>\n", &rc);
+    ok(rc == -EINVAL && ps == NULL, "1: a pipeline with three problems is refused");
+    ok(strstr(logbuf, "pipeline \"p\": filter #1: unknown filter \"nosuch\"") != NULL &&
+           strstr(logbuf, "pipeline \"p\": filter #2 \"outlier\": invalid value \"iqr\"") != NULL &&
+           strstr(logbuf, "unknown option \"Nope\"") != NULL,
+       "1: the three problems are listed; the second <Filter> block is filter #2");
+    is_str(last_err, "3 problem(s) in the <Pipeline> configuration",
+           "1: the summary counts the three problems listed");
     ps = setup("PipelineMode \"both\"\n<Pipeline \"a\">\n</Pipeline>\n", &rc);
     ok(rc == -EINVAL && strstr(logbuf, "invalid value \"both\" for option \"PipelineMode\"") != NULL,
        "1: an unknown PipelineMode is refused");
@@ -158,8 +173,9 @@ static void test_2_3_routing_modes(void)
     outs_clear();
     feed(ps, "p", "gauge", 100, KTS_DS_GAUGE, 2.0);
     ok(nouts == 2 && strcmp(outs[0].plugin_instance, "") == 0 &&
-           strcmp(outs[1].plugin_instance, "-f") == 0,
-       "2, 3: the first matching pipeline runs; copy emits raw then filtered under its name");
+           strcmp(outs[1].plugin_instance, "f") == 0,
+       "2, 3: the first matching pipeline runs; copy emits raw then filtered under its name "
+       "(\"-f\" on an empty plugin instance: \"f\")");
     const struct kts_meta *m = nouts == 2 ? meta(&outs[1], KTS_META_PIPELINE) : NULL;
     ok(m != NULL && m->type == KTS_META_STRING && strcmp(m->value.string, "first") == 0 &&
            meta(&outs[1], "agent:note") != NULL && meta(&outs[0], KTS_META_PIPELINE) == NULL,
@@ -291,7 +307,7 @@ int main(void)
     }
     close(fd);
     kts_strv_push(&typesdb, typesdb_path);
-    plan(26);
+    plan(29);
     test_1_config();
     test_2_3_routing_modes();
     test_4_types();

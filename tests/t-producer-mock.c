@@ -11,10 +11,13 @@
 #include "kts_producer.h"
 #include "kts_rdkver.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- log capture (thread-safe) */
@@ -64,6 +67,21 @@ static void log_clear(void)
 }
 
 /* ---------------------------------------------------------------- helpers */
+/* A TCP port on 127.0.0.1 with no listener (bound, then closed). */
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
 static const char *bootstraps;
 
 /* A config from collectd-syntax text, as the plugin would build it. */
@@ -203,7 +221,7 @@ static void consume_all(const char *topic, int want, struct seen *s)
 
 int main(void)
 {
-    plan(41);
+    plan(44);
     kts_log_set_sink(capture, NULL);
 
     char err[512];
@@ -358,6 +376,29 @@ int main(void)
            kts_rdk_version_str());
     }
     kts_producer_close(p, 1);
+
+    /* A librdkafka error is logged once: a refused connection is one error event, which
+     * librdkafka also logs as a FAIL line; the producer logs the event only. */
+    int port = closed_port();
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    const char *saved = bootstraps;
+    bootstraps = addr;
+    log_clear();
+    p = make_producer("");
+    bootstraps = saved;
+    ok(p != NULL, "log once: producer created with bootstrap %s (no listener)", addr);
+    sleep(3); /* librdkafka retries every second at most; identical errors it reports once */
+    kts_producer_close(p, 0.2);
+    char needle[256];
+    snprintf(needle, sizeof(needle), "Connect to ipv4#%s failed", addr);
+    int lines = log_count(needle);
+    if (!ok(lines == 1, "log once: the refused connection is one log line, not two (%d)", lines))
+        diag("log: %s", log_text);
+    snprintf(needle, sizeof(needle), "write_kafka_ts plugin (metrics): Kafka: 127.0.0.1:%d/bootstrap: "
+             "Connect to ipv4#%s failed", port, addr);
+    ok(log_has(needle) && log_has("(_TRANSPORT)"),
+       "log once: the line kept is the error event, with its name (_TRANSPORT)");
 
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(host);

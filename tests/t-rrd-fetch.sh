@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# read_kafka_ts → pipeline → collectd's rrdtool plugin → `rrdtool fetch` (issue 7 item 5):
+# read_kafka_ts → pipeline → collectd's rrdtool plugin → `rrdtool fetch`:
 # REAL collectd, the suite's REAL Kafka broker, stock rrdtool plugin and rrdtool(1).
 #   1-2   a gauge series s1 (60 points 10 s apart at timestamps that are multiples of the step,
 #         two spikes, one message sent twice in a row and three redelivered after newer ones)

@@ -7,7 +7,9 @@
 #         csv, filled points appear, the raw series is gone (replaced), self-metrics counted
 #   10    write_log (JSON): the same values to 15 digits, the meta marks, the marker
 #   11-14 copy mode (Output* names): raw series unchanged next to the filtered one, which
-#         equals kts-filter's output; a DERIVE series smoothed in place holds the rounded EMA
+#         equals kts-filter's output (suffix "-filtered" on the empty plugin instance of
+#         tsf_copy: tsf_copy-filtered, never tsf_copy--filtered); a DERIVE series smoothed in
+#         place holds the rounded EMA
 #   15-18 WriteThreads 5, kts_testgen burst of 30 series: every value list reaches the
 #         writers exactly once through the target (CountWritten), self-metric "in" = 3000
 #   19-21 a bad <Pipeline> stops start-up with a message naming the option; Mode "copy"
@@ -57,7 +59,7 @@ PIPE_COPY='<Pipeline "copy">
     Method "sma"
     Window 50
   </Filter>
-  OutputPluginInstanceSuffix "filtered"
+  OutputPluginInstanceSuffix "-filtered"
 </Pipeline>'
 PIPE_INT='<Pipeline "int">
   <Match>

@@ -9,11 +9,15 @@
 #   18-20 an invalid configuration stops collectd's start-up, naming every bad option
 #   21-24 a burst over 1000 series: every value list delivered; each key on the partition the
 #         Java client's murmur2 partitioner picks (checked with Kafka's own Utils.murmur2)
+#   25-30 the start-up topic check (kafka-local has auto.create.topics.enable=true): a new topic
+#         is reported as created by the broker, with its partitions; an existing one is not
+#         reported; with Property allow.auto.create.topics "false" the topic is reported missing
+#         and stays missing; an address with no listener ends the check at once (collectd starts)
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 # shellcheck source=tests/lib/e2e.sh
 . "$SRCDIR/tests/lib/e2e.sh"
-e2e_plan 24
+e2e_plan 30
 RUN=e2e-$$-$(date +%s)
 
 # Reads a whole topic (every partition, from the beginning) as kcat JSON envelopes.
@@ -66,6 +70,8 @@ collectd_log_has "write_kafka_ts plugin \\($RUN-json\\): shutdown: all [0-9]+ va
 ok $? "json instance: shutdown reports everything delivered"
 collectd_log_has "write_kafka_ts plugin \\($RUN-collectd\\): shutdown: all [0-9]+ value lists sent were delivered" golden
 ok $? "collectd instance: shutdown reports everything delivered"
+collectd_log_has "\\[warning\\] write_kafka_ts plugin \\($RUN-json\\): topic \"$RUN-json\" did not exist: the broker created it automatically \\(auto.create.topics.enable\\) with 4 partitions" golden
+ok $? "25: a new topic: WARNING at start-up that the broker created it (4 partitions, kafka-local)"
 
 read_topic "$RUN-json" >"$D/json.jsonl"
 read_topic "$RUN-collectd" >"$D/collectd.jsonl"
@@ -188,5 +194,43 @@ out=$(cat "$U/got.jsonl" "$D/json.jsonl" | java -cp "$KAFKA_LIB/*" "$SRCDIR/test
 st=$?
 diag "$out"
 ok $st "every key (incl. UTF-8 and control characters) is on the Java client's partition ($nparts partitions)"
+
+# ------------------------------------------------------------------ 26-30 the topic check
+T=$(collectd_dir topics)
+NOPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+{
+    collectd_conf_header topics
+    collectd_conf_ours write_kafka_ts
+    cat <<EOF
+<Plugin write_kafka_ts>
+  Property "bootstrap.servers" "$B"
+  Topic "$RUN-json"
+  FlushTimeout 1
+</Plugin>
+<Plugin write_kafka_ts>
+  Property "bootstrap.servers" "$B"
+  Property "allow.auto.create.topics" "false"
+  Topic "$RUN-nocreate"
+  FlushTimeout 1
+</Plugin>
+<Plugin write_kafka_ts>
+  Property "bootstrap.servers" "127.0.0.1:$NOPORT"
+  Topic "$RUN-nobroker"
+  FlushTimeout 1
+</Plugin>
+EOF
+} >"$T/collectd.conf"
+collectd_start "$T/collectd.conf" topics
+ok $? "26: collectd starts with an existing topic, one it may not create and no broker"
+collectd_stop topics >/dev/null # the last two cannot deliver their self-metrics: not asserted
+ok "$(collectd_log_has "\\($RUN-json\\): (topic|could not check)" topics; [ $? -ne 0 ]; echo $?)" \
+    "27: an existing topic: nothing said about it"
+collectd_log_has "\\[warning\\] write_kafka_ts plugin \\($RUN-nocreate\\): topic \"$RUN-nocreate\" does not exist and auto-creation is off \\(Property \"allow.auto.create.topics\" is \"false\"\\): value lists for it are lost" topics
+ok $? "28: allow.auto.create.topics false: WARNING that the topic does not exist and will not be created"
+# (kcat -L for all topics: asking for this one topic would make the broker create it)
+ok "$(kcat -L -b "$B" 2>/dev/null | grep -q "topic \"$RUN-nocreate\""; [ $? -ne 0 ]; echo $?)" \
+    "29: ... and it was not created"
+collectd_log_has "write_kafka_ts plugin \\($RUN-nobroker\\): could not check whether topic \"$RUN-nobroker\" exists: no broker reachable at start-up" topics
+ok $? "30: no listener at the address: the check ends at once (all brokers down), with a NOTICE"
 
 collectd_tap_status

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# write_kafka_ts through outages of a three-node cluster (issue 6 item 1): the REAL collectd
+# write_kafka_ts through outages of a three-node cluster: the REAL collectd
 # daemon, a REAL three-node Kafka of this test's own (every node broker + controller; topic
 # with 4 partitions, replication factor 3, min.insync.replicas 2, acks=all). Two agents at
 # KTS_OUTAGE_RATE value lists/s each (default 10,000), one write thread each:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# write_kafka_ts through a broker outage (issue 6 item 1): the REAL collectd daemon, the REAL
+# write_kafka_ts through a broker outage: the REAL collectd daemon, the REAL
 # Kafka broker (a one-node cluster of this test's own, so it can be stopped). Three agents run
 # at the same time, each kts_testgen at KTS_OUTAGE_RATE value lists/s (default 10,000) into its
 # own topic, one write thread each; the broker is stopped (TERM) for KTS_OUTAGE_S seconds
@@ -108,7 +108,8 @@ is "$(wo_field "$res" order)/$(wo_field "$res" time)/$(wo_field "$res" partition
     "mem: per-series order (values and timestamps) kept, one partition per series"
 collectd_log_has "write_kafka_ts plugin \\(mem\\): shutdown: all [0-9]+ value lists sent were delivered; 0 dropped" mem
 ok $? "mem: shutdown log: everything delivered, nothing dropped"
-# librdkafka's queue costs at most BufferBytes of payload + ~320 B per message (KAFKA-NOTES);
+# librdkafka's queue costs at most BufferBytes of payload + ~320 B per message (its
+# queue.buffering.max.kbytes counts payload only; each queued message costs ~320 B more);
 # allowed: the RSS before the outage + that + 64 MiB for everything else. Generous on purpose.
 bound=$((RSS0[mem] + (MEM_BYTES + 320 * MEM_MSGS) / 1024 + 65536 + SAN_KB))
 cmp_ok "${HWM[mem]}" -le "$bound" "mem: VmHWM ${HWM[mem]} kB <= bound $bound kB (RSS before + BufferBytes + 320 B x BufferMessages + 64 MiB$SAN_NOTE)"

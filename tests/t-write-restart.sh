@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# write_kafka_ts: the agent restarts while the broker is down (issue 6 item 4). The REAL
+# write_kafka_ts: the agent restarts while the broker is down. The REAL
 # collectd daemon and a REAL one-node Kafka of this test's own. Two agents side by side, each
 # kts_testgen at KTS_RESTART_RATE value lists/s (default 10,000), one write thread:
 #   spool    SpoolDirectory set: run 1 writes PRE s with the broker up and DOWN s with it down,

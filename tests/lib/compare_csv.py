@@ -70,7 +70,10 @@ def golden(expect_path, csvdir, prefix='', suffix='', pi_suffix=''):
             o = json.loads(line, parse_float=Decimal, parse_int=Decimal)
             n += 1
             host = prefix + o['host'] + suffix
-            pi = o.get('plugin_instance', '') + pi_suffix
+            pi = o.get('plugin_instance', '')
+            # the plugins' naming rule (src/kts_value.h, kts_name_suffix): a suffix appended to
+            # an empty name loses its leading separators
+            pi += pi_suffix if pi else pi_suffix.lstrip('-_.')
             pdir = o['plugin'] + ('-' + pi if pi else '')
             ti = o.get('type_instance', '')
             tname = o['type'] + ('-' + ti if ti else '')

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# tests/lib/write_outage.sh: the common part of the write_kafka_ts fault tests (issue 6 items 1
-# and 4: tests/t-write-outage.sh, t-write-outage-3node.sh, t-write-restart.sh and
+# tests/lib/write_outage.sh: the common part of the write_kafka_ts fault tests
+# (tests/t-write-outage.sh, t-write-outage-3node.sh, t-write-restart.sh and
 # bench/spool-outage). Source it after tests/lib/tap.sh, tests/lib/kafka.sh and
 # tests/lib/collectd.sh.
 #

@@ -46,16 +46,18 @@ static int property_extra(const char *key, const char *value, const char *where)
     /* What the linked librdkafka can do (kts_rdkver.h, docs/LIBRDKAFKA.md). */
     if (strcasecmp(key, "partition.assignment.strategy") == 0 && strstr(value, "cooperative") &&
         (bug = kts_rdk_limit(KTS_RDK_COOPERATIVE, lim, sizeof(lim))) != NULL) {
-        kts_log(KTS_LOG_ERR, "%s: Property \"partition.assignment.strategy\" \"%s\" is refused: "
+        kts_log(KTS_LOG_ERR,
+                "%s: Property \"partition.assignment.strategy\" \"%s\" is refused: "
                 "%s; use \"range\", \"roundrobin\" or both, or librdkafka %s or later",
                 where, value, bug, kts_rdk_since(KTS_RDK_COOPERATIVE));
         return -EINVAL;
     }
     if (strcasecmp(key, "group.protocol") == 0 && strcasecmp(value, "consumer") == 0 &&
         (bug = kts_rdk_limit(KTS_RDK_KIP848, lim, sizeof(lim))) != NULL) {
-        kts_log(KTS_LOG_ERR, "%s: Property \"group.protocol\" \"consumer\" is refused: %s; use "
-                "\"classic\" (the default), or librdkafka %s or later", where, bug,
-                kts_rdk_since(KTS_RDK_KIP848));
+        kts_log(KTS_LOG_ERR,
+                "%s: Property \"group.protocol\" \"consumer\" is refused: %s; use "
+                "\"classic\" (the default), or librdkafka %s or later",
+                where, bug, kts_rdk_since(KTS_RDK_KIP848));
         return -EINVAL;
     }
     if (strcasecmp(key, "enable.auto.offset.store") == 0 || strcasecmp(key, "group.id") == 0 ||
@@ -679,8 +681,10 @@ static void rebalance_incremental(struct kts_consumer *c, rd_kafka_t *rk, rd_kaf
             p->next = c->parts;
             c->parts = p;
         }
-        kts_log(KTS_LOG_INFO, "read_kafka_ts plugin (%s): assigned %d partition(s) "
-                "(incremental; %d owned now)", c->name, parts->cnt, parts_owned(c));
+        kts_log(KTS_LOG_INFO,
+                "read_kafka_ts plugin (%s): assigned %d partition(s) "
+                "(incremental; %d owned now)",
+                c->name, parts->cnt, parts_owned(c));
         pthread_mutex_unlock(&c->lock);
         e = rd_kafka_incremental_assign(rk, parts);
     } else {
@@ -694,9 +698,11 @@ static void rebalance_incremental(struct kts_consumer *c, rd_kafka_t *rk, rd_kaf
         }
         drop_revoked(c);
         store_offsets(c);
-        kts_log(KTS_LOG_INFO, "read_kafka_ts plugin (%s): %d partition(s) %s (incremental; %d "
-                "owned now)", c->name, parts->cnt,
-                rd_kafka_assignment_lost(rk) ? "lost" : "revoked", parts_owned(c));
+        kts_log(KTS_LOG_INFO,
+                "read_kafka_ts plugin (%s): %d partition(s) %s (incremental; %d "
+                "owned now)",
+                c->name, parts->cnt, rd_kafka_assignment_lost(rk) ? "lost" : "revoked",
+                parts_owned(c));
         pthread_mutex_unlock(&c->lock);
         e = rd_kafka_incremental_unassign(rk, parts);
     }

@@ -598,7 +598,8 @@ static void skip(const char *why, const char *name)
 static void test_protocol_options(void)
 {
     static const char *const text[] = {
-        "GroupId \"g\"\nTopic \"t\"\nProperty \"partition.assignment.strategy\" \"cooperative-sticky\"\n",
+        "GroupId \"g\"\nTopic \"t\"\nProperty \"partition.assignment.strategy\" "
+        "\"cooperative-sticky\"\n",
         "GroupId \"g\"\nTopic \"t\"\nProperty \"group.protocol\" \"consumer\"\n",
     };
     enum kts_rdk_feature feat[] = {KTS_RDK_COOPERATIVE, KTS_RDK_KIP848};
@@ -646,7 +647,8 @@ static bool split_reached(void *arg)
 static int create_topic4(const char *topic, bool real)
 {
     if (!real)
-        return rd_kafka_mock_topic_create(mcluster, topic, 4, 1) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+        return rd_kafka_mock_topic_create(mcluster, topic, 4, 1) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0
+                                                                                               : -1;
     char errstr[256];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 4, 1, errstr, sizeof(errstr));
     rd_kafka_queue_t *q = rd_kafka_queue_new(mock_rk);
@@ -656,11 +658,13 @@ static int create_topic4(const char *topic, bool real)
     if (ev != NULL) {
         const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
         size_t n = 0;
-        const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+        const rd_kafka_topic_result_t **tr =
+            res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
         rc = (tr != NULL && n == 1 && rd_kafka_topic_result_error(tr[0]) == 0) ? 0 : -1;
         if (rc != 0)
             diag("CreateTopics %s: %s", topic,
-                 tr && n ? rd_kafka_topic_result_error_string(tr[0]) : rd_kafka_event_error_string(ev));
+                 tr && n ? rd_kafka_topic_result_error_string(tr[0])
+                         : rd_kafka_event_error_string(ev));
         rd_kafka_event_destroy(ev);
     }
     rd_kafka_queue_destroy(q);
@@ -676,7 +680,8 @@ static int create_topic4(const char *topic, bool real)
 static void test_incremental(bool kip848)
 {
     char name[256], topic[64], group[64];
-    snprintf(name, sizeof(name), "C1/C9 %s: a joining member takes 2 of 4 partitions, the other 2 "
+    snprintf(name, sizeof(name),
+             "C1/C9 %s: a joining member takes 2 of 4 partitions, the other 2 "
              "are never revoked, all 800 values written",
              kip848 ? "group.protocol consumer (KIP-848, real broker)" : "cooperative-sticky");
     char lim[768];
@@ -725,7 +730,8 @@ static void test_incremental(bool kip848)
     } else {
         kts_strv_push(&cfg.properties, "partition.assignment.strategy");
         kts_strv_push(&cfg.properties, "cooperative-sticky");
-        /* A session that outlives a loaded machine: a timeout is a "lost", not the revoke tested. */
+        /* A session that outlives a loaded machine: a timeout is a "lost", not the revoke tested.
+         */
         kts_strv_push(&cfg.properties, "session.timeout.ms");
         kts_strv_push(&cfg.properties, "15000");
     }
@@ -773,13 +779,14 @@ static void test_incremental(bool kip848)
         if (!all)
             usleep(10000);
     }
-    int revoked_a = log_count("(coop-a)", "revoked"), eager = log_count("partitions revoked (", NULL);
+    int revoked_a = log_count("(coop-a)", "revoked"),
+        eager = log_count("partitions revoked (", NULL);
     int gave2 = log_count("(coop-a): 2 partition(s) revoked (incremental; 2 owned now)", NULL);
     if (!ok(first && split && all && revoked_a == 1 && gave2 == 1 && eager == 0, "%s", name))
         diag("a alone had 4: %d; split 2/2: %d; written a %llu + b %llu; revoke lines of a: %d "
-             "(2 of 4: %d), eager revokes: %d\n%s", first, split,
-             (unsigned long long)sta.written, (unsigned long long)stb.written, revoked_a, gave2,
-             eager, logged);
+             "(2 of 4: %d), eager revokes: %d\n%s",
+             first, split, (unsigned long long)sta.written, (unsigned long long)stb.written,
+             revoked_a, gave2, eager, logged);
     kts_consumer_drain(b);
     pthread_join(rb, NULL);
     kts_consumer_close(b);

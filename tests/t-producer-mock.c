@@ -360,7 +360,7 @@ int main(void)
     kts_producer_close(p, 1);
     p = make_producer("Property \"enable.idempotence\" \"false\"\n");
     ok(p != NULL && !kts_producer_idempotent(p), "idempotence: Property \"enable.idempotence\" "
-       "\"false\" turns it off");
+                                                 "\"false\" turns it off");
     kts_producer_close(p, 1);
     log_clear();
     if (safe) {
@@ -370,8 +370,8 @@ int main(void)
            "idempotence: not defaulted with acks 1, and the notice says why");
     } else {
         p = make_producer("Property \"enable.idempotence\" \"true\"\n");
-        ok(p != NULL && kts_producer_idempotent(p) && log_has("enable.idempotence is on although") &&
-               log_has("#4438"),
+        ok(p != NULL && kts_producer_idempotent(p) &&
+               log_has("enable.idempotence is on although") && log_has("#4438"),
            "idempotence: turned on by hand with librdkafka %s: done, with a warning naming #4438",
            kts_rdk_version_str());
     }

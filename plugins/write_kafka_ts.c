@@ -14,6 +14,15 @@
 #include "kts_log.h"
 #include "kts_producer.h"
 
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* collectd's global options (BaseDir, for the default spool directory). The daemon exports
+ * this function; weak, so that a host without it makes the default spool a clear start-up
+ * error instead of a plugin that cannot be loaded. */
+#pragma weak global_option_get
+
 #define PLUGIN_NAME "write_kafka_ts"
 #define MAX_INSTANCES 32
 
@@ -54,6 +63,7 @@ static int wkt_config(oconfig_item_t *ci)
         rc = -1;
     for (size_t i = 0; rc == 0 && i < instances_num; i++) {
         if (in->cfg.spool_dir != NULL && instances[i]->cfg.spool_dir != NULL &&
+            strcmp(in->cfg.spool_dir, "none") != 0 &&
             strcmp(instances[i]->cfg.spool_dir, in->cfg.spool_dir) == 0) {
             ERROR(PLUGIN_NAME " plugin: instances \"%s\" and \"%s\" have the same SpoolDirectory "
                   "\"%s\": each needs its own", instances[i]->cfg.name, in->cfg.name,
@@ -76,6 +86,65 @@ static int wkt_config(oconfig_item_t *ci)
     }
     snprintf(in->name, sizeof(in->name), PLUGIN_NAME "/%s", in->cfg.name);
     instances[instances_num++] = in;
+    return 0;
+}
+
+/*
+ * The spool directory of an instance (docs/write_kafka_ts.md "Spool"): SpoolDirectory "none"
+ * turns the spool off (cfg->spool_dir becomes NULL); an absolute path is used as it is; without
+ * SpoolDirectory, BaseDir/write_kafka_ts/INSTANCE, its parent created here with mode 700.
+ * Runs at init, when collectd has read every global option (a BaseDir line may come after the
+ * <Plugin> block) and has changed its working directory to BaseDir. 0, or -1 with the reason
+ * logged (naming the path): never a silent fallback to memory only.
+ */
+static int spool_dir_resolve(struct wkt_instance *in)
+{
+    if (in->cfg.spool_dir != NULL) {
+        if (strcmp(in->cfg.spool_dir, "none") == 0) {
+            free(in->cfg.spool_dir);
+            in->cfg.spool_dir = NULL;
+        }
+        return 0;
+    }
+    const char *base = global_option_get != NULL ? global_option_get("BaseDir") : NULL;
+    char cwd[4096];
+    if (base != NULL && base[0] != '\0' && base[0] != '/')
+        base = getcwd(cwd, sizeof(cwd)); /* relative BaseDir: collectd has chdir()ed into it */
+    if (base == NULL || base[0] != '/') {
+        ERROR(PLUGIN_NAME " plugin (%s): cannot find collectd's BaseDir for the default spool "
+              "directory; set SpoolDirectory to an absolute path (or \"none\": no spool)",
+              in->cfg.name);
+        return -1;
+    }
+    const char *n = in->cfg.name;
+    if (n[0] == '\0' || strchr(n, '/') != NULL || strcmp(n, ".") == 0 || strcmp(n, "..") == 0) {
+        ERROR(PLUGIN_NAME " plugin (%s): the instance name \"%s\" cannot name the default spool "
+              "directory under BaseDir \"%s\" (it must not be empty, \".\", \"..\" or contain "
+              "'/'): set Instance, or SpoolDirectory to an absolute path (or \"none\")",
+              in->cfg.name, n, base);
+        return -1;
+    }
+    size_t bl = strlen(base);
+    while (bl > 1 && base[bl - 1] == '/')
+        bl--;
+    char parent[4200];
+    int len = snprintf(parent, sizeof(parent), "%.*s/" PLUGIN_NAME, (int)bl, base);
+    char *dir = NULL;
+    if (len < 0 || (size_t)len >= sizeof(parent) ||
+        asprintf(&dir, "%s/%s", parent, n) < 0) {
+        ERROR(PLUGIN_NAME " plugin (%s): the default spool directory under BaseDir \"%s\" is "
+              "too long; set SpoolDirectory", in->cfg.name, base);
+        return -1;
+    }
+    if (mkdir(parent, 0700) != 0 && errno != EEXIST) {
+        ERROR(PLUGIN_NAME " plugin (%s): cannot create the spool directory \"%s\" (the default "
+              "spool: BaseDir/" PLUGIN_NAME "/INSTANCE): %s; fix it, or set SpoolDirectory to "
+              "another absolute path or to \"none\" (no spool)",
+              in->cfg.name, parent, STRERROR(errno));
+        free(dir);
+        return -1;
+    }
+    in->cfg.spool_dir = dir;
     return 0;
 }
 
@@ -125,6 +194,8 @@ static int wkt_read(user_data_t *ud)
         DISPATCH_DERIVE(in, "dropped-spool_error", st.dropped_spool_error);
         DISPATCH_DERIVE(in, "spool-torn", st.spool_torn);
         dispatch_one(in, "bytes", "spool", (value_t){.gauge = (gauge_t)st.spool_bytes});
+        if (in->cfg.spool_mode == KTS_SPOOL_MODE_ALWAYS)
+            DISPATCH_DERIVE(in, "acked", st.acked);
     }
     dispatch_one(in, "latency", "request-avg",
                  (value_t){.gauge = st.latency_windows ? st.latency_avg_s : NAN});
@@ -152,17 +223,26 @@ static int wkt_init(void)
         struct wkt_instance *in = instances[i];
         char err[1024];
         in->cfg.stats_interval = CDTIME_T_TO_DOUBLE(plugin_get_interval());
+        bool spool_default = in->cfg.spool_dir == NULL;
+        if (spool_dir_resolve(in) != 0)
+            return -1;
         int rc = kts_producer_create(&in->producer, &in->cfg, err, sizeof(err));
         if (rc < 0) {
             ERROR(PLUGIN_NAME " plugin (%s): %s", in->cfg.name, err);
+            if (spool_default && strncmp(err, "SpoolDirectory:", 15) == 0)
+                ERROR(PLUGIN_NAME " plugin (%s): (\"%s\" is the default spool directory, "
+                      "BaseDir/" PLUGIN_NAME "/INSTANCE: fix it, or set SpoolDirectory to another "
+                      "absolute path, or to \"none\" for no spool)",
+                      in->cfg.name, in->cfg.spool_dir);
             return -1;
         }
         plugin_register_write(in->name, wkt_write, &(user_data_t){.data = in});
         plugin_register_complex_read(NULL, in->name, wkt_read, 0, &(user_data_t){.data = in});
-        INFO(PLUGIN_NAME " plugin (%s): producing to topic \"%s\", format %s, key %s%s%s",
+        INFO(PLUGIN_NAME " plugin (%s): producing to topic \"%s\", format %s, key %s, %s%s%s",
              in->cfg.name, in->cfg.topic, kts_producer_format_words[in->cfg.format],
-             kts_producer_key_words[in->cfg.key], in->cfg.spool_dir ? ", spool " : "",
-             in->cfg.spool_dir ? in->cfg.spool_dir : "");
+             kts_producer_key_words[in->cfg.key],
+             in->cfg.spool_dir ? "spool \"" : "no spool (SpoolDirectory \"none\"): memory only",
+             in->cfg.spool_dir ? in->cfg.spool_dir : "", in->cfg.spool_dir ? "\"" : "");
     }
     return 0;
 }

@@ -22,6 +22,7 @@
 
 const char *const kts_producer_format_words[] = {"json", "collectd", NULL};
 const char *const kts_producer_key_words[] = {"series", "host", "none", NULL};
+const char *const kts_producer_spool_mode_words[] = {"overflow", "always", NULL};
 /* What the words mean, in the same order. */
 static const enum kts_format format_of_word[] = {KTS_FORMAT_TS, KTS_FORMAT_COLLECTD};
 static const enum kts_key_mode key_of_word[] = {KTS_KEY_SERIES, KTS_KEY_HOST, KTS_KEY_NONE};
@@ -60,11 +61,16 @@ const struct kts_opt kts_producer_options[] = {
     {"Instance", KTS_OPT_STRING, OFF(name), NULL, 0, 0, NULL, NULL, 0,
      "name in log lines and self-metrics (default: the topic)"},
     {"SpoolDirectory", KTS_OPT_STRING, OFF(spool_dir), NULL, 0, 0, NULL, NULL, 0,
-     "absolute path of an on-disk spool for outages longer than the buffer (default: none)"},
+     "absolute path of the on-disk spool for outages longer than the buffer, or \"none\" "
+     "(default: BaseDir/write_kafka_ts/<Instance>)"},
     {"SpoolMaxBytes", KTS_OPT_INT, OFF(spool_max_bytes), "1073741824", 1048576, 1125899906842624.0,
      NULL, NULL, 0, "most bytes the spool files may hold; when full, value lists are dropped"},
     {"SpoolSync", KTS_OPT_BOOL, OFF(spool_sync), "false", 0, 0, NULL, NULL, 0,
      "fdatasync the spool once a second (survives power loss, not only a crash)"},
+    {"SpoolMode", KTS_OPT_ENUM, OFF(spool_mode), "overflow", 0, 0, kts_producer_spool_mode_words,
+     NULL, 0,
+     "overflow: spool what the memory buffer cannot hold; always: write-ahead, every value list "
+     "on disk until the broker acknowledges it"},
     KTS_OPT_END,
 };
 #undef OFF
@@ -81,13 +87,20 @@ void kts_producer_config_free(struct kts_producer_config *cfg)
 int kts_producer_config_check(const struct kts_producer_config *cfg, const char *where)
 {
     int rc = 0;
-    if (cfg->spool_dir != NULL && cfg->spool_dir[0] != '/') {
+    bool off = cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") == 0;
+    if (cfg->spool_dir != NULL && !off && cfg->spool_dir[0] != '/') {
         kts_log(KTS_LOG_ERR, "%s: invalid value \"%s\" for option \"SpoolDirectory\"; allowed: an "
-                "absolute path", where, cfg->spool_dir);
+                "absolute path, or \"none\" (no spool)", where, cfg->spool_dir);
         rc = -EINVAL;
     }
-    if (cfg->spool_dir == NULL && cfg->spool_sync) {
-        kts_log(KTS_LOG_ERR, "%s: option \"SpoolSync\" needs \"SpoolDirectory\"", where);
+    if (off && cfg->spool_sync) {
+        kts_log(KTS_LOG_ERR, "%s: option \"SpoolSync\" needs a spool: remove it or "
+                "SpoolDirectory \"none\"", where);
+        rc = -EINVAL;
+    }
+    if (off && cfg->spool_mode == KTS_SPOOL_MODE_ALWAYS) {
+        kts_log(KTS_LOG_ERR, "%s: option \"SpoolMode\" \"always\" needs a spool: remove it or "
+                "SpoolDirectory \"none\"", where);
         rc = -EINVAL;
     }
     return rc;
@@ -156,9 +169,26 @@ struct kts_producer {
     uint64_t spooled, replayed, dropped_spool_full, dropped_spool_error; /* atomic */
     struct kts_ratelimit rl_spool, rl_spool_on, rl_spool_off; /* drops; the two switches */
     double last_flush, last_sync;
+    /* Write-ahead (11): messages produced from the spool, in order, by seq (their opaque):
+     * wal[seq & wal_mask] says where each one ends in the spool and whether it is done
+     * (acknowledged, or failed for good). [wal_lo, wal_hi) are in librdkafka's hands;
+     * wal_acked is the end of the last message before the first not done. Guarded by
+     * spool_lock (writers produce directly when nothing waits in the spool). */
+    bool wal_mode;
+    uint64_t wal_backlog; /* records appended but not yet produced (under spool_lock) */
+    struct wal_slot *wal;
+    uint64_t wal_mask, wal_lo, wal_hi;
+    struct kts_spool_pos wal_acked;
+    bool wal_acked_new;
+    uint64_t acked; /* atomic */
     /* close: purged messages collected by on_delivery, to be requeued in produce order */
     struct purged_msg *purged_list;
     size_t purged_n, purged_cap;
+};
+
+struct wal_slot {
+    struct kts_spool_pos end;
+    bool done;
 };
 
 struct purged_msg {
@@ -267,6 +297,48 @@ static void keep_purged(struct kts_producer *p, const rd_kafka_message_t *m)
     p->purged_n++;
 }
 
+/* (11) Marks one message done and moves the acknowledged end over every done one in order. */
+static void wal_done(struct kts_producer *p, uint64_t seq)
+{
+    if (seq < p->wal_lo || seq >= p->wal_hi)
+        return;
+    p->wal[seq & p->wal_mask].done = true;
+    while (p->wal_lo < p->wal_hi && p->wal[p->wal_lo & p->wal_mask].done) {
+        p->wal_acked = p->wal[p->wal_lo & p->wal_mask].end;
+        p->wal_acked_new = true;
+        p->wal_lo++;
+    }
+}
+
+/* (11) Every delivery is reported in write-ahead mode: an acknowledged message may leave the
+ * spool; a failed one is lost (counted, logged) and leaves it too; a purged one (close) stays
+ * in the spool for the next start. */
+static void wal_report(struct kts_producer *p, const rd_kafka_message_t *m)
+{
+    uint64_t seq = (uint64_t)(uintptr_t)m->_private;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ATOMIC_INC(p->acked);
+        pthread_mutex_lock(&p->spool_lock);
+        wal_done(p, seq);
+        pthread_mutex_unlock(&p->spool_lock);
+        return;
+    }
+    if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
+        ATOMIC_INC(p->unsure);
+    if (ATOMIC_GET(p->closing) && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                                   m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
+        ATOMIC_INC(p->purged); /* not done: stays in the spool */
+        return;
+    }
+    ATOMIC_INC(p->failed);
+    pthread_mutex_lock(&p->spool_lock);
+    wal_done(p, seq);
+    pthread_mutex_unlock(&p->spool_lock);
+    kts_log_limited(&p->rl_fail, KTS_LOG_ERR,
+                    "write_kafka_ts plugin (%s): delivery failed, value list lost: %s (%s)",
+                    p->name, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
+}
+
 /*
  * Delivery reports come for failures only (delivery.report.only.error): a report per
  * successful message doubled write_kafka_ts's CPU cost per value list (docs/PERFORMANCE.md).
@@ -275,6 +347,10 @@ static void keep_purged(struct kts_producer *p, const rd_kafka_message_t *m)
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     struct kts_producer *p = opaque;
+    if (p->wal_mode) {
+        wal_report(p, m);
+        return;
+    }
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
         return; /* not expected with delivery.report.only.error; derived counts cover it */
     if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
@@ -421,12 +497,87 @@ static void spool_service(struct kts_producer *p)
     }
 }
 
+/* (11) Consumes the spool up to what the broker acknowledged, then moves records from the
+ * spool into librdkafka's queue in order while it (and the in-flight table) has room.
+ * Flushes the spool's cursor every 200 ms and syncs every second (SpoolSync). Returns true
+ * when records are left to produce. */
+static bool wal_service(struct kts_producer *p)
+{
+    double t = now_s();
+    bool more = true;
+    for (int batch = 0; batch < 100 && more; batch++) {
+        pthread_mutex_lock(&p->spool_lock);
+        if (p->wal_acked_new) {
+            kts_spool_ack_to(p->spool, p->wal_acked);
+            p->wal_acked_new = false;
+        }
+        for (int i = 0; i < 1000; i++) {
+            if (p->wal_hi - p->wal_lo > p->wal_mask)
+                break; /* as many in flight as the table holds: wait for acknowledgements */
+            const void *key, *payload;
+            size_t key_len, len;
+            struct kts_spool_pos end;
+            if (p->wal_backlog == 0) {
+                more = false; /* every record appended has been produced */
+                break;
+            }
+            int rc = kts_spool_ahead_peek(p->spool, &key, &key_len, &payload, &len, &end);
+            if (rc != 0) {
+                if (rc == -ENOENT)
+                    p->wal_backlog = 0;
+                more = false; /* everything produced (-ENOENT) or a read error (logged) */
+                break;
+            }
+            uint64_t seq = p->wal_hi;
+            rd_kafka_resp_err_t err = rd_kafka_producev(
+                p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(key_len ? key : NULL, key_len), RD_KAFKA_V_VALUE((void *)payload, len),
+                RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                break;
+            p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
+            p->wal_hi++;
+            if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                ATOMIC_INC(p->sent);
+                ATOMIC_INC(p->replayed);
+            } else {
+                if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+                    ATOMIC_INC(p->dropped_too_large);
+                else
+                    ATOMIC_INC(p->dropped_error);
+                kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
+                                "write_kafka_ts plugin (%s): dropped a spooled value list: %s (%s)",
+                                p->name, rd_kafka_err2str(err), rd_kafka_err2name(err));
+                wal_done(p, seq); /* lost (counted): it leaves the spool */
+            }
+            kts_spool_ahead_advance(p->spool);
+            p->wal_backlog--;
+        }
+        bool table_full = p->wal_hi - p->wal_lo > p->wal_mask;
+        pthread_mutex_unlock(&p->spool_lock);
+        if (table_full)
+            break;
+    }
+    if (t - p->last_flush >= 0.2) {
+        bool sync = t - p->last_sync >= 1.0;
+        pthread_mutex_lock(&p->spool_lock);
+        kts_spool_flush(p->spool, sync);
+        pthread_mutex_unlock(&p->spool_lock);
+        p->last_flush = t;
+        if (sync)
+            p->last_sync = t;
+    }
+    return more;
+}
+
 static void *poller_main(void *arg)
 {
     struct kts_producer *p = arg;
     int last_outq = rd_kafka_outq_len(p->rk);
     while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
-        if (p->spool != NULL)
+        if (p->wal_mode)
+            wal_service(p);
+        else if (p->spool != NULL)
             spool_service(p);
         /* Serve error reports, logs and statistics; look more often while senders wait or
          * the spool is being replayed. */
@@ -460,7 +611,7 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, c
     return -EINVAL;
 }
 
-/* ------------------------------------------------------------------ topic check (11) */
+/* ------------------------------------------------------------------ topic check (12) */
 
 /* Milliseconds for the next metadata request of a check: 250, 500, 1000 … (a broker that is
  * still connecting does not hold up the view of "all brokers down"; a slow answer still gets
@@ -598,6 +749,7 @@ static void producer_free(struct kts_producer *p)
         free(p->purged_list[i].payload);
     }
     free(p->purged_list);
+    free(p->wal);
     pthread_cond_destroy(&p->space_cond);
     pthread_mutex_destroy(&p->space_lock);
     free(p->name);
@@ -649,8 +801,12 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         rc = conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size);
     if (!rc)
         rc = conf_set(conf, "client.id", "collectd-write_kafka_ts", errbuf, errbuf_size);
+    /* (11) write-ahead needs every acknowledgement to consume the spool */
+    p->wal_mode = cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") != 0 &&
+                  cfg->spool_mode == KTS_SPOOL_MODE_ALWAYS;
     if (!rc)
-        rc = conf_set(conf, "delivery.report.only.error", "true", errbuf, errbuf_size);
+        rc = conf_set(conf, "delivery.report.only.error", p->wal_mode ? "false" : "true", errbuf,
+                      errbuf_size);
     /* Per-series order across broker outages: without idempotence, a retried request can land
      * after a later one that succeeded when several are in flight (seen: 91 of 300,000 values
      * out of order after a broker restart). One request in flight per broker keeps retries in
@@ -761,19 +917,42 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     }
     if (exists == 0)
         topic_check_created(p, cfg->topic, client_auto, check_s);
-    if (cfg->spool_dir != NULL) {
+    if (cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") != 0) {
         struct kts_spool_config sc = {.dir = cfg->spool_dir,
                                       .max_bytes = (uint64_t)cfg->spool_max_bytes,
                                       .segment_bytes = (uint64_t)cfg->spool_segment_bytes,
-                                      .sync = cfg->spool_sync};
-        rc = kts_spool_open(&p->spool, &sc, errbuf, errbuf_size);
+                                      .sync = cfg->spool_sync,
+                                      .write_through = p->wal_mode};
+        char serr[768];
+        rc = kts_spool_open(&p->spool, &sc, serr, sizeof(serr));
         if (rc != 0) {
+            snprintf(errbuf, errbuf_size, "SpoolDirectory: %s", serr);
             producer_free(p);
             return rc;
         }
         struct kts_spool_stats st;
         kts_spool_stats(p->spool, &st);
-        if (!kts_spool_empty(p->spool)) {
+        if (p->wal_mode) {
+            /* (11) in flight at most BufferMessages (librdkafka's queue) + a margin */
+            uint64_t cap = 1024;
+            while (cap < (uint64_t)cfg->buffer_messages + 1024)
+                cap <<= 1;
+            p->wal = calloc(cap, sizeof(*p->wal));
+            if (p->wal == NULL) {
+                producer_free(p);
+                return -ENOMEM;
+            }
+            p->wal_mask = cap - 1;
+            p->spooling = 1; /* the delivery thread looks every 5 ms */
+            if (!kts_spool_empty(p->spool)) {
+                p->wal_backlog = UINT64_MAX / 2; /* until the ahead reader finds the end */
+                kts_log(KTS_LOG_NOTICE,
+                        "write_kafka_ts plugin (%s): spool \"%s\" holds %llu bytes of value lists "
+                        "the broker had not acknowledged when the previous run ended: sending them "
+                        "first (those it received without its answer arriving come twice)",
+                        p->name, cfg->spool_dir, (unsigned long long)st.bytes);
+            }
+        } else if (!kts_spool_empty(p->spool)) {
             /* (10) left from before: replayed before any new value list */
             p->spooling = 1;
             kts_log(KTS_LOG_NOTICE,
@@ -862,7 +1041,7 @@ static int spool_append_locked(struct kts_producer *p, const void *key, size_t k
         ATOMIC_INC(p->spooled);
         return 0;
     }
-    if (rc == -ENOSPC) {
+    if (rc == -EFBIG) {
         ATOMIC_INC(p->dropped_spool_full);
         struct kts_spool_stats st;
         kts_spool_stats(p->spool, &st);
@@ -905,6 +1084,34 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
             key_len = sizeof(key) - 1;
     }
 
+    if (p->wal_mode) {
+        /* (11) write-ahead: on disk before we return. When nothing waits in the spool, it is
+         * produced here at once (the same order: under the lock appends take); otherwise the
+         * delivery thread reads it back in its turn. */
+        pthread_mutex_lock(&p->spool_lock);
+        rc = spool_append_locked(p, key, key_len, b->data, b->len);
+        if (rc == 0 && p->wal_backlog == 0 && p->wal_hi - p->wal_lo <= p->wal_mask) {
+            uint64_t seq = p->wal_hi;
+            rd_kafka_resp_err_t err = rd_kafka_producev(
+                p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
+                RD_KAFKA_V_VALUE((void *)b->data, b->len),
+                RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                struct kts_spool_pos end = kts_spool_tail(p->spool);
+                p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
+                p->wal_hi++;
+                ATOMIC_INC(p->sent);
+                kts_spool_ahead_skip(p->spool, end);
+            } else {
+                p->wal_backlog++; /* queue full or refused: the delivery thread's turn */
+            }
+        } else if (rc == 0) {
+            p->wal_backlog++;
+        }
+        pthread_mutex_unlock(&p->spool_lock);
+        return rc;
+    }
     if (p->spool != NULL && __atomic_load_n(&p->spooling, __ATOMIC_ACQUIRE)) {
         /* (10) the spool is not drained: behind what is in it */
         pthread_mutex_lock(&p->spool_lock);
@@ -1012,6 +1219,7 @@ void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out)
     out->replayed = ATOMIC_GET(p->replayed);
     out->dropped_spool_full = ATOMIC_GET(p->dropped_spool_full);
     out->dropped_spool_error = ATOMIC_GET(p->dropped_spool_error);
+    out->acked = ATOMIC_GET(p->acked);
     if (p->spool != NULL) {
         struct kts_spool_stats st;
         pthread_mutex_lock(&p->spool_lock);
@@ -1019,6 +1227,7 @@ void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out)
         pthread_mutex_unlock(&p->spool_lock);
         out->spool_bytes = st.bytes;
         out->spool_torn = st.torn_records;
+        out->dropped_spool_error += st.unwritten; /* lost inside the spool (logged there) */
     }
 }
 
@@ -1063,7 +1272,16 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
         pthread_join(p->poller, NULL);
     }
     double deadline = now_s() + timeout_s;
-    if (p->spool != NULL) {
+    if (p->wal_mode) {
+        /* (11) With the broker back, send what the spool holds within FlushTimeout; what is
+         * not acknowledged by then stays in the spool for the next start. */
+        while (now_s() < deadline) {
+            bool more = wal_service(p);
+            if (!more && rd_kafka_outq_len(p->rk) == 0)
+                break;
+            rd_kafka_poll(p->rk, 10);
+        }
+    } else if (p->spool != NULL) {
         /* (10) With the broker back, drain the spool within FlushTimeout too, so that nothing
          * is left behind needlessly; what is left then stays for the next start. */
         while (now_s() < deadline) {
@@ -1090,15 +1308,23 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
     uint64_t sent = ATOMIC_GET(p->sent);
     uint64_t failed = ATOMIC_GET(p->failed), purged = ATOMIC_GET(p->purged);
     uint64_t requeued = 0, spool_bytes = 0, spool_left = 0;
+    if (p->wal_mode) {
+        requeued = purged; /* (11) never acknowledged: still in the spool */
+        if (p->wal_acked_new)
+            kts_spool_ack_to(p->spool, p->wal_acked);
+    }
+    uint64_t unwritten = 0;
     if (p->spool != NULL) {
-        requeued = requeue_purged(p);
+        if (!p->wal_mode)
+            requeued = requeue_purged(p);
         struct kts_spool_stats st;
         kts_spool_stats(p->spool, &st);
         spool_bytes = st.bytes;
         spool_left = !kts_spool_empty(p->spool);
-        if (kts_spool_close(p->spool) != 0)
+        if (kts_spool_close_stats(p->spool, &st) != 0)
             kts_log(KTS_LOG_ERR, "write_kafka_ts plugin (%s): shutdown: the spool could not be "
                     "closed cleanly (see above)", p->name);
+        unwritten = st.unwritten; /* lost at the final write (disk full): logged by the spool */
         p->spool = NULL;
     }
     uint64_t undelivered = failed + purged - requeued;
@@ -1111,7 +1337,8 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
     uint64_t delivered = sent - undelivered - requeued;
     uint64_t dropped = ATOMIC_GET(p->dropped_queue_full) + ATOMIC_GET(p->dropped_too_large) +
                        ATOMIC_GET(p->dropped_encode) + ATOMIC_GET(p->dropped_error) +
-                       ATOMIC_GET(p->dropped_spool_full) + ATOMIC_GET(p->dropped_spool_error);
+                       ATOMIC_GET(p->dropped_spool_full) + ATOMIC_GET(p->dropped_spool_error) +
+                       unwritten;
     if (spool_left)
         kts_log(KTS_LOG_NOTICE,
                 "write_kafka_ts plugin (%s): shutdown: the spool keeps %llu bytes of value lists "

@@ -34,7 +34,16 @@
  *     the order they were produced (they are older than everything spooled); a spool left
  *     from a previous run is replayed before any new value list. Only a full spool
  *     (SpoolMaxBytes) or a write error drops, counted and logged by reason.
- * 11. Start-up topic check (in kts_producer_create, i.e. collectd's init): the topic is looked
+ * 11. Write-ahead (SpoolMode "always"): every value list is written to the spool file before
+ *     send() returns (in the kernel: a kill -9 of the process keeps it; with SpoolSync, a power
+ *     loss keeps all but the last second) and leaves the spool only when the broker has
+ *     acknowledged it, or it failed for good (counted). The delivery thread reads the spool in
+ *     order into librdkafka's queue; librdkafka reports every delivery (not only errors), and
+ *     the spool is consumed up to the oldest message not yet acknowledged. After a restart,
+ *     everything not acknowledged is sent again first, in order (at least once: what the broker
+ *     acknowledged in the last cursor interval, 200 ms, comes again). A full or failing spool
+ *     drops the value list (counted, logged): nothing bypasses the spool, so order holds.
+ * 12. Start-up topic check (in kts_producer_create, i.e. collectd's init): the topic is looked
  *     up before librdkafka is told about it (a request for all topics, which creates nothing).
  *     A topic that does not exist gives a WARNING naming it, saying either that the broker
  *     created it automatically (it appeared after the producer's own metadata request, the
@@ -69,11 +78,14 @@ struct kts_producer_config {
     double flush_timeout;       /* seconds close() waits for outstanding deliveries */
     bool skip_marked;           /* skip value lists carrying KTS_META_MARKER (default true) */
     double stats_interval;      /* seconds between librdkafka statistics (latency); 0 = 10 */
-    char *spool_dir;            /* SpoolDirectory; NULL = no spool (10) */
+    char *spool_dir;            /* SpoolDirectory; NULL or "none" = no spool (10). The plugin
+                                 * puts its default (BaseDir/write_kafka_ts/INSTANCE) here when
+                                 * the option is not given. */
     int64_t spool_max_bytes;    /* SpoolMaxBytes */
     bool spool_sync;            /* SpoolSync: fdatasync the spool every second */
+    int spool_mode;             /* index into kts_producer_spool_mode_words (11) */
     int64_t spool_segment_bytes; /* not an option: segment size for tests; 0 = 64 MiB */
-    double topic_check_timeout; /* not an option: seconds for each step of the topic check (11);
+    double topic_check_timeout; /* not an option: seconds for each step of the topic check (12);
                                  * 0 = 5 s, < 0 = no check (tests) */
 };
 
@@ -82,6 +94,10 @@ extern const struct kts_opt kts_producer_options[];
 /* The words of Format ("json", "collectd") and Key ("series", "host", "none"), NULL-terminated. */
 extern const char *const kts_producer_format_words[];
 extern const char *const kts_producer_key_words[];
+/* The words of SpoolMode: "overflow" (10), "always" (11). */
+extern const char *const kts_producer_spool_mode_words[];
+#define KTS_SPOOL_MODE_OVERFLOW 0
+#define KTS_SPOOL_MODE_ALWAYS 1
 
 /* Counters; all monotonic except queue_* (current state). */
 struct kts_producer_stats {
@@ -105,9 +121,11 @@ struct kts_producer_stats {
     uint64_t dropped_spool_error; /* the spool could not be written (logged) */
     uint64_t spool_torn;         /* torn/corrupt records found in the spool (never replayed) */
     uint64_t spool_bytes;        /* bytes in the spool files now */
+    uint64_t acked;              /* (11) acknowledged by the broker, reported one by one */
 };
 
-/* Checks what the option table cannot (SpoolDirectory absolute, Spool* without a directory);
+/* Checks what the option table cannot (SpoolDirectory absolute or "none", SpoolSync with
+ * "none");
  * logs every problem with `where` in front. 0 or -EINVAL. */
 int kts_producer_config_check(const struct kts_producer_config *cfg, const char *where);
 

@@ -95,12 +95,25 @@ struct kts_spool {
     uint64_t rbuf_off; /* file offset of rbuf[0] */
     uint64_t peeked;   /* size of the record the last peek returned, 0 if none */
 
+    /* ahead reader (8): the record at aoff of segment aseq (aseq 0: not placed yet) */
+    bool write_through;
+    uint64_t aseq, aoff;
+    int afd;
+    uint64_t afd_seq;
+    unsigned char *abuf;
+    size_t acap, alen;
+    uint64_t abuf_off;
+    uint64_t apeeked;
+
     uint64_t cursor_seq, cursor_off; /* as last written */
     bool cursor_valid;
     bool dir_dirty; /* a file was created, renamed or deleted since the last fsync of dirfd */
 
     struct kts_spool_stats st;
     struct kts_ratelimit rl_read; /* a read error is retried by the caller: log it sparingly */
+    struct kts_ratelimit rl_write; /* so is a write error (disk full: every append tries) */
+    size_t wrecs;                  /* records in wbuf */
+    bool wfail;                    /* the last write failed (disk full, read-only, ...) */
 };
 
 static void seg_name(char *buf, size_t size, uint64_t seq, const char *suffix)
@@ -162,12 +175,15 @@ static int wbuf_flush(struct kts_spool *sp)
         if (ftruncate(sp->wfd, (off_t)sp->wdisk) != 0 || lseek(sp->wfd, 0, SEEK_END) < 0) {
             /* nothing more to do: the torn tail is found at the next open (3) */
         }
-        kts_log(KTS_LOG_ERR, "spool %s: cannot write %zu bytes: %s", sp->dir, sp->wlen,
-                strerror(-rc));
+        sp->wfail = true;
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot write %zu bytes: %s",
+                        sp->dir, sp->wlen, strerror(-rc));
         return rc;
     }
+    sp->wfail = false;
     sp->wdisk += sp->wlen;
     sp->wlen = 0;
+    sp->wrecs = 0;
     return 0;
 }
 
@@ -181,10 +197,15 @@ static int writer_close(struct kts_spool *sp)
     }
     sp->wfd = -1;
     if (sp->wlen > 0 && sp->nsegs > 0) {
-        /* Could not be written: forget those records rather than pretend they are there. */
+        /* Could not be written: forget those records rather than pretend they are there;
+         * counted (unwritten) and logged, never silently. */
+        kts_log(KTS_LOG_ERR, "spool %s: %zu records (%zu bytes) could not be written and are "
+                "lost: %s", sp->dir, sp->wrecs, sp->wlen, strerror(-rc));
+        sp->st.unwritten += sp->wrecs;
         sp->segs[sp->nsegs - 1].size -= sp->wlen;
         sp->bytes -= sp->wlen;
         sp->wlen = 0;
+        sp->wrecs = 0;
     }
     return rc;
 }
@@ -198,7 +219,8 @@ static int dir_sync(struct kts_spool *sp)
         return 0;
     if (fsync(sp->dirfd) != 0) {
         int rc = -errno;
-        kts_log(KTS_LOG_ERR, "spool %s: cannot fsync the directory: %s", sp->dir, strerror(-rc));
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot fsync the directory: %s",
+                        sp->dir, strerror(-rc));
         return rc;
     }
     sp->dir_dirty = false;
@@ -228,7 +250,8 @@ static int write_cursor(struct kts_spool *sp)
         sp->cursor_off = off;
         sp->cursor_valid = true;
     } else {
-        kts_log(KTS_LOG_ERR, "spool %s: cannot write the cursor: %s", sp->dir, strerror(-rc));
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot write the cursor: %s",
+                        sp->dir, strerror(-rc));
     }
     return rc;
 }
@@ -238,9 +261,10 @@ static void pop_head(struct kts_spool *sp)
 {
     char name[64];
     if (sp->nsegs == 1 && sp->wfd >= 0) {
-        close(sp->wfd);
+        close(sp->wfd); /* every record in it was read, the buffered ones too */
         sp->wfd = -1;
         sp->wlen = 0;
+        sp->wrecs = 0;
     }
     seg_name(name, sizeof(name), sp->segs[0].seq, "");
     if (unlinkat(sp->dirfd, name, 0) != 0 && errno != ENOENT)
@@ -445,7 +469,8 @@ int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, c
     struct kts_spool *sp = calloc(1, sizeof(*sp));
     if (sp == NULL)
         return -ENOMEM;
-    sp->dirfd = sp->lockfd = sp->wfd = sp->rfd = -1;
+    sp->dirfd = sp->lockfd = sp->wfd = sp->rfd = sp->afd = -1;
+    sp->write_through = cfg->write_through;
     sp->max_bytes = cfg->max_bytes;
     sp->segment_bytes = cfg->segment_bytes > 0 ? cfg->segment_bytes : 64u << 20;
     sp->sync = cfg->sync;
@@ -472,7 +497,8 @@ int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, c
                  strerror(errno));
         goto fail;
     }
-    sp->lockfd = openat(sp->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    /* read-only: no file of an idle spool is open for writing (a read-only remount works) */
+    sp->lockfd = openat(sp->dirfd, "lock", O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
     if (sp->lockfd < 0 || flock(sp->lockfd, LOCK_EX | LOCK_NB) != 0) {
         rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
         if (rc == -EBUSY)
@@ -526,7 +552,10 @@ static int writer_open_new(struct kts_spool *sp)
     int fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
-        kts_log(KTS_LOG_ERR, "spool %s: cannot create %s: %s", sp->dir, name, strerror(errno));
+        sp->next_seq--; /* not created: the next try uses the same name */
+        sp->wfail = true;
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot create %s: %s", sp->dir,
+                        name, strerror(-rc));
         return rc;
     }
     sp->dir_dirty = true; /* its records are synced with the directory at the next flush */
@@ -551,7 +580,7 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
         return -EMSGSIZE;
     uint64_t rec = HDR + 2 + key_len + payload_len;
     if (sp->bytes + rec > sp->max_bytes)
-        return -ENOSPC;
+        return -EFBIG; /* (2); -ENOSPC is the disk's */
     int rc;
     if (sp->wfd < 0 || (sp->segs[sp->nsegs - 1].size > 0 &&
                         sp->segs[sp->nsegs - 1].size + rec > sp->segment_bytes)) {
@@ -578,6 +607,13 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
         memcpy(sp->wbuf + sp->wlen + sizeof(h), key, key_len);
         memcpy(sp->wbuf + sp->wlen + sizeof(h) + key_len, payload, payload_len);
         sp->wlen += rec;
+        sp->wrecs++;
+        if (sp->write_through && (rc = wbuf_flush(sp)) != 0) {
+            /* (8) not in the file: not in the spool (the file was cut back) */
+            sp->wlen -= rec;
+            sp->wrecs--;
+            return rc;
+        }
     }
     sp->segs[sp->nsegs - 1].size += rec;
     sp->bytes += rec;
@@ -711,10 +747,31 @@ static int fill(struct kts_spool *sp, uint64_t off, size_t n, uint64_t *avail)
 {
     struct seg *s = &sp->segs[0];
     uint64_t end = s->size;
-    if (sp->nsegs == 1 && sp->wfd >= 0 && off + n > sp->wdisk) {
-        int rc = wbuf_flush(sp); /* the reader caught up with the writer's buffer */
-        if (rc != 0)
-            return rc;
+    if (sp->rlen > 0 && off >= sp->rbuf_off && off + n <= sp->rbuf_off + sp->rlen) {
+        *avail = sp->rbuf_off + sp->rlen - off; /* bytes read before stay valid */
+        return 0;
+    }
+    if (sp->nsegs == 1 && sp->wfd >= 0 && off + n > sp->wdisk && sp->wlen > 0 &&
+        wbuf_flush(sp) != 0) {
+        /* The reader caught up with the writer's buffer, which cannot be written (disk full):
+         * read it from memory, so that the spool drains and frees its file. Records never
+         * straddle wdisk (the buffer is written whole). */
+        if (off >= sp->wdisk) {
+            size_t at = (size_t)(off - sp->wdisk), len = sp->wlen - at;
+            if (len > sp->rcap) {
+                unsigned char *b = realloc(sp->rbuf, len);
+                if (b == NULL)
+                    return -ENOMEM;
+                sp->rbuf = b;
+                sp->rcap = len;
+            }
+            memcpy(sp->rbuf, sp->wbuf + at, len);
+            sp->rbuf_off = off;
+            sp->rlen = len;
+            *avail = len;
+            return 0;
+        }
+        end = sp->wdisk;
     }
     if (off >= sp->rbuf_off && off + n <= sp->rbuf_off + sp->rlen) {
         *avail = sp->rbuf_off + sp->rlen - off;
@@ -815,6 +872,157 @@ void kts_spool_advance(struct kts_spool *sp)
         pop_head(sp); /* (5) */
 }
 
+/* ------------------------------------------------------------------ ahead reader (8) */
+
+/* Makes abuf hold [off, off + n) of segment s (fewer bytes at the end of the file). */
+static int ahead_fill(struct kts_spool *sp, const struct seg *s, bool tail, uint64_t off,
+                      size_t n, uint64_t *avail)
+{
+    if (tail && sp->wfd >= 0 && off + n > sp->wdisk) {
+        int rc = wbuf_flush(sp); /* caught up with the writer's buffer */
+        if (rc != 0)
+            return rc;
+    }
+    if (sp->afd >= 0 && sp->afd_seq == s->seq && off >= sp->abuf_off &&
+        off + n <= sp->abuf_off + sp->alen) {
+        *avail = sp->abuf_off + sp->alen - off;
+        return 0;
+    }
+    if (sp->afd < 0 || sp->afd_seq != s->seq) {
+        if (sp->afd >= 0)
+            close(sp->afd);
+        char name[64];
+        seg_name(name, sizeof(name), s->seq, "");
+        sp->afd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);
+        if (sp->afd < 0)
+            return -errno;
+        sp->afd_seq = s->seq;
+        sp->alen = 0;
+    }
+    size_t want = n > RBUF_MIN ? n : RBUF_MIN;
+    if (want > sp->acap) {
+        unsigned char *b = realloc(sp->abuf, want);
+        if (b == NULL)
+            return -ENOMEM;
+        sp->abuf = b;
+        sp->acap = want;
+    }
+    if (off + want > s->size)
+        want = s->size > off ? (size_t)(s->size - off) : 0;
+    size_t got;
+    int rc = pread_all(sp->afd, sp->abuf, want, off, &got);
+    if (rc != 0)
+        return rc;
+    sp->abuf_off = off;
+    sp->alen = got;
+    *avail = got;
+    return 0;
+}
+
+int kts_spool_ahead_peek(struct kts_spool *sp, const void **key, size_t *key_len,
+                         const void **payload, size_t *payload_len, struct kts_spool_pos *end)
+{
+    for (;;) {
+        size_t i = 0;
+        while (i < sp->nsegs && sp->segs[i].seq < sp->aseq)
+            i++;
+        if (i == sp->nsegs)
+            return -ENOENT;
+        const struct seg *s = &sp->segs[i];
+        if (s->seq != sp->aseq) { /* not placed yet, or its segment is gone: the next one */
+            sp->aseq = s->seq;
+            sp->aoff = i == 0 ? sp->roff : 0;
+        }
+        if (i == 0 && sp->aoff < sp->roff)
+            sp->aoff = sp->roff;
+        if (sp->aoff >= s->size) {
+            if (i + 1 == sp->nsegs)
+                return -ENOENT; /* read everything appended */
+            sp->aseq = sp->segs[i + 1].seq;
+            sp->aoff = 0;
+            continue;
+        }
+        bool tail = i + 1 == sp->nsegs;
+        uint64_t avail, rec = 0;
+        int rc = ahead_fill(sp, s, tail, sp->aoff, HDR, &avail);
+        if (rc == 0 && avail >= HDR) {
+            uint32_t len;
+            memcpy(&len, sp->abuf + (sp->aoff - sp->abuf_off), 4);
+            len = le32toh(len);
+            if (len >= 2 && len <= KTS_SPOOL_BODY_MAX)
+                rc = ahead_fill(sp, s, tail, sp->aoff, HDR + len, &avail);
+            if (rc == 0)
+                rec = record_ok(sp->abuf + (sp->aoff - sp->abuf_off), avail);
+        }
+        if (rc != 0) {
+            kts_log_limited(&sp->rl_read, KTS_LOG_ERR,
+                            "spool %s: cannot read segment %016" PRIx64 ": %s", sp->dir, s->seq,
+                            strerror(-rc));
+            return rc;
+        }
+        if (rec == 0) {
+            /* (3) torn or corrupt: skip the rest of this segment */
+            sp->st.torn_records++;
+            sp->st.torn_bytes += s->size - sp->aoff;
+            kts_log(KTS_LOG_WARNING,
+                    "spool %s: torn or corrupt record in segment %016" PRIx64 " at offset %" PRIu64
+                    ": the %" PRIu64 " bytes from there are skipped, not replayed",
+                    sp->dir, s->seq, sp->aoff, s->size - sp->aoff);
+            sp->aoff = s->size;
+            continue;
+        }
+        const unsigned char *r = sp->abuf + (sp->aoff - sp->abuf_off);
+        uint16_t klen;
+        memcpy(&klen, r + HDR, 2);
+        klen = le16toh(klen);
+        *key = r + HDR + 2;
+        *key_len = klen;
+        *payload = r + HDR + 2 + klen;
+        *payload_len = rec - HDR - 2 - klen;
+        sp->apeeked = rec;
+        end->seq = s->seq;
+        end->off = sp->aoff + rec;
+        return 0;
+    }
+}
+
+void kts_spool_ahead_advance(struct kts_spool *sp)
+{
+    sp->aoff += sp->apeeked;
+    sp->apeeked = 0;
+}
+
+struct kts_spool_pos kts_spool_tail(const struct kts_spool *sp)
+{
+    if (sp->nsegs == 0)
+        return (struct kts_spool_pos){0, 0};
+    return (struct kts_spool_pos){sp->segs[sp->nsegs - 1].seq, sp->segs[sp->nsegs - 1].size};
+}
+
+void kts_spool_ahead_skip(struct kts_spool *sp, struct kts_spool_pos to)
+{
+    sp->aseq = to.seq;
+    sp->aoff = to.off;
+    sp->apeeked = 0;
+}
+
+void kts_spool_ack_to(struct kts_spool *sp, struct kts_spool_pos to)
+{
+    while (sp->nsegs > 0 && sp->segs[0].seq < to.seq)
+        pop_head(sp); /* (5) wholly acknowledged */
+    if (sp->nsegs == 0 || sp->segs[0].seq != to.seq || to.off <= sp->roff)
+        return;
+    sp->roff = to.off;
+    sp->peeked = 0;
+    /* A wholly acknowledged head is deleted; the one the writer appends to only from 4 MiB on
+     * or after a failed write (deleting it at every acknowledgement while appends keep up
+     * would make a new file each time; a full disk needs the space back). */
+    if (sp->roff >= sp->segs[0].size &&
+        !(sp->nsegs == 1 && sp->wfd >= 0 && sp->wlen == 0 && sp->segs[0].size < (4u << 20) &&
+          !sp->wfail))
+        pop_head(sp);
+}
+
 bool kts_spool_empty(struct kts_spool *sp)
 {
     const void *k, *p;
@@ -841,6 +1049,11 @@ void kts_spool_stats(const struct kts_spool *sp, struct kts_spool_stats *out)
 
 int kts_spool_close(struct kts_spool *sp)
 {
+    return kts_spool_close_stats(sp, NULL);
+}
+
+int kts_spool_close_stats(struct kts_spool *sp, struct kts_spool_stats *final)
+{
     if (sp == NULL)
         return 0;
     int rc = 0;
@@ -853,8 +1066,13 @@ int kts_spool_close(struct kts_spool *sp)
         if (rc == 0)
             rc = drc;
     }
+    if (final != NULL)
+        kts_spool_stats(sp, final);
     if (sp->rfd >= 0)
         close(sp->rfd);
+    if (sp->afd >= 0)
+        close(sp->afd);
+    free(sp->abuf);
     if (sp->wfd >= 0)
         close(sp->wfd);
     if (sp->lockfd >= 0)

@@ -15,7 +15,8 @@
  *     to kts_spool_prepend() come out before every record still in the spool, in the order
  *     given. Order survives close + open (a restart) and a crash.
  *  2. Bounded: the segment files never hold more than max_bytes in total; an append or prepend
- *     that would exceed it is refused with -ENOSPC and nothing is written.
+ *     that would exceed it is refused with -EFBIG and nothing is written (-ENOSPC means the
+ *     file system is full).
  *  3. Crash safety: a record is written whole or recognised as torn: a short header, a short
  *     body, an impossible length or a checksum mismatch. kts_spool_open() truncates a torn tail
  *     of the newest segment; a torn record found while reading an older segment ends that
@@ -35,6 +36,13 @@
  *     fsynced at open.
  *  7. Two spools (processes or write_kafka_ts instances) never share a directory: the second
  *     open fails with -EBUSY.
+ *  8. Write-ahead use (write_kafka_ts SpoolMode "always"): with write_through, an append is in
+ *     the file (the kernel's page cache) when it returns, so it survives a kill -9 of the
+ *     process. A second reader, "ahead", reads records in order without consuming them
+ *     (kts_spool_ahead_peek/advance, each record's end position given); kts_spool_ack_to()
+ *     consumes everything before such a position (what the broker acknowledged). The cursor
+ *     (4) then says how far records were acknowledged, so a restart replays everything not
+ *     acknowledged; the ahead reader starts where the consumed part ends.
  */
 #ifndef KTS_SPOOL_H
 #define KTS_SPOOL_H
@@ -50,6 +58,7 @@ struct kts_spool_config {
     uint64_t max_bytes;     /* (2) */
     uint64_t segment_bytes; /* segment files are closed at about this size; 0 = 64 MiB */
     bool sync;              /* (6) kts_spool_flush(..., true) fdatasyncs */
+    bool write_through;     /* (8) every append is written to the file before it returns */
 };
 
 struct kts_spool_stats {
@@ -60,6 +69,8 @@ struct kts_spool_stats {
     uint64_t torn_bytes;
     uint64_t segments;     /* segment files */
     uint64_t dir_syncs;    /* (6) fsyncs of the directory since open (sync only) */
+    uint64_t unwritten;    /* appended records that could never be written (disk full at a
+                            * segment switch or at close): lost, logged */
 };
 
 /* One record for kts_spool_prepend(); the pointers are borrowed. */
@@ -81,7 +92,7 @@ struct kts_spool_rec {
 int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, char *errbuf,
                    size_t errbuf_size);
 
-/* Append one record (key and payload borrowed, copied). 0, -ENOSPC when full (2), -EMSGSIZE
+/* Append one record (key and payload borrowed, copied). 0, -EFBIG when full (2), -EMSGSIZE
  * when larger than KTS_SPOOL_BODY_MAX or the key longer than KTS_SPOOL_KEY_MAX, or -errno of
  * a failed write (logged). */
 int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, const void *payload,
@@ -104,6 +115,32 @@ int kts_spool_peek(struct kts_spool *sp, const void **key, size_t *key_len, cons
 /* Consume the record the last successful peek returned. */
 void kts_spool_advance(struct kts_spool *sp);
 
+/* (8) A place in the spool: just after a record. */
+struct kts_spool_pos {
+    uint64_t seq; /* segment */
+    uint64_t off; /* offset in it */
+};
+
+/* (8) The next record of the ahead reader, as kts_spool_peek (pointers valid until the next
+ * call on sp), with *end its end position; -ENOENT when it has read everything appended. */
+int kts_spool_ahead_peek(struct kts_spool *sp, const void **key, size_t *key_len,
+                         const void **payload, size_t *payload_len, struct kts_spool_pos *end);
+
+/* (8) Move the ahead reader past the record its last successful peek returned. */
+void kts_spool_ahead_advance(struct kts_spool *sp);
+
+/* (8) The end of the last record appended (where the next one goes). */
+struct kts_spool_pos kts_spool_tail(const struct kts_spool *sp);
+
+/* (8) Put the ahead reader at `to`, a kts_spool_tail(): for a caller that has just appended one
+ * record while the ahead reader had read everything before it, and took care of that record
+ * itself (no need to read it back). */
+void kts_spool_ahead_skip(struct kts_spool *sp, struct kts_spool_pos to);
+
+/* (8) Consume every record before `to` (an end position from kts_spool_ahead_peek); segments
+ * wholly before it are deleted. The cursor is written at the next flush or close. */
+void kts_spool_ack_to(struct kts_spool *sp, struct kts_spool_pos to);
+
 /* true when peek would return -ENOENT. */
 bool kts_spool_empty(struct kts_spool *sp);
 
@@ -115,6 +152,8 @@ void kts_spool_stats(const struct kts_spool *sp, struct kts_spool_stats *out);
 /* Flush (with sync if configured), write the cursor, release the lock, free. NULL is fine.
  * Returns 0 or the negative errno of a failed final write. */
 int kts_spool_close(struct kts_spool *sp);
+/* The same, with the counters as they are after the final writes (unwritten) in *final. */
+int kts_spool_close_stats(struct kts_spool *sp, struct kts_spool_stats *final);
 
 /* CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). */
 uint32_t kts_crc32c(uint32_t crc, const void *buf, size_t len);

@@ -13,7 +13,7 @@ static double noise(unsigned *seed)
 
 int main(void)
 {
-    plan(30);
+    plan(51);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -139,6 +139,148 @@ int main(void)
     fh_step(h, 110, 1);
     ok(!(h->out[0].flags & (KTS_PT_REPLACED | KTS_PT_WARMING)), "9. and was not learned");
     fh_free(h);
+    /* 10. the replacement stays within the last 8 raw values (value + offset) */
+    h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
+    double rawmax = 0;
+    for (int i = 0; i < 20; i++) {
+        struct kts_point r = fh_point(10.0 * i, 10 + 0.1 * (i % 3));
+        r.offset = 50 + (i % 8); /* raw 60 .. 67.2 */
+        fh_push(h, &r);
+        if (i >= 12)
+            rawmax = fmax(rawmax, r.value + r.offset);
+    }
+    struct kts_point sp = fh_point(200, 40);
+    sp.offset = 100; /* median 10.1 + offset 100 = 110.1 in raw units: above every raw value */
+    fh_push(h, &sp);
+    ok((h->out[0].flags & KTS_PT_REPLACED) && h->out[0].value + h->out[0].offset == rawmax,
+       "10. Delay 0: the median is clamped to the last 8 raw values (got %g)",
+       h->out[0].value + h->out[0].offset);
+    sp = fh_point(210, -40);
+    sp.offset = -100; /* median - 100: would be negative; every raw value was positive */
+    fh_push(h, &sp);
+    ok((h->out[0].flags & KTS_PT_REPLACED) && h->out[0].value + h->out[0].offset >= 60,
+       "10. a series never negative gets no negative replacement (got %g)",
+       h->out[0].value + h->out[0].offset);
+    fh_free(h);
+    h = fh_filter_new("outlier", "Method \"ewz\"\nMinPoints 3");
+    for (int i = 0; i < 10; i++) {
+        struct kts_point r = fh_point(10.0 * i, 2 + 0.01 * (i % 2));
+        r.offset = 1;
+        fh_push(h, &r);
+    }
+    sp = fh_point(100, 3000);
+    sp.offset = -10; /* expected 2 - 10 = -8 raw; raw values were 3 .. 3.01 */
+    fh_push(h, &sp);
+    ok((h->out[0].flags & KTS_PT_REPLACED) && h->out[0].value + h->out[0].offset >= 3,
+       "10. ewz: clamped as well (got %g)", h->out[0].value + h->out[0].offset);
+    fh_free(h);
+
+    /* 12./13. Delay: judged once the next points are known */
+    struct kts_point got[64];
+    size_t ngot = 0;
+    h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5\nDelay 1\nMaxRun 1");
+    ok(h != NULL, "12. Delay 1 configures");
+    for (int i = 0; i < 20; i++) {
+        fh_step(h, 10.0 * i, 10 + 0.1 * (i % 3));
+        ngot += h->n;
+    }
+    is_int((int)ngot, 19, "12. Delay 1: the output lags one point");
+    fh_step(h, 200, 100); /* spike between 10.1 (t 190) and 12 (t 210)... */
+    fh_step(h, 210, 10.3);
+    ok(h->n == 1 && (h->out[0].flags & KTS_PT_REPLACED) && fh_t(&h->out[0]) == 200,
+       "12. the spike comes out replaced with its own timestamp");
+    is_double(h->out[0].value, (10.1 + 10.3) / 2, 1e-12,
+              "13. replaced by the mean of its two raw neighbours");
+    /* 11. a deviating point between its neighbours in raw units (a ramp) is kept */
+    struct kts_point r1 = fh_point(220, 30), r2 = fh_point(230, 10.2);
+    r2.offset = 40; /* raw: 10.3 -> 30 -> 50.2 */
+    fh_push(h, &r1);
+    fh_push(h, &r2);
+    ok(h->n == 1 && !(h->out[0].flags & KTS_PT_REPLACED) && h->out[0].value == 30,
+       "11. a deviating point between its raw neighbours (a ramp) is kept");
+    /* 14. deviating from the window's median but on its neighbours' line: kept */
+    struct kts_point r3 = fh_point(240, 30), r4 = fh_point(250, 10.1);
+    r3.offset = 20.5; /* raw 50.2 -> 50.5 -> 50.2: above both, by less than 5 scales */
+    r4.offset = 40.1;
+    fh_push(h, &r3);
+    ok(h->n == 1 && fh_t(&h->out[0]) == 230 && !(h->out[0].flags & KTS_PT_REPLACED),
+       "11. the ramp's end point is kept too");
+    fh_push(h, &r4);
+    ok(h->n == 1 && fh_t(&h->out[0]) == 240 && !(h->out[0].flags & KTS_PT_REPLACED) &&
+           h->out[0].value == 30,
+       "14. a point on its neighbours' line is kept though it deviates from the median");
+    is_int((int)fh_flush(h), 1, "12. flush releases the held point");
+    ok(fh_t(&h->out[0]) == 250 && h->out[0].value == 10.1, "12. in order, unchanged");
+    fh_free(h);
+
+    /* 12. Delay 2, MaxRun 2: a two-point spike is replaced whole, a level shift never */
+    h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 10\nThreshold 5\nDelay 2\nMaxRun 2");
+    seed = 3;
+    ngot = 0;
+    int nrep = 0;
+    double vals[80];
+    for (int i = 0; i < 80; i++) {
+        vals[i] = 100 + noise(&seed) + (i == 40 || i == 41 ? 30 : 0) + (i >= 60 ? 50 : 0);
+        fh_step(h, 10.0 * i, vals[i]);
+        for (size_t k = 0; k < h->n && ngot < 64; k++)
+            got[ngot++] = h->out[k];
+        for (size_t k = 0; k < h->n; k++)
+            nrep += (h->out[k].flags & KTS_PT_REPLACED) != 0;
+    }
+    fh_flush(h);
+    ok(ngot >= 62 && (got[40].flags & KTS_PT_REPLACED) && (got[41].flags & KTS_PT_REPLACED),
+       "12. both points of a two-point spike are replaced");
+    ok(fabs(got[40].value - (vals[39] + (vals[42] - vals[39]) / 3)) < 1e-9 &&
+           fabs(got[41].value - (vals[39] + 2 * (vals[42] - vals[39]) / 3)) < 1e-9,
+       "13. by interpolation between the good points on either side");
+    is_int(nrep, 2, "12. the level shift at point 60 is adopted: no replacement after it");
+    is_int((int)h->n, 2, "12. flush releases the two held points");
+    fh_free(h);
+    /* 15. points still warming upstream are judged by their neighbours (Delay > 0) */
+    h = fh_filter_new("outlier", "Threshold 5\nDelay 2\nMaxRun 2");
+    seed = 11;
+    ngot = 0;
+    nrep = 0;
+    int nwarm = 0;
+    for (int i = 0; i < 200; i++) {
+        /* a steep ramp (2 per point, noise sd 1), spikes at 50 (one point) and 120-121 (two) */
+        double v = 100 + 2 * i + noise(&seed) + (i == 50 ? 25 : 0) + (i == 120 || i == 121 ? -30 : 0);
+        struct kts_point wp = fh_point(10.0 * i, v);
+        wp.flags |= KTS_PT_WARMING;
+        fh_push(h, &wp);
+        for (size_t k = 0; k < h->n && ngot < 64; k++)
+            got[ngot++] = h->out[k];
+        for (size_t k = 0; k < h->n; k++) {
+            bool rep = (h->out[k].flags & KTS_PT_REPLACED) != 0;
+            double tk = fh_t(&h->out[k]);
+            nrep += rep;
+            nwarm += rep && (tk == 500 || tk == 1200 || tk == 1210);
+        }
+    }
+    is_int(nrep, 3, "15. warming points: the one- and two-point spikes are replaced, nothing else");
+    is_int(nwarm, 3, "15. at their timestamps");
+    ok(h->st.warming == 200, "15. every point counted warming");
+    fh_free(h);
+    /* 16. hidden in a wide window, but a spike by its neighbours */
+    h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 10\nThreshold 5\nDelay 1");
+    seed = 5;
+    int n16 = 0, ok16 = 0;
+    for (int i = 0; i < 200; i++) {
+        /* a slow sine (amplitude 40, 200 points): a window of 31 points spans ~35, a step ~1.3 */
+        double base = 100 + 40 * sin(2 * M_PI * i / 200);
+        fh_step(h, 10.0 * i, base + 0.3 * noise(&seed) + (i == 150 ? 30 : 0));
+        for (size_t k = 0; k < h->n; k++) {
+            n16 += (h->out[k].flags & KTS_PT_REPLACED) != 0;
+            if (fh_t(&h->out[k]) == 1500)
+                ok16 = (h->out[k].flags & KTS_PT_REPLACED) && fabs(h->out[k].value - 60) < 2;
+        }
+    }
+    ok(ok16, "16. a spike within the window's spread but far from its neighbours is replaced "
+             "(%d replaced in all: a trailing window lags the sine)", n16);
+    fh_free(h);
+    h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");
+    ok(h == NULL, "12. Delay needs Method hampel");
+
     h = fh_filter_new("outlier", "MinPoints 40\nMaxPoints 31");
     ok(h == NULL, "MinPoints above MaxPoints is refused");
     h = fh_filter_new("outlier", "Threshold 0.1");

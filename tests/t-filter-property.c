@@ -88,6 +88,7 @@ static bool sma_property(double window)
  * points further apart than 2^48 units (the ring keeps whole timestamps then). */
 static bool hampel_property(double window, double threshold, bool integers, int max_run,
                             int max_points, double time_scale)
+/* (the replacement is the median clamped into the range of guarantee 10) */
 {
     static struct rp in[N];
     static struct rp acc[N];
@@ -104,6 +105,9 @@ static bool hampel_property(double window, double threshold, bool integers, int 
     double newest = 0;
     int run = 0;
     bool good = true;
+    /* Guarantee 10: the last 8 values passed unchanged (not late ones) bound a replacement. */
+    double ring[8], good_t = 0;
+    size_t nring = 0;
     for (size_t i = 0; i < N && good; i++) {
         double t = in[i].t, x = in[i].v;
         fh_step(h, t, x);
@@ -156,7 +160,18 @@ static bool hampel_property(double window, double threshold, bool integers, int 
         }
         bool got_warm = (h->out[0].flags & KTS_PT_WARMING) != 0;
         bool got_out = (h->out[0].flags & KTS_PT_REPLACED) != 0;
-        double want = outlier ? med : x;
+        double want = x;
+        if (outlier) {
+            double rlo = INFINITY, rhi = -INFINITY;
+            for (size_t j = 0; j < nring && j < 8; j++) {
+                rlo = fmin(rlo, ring[j]);
+                rhi = fmax(rhi, ring[j]);
+            }
+            want = med < rlo ? rlo : med > rhi ? rhi : med;
+        } else if (nring == 0 || t > good_t) {
+            ring[nring++ % 8] = x;
+            good_t = t;
+        }
         if (h->n != 1 || got_warm != warming || got_out != outlier ||
             memcmp(&h->out[0].value, &want, sizeof(double)) != 0) {
             diag("point %zu (t=%.3f x=%g): got warm=%d out=%d v=%.17g; want warm=%d out=%d "

@@ -111,7 +111,7 @@ static uint64_t run_batched(size_t batch)
 
 int main(void)
 {
-    plan(41);
+    plan(42);
     kts_log_set_sink(sink, NULL);
 
     /* 1. validation reports every problem */
@@ -274,8 +274,11 @@ int main(void)
     /* deseasonalize -> outlier -> reseasonalize: output in the series' units */
     p = fh_pipeline_new("<Pipeline \"rs\">\n"
                         "  <Filter \"deseasonalize\">\n    Period 3600\n    Bins 60\n  </Filter>\n"
-                        "  <Filter \"outlier\">\n    Threshold 5\n  </Filter>\n"
+                        "  <Filter \"outlier\">\n    Threshold 5\n    Delay 1\n  </Filter>\n"
                         "  <Filter \"reseasonalize\">\n  </Filter>\n</Pipeline>\n");
+    /* Delay 1 (outlier guarantee 13): the spike on the sine's ramp is replaced by the mean of
+     * its neighbours; with Delay 0 the replacement stays within the last 8 values (guarantee
+     * 10), below a rising ramp. The output lags one point until the flush. */
     nouts = 0;
     double maxerr = 0, spike_out = 0;
     int nrepl = 0;
@@ -283,14 +286,21 @@ int main(void)
         double v = 100 + 30 * sin(2 * M_PI * i / 60) + 0.01 * (i % 5);
         vl = mkvl("h", "p", 1000000 + 60 * i, i == 300 ? v + 500 : v);
         kts_pipeline_process(p, &vl, 1, collect, NULL);
-        double got = outs[nouts - 1].ds[0].value.gauge;
-        if (i == 300)
+    }
+    kts_pipeline_flush(p, collect, NULL);
+    for (int i = 0; i < 360 && nouts == 360; i++) {
+        double v = 100 + 30 * sin(2 * M_PI * i / 60) + 0.01 * (i % 5);
+        double got = outs[i].ds[0].value.gauge;
+        if (outs[i].time != KTS_TIME_FROM_DOUBLE(1000000 + 60 * i))
+            maxerr = INFINITY;
+        else if (i == 300)
             spike_out = got - v;
-        else if (i > 120 && !(out_flags[nouts - 1][0] & KTS_PT_REPLACED))
+        else if (i > 120 && !(out_flags[i][0] & KTS_PT_REPLACED))
             maxerr = fmax(maxerr, fabs(got - v));
         else if (i > 120)
             nrepl++;
     }
+    is_int(nouts, 360, "Delay 1: every point comes out, in order, after the flush");
     ok(maxerr < 1e-9, "reseasonalize restores the original values (max error %g; %d other "
        "points replaced)", maxerr, nrepl);
     ok(fabs(spike_out) < 1 && (out_flags[300][0] & KTS_PT_REPLACED),

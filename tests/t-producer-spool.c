@@ -9,6 +9,9 @@
  *   e  broker up: the spool drains, every value arrives, per-series order kept
  *   f  a full spool drops, counted exactly and logged
  *   g  configuration errors; a spool directory cannot be shared
+ *   h  write-ahead (SpoolMode "always", guarantee 11): broker up, every value list goes through
+ *      the spool and leaves it once acknowledged; broker down, close keeps everything not
+ *      acknowledged in the spool; a new producer sends it first; every value arrives in order
  */
 #include "tap.h"
 
@@ -55,9 +58,9 @@ static struct kts_producer *make_producer(const char *extra)
 {
     char text[2048];
     snprintf(text, sizeof(text),
-             "Topic \"spool\"\nProperty \"bootstrap.servers\" \"%s\"\nBufferMessages 200\n"
+             "Topic \"%s\"\nProperty \"bootstrap.servers\" \"%s\"\nBufferMessages 200\n"
              "BlockTimeout 0\nFlushTimeout 1\n%s\n",
-             bootstraps, extra);
+             strstr(extra, "SpoolMode") ? "wal" : "spool", bootstraps, extra);
     struct kts_conf *root;
     char err[512];
     struct kts_producer_config cfg;
@@ -117,7 +120,8 @@ static struct kts_producer_stats stats(struct kts_producer *p)
 /* Reads the whole topic: count, and per series whether the values came in increasing order
  * without gaps from 0 (first appearances; duplicates counted apart). */
 #define SERIES 20
-static void consume_check(int want_per_series, int *count, int *gaps_or_disorder, int *dups)
+static void consume_check(const char *topic, int want_per_series, int *count,
+                          int *gaps_or_disorder, int *dups)
 {
     int next[SERIES];
     for (int s = 0; s < SERIES; s++)
@@ -131,7 +135,7 @@ static void consume_check(int want_per_series, int *count, int *gaps_or_disorder
     rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(4);
     for (int i = 0; i < 4; i++)
-        rd_kafka_topic_partition_list_add(parts, "spool", i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_topic_partition_list_add(parts, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(c, parts);
     rd_kafka_topic_partition_list_destroy(parts);
     for (int idle = 0; *count < want_per_series * SERIES && idle < 50;) {
@@ -201,7 +205,7 @@ static void rm_dir(const char *d)
 
 int main(void)
 {
-    plan(26);
+    plan(43);
     kts_log_set_sink(capture, NULL);
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(dir, sizeof(dir), "%s/kts-t-pspool.XXXXXX", tmp);
@@ -267,7 +271,7 @@ int main(void)
     is_uint(lost, 0, "e: close: nothing lost (the spool is drained within FlushTimeout)");
     is_int(count_segments(dir), 0, "e: no segment left");
     int count, bad, dups;
-    consume_check(90, &count, &bad, &dups);
+    consume_check("spool", 90, &count, &bad, &dups);
     is_int(count, 90 * SERIES, "e: every value arrives (%d duplicates)", dups);
     is_int(bad, 0, "e: per series, in order, without gaps");
 
@@ -293,6 +297,64 @@ int main(void)
     ok(make_producer("SpoolDirectory \"relative/dir\"") == NULL &&
            log_has("invalid value \"relative/dir\" for option \"SpoolDirectory\"; allowed: an absolute path"),
        "g: a relative SpoolDirectory is a configuration error naming option, value and what is allowed");
+    ok(make_producer("SpoolDirectory \"none\"\nSpoolSync true") == NULL &&
+           log_has("option \"SpoolSync\" needs a spool: remove it or SpoolDirectory \"none\""),
+       "g: SpoolSync with SpoolDirectory \"none\" is a configuration error");
+    struct kts_producer *pn = make_producer("SpoolDirectory \"none\"");
+    ok(pn != NULL, "g: SpoolDirectory \"none\": a producer without a spool");
+    if (pn != NULL) {
+        send_range(pn, 1, 0, 10);
+        struct kts_producer_stats sn = stats(pn);
+        is_uint(sn.spooled + sn.spool_bytes, 0, "g: SpoolDirectory \"none\": nothing spooled");
+    }
+    kts_producer_close(pn, 0);
+
+    /* ---- h: write-ahead */
+    char dir3[256], opt3[600];
+    snprintf(dir3, sizeof(dir3), "%s/kts-t-pspool3.XXXXXX", tmp);
+    if (mkdtemp(dir3) == NULL)
+        BAIL_OUT("mkdtemp");
+    snprintf(opt3, sizeof(opt3), "SpoolDirectory \"%s\"\nSpoolMode \"always\"", dir3);
+    rd_kafka_mock_topic_create(mc, "wal", 4, 1);
+    rd_kafka_mock_broker_set_up(mc, 1);
+    p = make_producer(opt3);
+    ok(p != NULL, "h: producer in write-ahead mode");
+    is_int(send_range(p, SERIES, 0, 10), 10 * SERIES, "h: 200 value lists accepted, broker up");
+    for (int i = 0; i < 200 && stats(p).acked < 200; i++)
+        usleep(50000);
+    st = stats(p);
+    ok(st.spooled == 200 && st.acked == 200 && st.delivered == 200,
+       "h: all 200 went through the spool and were acknowledged (spooled %llu, acked %llu, "
+       "delivered %llu)", (unsigned long long)st.spooled, (unsigned long long)st.acked,
+       (unsigned long long)st.delivered);
+    rd_kafka_mock_broker_set_down(mc, 1);
+    usleep(300000);
+    is_int(send_range(p, SERIES, 10, 60), 50 * SERIES,
+           "h: broker down: 1000 value lists accepted (the queue of 200 does not limit the spool)");
+    st = stats(p);
+    is_uint(st.dropped_queue_full + st.dropped_spool_full + st.dropped_error, 0, "h: nothing dropped");
+    lost = kts_producer_close(p, 0.5);
+    is_uint(lost, 0, "h: close while the broker is down: nothing lost (all kept in the spool)");
+    ok(count_segments(dir3) >= 1, "h: the spool keeps its segment");
+    p = make_producer(opt3);
+    ok(p != NULL && log_has("had not acknowledged when the previous run ended: sending them first"),
+       "h: a new producer on the same spool sends what was not acknowledged first");
+    is_int(send_range(p, SERIES, 60, 80), 20 * SERIES, "h: 400 more accepted, broker still down");
+    rd_kafka_mock_broker_set_up(mc, 1);
+    for (int i = 0; i < 400 && stats(p).acked < 1400; i++)
+        usleep(50000);
+    st = stats(p);
+    ok(st.acked >= 1400, "h: broker up: the spool is sent and acknowledged (%llu)",
+       (unsigned long long)st.acked);
+    lost = kts_producer_close(p, 5.0);
+    is_uint(lost, 0, "h: close: nothing lost");
+    consume_check("wal", 80, &count, &bad, &dups);
+    is_int(count, 80 * SERIES, "h: every value arrives (%d duplicates)", dups);
+    is_int(bad, 0, "h: per series, in order, without gaps");
+    ok(make_producer("SpoolDirectory \"none\"\nSpoolMode \"always\"") == NULL &&
+           log_has("option \"SpoolMode\" \"always\" needs a spool"),
+       "h: SpoolMode \"always\" with SpoolDirectory \"none\" is a configuration error");
+    rm_dir(dir3);
 
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(host);

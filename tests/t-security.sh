@@ -174,7 +174,9 @@ B=$(collectd_dir bad)
 {
     collectd_conf_header bad
     collectd_conf_ours write_kafka_ts read_kafka_ts
-    writer w-badpw "$RUN-bad" "$(sasl_ssl_props PLAIN "$BPW_OPEN")" 1
+    # memory only (no spool), so that shutdown reports what it could not deliver (19)
+    writer w-badpw "$RUN-bad" "$(sasl_ssl_props PLAIN "$BPW_OPEN")
+  SpoolDirectory \"none\"" 1
     writer w-badca "$RUN-bad" "$(sasl_ssl_props PLAIN "$PW" "$OTHER/ca.pem")" 1
     reader r-badpw "$RUN-sasl" "$(sasl_ssl_props PLAIN "$BPW_OPEN")"
     reader r-badca "$RUN-sasl" "$(sasl_ssl_props PLAIN "$PW" "$OTHER/ca.pem")"

@@ -1,7 +1,7 @@
 /*
  * kts_spool (src/kts_spool.h); test groups named after its guarantees:
  *   1 order (append, segments, prepend in front of a partly consumed head, across restarts)
- *   2 bounded size (-ENOSPC, nothing written; room again after consuming; prepend partial)
+ *   2 bounded size (-EFBIG, nothing written; room again after consuming; prepend partial)
  *   3 torn last record after a "crash" (cut tail, flipped byte in an older segment)
  *   4 restart replay from the cursor (no record lost, none repeated after a clean close)
  *   5 consumed segments deleted, no segment file when empty
@@ -175,11 +175,11 @@ int main(void)
     int rc;
     while ((rc = put(sp, (unsigned)n)) == 0)
         n++;
-    is_int(rc, -ENOSPC, "2: append refused with -ENOSPC when full");
+    is_int(rc, -EFBIG, "2: append refused with -EFBIG when full (SpoolMaxBytes)");
     kts_spool_stats(sp, &st);
     ok(st.bytes <= 10000 && st.bytes > 10000 - 100, "2: %" PRIu64 " bytes <= max 10000", st.bytes);
     diag("%ld records fit in 10000 bytes", n);
-    is_int(put(sp, (unsigned)n), -ENOSPC, "2: still full, nothing written");
+    is_int(put(sp, (unsigned)n), -EFBIG, "2: still full, nothing written");
     long got = take(sp, 0, n / 2);
     bad = 0;
     for (unsigned i = (unsigned)n; i < (unsigned)n + 5; i++)

@@ -3,7 +3,7 @@
 # daemon, a REAL three-node Kafka of this test's own (every node broker + controller; topic
 # with 4 partitions, replication factor 3, min.insync.replicas 2, acks=all). Two agents at
 # KTS_OUTAGE_RATE value lists/s each (default 10,000), one write thread each:
-#   mem    BufferMessages sized for the outage, no spool
+#   mem    BufferMessages sized for the outage, no spool (SpoolDirectory "none")
 #   spool  BufferMessages 50,000 and SpoolDirectory
 # Timeline: PRE s all up; node 2 stopped (TERM) for ONE s: leaders move, writes go on; then
 # nodes 1 and 3 stopped too: ALL s with no broker and no controller quorum; then all three
@@ -42,7 +42,8 @@ done
 SPOOL_DIR=$(collectd_dir spool)/spool
 wo_conf mem "$run-mem" mem "$RATE" "$COUNT" "$SERIES" "  BufferMessages $MEM_MSGS
   BufferBytes 536870912
-  FlushTimeout 120"
+  FlushTimeout 120
+  SpoolDirectory \"none\""
 wo_conf spool "$run-spool" spool "$RATE" "$COUNT" "$SERIES" "  BufferMessages 50000
   BlockTimeout 1
   FlushTimeout 120

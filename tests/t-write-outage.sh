@@ -4,10 +4,11 @@
 # at the same time, each kts_testgen at KTS_OUTAGE_RATE value lists/s (default 10,000) into its
 # own topic, one write thread each; the broker is stopped (TERM) for KTS_OUTAGE_S seconds
 # (default 60) and started again:
-#   mem    BufferMessages sized for the outage, no spool: every value arrives, per-series order
-#          kept, RSS stays below the bound derived from BufferBytes + 320 B x BufferMessages
-#   drop   BufferMessages 50,000, no spool, BlockTimeout 1: the outage is longer than memory
-#          allows; what is missing in Kafka equals, exactly, the dropped-queue_full counter and
+#   mem    BufferMessages sized for the outage, no spool (SpoolDirectory "none"): every value
+#          arrives, per-series order kept, RSS stays below the bound derived from BufferBytes
+#          + 320 B x BufferMessages
+#   drop   BufferMessages 50,000, no spool ("none"), BlockTimeout 1: the outage is longer than
+#          memory allows; what is missing in Kafka equals, exactly, the dropped-queue_full counter and
 #          the count in the shutdown log line
 #   spool  BufferMessages 50,000 and SpoolDirectory: nothing lost, order kept, the spool is
 #          replayed and drained, its memory stays bounded like drop's
@@ -45,10 +46,12 @@ done
 SPOOL_DIR=$(collectd_dir spool)/spool
 wo_conf mem "$run-mem" mem "$RATE" "$COUNT" "$SERIES" "  BufferMessages $MEM_MSGS
   BufferBytes $MEM_BYTES
-  FlushTimeout 120"
+  FlushTimeout 120
+  SpoolDirectory \"none\""
 wo_conf drop "$run-drop" drop "$RATE" "$COUNT" "$SERIES" "  BufferMessages $SMALL_MSGS
   BlockTimeout 1
-  FlushTimeout 120"
+  FlushTimeout 120
+  SpoolDirectory \"none\""
 wo_conf spool "$run-spool" spool "$RATE" "$COUNT" "$SERIES" "  BufferMessages $SMALL_MSGS
   BlockTimeout 1
   FlushTimeout 120

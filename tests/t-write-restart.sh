@@ -7,8 +7,8 @@
 #            starts on the same spool while the broker is still down (replays it first), the
 #            broker returns: every value of both runs arrives, per-series order kept (also for
 #            the values put back from librdkafka's queue at shutdown).
-#   nospool  the same without a spool: what is missing in Kafka equals, exactly, the numbers
-#            the shutdown log line and the drop counters give (run 1: not delivered at shutdown
+#   nospool  the same without a spool (SpoolDirectory "none"): what is missing in Kafka
+#            equals, exactly, the numbers the shutdown log line and the drop counters give (run 1: not delivered at shutdown
 #            + dropped; run 2: dropped).
 # Runs are told apart by kts_testgen's Host (spool-1, spool-2, nospool-1, nospool-2); each
 # generator finishes its Count before its collectd is stopped, so nothing is left in
@@ -39,7 +39,8 @@ SPOOL_OPTS="  BlockTimeout 1
   SpoolDirectory \"$SPOOL_DIR\""
 NOSPOOL_OPTS="  BlockTimeout 1
   FlushTimeout 2
-  BufferMessages 50000"
+  BufferMessages 50000
+  SpoolDirectory \"none\""
 
 # ---- run 1: broker up, then down; agents stopped while it is down
 wo_conf spool1 "$run-spool" spool-1 "$RATE" "$COUNT1" "$SERIES" "$SPOOL_OPTS"

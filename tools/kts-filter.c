@@ -16,7 +16,10 @@
  *   warming   passed through by a filter still learning (e.g. deseasonalize's first period)
  *   dropped   nothing came out for this point (duplicate, outlier dropped, counter reset, ...)
  *   filled    a point made up for a gap (input column empty)
- *   delayed   a point held back earlier and released later (dedup's end of a flat run)
+ *   delayed   a point released later than 4096 lines after its input line (which then said
+ *             "dropped"): input column empty. A point held back for less (an outlier filter's
+ *             Delay, dedup's end of a flat run) completes its own input line instead, with
+ *             the action it came out with
  *
  * The series is named --host/--plugin/--type (default localhost/kts-filter/gauge) for the
  * pipelines' <Match>; the first pipeline that matches runs, or the one named --pipeline.
@@ -154,21 +157,107 @@ static void print_field(const char *s)
     putchar('"');
 }
 
+/*
+ * Output lines wait in a queue while an input line nothing came out for ("dropped") is at its
+ * head: a filter that holds points back (an outlier filter's Delay, dedup's flat runs) releases
+ * them later with their own timestamps, and the released point then completes that line
+ * instead of printing a separate one. A line still unresolved when HOLD lines wait behind it,
+ * or at the end of the input, is printed as dropped (and the point, if it comes, as delayed).
+ */
+enum { HOLD = 4096 };
+struct line {
+    char key[5 * KTS_NAME_MAX];
+    char okey[5 * KTS_NAME_MAX]; /* the key its output comes under (Output* options) */
+    size_t d;
+    kts_time_t t;
+    double in, out;
+    bool has_in, has_out;
+    int action;
+};
+static struct line *lq;
+static size_t lq_head, lq_n, lq_cap;
+static char out_key[5 * KTS_NAME_MAX]; /* the output key of the input being reported */
+
+static void print_now(const struct line *l)
+{
+    char ts[64], iv[64] = "", ov[64] = "";
+    fmt_time(ts, sizeof(ts), l->t);
+    if (l->has_in && !isnan(l->in))
+        fmt_double(iv, sizeof(iv), l->in);
+    if (l->has_out)
+        fmt_double(ov, sizeof(ov), l->out);
+    if (json_mode) {
+        print_field(l->key);
+        printf(",%zu,", l->d);
+    }
+    printf("%s,%s,%s,%s\n", ts, iv, ov, action_names[l->action]);
+    counts[l->action]++;
+}
+
+/* Print the waiting lines up to the first unresolved dropped one (all of them with `all`). */
+static void drain(bool all)
+{
+    while (lq_n > 0) {
+        struct line *l = &lq[lq_head];
+        if (!all && l->action == A_DROPPED && lq_n <= HOLD)
+            break;
+        print_now(l);
+        lq_head = (lq_head + 1) % lq_cap;
+        lq_n--;
+    }
+}
+
+/* A point released later: complete the dropped line of its input when one waits. */
+static bool resolve(const char *key, size_t d, kts_time_t t, double out, int action)
+{
+    for (size_t k = lq_n; k-- > 0;) {
+        struct line *l = &lq[(lq_head + k) % lq_cap];
+        if (l->action == A_DROPPED && l->t == t && l->d == d &&
+            strcmp(l->okey[0] != '\0' ? l->okey : l->key, key) == 0) {
+            l->out = out;
+            l->has_out = true;
+            l->action = action;
+            return true;
+        }
+    }
+    return false;
+}
+
 static void print_line(const char *key, size_t d, kts_time_t t, const double *in, const double *out,
                        int action)
 {
-    char ts[64], iv[64] = "", ov[64] = "";
-    fmt_time(ts, sizeof(ts), t);
-    if (in != NULL && !isnan(*in))
-        fmt_double(iv, sizeof(iv), *in);
-    if (out != NULL)
-        fmt_double(ov, sizeof(ov), *out);
-    if (json_mode) {
-        print_field(key);
-        printf(",%zu,", d);
+    if (lq_n == lq_cap) {
+        size_t ncap = lq_cap ? lq_cap * 2 : 64;
+        struct line *n = malloc(ncap * sizeof(*n));
+        if (n == NULL) { /* no room to wait: print what waits, then this line */
+            drain(true);
+            struct line l1 = {.d = d, .t = t, .action = action};
+            snprintf(l1.key, sizeof(l1.key), "%s", key);
+            l1.has_in = in != NULL;
+            l1.in = in ? *in : 0;
+            l1.has_out = out != NULL;
+            l1.out = out ? *out : 0;
+            print_now(&l1);
+            return;
+        }
+        for (size_t k = 0; k < lq_n; k++)
+            n[k] = lq[(lq_head + k) % lq_cap];
+        free(lq);
+        lq = n;
+        lq_cap = ncap;
+        lq_head = 0;
     }
-    printf("%s,%s,%s,%s\n", ts, iv, ov, action_names[action]);
-    counts[action]++;
+    struct line *l = &lq[(lq_head + lq_n) % lq_cap];
+    lq_n++;
+    snprintf(l->key, sizeof(l->key), "%s", key);
+    snprintf(l->okey, sizeof(l->okey), "%s", out_key);
+    l->d = d;
+    l->t = t;
+    l->has_in = in != NULL;
+    l->in = in ? *in : 0;
+    l->has_out = out != NULL;
+    l->out = out ? *out : 0;
+    l->action = action;
 }
 
 static int action_of(uint16_t flags)
@@ -194,6 +283,18 @@ static void report(const struct kts_vl *in)
     size_t nds = in != NULL ? (in->ds_len < MAX_DS ? in->ds_len : MAX_DS) : 0;
     if (in != NULL)
         kts_series_key(inkey, sizeof(inkey), in, KTS_KEY_SERIES);
+    /* The key the input's points come out under: the one of what this input released. */
+    out_key[0] = '\0';
+    if (em_n > 0)
+        snprintf(out_key, sizeof(out_key), "%s", em[0].key);
+    for (size_t i = 1; i < em_n; i++)
+        if (strcmp(em[i].key, out_key) != 0)
+            out_key[0] = '\0';
+    for (size_t k = 0; out_key[0] != '\0' && k < lq_n; k++) {
+        struct line *l = &lq[(lq_head + k) % lq_cap];
+        if (l->okey[0] == '\0' && strcmp(l->key, inkey) == 0)
+            snprintf(l->okey, sizeof(l->okey), "%s", out_key);
+    }
     for (size_t d = 0; d < nds; d++) {
         match[d] = SIZE_MAX;
         for (size_t i = 0; i < em_n && match[d] == SIZE_MAX; i++)
@@ -209,9 +310,13 @@ static void report(const struct kts_vl *in)
             if (d < nds && match[d] == i) {
                 double iv = ds_double(&in->ds[d]);
                 print_line(inkey, d, e->t, &iv, &e->v[d], action_of(e->flags[d]));
-            } else {
+            } else if ((e->flags[d] & KTS_PT_FILLED) ||
+                       !resolve(e->key, d, e->t, e->v[d], action_of(e->flags[d]))) {
                 print_line(e->key, d, e->t, NULL, &e->v[d],
-                           (e->flags[d] & KTS_PT_FILLED) ? A_FILLED : A_DELAYED);
+                           (e->flags[d] & KTS_PT_FILLED) ? A_FILLED
+                           : (e->flags[d] & (KTS_PT_REPLACED | KTS_PT_MARKED))
+                               ? action_of(e->flags[d])
+                               : A_DELAYED);
             }
         }
     }
@@ -221,6 +326,7 @@ static void report(const struct kts_vl *in)
             print_line(inkey, d, in->time, &iv, NULL, A_DROPPED);
         }
     em_n = 0;
+    drain(false);
 }
 
 static bool parse_time(const char *s, double *out)
@@ -413,6 +519,7 @@ static int run_json(FILE *f, const char *input, struct kts_pipeline **pipes, siz
             rc = 1;
         report(NULL);
     }
+    drain(true);
     kts_decoder_destroy(dec);
     fprintf(stderr, "kts-filter: %llu value lists (%llu matched no pipeline):",
             (unsigned long long)jc.vls, (unsigned long long)jc.unmatched);
@@ -641,6 +748,7 @@ int main(int argc, char **argv)
         if (rc == 0)
             rc = kts_pipeline_flush(p, collect, NULL);
         report(NULL);
+        drain(true);
         fprintf(stderr, "kts-filter: pipeline \"%s\", %zu points, interval %g s:", kts_pipeline_name(p),
                 n, interval);
         for (int a = 0; a < 7; a++)
@@ -652,5 +760,6 @@ int main(int argc, char **argv)
         kts_pipeline_destroy(pipes[i]);
     free(pts);
     free(em);
+    free(lq);
     return rc;
 }

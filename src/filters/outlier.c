@@ -29,7 +29,52 @@
  *     in `late`; hampel learns them when they fall in the window, robust/ewz never do.
  *  9. A point an earlier filter flagged KTS_PT_WARMING (e.g. deseasonalize in its first period,
  *     whose values still carry the pattern) passes unchanged and is neither judged nor learned:
- *     it is not comparable with the points that follow.
+ *     it is not comparable with the points that follow. (With Delay > 0 it is judged by its
+ *     neighbours alone: guarantee 15.)
+ * 10. Do no harm, range: a replacement, in the series' own units (value + offset, what a
+ *     reseasonalize filter outputs), never lies outside the range of the raw values around the
+ *     point: with Delay 0, [min, max] of the last 8 points passed unchanged (kept, accepted or
+ *     warming; replacing by the median or expected value of guarantee 5, clamped into that
+ *     range); with Delay > 0, between the good points on either side (guarantee 13). So a
+ *     series that has never been negative never gets a negative replacement. No range known
+ *     yet (nothing passed unchanged): the point is kept, not replaced.
+ * 11. Do no harm, ramps (Delay > 0): a deviating point whose raw value lies between the last
+ *     good point before it and the first good point after it (inclusive) is on a ramp, not a
+ *     spike: it is kept and learned.
+ * 12. Decision delay: with Delay N > 0 (Method hampel), a point is judged once the N points
+ *     after it are known (the output lags the input by N points; points keep their own
+ *     timestamps and their order; flush releases the held points, judging them with the
+ *     points there are). A deviating run that comes back (a following point within the
+ *     threshold) after at most min(MaxRun, N) points is a spike: every point of it is
+ *     replaced. A deviation that lasts longer than MaxRun points is a level change: each of
+ *     its points is kept and learned at once (no replacement). A deviation still undecided
+ *     when the known points run out (at flush, after NaN or warming points, or with
+ *     N < MaxRun) falls back to the Delay 0 rule (guarantee 4). NaN and points flagged warming
+ *     by an earlier filter wait in the queue and pass unchanged in their turn; a late point
+ *     is judged at once with the Delay 0 rule. State: 48 bytes per held point.
+ * 13. A spike's replacement (Delay > 0) is the linear interpolation, in event time and in the
+ *     series' own units, between the last good point before the run and the first good point
+ *     after it (the after point alone when there is none before): a one-point spike on an
+ *     evenly sampled series is replaced by the mean of its two raw neighbours.
+ * 14. Delay > 0: a deviating point within Threshold * scale of the line between the good
+ *     points around its run (the replacement of guarantee 13) is not a spike either: it is kept
+ *     and learned. A point is replaced only when it deviates from both the window's median
+ *     and its neighbours.
+ * 15. Filtering from the first points (Delay > 0): a point flagged warming by an earlier filter
+ *     (deseasonalize's first period) is not judged against the window (guarantee 9 still
+ *     holds for the window) but against its neighbours: a run of up to min(MaxRun, Delay)
+ *     points is a spike when the good point after it is within Threshold * s of the good point
+ *     before it and every point of the run lies more than Threshold * s from their line, on
+ *     the same side; s is the larger of the robust scale of the differences of the last 8
+ *     raw values (median |diff| * 1.0483) and, once 8 differences are in, an exponentially
+ *     weighted one (mean |diff| * 0.8862 over ~32 values, each clipped at 4 s; 6 bytes), at
+ *     least 1 when the values are whole numbers; judged once 5 raw values are known. A spike
+ *     is replaced as in guarantee 13 (and 10 holds); the rest pass as before, flagged warming.
+ * 16. After the warm-up (Delay > 0), a point within the window's spread (not deviating by
+ *     guarantee 1) is still a spike when guarantee 15's neighbour rule finds it one with twice
+ *     the limit (2 * Threshold * s): a spike the profile's misfit hides in the window's MAD
+ *     (slow drifts, a weekly pattern) but that stands out from its neighbours. Replaced as in
+ *     guarantee 13.
  */
 #include <errno.h>
 #include <float.h>
@@ -54,7 +99,9 @@ struct outlier_conf {
     double min_scale;
     int64_t max_run;
     double phase_scale;
+    int64_t delay;
     /* derived */
+    size_t tail_off; /* offset of struct tail (guarantees 10-13) in the state */
     kts_time_t window_t;
     uint64_t t_mask; /* bits of a timestamp kept in the ring (see struct hampel_state) */
     bool wide_tags;  /* MaxPoints > 256: ring slot numbers take 2 bytes */
@@ -89,6 +136,21 @@ struct ew_state {
     bool nonint;
 };
 
+/*
+ * Behind the method's state (guarantees 10-13): the last RING raw values passed unchanged (in the
+ * series' own units), the time of the newest, and the queue of held points (Delay of them).
+ */
+enum { RING = 8 };
+struct tail {
+    kts_time_t good_t; /* time of the newest ring value (the last good point) */
+    double rv[RING];
+    uint8_t rn, rhead; /* values in the ring, slot of the oldest */
+    uint8_t qn;        /* points in the queue */
+    uint16_t dn;       /* differences learned into dsc (saturating) */
+    float dsc;         /* EW noise scale from successive raw values (guarantee 15) */
+    /* struct kts_point q[delay] follows */
+};
+
 static const char *const method_words[] = {"hampel", "robust", "ewz", NULL};
 static const char *const action_words[] = {"drop", "replace", "mark", NULL};
 
@@ -115,8 +177,23 @@ static const struct kts_opt outlier_options[] = {
                     "for the point's time of day (0 = ignore it)"},
     {"MaxRun", KTS_OPT_INT, offsetof(struct outlier_conf, max_run), "5", 0, 65535, NULL, NULL, 0,
      "after this many consecutive outliers, accept the next ones as a level shift; 0 = never"},
+    {"Delay", KTS_OPT_INT, offsetof(struct outlier_conf, delay), "0", 0, 16, NULL, NULL, 0,
+     "hampel: judge a point once this many points after it are known (output delayed by as "
+     "many points; 48 bytes each per series): a run of up to MaxRun deviating points that "
+     "comes back is a spike, a longer one a level change; 0 = judge at once"},
     KTS_OPT_END,
 };
+
+static size_t method_state_size(const struct outlier_conf *c)
+{
+    if (c->method == O_HAMPEL) {
+        size_t per = sizeof(double) + sizeof(uint32_t) +
+                     (c->t_mask == UINT64_MAX ? sizeof(uint32_t) : sizeof(uint16_t)) +
+                     (c->wide_tags ? sizeof(uint16_t) : sizeof(uint8_t));
+        return sizeof(struct hampel_state) + (size_t)c->max_points * per;
+    }
+    return sizeof(struct ew_state);
+}
 
 static int outlier_prepare(void *vconf, const char *where)
 {
@@ -129,25 +206,25 @@ static int outlier_prepare(void *vconf, const char *where)
                 (long long)c->min_points, (long long)c->max_points);
         return -EINVAL;
     }
+    if (c->method != O_HAMPEL && c->delay > 0) {
+        kts_log(KTS_LOG_ERR, "%s: Delay %lld needs Method \"hampel\" (Method \"%s\" judges at "
+                "once: Delay 0)", where, (long long)c->delay, method_words[c->method]);
+        return -EINVAL;
+    }
+    c->tail_off = (method_state_size(c) + 7) & ~(size_t)7;
     return 0;
 }
 
 static size_t outlier_state_size(const void *vconf)
 {
     const struct outlier_conf *c = vconf;
-    if (c->method == O_HAMPEL) {
-        size_t per = sizeof(double) + sizeof(uint32_t) +
-                     (c->t_mask == UINT64_MAX ? sizeof(uint32_t) : sizeof(uint16_t)) +
-                     (c->wide_tags ? sizeof(uint16_t) : sizeof(uint8_t));
-        return sizeof(struct hampel_state) + (size_t)c->max_points * per;
-    }
-    return sizeof(struct ew_state);
+    return c->tail_off + sizeof(struct tail) + (size_t)c->delay * sizeof(struct kts_point);
 }
 
 static size_t outlier_max_out(const void *vconf)
 {
-    (void)vconf;
-    return 1;
+    const struct outlier_conf *c = vconf;
+    return (size_t)c->delay + 1;
 }
 
 static void outlier_init(const void *vconf, void *vstate)
@@ -179,9 +256,64 @@ static double scale_floor(const struct outlier_conf *c, double s, bool integers,
     return s;
 }
 
-/* Apply the action to an outlier. */
-static void act(const struct outlier_conf *c, const struct kts_point *p, double expected,
-                struct kts_out *out)
+static struct tail *tail_of(const struct outlier_conf *c, void *vstate)
+{
+    return (struct tail *)((unsigned char *)vstate + c->tail_off);
+}
+static struct kts_point *queue_of(struct tail *tl)
+{
+    return (struct kts_point *)(tl + 1);
+}
+
+static double ring_newest(const struct tail *tl)
+{
+    return tl->rv[(tl->rhead + tl->rn - 1) % RING];
+}
+
+/* A point passed unchanged: its raw value joins the ring (guarantee 10). Late points do not
+ * (the ring's newest is the last good point in time). */
+static void ring_push(struct tail *tl, const struct kts_point *p)
+{
+    if (tl->rn > 0 && p->t <= tl->good_t)
+        return;
+    double x = p->value + p->offset;
+    if (tl->rn > 0) {
+        /* sd from |successive difference| (E = 2 sd / sqrt(pi)), clipped at 4 scales once 8 are
+         * in, weighted like a mean of the last 32 */
+        double d = fabs(x - ring_newest(tl)) * 0.8862, cur = tl->dsc;
+        if (tl->dn < UINT16_MAX)
+            tl->dn++;
+        if (tl->dn > 8 && d > 4 * cur)
+            d = 4 * cur;
+        double a = tl->dn < 32 ? 1.0 / tl->dn : 1.0 / 32;
+        tl->dsc = (float)(cur + a * (d - cur));
+    }
+    if (tl->rn < RING) {
+        tl->rv[(tl->rhead + tl->rn) % RING] = x;
+        tl->rn++;
+    } else {
+        tl->rv[tl->rhead] = x;
+        tl->rhead = (uint8_t)((tl->rhead + 1) % RING);
+    }
+    tl->good_t = p->t;
+}
+
+/* Set o's value so that value + offset is `x` (series units), staying inside [lo, hi]
+ * despite the rounding of the subtraction. */
+static void set_raw(struct kts_point *o, double x, double lo, double hi)
+{
+    double v = x - o->offset;
+    for (int k = 0; k < 8 && v + o->offset > hi; k++)
+        v = nextafter(v, -INFINITY);
+    for (int k = 0; k < 8 && v + o->offset < lo; k++)
+        v = nextafter(v, INFINITY);
+    o->value = v;
+}
+
+/* Apply the action to an outlier. `x` is the replacement in the series' own units and
+ * [lo, hi] the range it must stay in (guarantee 10). */
+static void act_raw(const struct outlier_conf *c, const struct kts_point *p, double x, double lo,
+                    double hi, struct kts_out *out)
 {
     struct kts_point o = *p;
     switch (c->action) {
@@ -189,7 +321,7 @@ static void act(const struct outlier_conf *c, const struct kts_point *p, double 
         out->stats->dropped++;
         return;
     case A_REPLACE:
-        o.value = expected;
+        set_raw(&o, x < lo ? lo : x > hi ? hi : x, lo, hi);
         o.flags = (uint16_t)((o.flags & ~KTS_PT_RAW) | KTS_PT_REPLACED);
         o.type = KTS_DS_GAUGE;
         out->stats->replaced++;
@@ -200,6 +332,23 @@ static void act(const struct outlier_conf *c, const struct kts_point *p, double 
         break;
     }
     kts_out_push(out, &o);
+}
+
+/* Delay 0 rule: replace by `expected` (deseasonalized units), clamped into the ring's range.
+ * Returns false (nothing done) when the action needs a range and none is known. */
+static bool act(const struct outlier_conf *c, struct tail *tl, const struct kts_point *p,
+                double expected, struct kts_out *out)
+{
+    if (c->action == A_REPLACE && tl->rn == 0)
+        return false;
+    double lo = INFINITY, hi = -INFINITY;
+    for (unsigned k = 0; k < tl->rn; k++) {
+        double v = tl->rv[(tl->rhead + k) % RING];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    act_raw(c, p, expected + p->offset, lo, hi, out);
+    return true;
 }
 
 /* ------------------------------------------------------------------ hampel */
@@ -363,8 +512,99 @@ static void median_mad(const double *a, uint32_t n, double *median, double *mad)
     *mad = (d_lo + d) / 2;
 }
 
-static void hampel_step(const struct outlier_conf *c, struct hampel_state *s,
-                        const struct kts_point *p, struct kts_out *out)
+/* Guarantees 15 and 16: is p (with up to min(MaxRun, Delay) - 1 points after it) a spike by its
+ * neighbours alone? Then it is replaced (true). */
+static bool neighbour_spike(const struct outlier_conf *c, struct tail *tl,
+                            const struct kts_point *p, const struct kts_point *look, size_t nlook,
+                            double factor, struct kts_out *out)
+{
+    if (tl->rn >= 5) {
+        double d[RING], prev = tl->rv[tl->rhead];
+        bool whole = is_whole(p->value + p->offset) && is_whole(prev);
+        unsigned nd = 0;
+        for (unsigned k = 1; k < tl->rn; k++) {
+            double v = tl->rv[(tl->rhead + k) % RING];
+            whole = whole && is_whole(v);
+            double dv = fabs(v - prev);
+            unsigned j = nd++;
+            while (j > 0 && d[j - 1] > dv) { /* insertion sort: at most 7 values */
+                d[j] = d[j - 1];
+                j--;
+            }
+            d[j] = dv;
+            prev = v;
+        }
+        double sc = (nd & 1 ? d[nd / 2] : (d[nd / 2 - 1] + d[nd / 2]) / 2) * 1.0483;
+        if (tl->dn >= 8 && sc < tl->dsc)
+            sc = tl->dsc;
+        double before = ring_newest(tl);
+        if (whole && sc < 1)
+            sc = 1;
+        if (sc < fabs(before) * 4 * DBL_EPSILON)
+            sc = fabs(before) * 4 * DBL_EPSILON;
+        if (sc < DBL_MIN)
+            sc = DBL_MIN;
+        double lim = factor * c->threshold * sc;
+        uint64_t maxlen = c->max_run == 0 ? (uint64_t)c->delay : (uint64_t)c->max_run;
+        const struct kts_point *run[17];
+        size_t nrun = 0;
+        run[nrun++] = p;
+        for (size_t k = 0; k < nlook && nrun <= maxlen; k++) {
+            const struct kts_point *a = &look[k];
+            if (isnan(a->value))
+                continue;
+            double after = a->value + a->offset;
+            if (fabs(after - before) <= lim && a->t > tl->good_t) {
+                /* `a` comes back: is every point before it off the line, on one side? */
+                double span = kts_dt(a->t, tl->good_t);
+                bool spike = true;
+                int side = 0;
+                for (size_t r = 0; r < nrun && spike; r++) {
+                    double line = before + (after - before) * kts_dt(run[r]->t, tl->good_t) / span;
+                    double e = run[r]->value + run[r]->offset - line;
+                    int sd = e > 0 ? 1 : -1;
+                    spike = fabs(e) > lim && (side == 0 || sd == side);
+                    side = sd;
+                }
+                if (spike) {
+                    double rep = before + (after - before) * kts_dt(p->t, tl->good_t) / span;
+                    act_raw(c, p, rep, before < after ? before : after,
+                            before < after ? after : before, out);
+                    return true;
+                }
+                break;
+            }
+            run[nrun++] = a;
+        }
+    }
+    return false;
+}
+
+/* Guarantee 15: judge a point flagged warming upstream by its neighbours alone. */
+static void warm_judge(const struct outlier_conf *c, struct tail *tl, const struct kts_point *p,
+                       const struct kts_point *look, size_t nlook, struct kts_out *out)
+{
+    if (neighbour_spike(c, tl, p, look, nlook, 1.0, out))
+        return;
+    ring_push(tl, p);
+    kts_out_push(out, p);
+}
+
+/* Does `q` deviate from (med, mad)? */
+static bool deviates(const struct outlier_conf *c, struct hampel_state *s, double med, double mad,
+                     const struct kts_point *q)
+{
+    double scale = scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(q->value), med, q);
+    return fabs(q->value - med) > c->threshold * scale;
+}
+
+/*
+ * Judge p against the window. look[0..nlook) are the points known after it (Delay > 0; NaN and
+ * warming ones among them are skipped), nlook = 0 with Delay 0 or for a late point.
+ */
+static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, struct tail *tl,
+                         const struct kts_point *p, const struct kts_point *look, size_t nlook,
+                         struct kts_out *out)
 {
     bool late = s->newest != 0 && p->t <= s->newest;
     if (late)
@@ -384,25 +624,86 @@ static void hampel_step(const struct outlier_conf *c, struct hampel_state *s,
         s->run = 0;
         if (in_window)
             h_insert(c, s, p->t, p->value);
+        ring_push(tl, p);
         kts_out_push(out, &o);
         return;
     }
     double med, mad;
     median_mad(h_sorted(s), s->n, &med, &mad);
-    double scale = scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(p->value), med, p);
-    if (fabs(p->value - med) > c->threshold * scale) {
-        if (s->run < 65536)
-            s->run++;
-        if (c->max_run == 0 || s->run <= (uint64_t)c->max_run) {
-            act(c, p, med, out);
-            return;
+    if (deviates(c, s, med, mad, p)) {
+        bool decided = false;
+        if (c->delay > 0 && !late) {
+            /* Guarantee 12: how long is the deviating run, and does it come back? */
+            uint64_t len = 1;
+            const struct kts_point *ret = NULL;
+            for (size_t k = 0; k < nlook && ret == NULL; k++) {
+                if (isnan(look[k].value) || (look[k].flags & KTS_PT_WARMING))
+                    continue;
+                if (deviates(c, s, med, mad, &look[k]))
+                    len++;
+                else
+                    ret = &look[k];
+            }
+            bool within = c->max_run == 0 || len <= (uint64_t)c->max_run;
+            if (ret != NULL && within) {
+                double x = p->value + p->offset, after = ret->value + ret->offset;
+                double before = tl->rn > 0 ? ring_newest(tl) : after;
+                double blo = before < after ? before : after, bhi = before < after ? after : before;
+                /* Guarantee 13: interpolate between the good points around the run. */
+                double rep = after;
+                if (tl->rn > 0 && ret->t > tl->good_t)
+                    rep = before + (after - before) * kts_dt(p->t, tl->good_t) /
+                                       kts_dt(ret->t, tl->good_t);
+                double scale = scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(p->value),
+                                           med, p);
+                if (tl->rn > 0 && x >= blo && x <= bhi) {
+                    s->run = 0; /* guarantee 11: on a ramp */
+                } else if (fabs(x - rep) <= c->threshold * scale) {
+                    s->run = 0; /* guarantee 14: close to its neighbours' line */
+                } else {
+                    if (s->run < 65536)
+                        s->run++;
+                    act_raw(c, p, rep, blo, bhi, out);
+                    return;
+                }
+                decided = true;
+            } else if (!within) {
+                s->run = 0; /* a level change: kept and learned */
+                decided = true;
+            }
+        }
+        if (!decided) {
+            if (s->run < 65536)
+                s->run++;
+            if ((c->max_run == 0 || s->run <= (uint64_t)c->max_run) && act(c, tl, p, med, out))
+                return;
         }
     } else {
         s->run = 0;
+        /* Guarantee 16: within the window's spread, but a spike by its neighbours. */
+        if (c->delay > 0 && !late && neighbour_spike(c, tl, p, look, nlook, 2.0, out))
+            return;
     }
     if (in_window)
         h_insert(c, s, p->t, p->value);
+    ring_push(tl, p);
     kts_out_push(out, p);
+}
+
+/* Release the oldest held point (Delay > 0), judged with the ones after it. */
+static void hampel_release(const struct outlier_conf *c, struct hampel_state *s, struct tail *tl,
+                           struct kts_out *out)
+{
+    struct kts_point *q = queue_of(tl);
+    struct kts_point p = q[0];
+    tl->qn--;
+    memmove(&q[0], &q[1], tl->qn * sizeof(*q));
+    if (isnan(p.value))
+        kts_out_push(out, &p);
+    else if (p.flags & KTS_PT_WARMING)
+        warm_judge(c, tl, &p, q, tl->qn, out);
+    else
+        hampel_judge(c, s, tl, &p, q, tl->qn, out);
 }
 
 /* ------------------------------------------------------------------ robust / ewz */
@@ -440,8 +741,8 @@ static void ew_learn(const struct outlier_conf *c, struct ew_state *s, const str
     s->last_t = p->t;
 }
 
-static void ew_step(const struct outlier_conf *c, struct ew_state *s, const struct kts_point *p,
-                    struct kts_out *out)
+static void ew_step(const struct outlier_conf *c, struct ew_state *s, struct tail *tl,
+                    const struct kts_point *p, struct kts_out *out)
 {
     bool late = s->n > 0 && p->t <= s->last_t;
     if (late)
@@ -452,6 +753,7 @@ static void ew_step(const struct outlier_conf *c, struct ew_state *s, const stru
         out->stats->warming++;
         if (!late)
             ew_learn(c, s, p);
+        ring_push(tl, p);
         kts_out_push(out, &o);
         return;
     }
@@ -460,15 +762,15 @@ static void ew_step(const struct outlier_conf *c, struct ew_state *s, const stru
     if (fabs(p->value - s->loc) > c->threshold * sd) {
         if (s->run < UINT16_MAX)
             s->run++;
-        if (late || c->max_run == 0 || s->run <= (uint64_t)c->max_run) {
-            act(c, p, s->loc, out);
+        if ((late || c->max_run == 0 || s->run <= (uint64_t)c->max_run) &&
+            act(c, tl, p, s->loc, out))
             return;
-        }
     } else {
         s->run = 0;
     }
     if (!late)
         ew_learn(c, s, p);
+    ring_push(tl, p);
     kts_out_push(out, p);
 }
 
@@ -476,21 +778,65 @@ static void outlier_step(const void *vconf, void *vstate, const struct kts_point
                          struct kts_out *out)
 {
     const struct outlier_conf *c = vconf;
+    struct tail *tl = tail_of(c, vstate);
+    struct kts_point *q = queue_of(tl);
     out->stats->in++;
-    if (isnan(p->value)) {
+    bool nan = isnan(p->value), warming = (p->flags & KTS_PT_WARMING) != 0;
+    if (nan)
         out->stats->nan++;
+    else if (warming)
+        out->stats->warming++;
+    if (c->delay > 0) {
+        struct hampel_state *s = vstate;
+        bool late = (s->newest != 0 && p->t <= s->newest) || (tl->qn > 0 && p->t <= q[tl->qn - 1].t) ||
+                    (tl->rn > 0 && p->t <= tl->good_t);
+        if (late) { /* guarantee 12: at once */
+            if (nan || warming)
+                kts_out_push(out, p);
+            else
+                hampel_judge(c, s, tl, p, NULL, 0, out);
+            return;
+        }
+        if (tl->qn == (uint8_t)c->delay) {
+            /* The oldest held point is due: judge it with the others and p after it. */
+            struct kts_point look[16];
+            struct kts_point front = q[0];
+            memcpy(look, &q[1], (size_t)(tl->qn - 1) * sizeof(*q));
+            look[tl->qn - 1] = *p;
+            memmove(&q[0], &q[1], (size_t)(tl->qn - 1) * sizeof(*q));
+            q[tl->qn - 1] = *p;
+            if (isnan(front.value))
+                kts_out_push(out, &front);
+            else if (front.flags & KTS_PT_WARMING)
+                warm_judge(c, tl, &front, look, (size_t)c->delay, out);
+            else
+                hampel_judge(c, s, tl, &front, look, (size_t)c->delay, out);
+        } else {
+            q[tl->qn++] = *p;
+        }
+        return;
+    }
+    if (nan) {
         kts_out_push(out, p);
         return;
     }
-    if (p->flags & KTS_PT_WARMING) {
-        out->stats->warming++;
+    if (warming) {
+        ring_push(tl, p);
         kts_out_push(out, p);
         return;
     }
     if (c->method == O_HAMPEL)
-        hampel_step(c, vstate, p, out);
+        hampel_judge(c, vstate, tl, p, NULL, 0, out);
     else
-        ew_step(c, vstate, p, out);
+        ew_step(c, vstate, tl, p, out);
+}
+
+static void outlier_flush(const void *vconf, void *vstate, struct kts_out *out)
+{
+    const struct outlier_conf *c = vconf;
+    struct tail *tl = tail_of(c, vstate);
+    while (tl->qn > 0)
+        hampel_release(c, vstate, tl, out);
 }
 
 const struct kts_filter_ops kts_filter_outlier = {
@@ -503,5 +849,5 @@ const struct kts_filter_ops kts_filter_outlier = {
     .max_out = outlier_max_out,
     .init = outlier_init,
     .step = outlier_step,
-    .flush = NULL,
+    .flush = outlier_flush,
 };

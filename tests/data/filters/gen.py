@@ -125,6 +125,7 @@ spikes = rng.choice(np.arange(50, n), 40, replace=False)
 v[spikes] += rng.choice([-1, 1], 40) * rng.uniform(6, 30, 40)
 W, thr = 1800.0, 3.5
 acc_t, acc_v, out_v = [], [], []
+passed = []  # outlier guarantee 10: a replacement stays within the last 8 values passed unchanged
 run = 0
 for i in range(n):
     lo = t[i] - W
@@ -133,6 +134,7 @@ for i in range(n):
     acc_v = [b for a, b in keep]
     if len(acc_v) < 5:
         out_v.append(v[i])
+        passed.append(v[i])
         acc_t.append(t[i])
         acc_v.append(v[i])
         continue
@@ -141,11 +143,12 @@ for i in range(n):
     if abs(v[i] - med) > thr * scale:
         run += 1
         if run <= 5:
-            out_v.append(med)
+            out_v.append(min(max(med, min(passed[-8:])), max(passed[-8:])))
             continue
     else:
         run = 0
     out_v.append(v[i])
+    passed.append(v[i])
     acc_t.append(t[i])
     acc_v.append(v[i])
 write('hampel', pipeline('hampel', '<Filter "outlier">\nMethod "hampel"\nWindow 1800\nMaxPoints 4096\n'

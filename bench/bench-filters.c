@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench-filters: ns per point and bytes per series for the series table, each filter and a full
  * pipeline, with many series in random order. Built on demand, not part of `make check`:

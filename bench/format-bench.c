@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * format-bench: cost of kts_format_encode(), the decoder and kts_series_key() for typical value
  * lists. Built on demand, not part of `make check`:

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Run a pipeline (default contrib/pipelines/spikes.conf) with kts-filter over the NAB series
 and count what it flags: labelled anomalies (combined_labels.json) and NAB anomaly windows
 (combined_windows.json) against the clean points outside the windows. Standard library only.

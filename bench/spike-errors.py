@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Where the streaming spike filter goes wrong: the same spike injection as
 bench/spike-quality.py (same seeds give the same spikes), then per series the F1 of a pipeline
 file, the missed spikes by magnitude (4, 6, 10, 20 sigma) and, with -v, the indices of the false

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Spike removal quality on real series: inject spikes at known positions into
 the NAB series, run the streaming pipeline (kts-filter with contrib/pipelines/spikes.conf) and two
 batch (non-causal) baselines on the same data, and report precision, recall, F1 of the spike

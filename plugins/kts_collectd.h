@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_collectd: the glue every plugin shares (compiled into each plugin .so; hidden symbols).
  * Besides the plugin sources, the only code that includes collectd's headers.

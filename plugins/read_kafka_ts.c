@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * read_kafka_ts: Kafka → collectd, at least once (docs/read_kafka_ts.md).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ts_filter: the streaming filters (src/kts_pipeline.h) as a collectd filter-chain target
  * (docs/ts_filter.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * write_kafka_ts: collectd → Kafka as time-series JSON (docs/write_kafka_ts.md).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_buf: see kts_buf.h for what it guarantees. */
 #include "kts_buf.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_buf: a small growable byte buffer (the encoder's output, and scratch space elsewhere).
  *

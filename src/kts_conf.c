@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "kts_conf.h"
 
 #include "kts_log.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_conf: configuration trees in collectd's syntax, and option tables that validate them.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_consumer: see kts_consumer.h for the guarantees (numbers below refer to them).
  *
  * Bookkeeping, all under one mutex (c->lock):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_consumer: Kafka → decoded value lists → (pipeline) → dispatch, at least once
  * (the core of read_kafka_ts; no collectd headers).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_filter: the interface every streaming filter implements (dedup, difference, smooth,
  * deseasonalize, outlier, fill), in the style of curl's connection filters: one const ops struct

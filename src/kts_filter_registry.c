@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The filter registry: every filter the pipeline knows, by name. */
 #include <strings.h>
 

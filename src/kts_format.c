@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_format: the encoders (both formats), series keys and value-list helpers.
  * What this guarantees is listed in kts_format.h (1-4); the decoder is kts_format_decode.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_format: the time-series JSON format (docs/FORMAT.md) and collectd's own JSON.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_format decoder: the time-series JSON (v1) and collectd's JSON, with yajl's callback
  * parser. What it guarantees is listed in kts_format.h (5-9); docs/FORMAT.md is the spec.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_format fast path: a hand-written decoder for the time-series JSON v1 exactly as
  * kts_format_encode() writes it, tried by kts_decoder_decode() before the yajl path.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_format_impl.h: helpers shared by the encoder (kts_format.c) and the decoder
  * (kts_format_decode.c). Not part of the library's API. */
 #ifndef KTS_FORMAT_IMPL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_pipeline: see kts_pipeline.h for the configuration syntax and the guarantees. */
 #include "kts_pipeline.h"
 

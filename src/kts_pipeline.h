@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_pipeline: runs the filters of one <Pipeline> block, in the order written, per data source
  * of each matching series, with per-series state in a kts_series table.

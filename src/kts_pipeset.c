@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_pipeset: see kts_pipeset.h for the guarantees (numbers below refer to them). */
 #include "kts_pipeset.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_pipeset: the <Pipeline> blocks of one read_kafka_ts instance, between decoding and
  * dispatch (kts_consumer.h's pipeline hook). No collectd headers; the plugin only wires it.

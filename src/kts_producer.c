@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_producer: see kts_producer.h for the guarantees (numbers below refer to them). */
 #include "kts_producer.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_producer: value lists → Kafka, never losing one silently (the core of write_kafka_ts).
  *

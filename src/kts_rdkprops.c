@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_rdkprops: see kts_rdkprops.h for the guarantees (numbers below refer to them). */
 #include "kts_rdkprops.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_rdkprops: librdkafka properties given with Property / PropertyFile, shared by
  * write_kafka_ts (kts_producer.c) and read_kafka_ts (kts_consumer.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_secret: see kts_secret.h for the guarantees (numbers below refer to them). */
 #include "kts_secret.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_secret: secrets in librdkafka properties (passwords, key passwords).
  *
  * What it guarantees:

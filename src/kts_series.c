@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_series: see kts_series.h for the guarantees. */
 #include "kts_series.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_series: per-series state table for the filter pipelines (up to millions of series).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_spool: see kts_spool.h for the layout and the guarantees (numbers below refer to them). */
 #include "kts_spool.h"
 

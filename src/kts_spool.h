@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_spool: a bounded, append-only, on-disk FIFO of Kafka messages (key + payload), the
  * write_kafka_ts spool for broker outages longer than memory allows. Library code: no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_typesdb: see kts_typesdb.h for the guarantees (numbers below refer to them). */
 #include "kts_typesdb.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_typesdb: collectd's types.db, parsed without collectd, to validate decoded value lists.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_wmark: durable per-series watermarks in a MAP_SHARED file (guarantees in kts_wmark.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_wmark: a durable table of per-series "last written time" watermarks in a file, shared
  * through mmap(MAP_SHARED) (read_kafka_ts DedupStateFile, docs/read_kafka_ts.md "Exactly once").

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * filter-harness.h: helpers for the filter tests (header only, test code).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * format-tool: a test tool (built by `make check`, not a test itself).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kafka-pc: a small librdkafka client for the Kafka smoke tests and for poking at a broker by
  * hand. Not a test itself: the shell tests (tests/t-kafka-*.sh) run it and compare its counts.

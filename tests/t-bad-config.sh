@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Bad configuration (docs/RELIABILITY.md section 8), table-driven: tests/data/bad-config.tsv gives
 # every option of write_kafka_ts, read_kafka_ts (with <Pipeline>, <Match> and every filter's
 # options) and the ts_filter target an invalid value. For each row the REAL collectd daemon

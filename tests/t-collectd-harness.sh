@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The collectd harness (tests/lib/collectd.sh) and the test plugin kts_testgen, with the REAL
 # daemon and stock plugins only (logfile, csv):
 #   1-12  golden mode through csv: every golden value list lands in its CSV file with exactly

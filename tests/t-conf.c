@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_conf: parser (guarantee 2), option tables (3), case-insensitive names (4). */
 #include "tap.h"
 #include "kts_conf.h"

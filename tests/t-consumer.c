@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_typesdb and kts_consumer: unit tests (types.db parser, naming) and librdkafka's mock
  * cluster for the consumer's offset bookkeeping, ordering, bad messages and rebalances.

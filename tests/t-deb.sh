@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # t-deb.sh: the Debian package (contrib/debian, contrib/build-deb) builds, holds what it should,
 # and its plugins work in the REAL collectd daemon against the suite's REAL Kafka.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # contrib/demo end to end, in its short mode: the README's first command with
 # the packages already installed and the suite's build (--no-install --no-build --build-dir),
 # for KTS_DEMO_TEST_MINUTES (default 1) minutes. The demo starts its own REAL Kafka broker, two

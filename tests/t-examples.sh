@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # t-examples.sh: every example configuration in contrib/examples/ is accepted by the REAL collectd
 # with our built plugins and works against the suite's REAL Kafka, so the examples never rot.
 #

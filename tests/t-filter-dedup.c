@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dedup: tests named after the guarantees in src/filters/dedup.c. */
 #include "filter-harness.h"
 #include "tap.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* deseasonalize: tests named after the guarantees in src/filters/deseasonalize.c. */
 #include "filter-harness.h"
 #include "tap.h"

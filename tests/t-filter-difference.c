@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* difference: tests named after the guarantees in src/filters/difference.c. */
 #include "filter-harness.h"
 #include "tap.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fill: tests named after the guarantees in src/filters/fill.c. */
 #include "filter-harness.h"
 #include "tap.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Golden fixtures: every case in tests/data/filters/LIST (made by gen.py from pandas,
  * statsmodels and scipy) is run through a real pipeline configured from its .conf file, at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* outlier: tests named after the guarantees in src/filters/outlier.c. */
 #include "filter-harness.h"
 #include "tap.h"

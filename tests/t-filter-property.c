@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Property tests: the windowed filters (SMA, Hampel) against recomputation from scratch on
  * random data with gaps, duplicate timestamps and reordering, and the pipeline at every batch

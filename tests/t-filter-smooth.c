@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* smooth: tests named after the guarantees in src/filters/smooth.c. */
 #include "filter-harness.h"
 #include "tap.h"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # kts_format against collectd itself: the REAL daemon (Debian collectd-core 5.12) dispatches the
 # kts_testgen golden set (every DS type and limit, multi-DS, UTF-8 and control characters,
 # 127-byte names, meta data of every type) and the stock write_http plugin ("Format JSON",

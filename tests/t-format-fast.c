@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_format fast path (src/kts_format_fast.c, guarantees 1-7) against the yajl path
  * (KTS_DECODE_NO_FAST):

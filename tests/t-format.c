@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_format: encoder, decoder and series keys (guarantees 1-9 of src/kts_format.h).
  *

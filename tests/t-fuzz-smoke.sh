@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Fuzz smoke run (docs/RELIABILITY.md section 5): builds the libFuzzer targets of tests/fuzz/
 # with the installed clang whose libFuzzer runtime is present (tests/fuzz/find-cc: clang-14 on
 # Debian 12, clang-19 on Debian 13; ASan + UBSan + LeakSanitizer), replays every committed seed

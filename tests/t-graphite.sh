@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # read_kafka_ts → pipeline → write_graphite → Debian's carbon-cache → whisper:
 # REAL collectd, the suite's REAL Kafka broker, REAL carbon-cache (graphite-carbon) started here.
 #   1-2   a gauge series (60 points 10 s apart, two spikes, one message sent twice in a row and

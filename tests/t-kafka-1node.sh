@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Kafka smoke test on one node (the suite's shared cluster when it has one):
 #  1. a topic with 4 partitions takes 10,000 messages with acks=all, every delivery report is a
 #     success, and a fresh consumer group reads back exactly those 10,000 (each key and payload

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Kafka smoke test on three nodes (a cluster of this test's own; all nodes broker+controller):
 #  1. a topic with 4 partitions gets replication factor 3 by default, every replica in sync;
 #  2. a producer with acks=all sends 5,000 messages, node 1 is killed (SIGKILL) while the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # kafka-local --sasl (a one-node cluster of this test's own):
 #  1. the SASL_PLAINTEXT listener takes librdkafka 2.0.2 clients with SASL/PLAIN and the
 #     credentials kafka-local printed: 100 messages produced and consumed back through it;

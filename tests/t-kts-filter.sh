@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # kts-filter: the offline tool over CSV, with the shipped contrib/pipelines/spikes.conf.
 # shellcheck source=tests/lib/tap.sh
 . "$KTS_TOP_SRCDIR/tests/lib/tap.sh"

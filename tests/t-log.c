@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_log: sink installation and the rate limiter. */
 #include "tap.h"
 #include "kts_log.h"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # t-man.sh: the man page collectd-kafka-ts(5) (docs/collectd-kafka-ts.pod) stays complete.
 #
 #   1   podchecker finds neither errors nor warnings in the POD (default warning level)

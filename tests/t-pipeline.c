@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_pipeline: tests named after the guarantees in src/kts_pipeline.h. */
 #include <errno.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_pipeset: tests named after the guarantees in src/kts_pipeset.h. */
 #include <errno.h>
 #include <math.h>

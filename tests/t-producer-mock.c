@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_producer against librdkafka's mock cluster: the guarantees of src/kts_producer.h
  * (numbers in test names) under injected faults. The real broker is exercised end to end by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_producer with a spool (guarantee 10 of src/kts_producer.h) against librdkafka's mock
  * cluster, whose broker can be set down and up at will. The real broker and the real collectd

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * t-rdkafka-retry-order: what librdkafka itself guarantees for per-partition order when a
  * Produce request is answered with a retriable error (docs/write_kafka_ts.md, Ordering).

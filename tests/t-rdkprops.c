@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* t-rdkprops: src/kts_rdkprops.c (Property / PropertyFile of both plugins) against the real
  * librdkafka (no mock: its property table and its rd_kafka_conf_set() are what is tested);
  * numbers are the guarantees of kts_rdkprops.h. */

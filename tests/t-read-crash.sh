@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # read_kafka_ts at-least-once across a kill -9 and a clean shutdown, in the middle of a backlog
 # (REAL collectd, REAL Kafka of the suite):
 #   1     an agent (kts_testgen burst → write_kafka_ts) fills a topic with a backlog

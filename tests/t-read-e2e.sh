@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # read_kafka_ts end to end: REAL collectd daemons and the REAL Kafka broker of the suite.
 #   1-5   agent (kts_testgen golden → write_kafka_ts, Format json) → Kafka → aggregator
 #         (read_kafka_ts → stock csv): every value list of the golden set in the CSV files

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/t-read-flush.sh: read_kafka_ts FlushBeforeCommit (docs/read_kafka_ts.md "Caching
 # writers", kts_consumer.h 11) against a kill -9 of the aggregator. REAL collectd, the suite's
 # REAL Kafka broker, stock rrdtool plugin with CacheTimeout 3600, stock write_graphite → REAL

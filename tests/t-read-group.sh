@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # read_kafka_ts scale-out: two aggregators (REAL collectd, read_kafka_ts → stock csv) in one
 # consumer group share a 4-partition topic (REAL Kafka of the suite); one is killed with SIGKILL
 # in the middle, the other takes its partitions over from the offsets it had committed:

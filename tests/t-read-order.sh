@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # read_kafka_ts keeps each series in time order through collectd's write threads (REAL collectd
 # with its default WriteThreads 5, stock rrdtool and csv writers, REAL Kafka):
 #   1     a backlog of SERIES × POINTS time-ordered values (key = series) is in Kafka

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # read_kafka_ts <Pipeline> blocks end to end: REAL collectd daemons, the REAL
 # Kafka broker of the suite, stock rrdtool and csv writers.
 #   1-2   crafted time-series JSON (a gauge with two spikes and a 2-point gap, a DERIVE

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # read_kafka_ts → pipeline → collectd's rrdtool plugin → `rrdtool fetch`:
 # REAL collectd, the suite's REAL Kafka broker, stock rrdtool plugin and rrdtool(1).
 #   1-2   a gauge series s1 (60 points 10 s apart at timestamps that are multiples of the step,

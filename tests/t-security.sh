@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # TLS and SASL end to end: REAL collectd daemons, REAL Kafka brokers of this test's own
 # (contrib/kafka/kafka-local --sasl --tls: a CA, broker and client certificates made with openssl
 # at start, encrypted private keys). Every password and key password reaches the plugins through

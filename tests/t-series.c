@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_series: tests named after the guarantees in src/kts_series.h. */
 #include <errno.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_spool (src/kts_spool.h); test groups named after its guarantees:
  *   1 order (append, segments, prepend in front of a partly consumed head, across restarts)

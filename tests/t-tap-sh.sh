@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/lib/tap.sh checked from outside (this file prints its own TAP with printf, so a broken
 # tap.sh cannot hide its own failures):
 #  1. ok takes an exit status: 0 passes, non-zero and non-numbers fail; numbering is sequential;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # ts_filter end to end: the REAL collectd daemon, the stock unixsock (input with exact
 # timestamps, duplicates, spikes and a gap) and csv plugins, and tools/kts-filter as the oracle.
 #   1-9   replace mode (WriteThreads 1): dedup → outlier (Hampel, replace) → fill → smooth (EMA)

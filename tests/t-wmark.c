@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kts_wmark: tests named after the guarantees in src/kts_wmark.h. Real files, real processes,
  * real SIGKILL. */
 #include <errno.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # write_kafka_ts end to end: the REAL collectd daemon (Debian collectd-core) and the REAL Kafka
 # broker of the suite ($KTS_BOOTSTRAP, started by tests/run-suite with contrib/kafka/kafka-local).
 #   1-9   golden set (every DS type, multi-DS, meta of every type, UTF-8 and control characters,

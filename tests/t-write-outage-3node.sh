@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # write_kafka_ts through outages of a three-node cluster: the REAL collectd
 # daemon, a REAL three-node Kafka of this test's own (every node broker + controller; topic
 # with 4 partitions, replication factor 3, min.insync.replicas 2, acks=all). Two agents at

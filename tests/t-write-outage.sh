@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # write_kafka_ts through a broker outage: the REAL collectd daemon, the REAL
 # Kafka broker (a one-node cluster of this test's own, so it can be stopped). Three agents run
 # at the same time, each kts_testgen at KTS_OUTAGE_RATE value lists/s (default 10,000) into its

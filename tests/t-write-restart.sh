@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # write_kafka_ts: the agent restarts while the broker is down. The REAL
 # collectd daemon and a REAL one-node Kafka of this test's own. Two agents side by side, each
 # kts_testgen at KTS_RESTART_RATE value lists/s (default 10,000), one write thread:

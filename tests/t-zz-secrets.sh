@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # No password in any log the suite produced. Runs last (TEST_FILES order; "zz" also sorts last).
 #   tests/run-suite exports KTS_LOG_ARCHIVE; tests/lib/collectd.sh copies every collectd log and
 #   stderr there when a test ends, contrib/kafka/kafka-local copies every broker log there when a

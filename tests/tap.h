@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tap.h: a minimal TAP producer for the C tests (header only).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/tsan-c11threads.c: C11 <threads.h> on top of POSIX threads, preloaded (after the
  * ThreadSanitizer runtime) into the TSan phase's test programs and collectd. Not part of the

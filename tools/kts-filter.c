@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts-filter: run a filter pipeline offline over a CSV series, to tune pipelines on exported
  * history (docs/FILTERS.md).

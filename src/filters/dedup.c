@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dedup: removes exact redeliveries (same series, same timestamp) and, optionally, suppresses
  * unchanged values with an event-time heartbeat.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * deseasonalize: removes a periodic pattern (daily, weekly, any period) with a time-phased,
  * robust additive Holt-Winters: a level, a binned seasonal profile (the bin comes from the

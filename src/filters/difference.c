@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * difference: first difference, per-second rate (as collectd's value_to_rate), or a seasonal
  * lag difference.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fill: fills gaps of up to MaxGap missing intervals, linearly or with the last value.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * outlier: Hampel (rolling median and MAD), robust z-score (online Huber M-estimate of location
  * and scale) or EW z-score; action drop, replace or mark.

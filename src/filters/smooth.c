@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * smooth: simple moving average over a time window, time-aware EMA, or Holt (level + trend).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz-common.h: helpers shared by the libFuzzer targets of tests/fuzz/ (one header, static
  * functions, included by each target only).

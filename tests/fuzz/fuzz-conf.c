@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz-conf: libFuzzer target for configuration: the collectd.conf syntax parser
  * (kts_conf_parse), the option tables of write_kafka_ts (kts_producer_options) and

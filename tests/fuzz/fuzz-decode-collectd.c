@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz-decode-collectd: libFuzzer target for the decoder of collectd's own JSON (an array of
  * value-list objects, as stock write_kafka / write_http "JSON" write it; docs/FORMAT.md).

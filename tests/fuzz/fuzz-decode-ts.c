@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz-decode-ts: libFuzzer target for the time-series JSON v1 decoder (docs/FORMAT.md).
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Checks message partitions against the Java client's default partitioner for keyed messages:
 // partition = toPositive(murmur2(key bytes)) % numPartitions (org.apache.kafka.common.utils.Utils,
 // the same code the Java producer uses). Reads kcat -J envelopes on stdin; args: numPartitions.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # tests/lib/carbon.sh: a REAL carbon-cache (Debian's graphite-carbon) for tests and benchmarks.
 # Source it:  . "$KTS_TOP_SRCDIR/tests/lib/carbon.sh"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # The input and the expectation shared by the chaining tests (t-graphite.sh, t-rrd-fetch.sh);
 # sourced after tests/lib/e2e.sh (uses `is` and `diag`).

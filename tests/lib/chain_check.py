@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """tests/lib/chain_check.py: compare what Graphite (whisper) or RRD holds with what was expected.
 
 Used by tests/t-graphite.sh and tests/t-rrd-fetch.sh (read_kafka_ts → write_graphite / rrdtool).

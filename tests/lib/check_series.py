@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Check what kts_testgen's burst mode wrote to a topic, read back with
     kcat -C -b B -t TOPIC -o beginning -e -q -f '%p %o %s\\n'
 (partition, offset, payload of the time-series JSON, one message a line) on stdin.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # tests/lib/collectd.sh: run the REAL collectd daemon (Debian collectd-core 5.12) in tests and
 # benchmarks. Source it from bash:  . "$KTS_TOP_SRCDIR/tests/lib/collectd.sh"

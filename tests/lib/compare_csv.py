@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Check what collectd's csv plugin wrote (read_kafka_ts end-to-end tests).
 
 usage:

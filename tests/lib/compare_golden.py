@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Compare kts_testgen's ExpectFile with messages read back from Kafka (kcat -J output).
 
 usage: compare_golden.py EXPECT.jsonl KCAT.jsonl FORMAT [PLUGIN]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # tests/lib/e2e.sh: the common head of the end-to-end tests (REAL collectd daemon, REAL Kafka of
 # the suite). Source it after setting SRCDIR:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # tests/lib/kafka.sh: real Apache Kafka clusters for bash tests (through contrib/kafka/kafka-local).
 # Source it:  . "$KTS_TOP_SRCDIR/tests/lib/kafka.sh"

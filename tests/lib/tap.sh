@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # tests/lib/tap.sh: TAP for bash tests, the shell twin of tests/tap.h.
 # Source it:  . "$KTS_TOP_SRCDIR/tests/lib/tap.sh"

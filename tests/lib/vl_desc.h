@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vl_desc.h: value lists described in text, for tests and test tools (header only).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vl_same.h: deep equality of two value lists for the tests and the fuzz targets (header only,
  * test code). One comparison, with the strictness each caller needs:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # tests/lib/write_outage.sh: the common part of the write_kafka_ts fault tests
 # (tests/t-write-outage.sh, t-write-outage-3node.sh, t-write-restart.sh and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_nullwriter: a test/bench-only collectd writer that stores nothing (never installed).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kts_testgen: a test-only collectd plugin that generates value lists (never installed).
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Regenerate the golden fixtures of tests/t-filter-golden.c from reference implementations.
 
 Needs Debian's python3-pandas, python3-statsmodels, python3-scipy (only to regenerate; the test

@@ -64,7 +64,8 @@ static const struct bench_case cases[] = {
     {"dedup", false, "<Filter \"dedup\">\n</Filter>\n"},
     {"difference (rate)", true, "<Filter \"difference\">\n</Filter>\n"},
     {"smooth (ema)", false, "<Filter \"smooth\">\nMethod \"ema\"\n</Filter>\n"},
-    {"smooth (sma, 64 points)", false, "<Filter \"smooth\">\nMethod \"sma\"\nWindow 3600\n</Filter>\n"},
+    {"smooth (sma, 64 points)", false,
+     "<Filter \"smooth\">\nMethod \"sma\"\nWindow 3600\n</Filter>\n"},
     {"smooth (holt)", false, "<Filter \"smooth\">\nMethod \"holt\"\n</Filter>\n"},
     {"deseasonalize (288 bins)", false, "<Filter \"deseasonalize\">\n</Filter>\n"},
     {"outlier (hampel, 31 points)", false, "<Filter \"outlier\">\nWindow 86400\n</Filter>\n"},
@@ -83,7 +84,8 @@ static const struct bench_case cases[] = {
      "<Filter \"reseasonalize\">\n</Filter>\n"},
     {"full without a profile (deseasonalize left out)", true,
      "<Filter \"dedup\">\n</Filter>\n<Filter \"difference\">\n</Filter>\n"
-     "<Filter \"outlier\">\nMethod \"robust\"\n</Filter>\n<Filter \"smooth\">\nMethod \"ema\"\n</Filter>\n"},
+     "<Filter \"outlier\">\nMethod \"robust\"\n</Filter>\n<Filter \"smooth\">\nMethod "
+     "\"ema\"\n</Filter>\n"},
 };
 
 static char (*hosts)[32];
@@ -95,8 +97,8 @@ static int skip = 0;        /* rounds after the first that are run but not timed
 static void run_case(const struct bench_case *bc, size_t nseries, int rounds)
 {
     char text[2048], err[512];
-    snprintf(text, sizeof(text), "<Pipeline \"bench\">\nMemoryLimit 0\nExpireAfter 0\n%s</Pipeline>\n",
-             bc->body);
+    snprintf(text, sizeof(text),
+             "<Pipeline \"bench\">\nMemoryLimit 0\nExpireAfter 0\n%s</Pipeline>\n", bc->body);
     struct kts_conf *root = NULL;
     struct kts_pipeline *p = NULL;
     if (kts_conf_parse(text, strlen(text), "bench", &root, err, sizeof(err)) < 0 ||
@@ -167,8 +169,8 @@ static void run_case(const struct bench_case *bc, size_t nseries, int rounds)
 static void run_hot(const struct bench_case *bc, size_t points)
 {
     char text[2048], err[512];
-    snprintf(text, sizeof(text), "<Pipeline \"bench\">\nMemoryLimit 0\nExpireAfter 0\n%s</Pipeline>\n",
-             bc->body);
+    snprintf(text, sizeof(text),
+             "<Pipeline \"bench\">\nMemoryLimit 0\nExpireAfter 0\n%s</Pipeline>\n", bc->body);
     struct kts_conf *root = NULL;
     struct kts_pipeline *p = NULL;
     if (kts_conf_parse(text, strlen(text), "bench", &root, err, sizeof(err)) < 0 ||
@@ -307,8 +309,9 @@ int main(int argc, char **argv)
         } else if (c == 'k') {
             skip = atoi(optarg);
         } else {
-            fprintf(stderr, "usage: bench-filters [--series N,N,...] [--rounds R] [--only SUBSTR] "
-                            "[--batch N] [--hot POINTS] [--pipelines-only] [--step S] [--skip R]\n");
+            fprintf(stderr,
+                    "usage: bench-filters [--series N,N,...] [--rounds R] [--only SUBSTR] "
+                    "[--batch N] [--hot POINTS] [--pipelines-only] [--step S] [--skip R]\n");
             return 1;
         }
     }
@@ -333,7 +336,8 @@ int main(int argc, char **argv)
     printf("Dependent random memory access over 256 MiB on this machine: %.0f ns\n\n",
            random_access_ns());
     printf("Series table (24-byte state; key \"hostNNNNNNN.example/cpu-0/cpu-idle\")\n\n");
-    printf("| series | ns per insert | ns per lookup (random order) | bytes per series | found |\n");
+    printf(
+        "| series | ns per insert | ns per lookup (random order) | bytes per series | found |\n");
     printf("| ---: | ---: | ---: | ---: | ---: |\n");
     for (size_t i = 0; i < nsizes; i++) {
         for (size_t k = 0; k < sizes[i]; k++)
@@ -348,8 +352,8 @@ int main(int argc, char **argv)
     }
 pipelines:
     printf("\nPipelines (%d rounds %g s apart: the first creates the series; ns per point of the "
-           "others%s; %zu value list%s per call)\n\n", rounds, step_s,
-           skip > 0 ? " after the skipped ones" : "", batch, batch == 1 ? "" : "s");
+           "others%s; %zu value list%s per call)\n\n",
+           rounds, step_s, skip > 0 ? " after the skipped ones" : "", batch, batch == 1 ? "" : "s");
     printf("| pipeline | series | ns per point, first round | ns per point | bytes per series |\n");
     printf("| --- | ---: | ---: | ---: | ---: |\n");
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {

@@ -26,7 +26,8 @@
 #include "kts_buf.h"
 #include "kts_format.h"
 
-static struct kts_ds ds_cpu[1] = {{.name = "value", .type = KTS_DS_DERIVE, .value.derive = 1234567}};
+static struct kts_ds ds_cpu[1] = {
+    {.name = "value", .type = KTS_DS_DERIVE, .value.derive = 1234567}};
 static struct kts_ds ds_if[2] = {
     {.name = "rx", .type = KTS_DS_DERIVE, .value.derive = 98765432109},
     {.name = "tx", .type = KTS_DS_DERIVE, .value.derive = 1234567890},
@@ -40,14 +41,30 @@ static struct kts_ds ds_load[3] = {
 #define TIME ((UINT64_C(1700000000) << 30) + 123456789)
 #define INTERVAL (UINT64_C(10) << 30)
 
-static struct kts_vl vl_cpu = {.host = "web-01.example.com", .plugin = "cpu",
-                               .plugin_instance = "3", .type = "cpu", .type_instance = "idle",
-                               .time = TIME, .interval = INTERVAL, .ds_len = 1, .ds = ds_cpu};
-static struct kts_vl vl_if = {.host = "web-01.example.com", .plugin = "interface",
-                              .plugin_instance = "eth0", .type = "if_octets", .time = TIME,
-                              .interval = INTERVAL, .ds_len = 2, .ds = ds_if};
-static struct kts_vl vl_load = {.host = "web-01.example.com", .plugin = "load", .type = "load",
-                                .time = TIME, .interval = INTERVAL, .ds_len = 3, .ds = ds_load};
+static struct kts_vl vl_cpu = {.host = "web-01.example.com",
+                               .plugin = "cpu",
+                               .plugin_instance = "3",
+                               .type = "cpu",
+                               .type_instance = "idle",
+                               .time = TIME,
+                               .interval = INTERVAL,
+                               .ds_len = 1,
+                               .ds = ds_cpu};
+static struct kts_vl vl_if = {.host = "web-01.example.com",
+                              .plugin = "interface",
+                              .plugin_instance = "eth0",
+                              .type = "if_octets",
+                              .time = TIME,
+                              .interval = INTERVAL,
+                              .ds_len = 2,
+                              .ds = ds_if};
+static struct kts_vl vl_load = {.host = "web-01.example.com",
+                                .plugin = "load",
+                                .type = "load",
+                                .time = TIME,
+                                .interval = INTERVAL,
+                                .ds_len = 3,
+                                .ds = ds_load};
 
 enum op { OP_ENC, OP_DEC, OP_KEY };
 
@@ -100,8 +117,7 @@ __attribute__((noinline)) void run_case(struct bcase *c, size_t n, struct kts_bu
             sink += out->len;
             break;
         case OP_DEC:
-            if (kts_decoder_decode(d, c->msg.data, c->msg.len, NULL, count_cb, NULL, NULL, 0) !=
-                0)
+            if (kts_decoder_decode(d, c->msg.data, c->msg.len, NULL, count_cb, NULL, NULL, 0) != 0)
                 abort();
             break;
         case OP_KEY:

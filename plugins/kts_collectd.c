@@ -229,8 +229,8 @@ int kts_collectd_vl_to(value_list_t *out, value_t *values_buf, const struct kts_
     return 0;
 }
 
-void kts_collectd_dispatch_metric(const char *plugin, const char *plugin_instance,
-                                  const char *type, const char *type_instance, value_t value)
+void kts_collectd_dispatch_metric(const char *plugin, const char *plugin_instance, const char *type,
+                                  const char *type_instance, value_t value)
 {
     value_list_t vl = VALUE_LIST_INIT;
     vl.values = &value;

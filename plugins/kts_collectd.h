@@ -32,8 +32,8 @@ void kts_collectd_vl_release(struct kts_vl *kvl);
 
 /* Dispatch one self-metric value (host: collectd's Hostname). The strings are copied
  * (truncated to collectd's name length). */
-void kts_collectd_dispatch_metric(const char *plugin, const char *plugin_instance,
-                                  const char *type, const char *type_instance, value_t value);
+void kts_collectd_dispatch_metric(const char *plugin, const char *plugin_instance, const char *type,
+                                  const char *type_instance, value_t value);
 
 /*
  * The reverse: fill collectd's `out` from `in` (only read). `values_buf` (caller-owned,

@@ -54,8 +54,8 @@
 
 /* The plugin's own options (the consumer's view of the block does not see them). */
 struct rkt_dedup_config {
-    char *state_file;     /* DedupStateFile; NULL = at least once only */
-    int64_t state_series; /* DedupStateSeries */
+    char *state_file;              /* DedupStateFile; NULL = at least once only */
+    int64_t state_series;          /* DedupStateSeries */
     struct kts_strv flush_plugins; /* FlushBeforeCommit: flush callback names; none = off */
     double commit_interval;        /* CommitInterval (seconds), with FlushBeforeCommit only */
 };
@@ -99,15 +99,15 @@ struct rkt_instance {
     pthread_mutex_t stop_lock;
     char name[256]; /* callback names: read_kafka_ts/<instance> */
     struct rkt_dedup_config dedup;
-    struct kts_wmark *wm;           /* DedupStateFile, NULL when not configured */
-    uint64_t untracked;             /* atomic: values dispatched without a watermark (table full) */
+    struct kts_wmark *wm; /* DedupStateFile, NULL when not configured */
+    uint64_t untracked;   /* atomic: values dispatched without a watermark (table full) */
     struct kts_ratelimit rl_full;
     struct kts_ratelimit rl_skip; /* values not dispatched: their series has a later one written */
     /* FlushBeforeCommit with DedupStateFile: watermarks to raise after a flush */
     pthread_mutex_t wlock;          /* wcur, wprev */
     struct rkt_wpend *wcur, *wprev; /* written since the last commit point / before it */
     size_t wcur_n, wcur_cap, wprev_n, wprev_cap;
-    pthread_mutex_t hook_lock;      /* one commit hook at a time */
+    pthread_mutex_t hook_lock; /* one commit hook at a time */
 };
 
 static struct rkt_instance *instances[MAX_INSTANCES];
@@ -150,7 +150,8 @@ static int rkt_config(oconfig_item_t *ci)
         int rc2 = kts_opt_apply(rkt_dedup_options, &in->dedup, &dview, PLUGIN_NAME " plugin");
         int rc3 = 0;
         if (in->dedup.state_file != NULL && !in->cfg.ordered) {
-            ERROR(PLUGIN_NAME " plugin: DedupStateFile needs OrderedDispatch true (a series' "
+            ERROR(PLUGIN_NAME
+                  " plugin: DedupStateFile needs OrderedDispatch true (a series' "
                   "values must be written one at a time, in time order, for its watermark to "
                   "mean that everything up to it was written)");
             rc3 = -EINVAL;
@@ -175,8 +176,10 @@ static int rkt_config(oconfig_item_t *ci)
     }
     for (size_t i = 0; rc == 0 && i < instances_num; i++)
         if (strcmp(instances[i]->cfg.name, in->cfg.name) == 0) {
-            ERROR(PLUGIN_NAME " plugin: two instances are named \"%s\": give each <Plugin "
-                  PLUGIN_NAME "> block its own Instance", in->cfg.name);
+            ERROR(PLUGIN_NAME
+                  " plugin: two instances are named \"%s\": give each <Plugin " PLUGIN_NAME
+                  "> block its own Instance",
+                  in->cfg.name);
             rc = -1;
         }
     if (rc != 0) {
@@ -189,7 +192,8 @@ static int rkt_config(oconfig_item_t *ci)
         return -1;
     }
     if (in->dedup.state_file != NULL && in->dedup.flush_plugins.n == 0)
-        NOTICE(PLUGIN_NAME " plugin (%s): DedupStateFile without FlushBeforeCommit: a value "
+        NOTICE(PLUGIN_NAME
+               " plugin (%s): DedupStateFile without FlushBeforeCommit: a value "
                "counts as written when the writers' callbacks returned; if a writer caches "
                "(rrdtool CacheTimeout, write_graphite), a kill -9 loses what it held and the "
                "watermark stops its redelivery (docs/read_kafka_ts.md \"Caching writers\")",
@@ -221,7 +225,8 @@ static uint64_t rkt_wm_slot(struct rkt_instance *in, const struct kts_vl *kvl)
         return slot;
     __atomic_fetch_add(&in->untracked, 1, __ATOMIC_RELAXED);
     kts_log_limited(&in->rl_full, KTS_LOG_WARNING,
-                    PLUGIN_NAME " plugin (%s): DedupStateFile \"%s\" is full (DedupStateSeries "
+                    PLUGIN_NAME
+                    " plugin (%s): DedupStateFile \"%s\" is full (DedupStateSeries "
                     "%lld): series %s/%s-%s/%s-%s is delivered at least once, not exactly once",
                     in->cfg.name, in->dedup.state_file, (long long)in->dedup.state_series,
                     kvl->host, kvl->plugin, kvl->plugin_instance, kvl->type, kvl->type_instance);
@@ -242,7 +247,8 @@ static int rkt_dispatch(const struct kts_vl *kvl, uint64_t token, void *opaque)
              * without idempotence, docs/write_kafka_ts.md "Ordering"): not dispatched either
              * way, counted (already_written) and logged, rate-limited, never silently. */
             kts_log_limited(&in->rl_skip, KTS_LOG_NOTICE,
-                            PLUGIN_NAME " plugin (%s): DedupStateFile: value of %s/%s-%s/%s-%s at "
+                            PLUGIN_NAME
+                            " plugin (%s): DedupStateFile: value of %s/%s-%s/%s-%s at "
                             "%.3f not dispatched: its series has %.3f written already (a "
                             "redelivery, or a value that arrived late; counted in "
                             "already_written)",
@@ -344,13 +350,13 @@ static void rkt_commit_hook(bool final, void *opaque)
     pthread_mutex_unlock(&in->hook_lock);
 }
 
-static void dispatch_one(const struct rkt_instance *in, const char *type,
-                         const char *type_instance, value_t value)
+static void dispatch_one(const struct rkt_instance *in, const char *type, const char *type_instance,
+                         value_t value)
 {
     kts_collectd_dispatch_metric(PLUGIN_NAME, in->cfg.name, type, type_instance, value);
 }
 
-#define DISPATCH_DERIVE(in, ti, v)                                                               \
+#define DISPATCH_DERIVE(in, ti, v)                                                                 \
     dispatch_one(in, "total_values", ti, (value_t){.derive = (derive_t)(v)})
 
 /* Pipeline self-metrics: plugin instance "<instance>-<pipeline>", the type instances of the
@@ -391,10 +397,10 @@ static void read_pipelines(const struct rkt_instance *in)
         for (size_t j = 0; j < nf && j < 32; j++) {
             char ti[DATA_MAX_NAME_LEN];
             const char *fname = kts_pipeset_filter_name(in->pipes, i, j);
-#define FD(field)                                                                                \
-    do {                                                                                         \
-        snprintf(ti, sizeof(ti), "%zu_%s-" #field, j, fname);                                    \
-        PD(ti, fs[j].field);                                                                     \
+#define FD(field)                                                                                  \
+    do {                                                                                           \
+        snprintf(ti, sizeof(ti), "%zu_%s-" #field, j, fname);                                      \
+        PD(ti, fs[j].field);                                                                       \
     } while (0)
             FD(dropped);
             FD(replaced);
@@ -480,9 +486,11 @@ static void rkt_stop(struct rkt_instance *in)
             kts_consumer_stats(in->consumer, &st);
             kts_wmark_stats(in->wm, &ws);
             INFO(PLUGIN_NAME " plugin (%s): DedupStateFile: %" PRIu64 " value(s) not dispatched "
-                 "because already written, %" PRIu64 " value(s) without a watermark (table "
-                 "full), %" PRIu64 " of %" PRIu64 " series tracked", in->cfg.name, st.skipped,
-                 __atomic_load_n(&in->untracked, __ATOMIC_RELAXED), ws.used, ws.series_max);
+                             "because already written, %" PRIu64
+                             " value(s) without a watermark (table "
+                             "full), %" PRIu64 " of %" PRIu64 " series tracked",
+                 in->cfg.name, st.skipped, __atomic_load_n(&in->untracked, __ATOMIC_RELAXED),
+                 ws.used, ws.series_max);
         }
     }
     pthread_mutex_unlock(&in->stop_lock);
@@ -522,8 +530,8 @@ static int rkt_init(void)
             cb.commit_opaque = in;
             cb.commit_interval = in->dedup.commit_interval;
             INFO(PLUGIN_NAME " plugin (%s): FlushBeforeCommit: offsets (and watermarks) are "
-                 "stored every %g s, one interval after flushing %zu writer(s)", in->cfg.name,
-                 in->dedup.commit_interval, in->dedup.flush_plugins.n);
+                             "stored every %g s, one interval after flushing %zu writer(s)",
+                 in->cfg.name, in->dedup.commit_interval, in->dedup.flush_plugins.n);
         }
         if (in->dedup.state_file != NULL) {
             int wrc = kts_wmark_open(&in->wm, in->dedup.state_file,
@@ -535,9 +543,10 @@ static int rkt_init(void)
             struct kts_wmark_stats ws;
             kts_wmark_stats(in->wm, &ws);
             INFO(PLUGIN_NAME " plugin (%s): DedupStateFile \"%s\": %" PRIu64 " of %" PRIu64
-                 " series known (%" PRIu64 " bytes): values not after their series' last "
-                 "written time are not dispatched", in->cfg.name, in->dedup.state_file, ws.used,
-                 ws.series_max, ws.file_bytes);
+                             " series known (%" PRIu64
+                             " bytes): values not after their series' last "
+                             "written time are not dispatched",
+                 in->cfg.name, in->dedup.state_file, ws.used, ws.series_max, ws.file_bytes);
         }
         if (in->pipes != NULL) { /* one set per instance = per consumer thread */
             cb.pipeline = kts_pipeset_process;

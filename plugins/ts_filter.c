@@ -224,7 +224,7 @@ static int tsf_create(const oconfig_item_t *ci, void **user_data)
         rc = -EINVAL;
     if (rc == 0 && tg->npipes == 0) {
         ERROR(PLUGIN_NAME " target: no <Pipeline> block; a <Target \"" PLUGIN_NAME
-              "\"> needs at least one (docs/ts_filter.md)");
+                          "\"> needs at least one (docs/ts_filter.md)");
         rc = -EINVAL;
     }
     /* Mode against each pipeline's naming. */
@@ -236,14 +236,18 @@ static int tsf_create(const oconfig_item_t *ci, void **user_data)
         struct tsf_pipe *tp = tg->pipes[k++];
         const char *name = kts_pipeline_name(tp->p);
         if (tg->mode == TSF_MODE_COPY && !tp->copy) {
-            ERROR(PLUGIN_NAME " target: pipeline \"%s\": Mode \"copy\" needs an Output* option "
+            ERROR(PLUGIN_NAME
+                  " target: pipeline \"%s\": Mode \"copy\" needs an Output* option "
                   "(e.g. OutputPluginInstanceSuffix \"-filtered\"): without one the copies "
-                  "would be the same series as the raw values", name);
+                  "would be the same series as the raw values",
+                  name);
             rc = -EINVAL;
         } else if (tg->mode == TSF_MODE_REPLACE && has_output_type(c)) {
-            ERROR(PLUGIN_NAME " target: pipeline \"%s\": Mode \"replace\" cannot change the "
+            ERROR(PLUGIN_NAME
+                  " target: pipeline \"%s\": Mode \"replace\" cannot change the "
                   "type of a value list in place: remove OutputType/OutputTypeSuffix or use "
-                  "Mode \"copy\"", name);
+                  "Mode \"copy\"",
+                  name);
             rc = -EINVAL;
         }
         if (tg->mode != TSF_MODE_AUTO)
@@ -261,7 +265,8 @@ static int tsf_create(const oconfig_item_t *ci, void **user_data)
                 dup = dup || strcmp(kts_pipeline_name(targets[t]->pipes[j]->p), name) == 0;
         if (dup) {
             ERROR(PLUGIN_NAME " target: two <Pipeline> blocks are named \"%s\": give each its "
-                  "own name (it names the self-metrics)", name);
+                              "own name (it names the self-metrics)",
+                  name);
             rc = -EINVAL;
         }
     }
@@ -403,8 +408,8 @@ static int add_flag_meta(meta_data_t *md, uint16_t flags)
         uint16_t flag;
         const char *key;
     } keys[] = {
-        {KTS_PT_FILLED, "ts_filter:filled"},   {KTS_PT_REPLACED, "ts_filter:replaced"},
-        {KTS_PT_MARKED, "ts_filter:marked"},   {KTS_PT_WARMING, "ts_filter:warming"},
+        {KTS_PT_FILLED, "ts_filter:filled"}, {KTS_PT_REPLACED, "ts_filter:replaced"},
+        {KTS_PT_MARKED, "ts_filter:marked"}, {KTS_PT_WARMING, "ts_filter:warming"},
         {KTS_PT_ABSENT, "ts_filter:absent"},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -421,7 +426,8 @@ static void dispatch_rec(struct tsf_pipe *tp, const struct tsf_rec *r, const val
         tp->c.dispatch_failed++;
         kts_log_limited(&tp->rl, KTS_LOG_WARNING,
                         PLUGIN_NAME " target: pipeline \"%s\": output type \"%s\" is not in "
-                        "types.db; value list dropped", kts_pipeline_name(tp->p), r->type);
+                                    "types.db; value list dropped",
+                        kts_pipeline_name(tp->p), r->type);
         return;
     }
     value_t values[r->n > 0 ? r->n : 1];
@@ -434,8 +440,8 @@ static void dispatch_rec(struct tsf_pipe *tp, const struct tsf_rec *r, const val
         tp->c.dispatch_failed++;
         kts_log_limited(&tp->rl, KTS_LOG_WARNING,
                         PLUGIN_NAME " target: pipeline \"%s\": output type \"%s\" has %zu data "
-                        "sources, the value list %zu; dropped", kts_pipeline_name(tp->p), r->type,
-                        ds->ds_num, r->n);
+                                    "sources, the value list %zu; dropped",
+                        kts_pipeline_name(tp->p), r->type, ds->ds_num, r->n);
         return;
     }
     value_list_t vl = VALUE_LIST_INIT;
@@ -561,7 +567,8 @@ static void dispatch_self(const char *pinst, const char *type, const char *ti, v
     kts_collectd_dispatch_metric(PLUGIN_NAME, pinst, type, ti, v);
 }
 
-#define SELF_DERIVE(pn, ti, v) dispatch_self(pn, "total_values", ti, (value_t){.derive = (derive_t)(v)})
+#define SELF_DERIVE(pn, ti, v)                                                                     \
+    dispatch_self(pn, "total_values", ti, (value_t){.derive = (derive_t)(v)})
 
 static void read_pipe(struct tsf_pipe *tp)
 {
@@ -595,10 +602,10 @@ static void read_pipe(struct tsf_pipe *tp)
     for (size_t i = 0; i < nf; i++) {
         char ti[DATA_MAX_NAME_LEN];
         const char *fname = kts_pipeline_filter_name(tp->p, i);
-#define FSTAT(field)                                                                             \
-    do {                                                                                         \
-        snprintf(ti, sizeof(ti), "%zu_%s-" #field, i, fname);                                    \
-        SELF_DERIVE(pn, ti, fs[i].field);                                                        \
+#define FSTAT(field)                                                                               \
+    do {                                                                                           \
+        snprintf(ti, sizeof(ti), "%zu_%s-" #field, i, fname);                                      \
+        SELF_DERIVE(pn, ti, fs[i].field);                                                          \
     } while (0)
         FSTAT(dropped);
         FSTAT(replaced);

@@ -67,13 +67,14 @@ static int wkt_config(oconfig_item_t *ci)
             strcmp(in->cfg.spool_dir, "none") != 0 &&
             strcmp(instances[i]->cfg.spool_dir, in->cfg.spool_dir) == 0) {
             ERROR(PLUGIN_NAME " plugin: instances \"%s\" and \"%s\" have the same SpoolDirectory "
-                  "\"%s\": each needs its own", instances[i]->cfg.name, in->cfg.name,
-                  in->cfg.spool_dir);
+                              "\"%s\": each needs its own",
+                  instances[i]->cfg.name, in->cfg.name, in->cfg.spool_dir);
             rc = -1;
         }
         if (strcmp(instances[i]->cfg.name, in->cfg.name) == 0) {
-            ERROR(PLUGIN_NAME " plugin: two instances are named \"%s\": give each <Plugin "
-                  PLUGIN_NAME "> block its own Instance or Topic",
+            ERROR(PLUGIN_NAME
+                  " plugin: two instances are named \"%s\": give each <Plugin " PLUGIN_NAME
+                  "> block its own Instance or Topic",
                   in->cfg.name);
             rc = -1;
         }
@@ -112,14 +113,16 @@ static int spool_dir_resolve(struct wkt_instance *in)
     if (base != NULL && base[0] != '\0' && base[0] != '/')
         base = getcwd(cwd, sizeof(cwd)); /* relative BaseDir: collectd has chdir()ed into it */
     if (base == NULL || base[0] != '/') {
-        ERROR(PLUGIN_NAME " plugin (%s): cannot find collectd's BaseDir for the default spool "
+        ERROR(PLUGIN_NAME
+              " plugin (%s): cannot find collectd's BaseDir for the default spool "
               "directory; set SpoolDirectory to an absolute path (or \"none\": no spool)",
               in->cfg.name);
         return -1;
     }
     const char *n = in->cfg.name;
     if (n[0] == '\0' || strchr(n, '/') != NULL || strcmp(n, ".") == 0 || strcmp(n, "..") == 0) {
-        ERROR(PLUGIN_NAME " plugin (%s): the instance name \"%s\" cannot name the default spool "
+        ERROR(PLUGIN_NAME
+              " plugin (%s): the instance name \"%s\" cannot name the default spool "
               "directory under BaseDir \"%s\" (it must not be empty, \".\", \"..\" or contain "
               "'/'): set Instance, or SpoolDirectory to an absolute path (or \"none\")",
               in->cfg.name, n, base);
@@ -131,16 +134,17 @@ static int spool_dir_resolve(struct wkt_instance *in)
     char parent[4200];
     int len = snprintf(parent, sizeof(parent), "%.*s/" PLUGIN_NAME, (int)bl, base);
     char *dir = NULL;
-    if (len < 0 || (size_t)len >= sizeof(parent) ||
-        asprintf(&dir, "%s/%s", parent, n) < 0) {
+    if (len < 0 || (size_t)len >= sizeof(parent) || asprintf(&dir, "%s/%s", parent, n) < 0) {
         ERROR(PLUGIN_NAME " plugin (%s): the default spool directory under BaseDir \"%s\" is "
-              "too long; set SpoolDirectory", in->cfg.name, base);
+                          "too long; set SpoolDirectory",
+              in->cfg.name, base);
         return -1;
     }
     if (mkdir(parent, 0700) != 0 && errno != EEXIST) {
         ERROR(PLUGIN_NAME " plugin (%s): cannot create the spool directory \"%s\" (the default "
-              "spool: BaseDir/" PLUGIN_NAME "/INSTANCE): %s; fix it, or set SpoolDirectory to "
-              "another absolute path or to \"none\" (no spool)",
+                          "spool: BaseDir/" PLUGIN_NAME
+                          "/INSTANCE): %s; fix it, or set SpoolDirectory to "
+                          "another absolute path or to \"none\" (no spool)",
               in->cfg.name, parent, STRERROR(errno));
         free(dir);
         return -1;
@@ -158,8 +162,8 @@ static int wkt_write(const data_set_t *ds, const value_list_t *vl, user_data_t *
     if (rc == 0)
         rc = kts_producer_send(in->producer, &kvl);
     else
-        ERROR(PLUGIN_NAME " plugin (%s): cannot convert a value list of %s/%s/%s: %s",
-              in->cfg.name, vl->host, vl->plugin, vl->type, STRERROR(-rc));
+        ERROR(PLUGIN_NAME " plugin (%s): cannot convert a value list of %s/%s/%s: %s", in->cfg.name,
+              vl->host, vl->plugin, vl->type, STRERROR(-rc));
     kts_collectd_vl_release(&kvl);
     return rc < 0 ? -1 : 0;
 }
@@ -170,7 +174,8 @@ static void dispatch_one(const struct wkt_instance *in, const char *type, const 
     kts_collectd_dispatch_metric(PLUGIN_NAME, in->cfg.name, type, type_instance, value);
 }
 
-#define DISPATCH_DERIVE(in, ti, v) dispatch_one(in, "total_values", ti, (value_t){.derive = (derive_t)(v)})
+#define DISPATCH_DERIVE(in, ti, v)                                                                 \
+    dispatch_one(in, "total_values", ti, (value_t){.derive = (derive_t)(v)})
 
 /* Self-metrics: the producer's counters as collectd values (read callback, plugin interval). */
 static int wkt_read(user_data_t *ud)
@@ -232,8 +237,9 @@ static int wkt_init(void)
             ERROR(PLUGIN_NAME " plugin (%s): %s", in->cfg.name, err);
             if (spool_default && strncmp(err, "SpoolDirectory:", 15) == 0)
                 ERROR(PLUGIN_NAME " plugin (%s): (\"%s\" is the default spool directory, "
-                      "BaseDir/" PLUGIN_NAME "/INSTANCE: fix it, or set SpoolDirectory to another "
-                      "absolute path, or to \"none\" for no spool)",
+                                  "BaseDir/" PLUGIN_NAME
+                                  "/INSTANCE: fix it, or set SpoolDirectory to another "
+                                  "absolute path, or to \"none\" for no spool)",
                       in->cfg.name, in->cfg.spool_dir);
             return -1;
         }

@@ -173,7 +173,8 @@ static void skip_blank(struct parser *ps)
         if (c == ' ' || c == '\t' || c == '\r') {
             ps->p++;
         } else if (c == '\\' && ps->p + 1 < ps->end &&
-                   (ps->p[1] == '\n' || (ps->p[1] == '\r' && ps->p + 2 < ps->end && ps->p[2] == '\n'))) {
+                   (ps->p[1] == '\n' ||
+                    (ps->p[1] == '\r' && ps->p + 2 < ps->end && ps->p[2] == '\n'))) {
             ps->p += ps->p[1] == '\n' ? 2 : 3;
             ps->line++;
         } else if (c == '#') {
@@ -508,7 +509,8 @@ static void describe_allowed(const struct kts_opt *o, char *buf, size_t size)
     case KTS_OPT_ENUM: {
         size_t used = 0;
         for (size_t i = 0; o->words[i] != NULL && used < size; i++) {
-            int n = snprintf(buf + used, size - used, "%s\"%s\"", i ? ", " : "one of ", o->words[i]);
+            int n =
+                snprintf(buf + used, size - used, "%s\"%s\"", i ? ", " : "one of ", o->words[i]);
             if (n < 0)
                 break;
             used += (size_t)n;
@@ -518,7 +520,7 @@ static void describe_allowed(const struct kts_opt *o, char *buf, size_t size)
     case KTS_OPT_INT:
     case KTS_OPT_DOUBLE:
     case KTS_OPT_DURATION: {
-        const char *what = o->type == KTS_OPT_INT ? "a whole number"
+        const char *what = o->type == KTS_OPT_INT        ? "a whole number"
                            : o->type == KTS_OPT_DURATION ? "a number of seconds"
                                                          : "a number";
         if (o->min == 0 && o->max == 0)
@@ -684,8 +686,9 @@ int kts_opt_apply(const struct kts_opt *table, void *obj, const struct kts_conf 
             continue;
         }
         if (c->values_num != 1) {
-            kts_log(KTS_LOG_ERR, "%s: option \"%s\"%s takes exactly one value, got %d (%s); expected %s",
-                    where, o->name, loc, c->values_num, vals, allowed);
+            kts_log(KTS_LOG_ERR,
+                    "%s: option \"%s\"%s takes exactly one value, got %d (%s); expected %s", where,
+                    o->name, loc, c->values_num, vals, allowed);
             errors++;
             continue;
         }

@@ -109,9 +109,12 @@ struct kts_opt {
     const char *const *words; /* ENUM: NULL-terminated allowed words */
     kts_opt_custom_fn custom; /* CUSTOM */
     unsigned flags;
-    const char *help;         /* one line, used by the configuration reference */
+    const char *help; /* one line, used by the configuration reference */
 };
-#define KTS_OPT_END {NULL, 0, 0, NULL, 0, 0, NULL, NULL, 0, NULL}
+#define KTS_OPT_END                                                                                \
+    {                                                                                              \
+        NULL, 0, 0, NULL, 0, 0, NULL, NULL, 0, NULL                                                \
+    }
 
 /* Set every option of `table` that has a default (and zero the rest). 0 or -ENOMEM/-EINVAL. */
 int kts_opt_defaults(const struct kts_opt *table, void *obj);

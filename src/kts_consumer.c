@@ -63,8 +63,10 @@ static int property_extra(const char *key, const char *value, const char *where)
     }
     if (strcasecmp(key, "enable.auto.offset.store") == 0 || strcasecmp(key, "group.id") == 0 ||
         strcasecmp(key, "enable.auto.commit") == 0) {
-        kts_log(KTS_LOG_ERR, "%s: Property \"%s\" is set by the plugin (at-least-once delivery "
-                "depends on it); use GroupId for the group", where, key);
+        kts_log(KTS_LOG_ERR,
+                "%s: Property \"%s\" is set by the plugin (at-least-once delivery "
+                "depends on it); use GroupId for the group",
+                where, key);
         return -EINVAL;
     }
     return 0;
@@ -176,10 +178,10 @@ struct part {
     char *topic;
     int32_t partition;
     bool revoked;
-    int64_t next_offset;   /* last consumed + 1, -1 before the first message */
-    int64_t stored;        /* last offset stored, -1 none */
-    int64_t done;          /* (11) offset to store once flushed (last done + 1), -1 none */
-    int64_t flushed;       /* (11) `done` at the last commit point, -1 none */
+    int64_t next_offset; /* last consumed + 1, -1 before the first message */
+    int64_t stored;      /* last offset stored, -1 none */
+    int64_t done;        /* (11) offset to store once flushed (last done + 1), -1 none */
+    int64_t flushed;     /* (11) `done` at the last commit point, -1 none */
     struct msg *head, *tail;
     struct part *next;
 };
@@ -192,9 +194,9 @@ struct pval {
     struct series *series;
     uint64_t token;
     int64_t dispatched_ns;
-    struct pval *next;               /* series queue */
-    struct pval *hnext;              /* token map bucket */
-    struct pval *dprev, *dnext;      /* dispatch-order list, for timeouts (10) */
+    struct pval *next;          /* series queue */
+    struct pval *hnext;         /* token map bucket */
+    struct pval *dprev, *dnext; /* dispatch-order list, for timeouts (10) */
 };
 
 struct series {
@@ -456,8 +458,8 @@ static void series_dispatch_next(struct kts_consumer *c, struct series *s)
             c->st.dispatch_failed++;
             kts_log_limited(&c->rl_dispatch, KTS_LOG_ERR,
                             "read_kafka_ts plugin (%s): dispatch failed (%s): a value of %s/%s/%s "
-                            "is lost", c->name, strerror(-rc), p->vl.host, p->vl.plugin,
-                            p->vl.type);
+                            "is lost",
+                            c->name, strerror(-rc), p->vl.host, p->vl.plugin, p->vl.type);
         }
         if (rc < 0 || rc == KTS_DISPATCH_SKIPPED) {
             tmap_take(c, p->token);
@@ -525,8 +527,8 @@ static void check_timeouts(struct kts_consumer *c)
         kts_log_limited(&c->rl_timeout, KTS_LOG_WARNING,
                         "read_kafka_ts plugin (%s): a value of %s/%s/%s was dispatched %.0f s ago "
                         "and never reached the write path (a filter chain dropping it, or "
-                        "WriteQueueLimitHigh?); counting it as done", c->name, p->vl.host,
-                        p->vl.plugin, p->vl.type, c->cfg.write_timeout);
+                        "WriteQueueLimitHigh?); counting it as done",
+                        c->name, p->vl.host, p->vl.plugin, p->vl.type, c->cfg.write_timeout);
         value_done(c, p);
     }
 }
@@ -820,8 +822,8 @@ static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
         c->st.dead_letter_failed++;
         kts_log_limited(&c->rl_dlq, KTS_LOG_ERR,
                         "read_kafka_ts plugin (%s): copy to dead-letter topic \"%s\" failed: %s; "
-                        "the bad message is skipped", c->name, c->dlq_topic,
-                        rd_kafka_err2str(m->err));
+                        "the bad message is skipped",
+                        c->name, c->dlq_topic, rd_kafka_err2str(m->err));
     }
     msg_value_done(c, msg);
     pthread_mutex_unlock(&c->lock);
@@ -918,8 +920,10 @@ static void handle_message(struct kts_consumer *c, rd_kafka_message_t *km)
         if (s == NULL) {
             free(pv);
             kts_vl_fini(&c->scratch[i]);
-            kts_log_limited(&c->rl_err, KTS_LOG_ERR, "read_kafka_ts plugin (%s): out of memory; "
-                            "a value is lost", c->name);
+            kts_log_limited(&c->rl_err, KTS_LOG_ERR,
+                            "read_kafka_ts plugin (%s): out of memory; "
+                            "a value is lost",
+                            c->name);
             continue;
         }
         pv->vl = c->scratch[i]; /* moves ownership */
@@ -954,8 +958,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     char masked[1024];
     (void)rk;
     kts_log_limited(kts_rdk_limiter(c->rl_kafka, err, reason), KTS_LOG_WARNING,
-                    "read_kafka_ts plugin (%s): Kafka: %s (%s)",
-                    c->name, kts_secret_mask(&c->secrets, reason, masked, sizeof(masked)),
+                    "read_kafka_ts plugin (%s): Kafka: %s (%s)", c->name,
+                    kts_secret_mask(&c->secrets, reason, masked, sizeof(masked)),
                     rd_kafka_err2name(err));
 }
 
@@ -976,8 +980,8 @@ static char *dup_or_null(const char *s)
 }
 
 int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_config *cfg,
-                        const struct kts_consumer_callbacks *cb, unsigned instance_id,
-                        char *errbuf, size_t errbuf_size)
+                        const struct kts_consumer_callbacks *cb, unsigned instance_id, char *errbuf,
+                        size_t errbuf_size)
 {
     *out = NULL;
     if (cfg->group_id == NULL || cfg->topics.n == 0 || cb->dispatch == NULL) {
@@ -1114,8 +1118,8 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
             rc = conf_set(pc, "message.max.bytes", "16777216", errbuf, errbuf_size);
         if (rc == 0 && c->dlq_topic == NULL)
             rc = -ENOMEM;
-        if (rc == 0 && (c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr))) ==
-                           NULL) {
+        if (rc == 0 &&
+            (c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr))) == NULL) {
             char masked[1024];
             snprintf(errbuf, errbuf_size, "cannot create the dead-letter producer: %s",
                      kts_secret_mask(&c->secrets, errstr, masked, sizeof(masked)));
@@ -1244,11 +1248,14 @@ uint64_t kts_consumer_drain(struct kts_consumer *c)
     if (c->cb.commit_hook != NULL)
         commit_point(c, true); /* (11) flush once more, then store everything done */
     if (left > 0)
-        kts_log(KTS_LOG_WARNING, "read_kafka_ts plugin (%s): shutdown: %llu dispatched value(s) "
+        kts_log(KTS_LOG_WARNING,
+                "read_kafka_ts plugin (%s): shutdown: %llu dispatched value(s) "
                 "were not confirmed written within DrainTimeout; their messages will be "
-                "consumed again", c->name, (unsigned long long)left);
+                "consumed again",
+                c->name, (unsigned long long)left);
     else
-        kts_log(KTS_LOG_INFO, "read_kafka_ts plugin (%s): shutdown: every dispatched value was "
+        kts_log(KTS_LOG_INFO,
+                "read_kafka_ts plugin (%s): shutdown: every dispatched value was "
                 "written (%llu written in total); %llu queued value(s) left for redelivery",
                 c->name, (unsigned long long)c->st.written,
                 (unsigned long long)c->st.inflight_values);

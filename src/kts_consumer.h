@@ -77,12 +77,12 @@ struct kts_consumer_config {
     struct kts_strv typesdb;    /* types.db files; none = KTS_TYPESDB_DEFAULT */
     int64_t max_inflight_messages;
     int64_t max_inflight_values;
-    int64_t batch_size;         /* messages per poll */
-    double write_timeout;       /* seconds before an unconfirmed value counts as done (10) */
-    double drain_timeout;       /* seconds drain waits for confirmations */
-    double close_timeout;       /* seconds close waits for the assignment to be revoked */
-    bool ordered;               /* (3); false dispatches every value at once (for measuring) */
-    char *host_prefix;          /* output naming (7); NULL = none */
+    int64_t batch_size;   /* messages per poll */
+    double write_timeout; /* seconds before an unconfirmed value counts as done (10) */
+    double drain_timeout; /* seconds drain waits for confirmations */
+    double close_timeout; /* seconds close waits for the assignment to be revoked */
+    bool ordered;         /* (3); false dispatches every value at once (for measuring) */
+    char *host_prefix;    /* output naming (7); NULL = none */
     char *host_suffix;
     char *plugin_instance_suffix;
 };
@@ -97,8 +97,7 @@ void kts_consumer_config_free(struct kts_consumer_config *cfg);
  * negative errno to make the whole message bad (5).
  */
 typedef int (*kts_emit_fn)(const struct kts_vl *vl, void *emit_ctx);
-typedef int (*kts_pipeline_fn)(struct kts_vl *in, kts_emit_fn emit, void *emit_ctx,
-                               void *opaque);
+typedef int (*kts_pipeline_fn)(struct kts_vl *in, kts_emit_fn emit, void *emit_ctx, void *opaque);
 
 /*
  * Hand one value list to collectd. `vl` is only valid during the call; `token` must travel with
@@ -127,7 +126,7 @@ struct kts_consumer_callbacks {
     void *pipeline_opaque;
     kts_commit_fn commit_hook; /* NULL = offsets stored as soon as done (2) */
     void *commit_opaque;
-    double commit_interval;    /* seconds between commit points (11), > 0 with a hook */
+    double commit_interval; /* seconds between commit points (11), > 0 with a hook */
 };
 
 /* Counters (monotonic unless noted). */
@@ -139,15 +138,15 @@ struct kts_consumer_stats {
     uint64_t dead_letter_failed; /* could not be copied */
     uint64_t dispatched;         /* value lists handed to dispatch */
     uint64_t dispatch_failed;
-    uint64_t skipped;            /* dispatch returned KTS_DISPATCH_SKIPPED (already written) */
-    uint64_t written;            /* confirmed by kts_consumer_written() */
-    uint64_t unconfirmed;        /* write timeouts (10) */
-    uint64_t dropped_revoked;    /* queued values dropped when their partition was revoked */
-    uint64_t offsets_stored;     /* offset store operations (partitions × times) */
-    uint64_t commit_points;      /* commit hook calls (11) */
+    uint64_t skipped;         /* dispatch returned KTS_DISPATCH_SKIPPED (already written) */
+    uint64_t written;         /* confirmed by kts_consumer_written() */
+    uint64_t unconfirmed;     /* write timeouts (10) */
+    uint64_t dropped_revoked; /* queued values dropped when their partition was revoked */
+    uint64_t offsets_stored;  /* offset store operations (partitions × times) */
+    uint64_t commit_points;   /* commit hook calls (11) */
     uint64_t rebalances;
-    uint64_t inflight_messages;  /* current */
-    uint64_t inflight_values;    /* current: queued + dispatched, not confirmed */
+    uint64_t inflight_messages; /* current */
+    uint64_t inflight_values;   /* current: queued + dispatched, not confirmed */
 };
 
 /* Lag of one assigned partition: high watermark − next offset to consume (−1 unknown). */
@@ -165,8 +164,8 @@ struct kts_consumer_lag {
  * in errbuf; on success *out is the caller's, released with kts_consumer_destroy().
  */
 int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_config *cfg,
-                        const struct kts_consumer_callbacks *cb, unsigned instance_id,
-                        char *errbuf, size_t errbuf_size);
+                        const struct kts_consumer_callbacks *cb, unsigned instance_id, char *errbuf,
+                        size_t errbuf_size);
 
 /* The consumer loop: poll, decode, dispatch, store offsets, until kts_consumer_drain() or
  * kts_consumer_stop(). Run it on exactly one thread. Returns 0. */

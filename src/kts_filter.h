@@ -43,14 +43,14 @@
 
 /* One value of one data source of one series. */
 struct kts_point {
-    kts_time_t t;          /* event time (cdtime_t units); 0 is reserved ("no time yet") */
-    kts_time_t interval;   /* the series' collection interval; 0 when unknown */
-    double value;          /* the value as a double (what filters work on) */
-    double offset;         /* what deseasonalize subtracted; reseasonalize adds it back */
-    union kts_value raw;   /* the original value, meaningful while KTS_PT_RAW is set */
-    uint8_t type;          /* enum kts_ds_type of the original data source */
+    kts_time_t t;        /* event time (cdtime_t units); 0 is reserved ("no time yet") */
+    kts_time_t interval; /* the series' collection interval; 0 when unknown */
+    double value;        /* the value as a double (what filters work on) */
+    double offset;       /* what deseasonalize subtracted; reseasonalize adds it back */
+    union kts_value raw; /* the original value, meaningful while KTS_PT_RAW is set */
+    uint8_t type;        /* enum kts_ds_type of the original data source */
     uint8_t reserved;
-    uint16_t flags;        /* KTS_PT_* */
+    uint16_t flags; /* KTS_PT_* */
     /* Noise scale at the point's phase in the period, set by deseasonalize for an outlier
      * filter after it; 0 = none. Filters that change what the value means (difference, smooth)
      * reset it to 0. */
@@ -59,17 +59,17 @@ struct kts_point {
 
 /* What a filter instance counts (per pipeline, summed over series). Plugins report these. */
 struct kts_filter_stats {
-    uint64_t in;         /* points given to step() */
-    uint64_t out;        /* points emitted */
-    uint64_t dropped;    /* points removed (duplicates, suppressed, outliers dropped, resets) */
-    uint64_t replaced;   /* outliers replaced */
-    uint64_t marked;     /* outliers marked */
-    uint64_t filled;     /* points made up for gaps */
-    uint64_t warming;    /* points passed through while warming up */
-    uint64_t late;       /* points older than the newest one seen for the series */
-    uint64_t beyond;     /* points too old for the filter's reorder window */
-    uint64_t resets;     /* counter resets (difference) */
-    uint64_t nan;        /* NaN inputs */
+    uint64_t in;       /* points given to step() */
+    uint64_t out;      /* points emitted */
+    uint64_t dropped;  /* points removed (duplicates, suppressed, outliers dropped, resets) */
+    uint64_t replaced; /* outliers replaced */
+    uint64_t marked;   /* outliers marked */
+    uint64_t filled;   /* points made up for gaps */
+    uint64_t warming;  /* points passed through while warming up */
+    uint64_t late;     /* points older than the newest one seen for the series */
+    uint64_t beyond;   /* points too old for the filter's reorder window */
+    uint64_t resets;   /* counter resets (difference) */
+    uint64_t nan;      /* NaN inputs */
 };
 
 /* Where step() appends. The pipeline sizes `pt` for max_out(conf) points per step. */

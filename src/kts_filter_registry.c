@@ -5,10 +5,8 @@
 #include "kts_filter.h"
 
 const struct kts_filter_ops *const kts_filters[] = {
-    &kts_filter_dedup,   &kts_filter_difference, &kts_filter_fill,
-    &kts_filter_outlier, &kts_filter_deseasonalize, &kts_filter_reseasonalize,
-    &kts_filter_smooth,
-    NULL,
+    &kts_filter_dedup,         &kts_filter_difference,    &kts_filter_fill,   &kts_filter_outlier,
+    &kts_filter_deseasonalize, &kts_filter_reseasonalize, &kts_filter_smooth, NULL,
 };
 
 const struct kts_filter_ops *kts_filter_find(const char *name)

@@ -523,16 +523,16 @@ static size_t bound_main(const struct kts_vl *vl, const struct names *n)
     return b;
 }
 
-#define RESERVE(out, n)                                                                        \
-    do {                                                                                       \
-        size_t used_ = (size_t)(p - (out)->data);                                              \
-        (out)->len = used_;                                                                    \
-        int r_ = kts_buf_reserve((out), (n));                                                  \
-        if (r_ != 0) {                                                                         \
-            status = r_;                                                                       \
-            goto fail;                                                                         \
-        }                                                                                      \
-        p = (out)->data + used_;                                                               \
+#define RESERVE(out, n)                                                                            \
+    do {                                                                                           \
+        size_t used_ = (size_t)(p - (out)->data);                                                  \
+        (out)->len = used_;                                                                        \
+        int r_ = kts_buf_reserve((out), (n));                                                      \
+        if (r_ != 0) {                                                                             \
+            status = r_;                                                                           \
+            goto fail;                                                                             \
+        }                                                                                          \
+        p = (out)->data + used_;                                                                   \
     } while (0)
 
 static int encode_ts(struct kts_buf *out, const struct kts_vl *vl)
@@ -770,8 +770,7 @@ static void key_put(char *dst, size_t dst_size, size_t *pos, const char *s, size
     *pos += n;
 }
 
-size_t kts_series_key(char *dst, size_t dst_size, const struct kts_vl *vl,
-                      enum kts_key_mode mode)
+size_t kts_series_key(char *dst, size_t dst_size, const struct kts_vl *vl, enum kts_key_mode mode)
 {
     size_t pos = 0;
     if (mode == KTS_KEY_SERIES || mode == KTS_KEY_HOST)

@@ -84,8 +84,7 @@ int kts_format_encode(struct kts_buf *out, const struct kts_vl *vl, enum kts_for
  * copied as they are (no escaping). Returns the length the full key has (like snprintf), so
  * `ret >= dst_size` means truncated. The key of KTS_KEY_NONE is "" (length 0).
  */
-size_t kts_series_key(char *dst, size_t dst_size, const struct kts_vl *vl,
-                      enum kts_key_mode mode);
+size_t kts_series_key(char *dst, size_t dst_size, const struct kts_vl *vl, enum kts_key_mode mode);
 
 /* ------------------------------------------------------------------ decoder */
 
@@ -117,9 +116,8 @@ void kts_decoder_destroy(struct kts_decoder *d); /* NULL is fine */
  * (KTS_FORMAT_UNKNOWN if it could not be detected). `errbuf` (caller-owned, may be NULL)
  * receives the error message. Returns 0, a negative errno (7), or the callback's value.
  */
-int kts_decoder_decode(struct kts_decoder *d, const void *buf, size_t len,
-                       enum kts_format *fmt, kts_decode_cb cb, void *opaque, char *errbuf,
-                       size_t errbuf_size);
+int kts_decoder_decode(struct kts_decoder *d, const void *buf, size_t len, enum kts_format *fmt,
+                       kts_decode_cb cb, void *opaque, char *errbuf, size_t errbuf_size);
 
 /* One-shot convenience: a temporary decoder with `flags`. */
 int kts_format_decode(const void *buf, size_t len, unsigned flags, enum kts_format *fmt,

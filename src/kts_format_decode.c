@@ -175,8 +175,8 @@ static void path_of(const struct kts_decoder *d, char *out, size_t size)
         int n = 0;
         if (f->is_map && f->count > 0) {
             size_t kl = f->key_len < 48 ? f->key_len : 48;
-            n = snprintf(out + pos, size - pos, "%s%.*s%s", pos > 0 ? "." : "", (int)kl,
-                         f->key, kl < f->key_len ? "..." : "");
+            n = snprintf(out + pos, size - pos, "%s%.*s%s", pos > 0 ? "." : "", (int)kl, f->key,
+                         kl < f->key_len ? "..." : "");
         } else if (!f->is_map && f->count > 0) {
             n = snprintf(out + pos, size - pos, "[%zu]", f->count - 1);
         }
@@ -249,7 +249,7 @@ static int pool_grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-#define GROW(d, arr, n, cap, need)                                                             \
+#define GROW(d, arr, n, cap, need)                                                                 \
     pool_grow((void **)&(d)->arr, &(d)->cap, (need), sizeof(*(d)->arr))
 
 /* Copy `s`/`len` and a NUL into the string pool; *off receives its offset. */
@@ -331,8 +331,7 @@ static int parse_integer(const char *s, size_t len, bool *neg, uint64_t *mag)
     return 1;
 }
 
-static int to_u64(struct kts_decoder *d, const char *s, size_t len, const char *what,
-                  uint64_t *out)
+static int to_u64(struct kts_decoder *d, const char *s, size_t len, const char *what, uint64_t *out)
 {
     bool neg;
     uint64_t mag;
@@ -350,8 +349,7 @@ static int to_u64(struct kts_decoder *d, const char *s, size_t len, const char *
     return 1;
 }
 
-static int to_i64(struct kts_decoder *d, const char *s, size_t len, const char *what,
-                  int64_t *out)
+static int to_i64(struct kts_decoder *d, const char *s, size_t len, const char *what, int64_t *out)
 {
     bool neg;
     uint64_t mag;
@@ -387,8 +385,7 @@ static int to_double(struct kts_decoder *d, const char *s, size_t len, const cha
         long e = m < len ? strtol(tmp + m + 1, NULL, 10) : 0;
         snprintf(scaled, sizeof(scaled), "%.*se%ld", (int)m, tmp, e - 10);
         if (fabs(kts_fmt_strtod_c(scaled, NULL)) > kts_fmt_strtod_c("1.79769313486232e298", NULL))
-            return fail(d, -ERANGE, "%s value %.40s is out of the range of a double", what,
-                        tmp);
+            return fail(d, -ERANGE, "%s value %.40s is out of the range of a double", what, tmp);
         x = copysign(DBL_MAX, x);
     }
     *out = x;
@@ -600,8 +597,8 @@ static int meta_add(struct kts_decoder *d, const char *key, size_t klen, struct 
         return 0;
     if (m->type == KTS_META_STRING) {
         if (slen > KTS_FORMAT_MAX_META_STRING)
-            return fail(d, -ERANGE, "meta string is %zu bytes long, at most %d are allowed",
-                        slen, KTS_FORMAT_MAX_META_STRING);
+            return fail(d, -ERANGE, "meta string is %zu bytes long, at most %d are allowed", slen,
+                        KTS_FORMAT_MAX_META_STRING);
         if (memchr(str, '\0', slen) != NULL)
             return fail(d, -EINVAL, "meta string contains a NUL character");
         if (!str_add(d, str, slen, &m->str_off))
@@ -763,7 +760,8 @@ static int on_open(struct kts_decoder *d, bool is_map)
         return push(d, FR_TS_DS, true);
     case FR_TS_META:
         if (!is_map)
-            return fail(d, -EINVAL, "expected a meta entry object {\"type\",\"value\"}, got an array");
+            return fail(d, -EINVAL,
+                        "expected a meta entry object {\"type\",\"value\"}, got an array");
         if (!meta_begin(d, f->key, f->key_len))
             return 0;
         memset(&d->tmp, 0, offsetof(struct tmp_obj, str_len));
@@ -806,8 +804,9 @@ static int on_key(struct kts_decoder *d, const char *k, size_t n)
 {
     struct frame *f = top(d);
     if (!kts_fmt_utf8_valid(k, n))
-        return fail(d, -EINVAL, "invalid UTF-8 in a key (overlong form, surrogate or above "
-                                "U+10FFFF)");
+        return fail(d, -EINVAL,
+                    "invalid UTF-8 in a key (overlong form, surrogate or above "
+                    "U+10FFFF)");
     f->count++;
     f->key_len = n;
     size_t c = n < KTS_NAME_MAX - 1 ? n : KTS_NAME_MAX - 1;
@@ -882,8 +881,7 @@ static int on_scalar(struct kts_decoder *d, enum scalar k, const char *s, size_t
         return fail(d, -EINVAL, "expected an object or an array, got %s", scalar_name(k));
     element(f);
     if (k == SC_STRING && !kts_fmt_utf8_valid(s, len))
-        return fail(d, -EINVAL,
-                    "invalid UTF-8 (overlong form, surrogate or above U+10FFFF)");
+        return fail(d, -EINVAL, "invalid UTF-8 (overlong form, surrogate or above U+10FFFF)");
     if (f->kind == FR_SKIP)
         return 1;
     if (k == SC_NUMBER && len > KTS_FORMAT_MAX_NUMBER)
@@ -938,8 +936,9 @@ static int on_scalar(struct kts_decoder *d, enum scalar k, const char *s, size_t
         case F_TYPE: {
             enum kts_meta_type t;
             if (k != SC_STRING || meta_type_from(s, len, &t) != 0)
-                return fail(d, -EINVAL, "expected \"string\", \"signed_int\", "
-                                        "\"unsigned_int\", \"double\" or \"boolean\"");
+                return fail(d, -EINVAL,
+                            "expected \"string\", \"signed_int\", "
+                            "\"unsigned_int\", \"double\" or \"boolean\"");
             d->tmp.has_type = true;
             d->tmp.type = (int)t;
             return 1;
@@ -953,9 +952,8 @@ static int on_scalar(struct kts_decoder *d, enum scalar k, const char *s, size_t
                 d->tmp.num_len = len;
             } else if (k == SC_STRING) {
                 if (len > KTS_FORMAT_MAX_META_STRING)
-                    return fail(d, -ERANGE,
-                                "meta string is %zu bytes long, at most %d are allowed", len,
-                                KTS_FORMAT_MAX_META_STRING);
+                    return fail(d, -ERANGE, "meta string is %zu bytes long, at most %d are allowed",
+                                len, KTS_FORMAT_MAX_META_STRING);
                 memcpy(d->tmp.str, s, len);
                 d->tmp.str_len = len;
             }
@@ -1149,16 +1147,16 @@ static int close_cd_vl(struct kts_decoder *d, const struct frame *f)
 {
     struct pvl *p = cur_vl(d);
     if (!check_required(d, p->seen | f->seen,
-                        BIT(F_HOST) | BIT(F_PLUGIN) | BIT(F_TYPE) | BIT(F_TIME) |
-                            BIT(F_VALUES) | BIT(F_DSTYPES) | BIT(F_DSNAMES)))
+                        BIT(F_HOST) | BIT(F_PLUGIN) | BIT(F_TYPE) | BIT(F_TIME) | BIT(F_VALUES) |
+                            BIT(F_DSTYPES) | BIT(F_DSNAMES)))
         return 0;
     size_t n = d->cd_n_values;
     if (n == 0)
         return fail(d, -EINVAL, "\"values\" is empty");
     if (d->cd_n_types != n || d->cd_n_names != n)
         return fail(d, -EINVAL,
-                    "\"values\", \"dstypes\" and \"dsnames\" differ in length (%zu, %zu, %zu)",
-                    n, d->cd_n_types, d->cd_n_names);
+                    "\"values\", \"dstypes\" and \"dsnames\" differ in length (%zu, %zu, %zu)", n,
+                    d->cd_n_types, d->cd_n_names);
     if (GROW(d, ds, n_ds, cap_ds, d->n_ds + n) != 0)
         return fail(d, -ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
@@ -1314,8 +1312,8 @@ static int check_surrogates(struct kts_decoder *d, const char *s, size_t n)
         continue;
     bad:
         d->err = -EINVAL;
-        snprintf(d->msg, sizeof(d->msg),
-                 "invalid \\u escape: unpaired UTF-16 surrogate (byte %zu)", i - 5);
+        snprintf(d->msg, sizeof(d->msg), "invalid \\u escape: unpaired UTF-16 surrogate (byte %zu)",
+                 i - 5);
         return 0;
     }
     return 1;
@@ -1416,9 +1414,8 @@ static int set_err(char *errbuf, size_t errbuf_size, int code, const char *fmt, 
     return code;
 }
 
-int kts_decoder_decode(struct kts_decoder *d, const void *buf, size_t len,
-                       enum kts_format *fmt, kts_decode_cb cb, void *opaque, char *errbuf,
-                       size_t errbuf_size)
+int kts_decoder_decode(struct kts_decoder *d, const void *buf, size_t len, enum kts_format *fmt,
+                       kts_decode_cb cb, void *opaque, char *errbuf, size_t errbuf_size)
 {
     const char *s = buf;
     if (fmt != NULL)
@@ -1488,8 +1485,8 @@ int kts_decoder_decode(struct kts_decoder *d, const void *buf, size_t len,
             yajl_free_error(d->h, e);
             what[strcspn(what, "\n")] = '\0';
         }
-        r = set_err(errbuf, errbuf_size, -EINVAL, "malformed JSON: %s (byte %zu of %zu)", what,
-                    at, len);
+        r = set_err(errbuf, errbuf_size, -EINVAL, "malformed JSON: %s (byte %zu of %zu)", what, at,
+                    len);
     }
     yajl_free(d->h);
     d->h = NULL;

@@ -429,12 +429,12 @@ struct kts_vl *kts_fast_decode(struct kts_fast *f, const char *s, size_t len)
     struct kts_vl *vl = &f->vl;
     vl->ds_len = 0;
     vl->meta_len = 0;
-    if (!LIT(&c, "{\"v\":1,\"host\":") || !name(&c, vl->host, true) ||
-        !LIT(&c, ",\"plugin\":") || !name(&c, vl->plugin, true) ||
-        !LIT(&c, ",\"plugin_instance\":") || !name(&c, vl->plugin_instance, false) ||
-        !LIT(&c, ",\"type\":") || !name(&c, vl->type, true) ||
-        !LIT(&c, ",\"type_instance\":") || !name(&c, vl->type_instance, false) ||
-        !LIT(&c, ",\"time\":") || !time_value(&c, &vl->time) || !LIT(&c, ",\"interval\":") ||
+    if (!LIT(&c, "{\"v\":1,\"host\":") || !name(&c, vl->host, true) || !LIT(&c, ",\"plugin\":") ||
+        !name(&c, vl->plugin, true) || !LIT(&c, ",\"plugin_instance\":") ||
+        !name(&c, vl->plugin_instance, false) || !LIT(&c, ",\"type\":") ||
+        !name(&c, vl->type, true) || !LIT(&c, ",\"type_instance\":") ||
+        !name(&c, vl->type_instance, false) || !LIT(&c, ",\"time\":") ||
+        !time_value(&c, &vl->time) || !LIT(&c, ",\"interval\":") ||
         !time_value(&c, &vl->interval) || !LIT(&c, ",\"ds\":["))
         return NULL;
     for (;;) {

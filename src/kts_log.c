@@ -54,9 +54,9 @@ void kts_log_limited(struct kts_ratelimit *rl, int level, const char *fmt, ...)
     int interval = rl->interval_s > 0 ? rl->interval_s : 10;
 
     /* One thread wins the window; the others count themselves as suppressed. */
-    if (now < next || !__atomic_compare_exchange_n(&rl->next_ns, &next,
-                                                   now + (int64_t)interval * 1000000000, 0,
-                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    if (now < next ||
+        !__atomic_compare_exchange_n(&rl->next_ns, &next, now + (int64_t)interval * 1000000000, 0,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
         __atomic_add_fetch(&rl->suppressed, 1, __ATOMIC_RELAXED);
         return;
     }

@@ -96,22 +96,28 @@ const struct kts_opt kts_pipeline_options[] = {
      "replace the host name of the output"},
     {"OutputPlugin", KTS_OPT_STRING, PC(out_set[F_PLUGIN]), NULL, 0, 0, NULL, NULL, 0,
      "replace the plugin name of the output"},
-    {"OutputPluginInstance", KTS_OPT_STRING, PC(out_set[F_PLUGIN_INSTANCE]), NULL, 0, 0, NULL,
-     NULL, 0, "replace the plugin instance of the output"},
+    {"OutputPluginInstance", KTS_OPT_STRING, PC(out_set[F_PLUGIN_INSTANCE]), NULL, 0, 0, NULL, NULL,
+     0, "replace the plugin instance of the output"},
     {"OutputType", KTS_OPT_STRING, PC(out_set[F_TYPE]), NULL, 0, 0, NULL, NULL, 0,
      "replace the type of the output (must exist in types.db; use a gauge type after a rate)"},
-    {"OutputTypeInstance", KTS_OPT_STRING, PC(out_set[F_TYPE_INSTANCE]), NULL, 0, 0, NULL, NULL,
-     0, "replace the type instance of the output"},
+    {"OutputTypeInstance", KTS_OPT_STRING, PC(out_set[F_TYPE_INSTANCE]), NULL, 0, 0, NULL, NULL, 0,
+     "replace the type instance of the output"},
     {"OutputHostSuffix", KTS_OPT_STRING, PC(out_suffix[F_HOST]), NULL, 0, 0, NULL, NULL, 0,
-     "append this to the host name of the output; on an empty name without its leading '-', '_' or '.'"},
+     "append this to the host name of the output; on an empty name without its leading '-', '_' or "
+     "'.'"},
     {"OutputPluginSuffix", KTS_OPT_STRING, PC(out_suffix[F_PLUGIN]), NULL, 0, 0, NULL, NULL, 0,
-     "append this to the plugin name of the output; on an empty name without its leading '-', '_' or '.'"},
+     "append this to the plugin name of the output; on an empty name without its leading '-', '_' "
+     "or '.'"},
     {"OutputPluginInstanceSuffix", KTS_OPT_STRING, PC(out_suffix[F_PLUGIN_INSTANCE]), NULL, 0, 0,
-     NULL, NULL, 0, "append this to the plugin instance of the output (e.g. \"-filtered\"); on an empty name without its leading '-', '_' or '.'"},
+     NULL, NULL, 0,
+     "append this to the plugin instance of the output (e.g. \"-filtered\"); on an empty name "
+     "without its leading '-', '_' or '.'"},
     {"OutputTypeSuffix", KTS_OPT_STRING, PC(out_suffix[F_TYPE]), NULL, 0, 0, NULL, NULL, 0,
      "append this to the type of the output; on an empty name without its leading '-', '_' or '.'"},
     {"OutputTypeInstanceSuffix", KTS_OPT_STRING, PC(out_suffix[F_TYPE_INSTANCE]), NULL, 0, 0, NULL,
-     NULL, 0, "append this to the type instance of the output; on an empty name without its leading '-', '_' or '.'"},
+     NULL, 0,
+     "append this to the type instance of the output; on an empty name without its leading '-', "
+     "'_' or '.'"},
     {"ExpireAfter", KTS_OPT_DURATION, PC(expire_after), "86400", 0, 1e9, NULL, NULL, 0,
      "forget a series after this many seconds of event time without a value; 0 = never"},
     {"MemoryLimit", KTS_OPT_INT, PC(memory_limit_mb), "1024", 0, 1048576, NULL, NULL, 0,
@@ -132,9 +138,10 @@ static int match_custom(const struct kts_opt *opt, void *obj, const struct kts_c
     (void)where;
     if (item->values_num != 0) {
         char vals[256];
-        kts_log(KTS_LOG_ERR, "%s: invalid value %s for <Match>; allowed: none (<Match> takes no "
-                "value, only Host, Plugin, ... lines inside)", p->where,
-                kts_conf_describe_values(item, vals, sizeof(vals)));
+        kts_log(KTS_LOG_ERR,
+                "%s: invalid value %s for <Match>; allowed: none (<Match> takes no "
+                "value, only Host, Plugin, ... lines inside)",
+                p->where, kts_conf_describe_values(item, vals, sizeof(vals)));
         errors++;
     }
     for (int i = 0; i < item->children_num; i++) {
@@ -146,7 +153,8 @@ static int match_custom(const struct kts_opt *opt, void *obj, const struct kts_c
         if (f == F_NUM) {
             kts_log(KTS_LOG_ERR,
                     "%s: unknown <Match> option \"%s\"; known: Host, Plugin, PluginInstance, "
-                    "Type, TypeInstance", p->where, c->key);
+                    "Type, TypeInstance",
+                    p->where, c->key);
             errors++;
             continue;
         }
@@ -159,10 +167,11 @@ static int match_custom(const struct kts_opt *opt, void *obj, const struct kts_c
         for (int v = 0; v < c->values_num; v++) {
             if (c->values[v].type != KTS_CONF_STRING) {
                 char vals[256];
-                kts_log(KTS_LOG_ERR, "%s: <Match> %s: invalid value %s (value %d is not a "
+                kts_log(KTS_LOG_ERR,
+                        "%s: <Match> %s: invalid value %s (value %d is not a "
                         "string); allowed: one or more strings, each an exact name or /regex/",
-                        p->where, field_names[f],
-                        kts_conf_describe_values(c, vals, sizeof(vals)), v + 1);
+                        p->where, field_names[f], kts_conf_describe_values(c, vals, sizeof(vals)),
+                        v + 1);
                 errors++;
                 continue;
             }
@@ -182,9 +191,10 @@ static int match_custom(const struct kts_opt *opt, void *obj, const struct kts_c
                 if (rc != 0) {
                     char msg[256];
                     regerror(rc, &pt->re, msg, sizeof(msg));
-                    kts_log(KTS_LOG_ERR, "%s: <Match> %s: invalid regular expression \"%s\": "
-                            "%s; allowed: an exact name or /POSIX extended regex/", p->where,
-                            field_names[f], s, msg);
+                    kts_log(KTS_LOG_ERR,
+                            "%s: <Match> %s: invalid regular expression \"%s\": "
+                            "%s; allowed: an exact name or /POSIX extended regex/",
+                            p->where, field_names[f], s, msg);
                     free(pt->text);
                     errors++;
                     continue;
@@ -212,8 +222,10 @@ static int filter_custom(const struct kts_opt *opt, void *obj, const struct kts_
     size_t pos = ++p->filter_blocks;
     if (item->values_num != 1 || item->values[0].type != KTS_CONF_STRING) {
         char vals[256];
-        kts_log(KTS_LOG_ERR, "%s: filter #%zu: invalid name %s for <Filter>; allowed: exactly one "
-                "filter name as a string, e.g. <Filter \"smooth\">", p->where, pos,
+        kts_log(KTS_LOG_ERR,
+                "%s: filter #%zu: invalid name %s for <Filter>; allowed: exactly one "
+                "filter name as a string, e.g. <Filter \"smooth\">",
+                p->where, pos,
                 item->values_num ? kts_conf_describe_values(item, vals, sizeof(vals)) : "(none)");
         return -EINVAL;
     }
@@ -328,8 +340,10 @@ int kts_pipeline_config(const struct kts_conf *block, const char *where, struct 
     if (block->values_num != 1 || block->values[0].type != KTS_CONF_STRING ||
         block->values[0].v.string[0] == '\0') {
         char vals[256];
-        kts_log(KTS_LOG_ERR, "%s: invalid name %s for <%s>; allowed: exactly one non-empty "
-                "string, e.g. <Pipeline \"spikes\">", where,
+        kts_log(KTS_LOG_ERR,
+                "%s: invalid name %s for <%s>; allowed: exactly one non-empty "
+                "string, e.g. <Pipeline \"spikes\">",
+                where,
                 block->values_num ? kts_conf_describe_values(block, vals, sizeof(vals)) : "(none)",
                 block->key);
         snprintf(errbuf, errbuf_size, "%s: <%s> needs exactly one name", where, block->key);
@@ -363,7 +377,8 @@ int kts_pipeline_config(const struct kts_conf *block, const char *where, struct 
         if (cap > MAX_BUF_CAP) {
             kts_log(KTS_LOG_ERR,
                     "%s: the filters together may emit more than %d points per input point "
-                    "(several fill filters with large MaxGap?)", p->where, MAX_BUF_CAP);
+                    "(several fill filters with large MaxGap?)",
+                    p->where, MAX_BUF_CAP);
             rc = -EINVAL;
         }
     }
@@ -507,8 +522,8 @@ static void init_series(struct kts_pipeline *p, unsigned char *base, size_t ds_n
 {
     for (size_t d = 0; d < ds_num; d++)
         for (size_t f = 0; f < p->nfilters; f++)
-            p->filters[f].ops->init(p->filters[f].conf, base + d * p->ds_stride +
-                                                           p->filters[f].state_off);
+            p->filters[f].ops->init(p->filters[f].conf,
+                                    base + d * p->ds_stride + p->filters[f].state_off);
 }
 
 static bool rename_field(char *dst, const char *in, const char *set, const char *suffix)
@@ -539,8 +554,8 @@ static int assemble(struct kts_pipeline *p, const struct kts_vl *in, size_t ds_n
         p->stats.name_too_long++;
         kts_log_limited(&p->rl_name, KTS_LOG_WARNING,
                         "%s: an output name of %s/%s/%s would be longer than %d bytes; value "
-                        "list dropped", p->where, in->host, in->plugin, in->type,
-                        KTS_NAME_MAX - 1);
+                        "list dropped",
+                        p->where, in->host, in->plugin, in->type, KTS_NAME_MAX - 1);
         return 0;
     }
     out.interval = in->interval;
@@ -559,7 +574,8 @@ static int assemble(struct kts_pipeline *p, const struct kts_vl *in, size_t ds_n
             for (size_t d2 = 0; d2 < ds_num; d2++) {
                 struct kts_ds *ds = &out.ds[d2];
                 if (in->ds != NULL)
-                    memcpy(ds->name, in->ds[d2].name, strnlen(in->ds[d2].name, KTS_NAME_MAX - 1) + 1);
+                    memcpy(ds->name, in->ds[d2].name,
+                           strnlen(in->ds[d2].name, KTS_NAME_MAX - 1) + 1);
                 else
                     ds->name[0] = '\0';
                 ds->name[KTS_NAME_MAX - 1] = '\0';
@@ -743,12 +759,12 @@ int kts_pipeline_process(struct kts_pipeline *p, const struct kts_vl *vls, size_
             size_t j = i + PF_AHEAD, k = i + PF_AHEAD / 2;
             if (j < n) {
                 key_lens[j % (PF_AHEAD + 1)] = pack_key(keys[j % (PF_AHEAD + 1)], &vls[j]);
-                prefetch_stage(p, &vls[j], keys[j % (PF_AHEAD + 1)],
-                               key_lens[j % (PF_AHEAD + 1)], 0);
+                prefetch_stage(p, &vls[j], keys[j % (PF_AHEAD + 1)], key_lens[j % (PF_AHEAD + 1)],
+                               0);
             }
             if (k < n)
-                prefetch_stage(p, &vls[k], keys[k % (PF_AHEAD + 1)],
-                               key_lens[k % (PF_AHEAD + 1)], 1);
+                prefetch_stage(p, &vls[k], keys[k % (PF_AHEAD + 1)], key_lens[k % (PF_AHEAD + 1)],
+                               1);
         } else {
             key_lens[r] = pack_key(keys[r], vl);
         }

@@ -63,8 +63,7 @@ struct kts_pipeline;
  * `flags[i]` are the KTS_PT_* flags of data source i. Return 0 to go on; a non-zero value stops
  * the current kts_pipeline_process() call, which returns it.
  */
-typedef int (*kts_pipeline_emit_fn)(const struct kts_vl *out, const uint16_t *flags,
-                                    void *opaque);
+typedef int (*kts_pipeline_emit_fn)(const struct kts_vl *out, const uint16_t *flags, void *opaque);
 
 /*
  * Build a pipeline from a <Pipeline "name"> block (kts_conf.h). `where` prefixes messages

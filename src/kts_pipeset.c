@@ -116,9 +116,10 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
                         m = w;
             if (m < 0) {
                 char buf[256];
-                kts_log(KTS_LOG_ERR, "%s: invalid value %s for option \"PipelineMode\"; allowed: "
-                        "one of \"auto\", \"replace\", \"copy\"", where,
-                        kts_conf_describe_values(c, buf, sizeof(buf)));
+                kts_log(KTS_LOG_ERR,
+                        "%s: invalid value %s for option \"PipelineMode\"; allowed: "
+                        "one of \"auto\", \"replace\", \"copy\"",
+                        where, kts_conf_describe_values(c, buf, sizeof(buf)));
                 errors++;
             } else {
                 mode = m;
@@ -174,32 +175,39 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
         bool rn = renames(item);
         pp->copy = mode == MODE_COPY || (mode == MODE_AUTO && rn);
         if (mode == MODE_COPY && !rn) {
-            kts_log(KTS_LOG_ERR, "%s: pipeline \"%s\": PipelineMode \"copy\" needs an Output* "
+            kts_log(KTS_LOG_ERR,
+                    "%s: pipeline \"%s\": PipelineMode \"copy\" needs an Output* "
                     "option (e.g. OutputPluginInstanceSuffix \"-filtered\"): without one the "
-                    "filtered values would be the same series as the raw ones", where, name);
+                    "filtered values would be the same series as the raw ones",
+                    where, name);
             errors++;
         }
         for (size_t j = 0; j + 1 < ps->n; j++)
             if (strcmp(kts_pipeline_name(ps->pipes[j].p), name) == 0) {
-                kts_log(KTS_LOG_ERR, "%s: two <Pipeline> blocks are named \"%s\": give each "
-                        "its own name (it names the self-metrics)", where, name);
+                kts_log(KTS_LOG_ERR,
+                        "%s: two <Pipeline> blocks are named \"%s\": give each "
+                        "its own name (it names the self-metrics)",
+                        where, name);
                 errors++;
             }
         const char *ot = output_type(item);
         if (ot != NULL && rc == 0) {
             const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, ot);
             if (t == NULL) {
-                kts_log(KTS_LOG_ERR, "%s: pipeline \"%s\": OutputType \"%s\" is not in "
+                kts_log(KTS_LOG_ERR,
+                        "%s: pipeline \"%s\": OutputType \"%s\" is not in "
                         "types.db; allowed: a type of the TypesDB files whose data sources are "
-                        "all GAUGE", where, name, ot);
+                        "all GAUGE",
+                        where, name, ot);
                 errors++;
             }
             for (size_t d = 0; t != NULL && d < t->ds_num; d++)
                 if (t->ds[d].type != KTS_DS_GAUGE) {
-                    kts_log(KTS_LOG_ERR, "%s: pipeline \"%s\": OutputType \"%s\": data source "
+                    kts_log(KTS_LOG_ERR,
+                            "%s: pipeline \"%s\": OutputType \"%s\": data source "
                             "\"%s\" is %s, but filtered values are gauges; use a type whose "
-                            "data sources are all GAUGE (e.g. \"gauge\" for one value)", where,
-                            name, ot, t->ds[d].name, ds_type_name(t->ds[d].type));
+                            "data sources are all GAUGE (e.g. \"gauge\" for one value)",
+                            where, name, ot, t->ds[d].name, ds_type_name(t->ds[d].type));
                     errors++;
                     break;
                 }
@@ -268,9 +276,9 @@ static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque
         why = "the output type is not in types.db";
     else if (t->ds_num != o->ds_len)
         why = "the output type has another number of data sources";
-    if (why == NULL && (grow((void **)&ps->ds, &ps->ds_cap, o->ds_len, sizeof(*ps->ds)) < 0 ||
-                        grow((void **)&ps->meta, &ps->meta_cap, o->meta_len + EXTRA_META,
-                             sizeof(*ps->meta)) < 0))
+    if (why == NULL &&
+        (grow((void **)&ps->ds, &ps->ds_cap, o->ds_len, sizeof(*ps->ds)) < 0 ||
+         grow((void **)&ps->meta, &ps->meta_cap, o->meta_len + EXTRA_META, sizeof(*ps->meta)) < 0))
         return -ENOMEM;
     uint16_t any = 0;
     for (size_t d = 0; why == NULL && d < o->ds_len; d++) {
@@ -317,18 +325,20 @@ static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque
     for (size_t i = 0; i < o->meta_len; i++)
         if (strncmp(o->meta[i].key, "kafka_ts:", 9) != 0) /* ours are set below */
             ps->meta[m++] = o->meta[i];
-    ps->meta[m++] = (struct kts_meta){.key = (char *)KTS_META_PIPELINE, .type = KTS_META_STRING,
-                                      .value.string = (char *)name};
+    ps->meta[m++] = (struct kts_meta){
+        .key = (char *)KTS_META_PIPELINE, .type = KTS_META_STRING, .value.string = (char *)name};
     static const struct {
         uint16_t flag;
         const char *key;
-    } keys[] = {{KTS_PT_FILLED, KTS_META_FILLED},   {KTS_PT_REPLACED, KTS_META_REPLACED},
-                {KTS_PT_MARKED, KTS_META_MARKED},   {KTS_PT_WARMING, KTS_META_WARMING},
+    } keys[] = {{KTS_PT_FILLED, KTS_META_FILLED},
+                {KTS_PT_REPLACED, KTS_META_REPLACED},
+                {KTS_PT_MARKED, KTS_META_MARKED},
+                {KTS_PT_WARMING, KTS_META_WARMING},
                 {KTS_PT_ABSENT, KTS_META_ABSENT}};
     for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
         if (any & keys[k].flag)
-            ps->meta[m++] = (struct kts_meta){.key = (char *)keys[k].key,
-                                              .type = KTS_META_BOOLEAN, .value.boolean = true};
+            ps->meta[m++] = (struct kts_meta){
+                .key = (char *)keys[k].key, .type = KTS_META_BOOLEAN, .value.boolean = true};
     v.meta = ps->meta;
     v.meta_len = m;
     int rc = ec->emit(&v, ec->emit_ctx);

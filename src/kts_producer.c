@@ -42,7 +42,8 @@ const struct kts_opt kts_producer_options[] = {
     {"Topic", KTS_OPT_STRING, OFF(topic), NULL, 0, 0, NULL, NULL, KTS_OPT_REQUIRED,
      "Kafka topic every value list is written to"},
     {"Format", KTS_OPT_ENUM, OFF(format), "json", 0, 0, kts_producer_format_words, NULL, 0,
-     "message format: json (time-series JSON v1, docs/FORMAT.md) or collectd (stock write_kafka JSON)"},
+     "message format: json (time-series JSON v1, docs/FORMAT.md) or collectd (stock write_kafka "
+     "JSON)"},
     {"Key", KTS_OPT_ENUM, OFF(key), "series", 0, 0, kts_producer_key_words, NULL, 0,
      "message key: series (host/plugin-instance/type-instance), host, or none"},
     {"Property", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, property_option, 0,
@@ -90,18 +91,24 @@ int kts_producer_config_check(const struct kts_producer_config *cfg, const char 
     int rc = 0;
     bool off = cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") == 0;
     if (cfg->spool_dir != NULL && !off && cfg->spool_dir[0] != '/') {
-        kts_log(KTS_LOG_ERR, "%s: invalid value \"%s\" for option \"SpoolDirectory\"; allowed: an "
-                "absolute path, or \"none\" (no spool)", where, cfg->spool_dir);
+        kts_log(KTS_LOG_ERR,
+                "%s: invalid value \"%s\" for option \"SpoolDirectory\"; allowed: an "
+                "absolute path, or \"none\" (no spool)",
+                where, cfg->spool_dir);
         rc = -EINVAL;
     }
     if (off && cfg->spool_sync) {
-        kts_log(KTS_LOG_ERR, "%s: option \"SpoolSync\" needs a spool: remove it or "
-                "SpoolDirectory \"none\"", where);
+        kts_log(KTS_LOG_ERR,
+                "%s: option \"SpoolSync\" needs a spool: remove it or "
+                "SpoolDirectory \"none\"",
+                where);
         rc = -EINVAL;
     }
     if (off && cfg->spool_mode == KTS_SPOOL_MODE_ALWAYS) {
-        kts_log(KTS_LOG_ERR, "%s: option \"SpoolMode\" \"always\" needs a spool: remove it or "
-                "SpoolDirectory \"none\"", where);
+        kts_log(KTS_LOG_ERR,
+                "%s: option \"SpoolMode\" \"always\" needs a spool: remove it or "
+                "SpoolDirectory \"none\"",
+                where);
         rc = -EINVAL;
     }
     return rc;
@@ -131,11 +138,11 @@ struct kts_producer {
     struct kts_strv secrets; /* secret property values, masked in librdkafka's lines (7) */
 
     pthread_t poller;
-    int stop;          /* atomic */
+    int stop; /* atomic */
     int poller_started;
-    int overflowing;   /* atomic: a drop for queue_full happened and no space freed since (3) */
-    int closing;       /* atomic: purge reports are expected */
-    int brokers_down;  /* atomic: librdkafka said all brokers are down (ends the topic check) */
+    int overflowing;  /* atomic: a drop for queue_full happened and no space freed since (3) */
+    int closing;      /* atomic: purge reports are expected */
+    int brokers_down; /* atomic: librdkafka said all brokers are down (ends the topic check) */
 
     /* atomic counters. Successful deliveries have no report of their own (8 in the file
      * comment below): delivered = sent - failed - purged - still in librdkafka's queue. */
@@ -166,7 +173,7 @@ struct kts_producer {
     struct kts_spool *spool;
     pthread_mutex_t spool_lock;
     int spooling;
-    uint64_t msg_seq;                /* atomic: produce order, each message's opaque */
+    uint64_t msg_seq; /* atomic: produce order, each message's opaque */
     uint64_t spooled, replayed, dropped_spool_full, dropped_spool_error; /* atomic */
     struct kts_ratelimit rl_spool, rl_spool_on, rl_spool_off; /* drops; the two switches */
     double last_flush, last_sync;
@@ -204,7 +211,8 @@ struct purged_msg {
 #define ATOMIC_GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 /* Copies `in` to `out`, replacing every configured secret value by "[redacted]". */
-static const char *mask_secrets(const struct kts_producer *p, const char *in, char *out, size_t size)
+static const char *mask_secrets(const struct kts_producer *p, const char *in, char *out,
+                                size_t size)
 {
     snprintf(out, size, "%s", in);
     for (size_t i = 0; i < p->secrets.n; i++) {
@@ -263,8 +271,9 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     /* Transport errors (broker down, all brokers down) are expected during outages:
      * messages stay queued; say so without flooding the log. The one line for each failure
      * (on_log drops librdkafka's FAIL line of the same event). */
-    kts_log_limited(kts_rdk_limiter(p->rl_error, err, reason), KTS_LOG_WARNING, "write_kafka_ts plugin (%s): Kafka: %s (%s)",
-                    p->name, masked, rd_kafka_err2name(err));
+    kts_log_limited(kts_rdk_limiter(p->rl_error, err, reason), KTS_LOG_WARNING,
+                    "write_kafka_ts plugin (%s): Kafka: %s (%s)", p->name, masked,
+                    rd_kafka_err2name(err));
 }
 
 /* Copies a purged message for close to put in front of the spool. Runs only while closing,
@@ -326,8 +335,8 @@ static void wal_report(struct kts_producer *p, const rd_kafka_message_t *m)
     }
     if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
         ATOMIC_INC(p->unsure);
-    if (ATOMIC_GET(p->closing) && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
-                                   m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
+    if (ATOMIC_GET(p->closing) &&
+        (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
         ATOMIC_INC(p->purged); /* not done: stays in the spool */
         return;
     }
@@ -356,8 +365,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         return; /* not expected with delivery.report.only.error; derived counts cover it */
     if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
         ATOMIC_INC(p->unsure);
-    if (ATOMIC_GET(p->closing) && (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
-                                   m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
+    if (ATOMIC_GET(p->closing) &&
+        (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
         ATOMIC_INC(p->purged); /* counted and logged once by close (5) */
         if (p->spool != NULL)
             keep_purged(p, m); /* requeued in front of the spool by close (10) */
@@ -373,7 +382,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
  * returns its cnt. */
 static int64_t stats_window(yajl_val broker, const char *name, double *avg, double *max)
 {
-    const char *pa[] = {name, "avg", NULL}, *pm[] = {name, "max", NULL}, *pc[] = {name, "cnt", NULL};
+    const char *pa[] = {name, "avg", NULL}, *pm[] = {name, "max", NULL},
+               *pc[] = {name, "cnt", NULL};
     yajl_val a = yajl_tree_get(broker, pa, yajl_t_number);
     yajl_val m = yajl_tree_get(broker, pm, yajl_t_number);
     yajl_val c = yajl_tree_get(broker, pc, yajl_t_number);
@@ -423,13 +433,13 @@ static double now_s(void);
 
 /* Hands one message to librdkafka; its opaque is its place in produce order (10). */
 static rd_kafka_resp_err_t produce(struct kts_producer *p, const void *key, size_t key_len,
-                                  const void *payload, size_t len)
+                                   const void *payload, size_t len)
 {
     uint64_t seq = __atomic_add_fetch(&p->msg_seq, 1, __ATOMIC_RELAXED);
-    return rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                             RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
-                             RD_KAFKA_V_VALUE((void *)payload, len),
-                             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
+    return rd_kafka_producev(
+        p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key_len ? key : NULL, key_len), RD_KAFKA_V_VALUE((void *)payload, len),
+        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
 }
 
 /*
@@ -532,8 +542,9 @@ static bool wal_service(struct kts_producer *p)
             uint64_t seq = p->wal_hi;
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_KEY(key_len ? key : NULL, key_len), RD_KAFKA_V_VALUE((void *)payload, len),
-                RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
+                RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
+                RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq),
+                RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 break;
             p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
@@ -635,8 +646,8 @@ static int topic_exists(struct kts_producer *p, const char *topic, double timeou
     int slice = 250;
     for (;;) {
         const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 1, NULL, &md,
-                                                    check_slice_ms(&slice, deadline));
+        rd_kafka_resp_err_t err =
+            rd_kafka_metadata(p->rk, 1, NULL, &md, check_slice_ms(&slice, deadline));
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             int found = 0;
             for (int i = 0; i < md->topic_cnt; i++)
@@ -651,7 +662,8 @@ static int topic_exists(struct kts_producer *p, const char *topic, double timeou
         if (down || now_s() >= deadline) {
             char why[128];
             if (down)
-                snprintf(why, sizeof(why), "no broker reachable at start-up (see the Kafka errors)");
+                snprintf(why, sizeof(why),
+                         "no broker reachable at start-up (see the Kafka errors)");
             else
                 snprintf(why, sizeof(why), "no broker answered within %g s", timeout_s);
             kts_log(KTS_LOG_NOTICE,
@@ -687,8 +699,8 @@ static void topic_check_created(struct kts_producer *p, const char *topic, bool 
     rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
     while (now_s() < deadline) {
         const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t err = rd_kafka_metadata(p->rk, 0, p->rkt, &md,
-                                                    check_slice_ms(&slice, deadline));
+        rd_kafka_resp_err_t err =
+            rd_kafka_metadata(p->rk, 0, p->rkt, &md, check_slice_ms(&slice, deadline));
         int partitions = -1;
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             for (int i = 0; i < md->topic_cnt; i++)
@@ -1194,7 +1206,7 @@ static uint64_t delivered_now(struct kts_producer *p)
     uint64_t d = sent > done + outq ? sent - done - outq : 0;
     uint64_t seen = ATOMIC_GET(p->delivered_seen);
     while (d > seen && !__atomic_compare_exchange_n(&p->delivered_seen, &seen, d, 1,
-                                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         ;
     return d > seen ? d : seen;
 }
@@ -1249,8 +1261,7 @@ static uint64_t requeue_purged(struct kts_producer *p)
         return 0;
     for (size_t i = 0; i < p->purged_n; i++)
         recs[i] = (struct kts_spool_rec){p->purged_list[i].key, p->purged_list[i].key_len,
-                                         p->purged_list[i].payload,
-                                         p->purged_list[i].payload_len};
+                                         p->purged_list[i].payload, p->purged_list[i].payload_len};
     long n = kts_spool_prepend(p->spool, recs, p->purged_n);
     free(recs);
     if (n < 0)
@@ -1323,8 +1334,10 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
         spool_bytes = st.bytes;
         spool_left = !kts_spool_empty(p->spool);
         if (kts_spool_close_stats(p->spool, &st) != 0)
-            kts_log(KTS_LOG_ERR, "write_kafka_ts plugin (%s): shutdown: the spool could not be "
-                    "closed cleanly (see above)", p->name);
+            kts_log(KTS_LOG_ERR,
+                    "write_kafka_ts plugin (%s): shutdown: the spool could not be "
+                    "closed cleanly (see above)",
+                    p->name);
         unwritten = st.unwritten; /* lost at the final write (disk full): logged by the spool */
         p->spool = NULL;
     }
@@ -1356,8 +1369,8 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
                 "possibly written by the broker, whose answer never came); %llu delivered of "
                 "%llu sent; %llu dropped before sending",
                 p->name, (unsigned long long)undelivered,
-                (unsigned long long)(undelivered > failed ? undelivered - failed : 0),
-                timeout_s, (unsigned long long)failed, (unsigned long long)unsure,
+                (unsigned long long)(undelivered > failed ? undelivered - failed : 0), timeout_s,
+                (unsigned long long)failed, (unsigned long long)unsure,
                 (unsigned long long)delivered, (unsigned long long)sent,
                 (unsigned long long)dropped);
     else if (unsure > 0)

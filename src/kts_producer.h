@@ -65,29 +65,28 @@
 
 struct kts_producer;
 
-
 /* Settings; the plugin fills this from its option table (see kts_producer_options). */
 struct kts_producer_config {
-    char *name;                 /* instance name used in log lines, e.g. the topic */
-    char *topic;                /* required */
-    int format;                 /* index into kts_producer_format_words */
-    int key;                    /* index into kts_producer_key_words */
-    struct kts_strv properties; /* flattened key, value, key, value … librdkafka properties */
-    int64_t buffer_messages;    /* queue.buffering.max.messages */
-    int64_t buffer_kbytes;      /* queue.buffering.max.kbytes */
-    double block_timeout;       /* seconds send() waits for queue space before dropping */
-    double flush_timeout;       /* seconds close() waits for outstanding deliveries */
-    bool skip_marked;           /* skip value lists carrying KTS_META_MARKER (default true) */
-    double stats_interval;      /* seconds between librdkafka statistics (latency); 0 = 10 */
-    char *spool_dir;            /* SpoolDirectory; NULL or "none" = no spool (10). The plugin
-                                 * puts its default (BaseDir/write_kafka_ts/INSTANCE) here when
-                                 * the option is not given. */
-    int64_t spool_max_bytes;    /* SpoolMaxBytes */
-    bool spool_sync;            /* SpoolSync: fdatasync the spool every second */
-    int spool_mode;             /* index into kts_producer_spool_mode_words (11) */
+    char *name;                  /* instance name used in log lines, e.g. the topic */
+    char *topic;                 /* required */
+    int format;                  /* index into kts_producer_format_words */
+    int key;                     /* index into kts_producer_key_words */
+    struct kts_strv properties;  /* flattened key, value, key, value … librdkafka properties */
+    int64_t buffer_messages;     /* queue.buffering.max.messages */
+    int64_t buffer_kbytes;       /* queue.buffering.max.kbytes */
+    double block_timeout;        /* seconds send() waits for queue space before dropping */
+    double flush_timeout;        /* seconds close() waits for outstanding deliveries */
+    bool skip_marked;            /* skip value lists carrying KTS_META_MARKER (default true) */
+    double stats_interval;       /* seconds between librdkafka statistics (latency); 0 = 10 */
+    char *spool_dir;             /* SpoolDirectory; NULL or "none" = no spool (10). The plugin
+                                  * puts its default (BaseDir/write_kafka_ts/INSTANCE) here when
+                                  * the option is not given. */
+    int64_t spool_max_bytes;     /* SpoolMaxBytes */
+    bool spool_sync;             /* SpoolSync: fdatasync the spool every second */
+    int spool_mode;              /* index into kts_producer_spool_mode_words (11) */
     int64_t spool_segment_bytes; /* not an option: segment size for tests; 0 = 64 MiB */
-    double topic_check_timeout; /* not an option: seconds for each step of the topic check (12);
-                                 * 0 = 5 s, < 0 = no check (tests) */
+    double topic_check_timeout;  /* not an option: seconds for each step of the topic check (12);
+                                  * 0 = 5 s, < 0 = no check (tests) */
 };
 
 /* The option table for struct kts_producer_config (Property and PropertyFile are pairs). */
@@ -102,27 +101,27 @@ extern const char *const kts_producer_spool_mode_words[];
 
 /* Counters; all monotonic except queue_* (current state). */
 struct kts_producer_stats {
-    uint64_t sent;             /* accepted by librdkafka */
-    uint64_t delivered;        /* acknowledged by the broker */
-    uint64_t failed;           /* delivery report with an error */
+    uint64_t sent;      /* accepted by librdkafka */
+    uint64_t delivered; /* acknowledged by the broker */
+    uint64_t failed;    /* delivery report with an error */
     uint64_t dropped_queue_full;
     uint64_t dropped_too_large;
-    uint64_t dropped_encode;   /* could not be encoded (e.g. invalid value list) */
-    uint64_t dropped_error;    /* produce refused for another reason */
-    uint64_t skipped_marked;   /* carried KTS_META_MARKER */
-    uint64_t blocked;          /* sends that waited for queue space (back-pressure) */
-    uint64_t queue_messages;   /* sent but neither delivered nor failed yet */
-    uint64_t latency_windows;  /* statistics windows with requests (0: no latency figures yet) */
-    double latency_avg_s;      /* produce request → broker ack in the last statistics window */
-    double latency_max_s;      /*   (outbuf_latency + rtt of the busiest broker), seconds */
+    uint64_t dropped_encode;  /* could not be encoded (e.g. invalid value list) */
+    uint64_t dropped_error;   /* produce refused for another reason */
+    uint64_t skipped_marked;  /* carried KTS_META_MARKER */
+    uint64_t blocked;         /* sends that waited for queue space (back-pressure) */
+    uint64_t queue_messages;  /* sent but neither delivered nor failed yet */
+    uint64_t latency_windows; /* statistics windows with requests (0: no latency figures yet) */
+    double latency_avg_s;     /* produce request → broker ack in the last statistics window */
+    double latency_max_s;     /*   (outbuf_latency + rtt of the busiest broker), seconds */
     /* spool (10); all 0 without one */
-    uint64_t spooled;            /* value lists written to the spool (incl. requeued at close) */
-    uint64_t replayed;           /* read back from the spool into librdkafka's queue */
-    uint64_t dropped_spool_full; /* spool at SpoolMaxBytes */
+    uint64_t spooled;             /* value lists written to the spool (incl. requeued at close) */
+    uint64_t replayed;            /* read back from the spool into librdkafka's queue */
+    uint64_t dropped_spool_full;  /* spool at SpoolMaxBytes */
     uint64_t dropped_spool_error; /* the spool could not be written (logged) */
-    uint64_t spool_torn;         /* torn/corrupt records found in the spool (never replayed) */
-    uint64_t spool_bytes;        /* bytes in the spool files now */
-    uint64_t acked;              /* (11) acknowledged by the broker, reported one by one */
+    uint64_t spool_torn;          /* torn/corrupt records found in the spool (never replayed) */
+    uint64_t spool_bytes;         /* bytes in the spool files now */
+    uint64_t acked;               /* (11) acknowledged by the broker, reported one by one */
 };
 
 /* Checks what the option table cannot (SpoolDirectory absolute or "none", SpoolSync with

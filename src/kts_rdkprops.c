@@ -106,7 +106,8 @@ static void load_rows(void)
 bool kts_rdkprops_is_secret(const char *name)
 {
     return strcasestr(name, "password") != NULL || strcasestr(name, "secret") != NULL ||
-           strcasecmp(name, "ssl.key.pem") == 0 || strcasecmp(name, "sasl.oauthbearer.config") == 0 ||
+           strcasecmp(name, "ssl.key.pem") == 0 ||
+           strcasecmp(name, "sasl.oauthbearer.config") == 0 ||
            strcasecmp(name, "sasl.username") == 0;
 }
 
@@ -163,8 +164,8 @@ static size_t distance(const char *a, const char *b, size_t cap)
         cur[0] = i;
         size_t best = cur[0];
         for (size_t j = 1; j <= lb; j++) {
-            size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) !=
-                                        tolower((unsigned char)b[j - 1]));
+            size_t sub = prev[j - 1] +
+                         (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
             size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
             cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
             if (cur[j] < best)
@@ -224,8 +225,10 @@ int kts_rdkprops_check(const char *key, const char *value, char *errbuf, size_t 
             snprintf(errbuf, errbuf_size, "invalid value (not shown: secret); allowed: %s",
                      r->words);
         else
-            snprintf(errbuf, errbuf_size, "Invalid value \"%s\" for configuration property "
-                     "\"%s\"; allowed: %s", value, key, r->words);
+            snprintf(errbuf, errbuf_size,
+                     "Invalid value \"%s\" for configuration property "
+                     "\"%s\"; allowed: %s",
+                     value, key, r->words);
         return -EINVAL;
     }
     char *msg = trim(errstr); /* librdkafka 2.0.2 ends its range message with "\n" */
@@ -235,8 +238,10 @@ int kts_rdkprops_check(const char *key, const char *value, char *errbuf, size_t 
         if (near != NULL)
             snprintf(errbuf, errbuf_size, "%s; did you mean \"%s\"?", msg, near);
         else
-            snprintf(errbuf, errbuf_size, "%s; allowed: the properties listed in librdkafka's "
-                     "CONFIGURATION.md", msg);
+            snprintf(errbuf, errbuf_size,
+                     "%s; allowed: the properties listed in librdkafka's "
+                     "CONFIGURATION.md",
+                     msg);
         return -EINVAL;
     }
     int n;

@@ -21,7 +21,8 @@ int kts_secret_read_file(const char *path, char **out, const char *where, const 
     }
     struct stat st;
     if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH)) /* (2) */
-        kts_log(KTS_LOG_WARNING, "%s: PropertyFile \"%s\": \"%s\" can be read by every user "
+        kts_log(KTS_LOG_WARNING,
+                "%s: PropertyFile \"%s\": \"%s\" can be read by every user "
                 "(mode %04o); make it readable by the collectd user only (chmod 600)",
                 where, key, path, (unsigned)(st.st_mode & 07777));
     char buf[KTS_SECRET_MAX + 1];
@@ -31,8 +32,8 @@ int kts_secret_read_file(const char *path, char **out, const char *where, const 
     fclose(f);
     if (big) {
         memset(buf, 0, sizeof(buf));
-        kts_log(KTS_LOG_ERR, "%s: PropertyFile \"%s\": \"%s\" is larger than %d bytes", where,
-                key, path, KTS_SECRET_MAX);
+        kts_log(KTS_LOG_ERR, "%s: PropertyFile \"%s\": \"%s\" is larger than %d bytes", where, key,
+                path, KTS_SECRET_MAX);
         return -EINVAL;
     }
     buf[n] = '\0';

@@ -219,7 +219,8 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
     size_t need = sizeof(struct series) + koff + ssz;
     bool must_grow = (t->count + 1) * 4 > (t->mask + 1) * 3;
     if (t->conf.max_bytes > 0) {
-        size_t extra = need + MALLOC_OVERHEAD + (must_grow ? (t->mask + 1) * sizeof(struct slot) : 0);
+        size_t extra =
+            need + MALLOC_OVERHEAD + (must_grow ? (t->mask + 1) * sizeof(struct slot) : 0);
         if (table_bytes(t) + extra > t->conf.max_bytes) {
             t->refused++;
             kts_log_limited(&t->rl, KTS_LOG_WARNING,

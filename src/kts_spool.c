@@ -18,7 +18,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define HDR 8u                     /* u32 body_len, u32 crc32c(body) */
+#define HDR 8u                         /* u32 body_len, u32 crc32c(body) */
 #define SEQ_BASE 0x8000000000000000ull /* first segment; prepends count down from here */
 #define WBUF_SIZE (256u << 10)
 #define RBUF_MIN (256u << 10)
@@ -111,7 +111,7 @@ struct kts_spool {
     bool dir_dirty; /* a file was created, renamed or deleted since the last fsync of dirfd */
 
     struct kts_spool_stats st;
-    struct kts_ratelimit rl_read; /* a read error is retried by the caller: log it sparingly */
+    struct kts_ratelimit rl_read;  /* a read error is retried by the caller: log it sparingly */
     struct kts_ratelimit rl_write; /* so is a write error (disk full: every append tries) */
     size_t wrecs;                  /* records in wbuf */
     bool wfail;                    /* the last write failed (disk full, read-only, ...) */
@@ -177,8 +177,8 @@ static int wbuf_flush(struct kts_spool *sp)
             /* nothing more to do: the torn tail is found at the next open (3) */
         }
         sp->wfail = true;
-        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot write %zu bytes: %s",
-                        sp->dir, sp->wlen, strerror(-rc));
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot write %zu bytes: %s", sp->dir,
+                        sp->wlen, strerror(-rc));
         return rc;
     }
     sp->wfail = false;
@@ -200,8 +200,10 @@ static int writer_close(struct kts_spool *sp)
     if (sp->wlen > 0 && sp->nsegs > 0) {
         /* Could not be written: forget those records rather than pretend they are there;
          * counted (unwritten) and logged, never silently. */
-        kts_log(KTS_LOG_ERR, "spool %s: %zu records (%zu bytes) could not be written and are "
-                "lost: %s", sp->dir, sp->wrecs, sp->wlen, strerror(-rc));
+        kts_log(KTS_LOG_ERR,
+                "spool %s: %zu records (%zu bytes) could not be written and are "
+                "lost: %s",
+                sp->dir, sp->wrecs, sp->wlen, strerror(-rc));
         sp->st.unwritten += sp->wrecs;
         sp->segs[sp->nsegs - 1].size -= sp->wlen;
         sp->bytes -= sp->wlen;
@@ -396,7 +398,8 @@ static int load_dir(struct kts_spool *sp)
     while (rc == 0 && (e = readdir(d)) != NULL) {
         uint64_t seq;
         size_t len = strlen(e->d_name);
-        if (len > 4 && strcmp(e->d_name + len - 4, ".tmp") == 0 && strcmp(e->d_name, "cursor.tmp")) {
+        if (len > 4 && strcmp(e->d_name + len - 4, ".tmp") == 0 &&
+            strcmp(e->d_name, "cursor.tmp")) {
             unlinkat(sp->dirfd, e->d_name, 0); /* an unfinished prepend: never renamed */
             continue;
         }
@@ -508,8 +511,8 @@ int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, c
                      "collectd process (each needs its own)",
                      cfg->dir);
         else
-            snprintf(errbuf, errbuf_size, "cannot lock the spool directory \"%s\": %s",
-                     cfg->dir, strerror(-rc));
+            snprintf(errbuf, errbuf_size, "cannot lock the spool directory \"%s\": %s", cfg->dir,
+                     strerror(-rc));
         goto fail;
     }
     sp->dir_dirty = true; /* the lock file; load_dir() may delete leftovers */
@@ -555,8 +558,8 @@ static int writer_open_new(struct kts_spool *sp)
         rc = -errno;
         sp->next_seq--; /* not created: the next try uses the same name */
         sp->wfail = true;
-        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot create %s: %s", sp->dir,
-                        name, strerror(-rc));
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot create %s: %s", sp->dir, name,
+                        strerror(-rc));
         return rc;
     }
     sp->dir_dirty = true; /* its records are synced with the directory at the next flush */
@@ -593,7 +596,8 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
     unsigned char h[HDR + 2];
     put_header(h, key, key_len, payload, payload_len);
     if (rec > WBUF_SIZE) {
-        struct iovec iov[3] = {{h, sizeof(h)}, {(void *)key, key_len}, {(void *)payload, payload_len}};
+        struct iovec iov[3] = {
+            {h, sizeof(h)}, {(void *)key, key_len}, {(void *)payload, payload_len}};
         ssize_t n = writev(sp->wfd, iov, 3);
         if (n != (ssize_t)rec) {
             rc = n < 0 ? -errno : -EIO;
@@ -693,8 +697,9 @@ long kts_spool_prepend(struct kts_spool *sp, const struct kts_spool_rec *recs, s
         if (ofd < 0)
             rc = -errno;
         for (uint64_t off = copy_from; rc == 0 && off < copy_from + copy_len;) {
-            size_t want = copy_from + copy_len - off > WBUF_SIZE ? WBUF_SIZE
-                                                                 : (size_t)(copy_from + copy_len - off);
+            size_t want = copy_from + copy_len - off > WBUF_SIZE
+                              ? WBUF_SIZE
+                              : (size_t)(copy_from + copy_len - off);
             size_t got;
             rc = pread_all(ofd, buf, want, off, &got);
             if (rc == 0 && got != want)
@@ -876,8 +881,8 @@ void kts_spool_advance(struct kts_spool *sp)
 /* ------------------------------------------------------------------ ahead reader (8) */
 
 /* Makes abuf hold [off, off + n) of segment s (fewer bytes at the end of the file). */
-static int ahead_fill(struct kts_spool *sp, const struct seg *s, bool tail, uint64_t off,
-                      size_t n, uint64_t *avail)
+static int ahead_fill(struct kts_spool *sp, const struct seg *s, bool tail, uint64_t off, size_t n,
+                      uint64_t *avail)
 {
     if (tail && sp->wfd >= 0 && off + n > sp->wdisk) {
         int rc = wbuf_flush(sp); /* caught up with the writer's buffer */
@@ -1018,9 +1023,8 @@ void kts_spool_ack_to(struct kts_spool *sp, struct kts_spool_pos to)
     /* A wholly acknowledged head is deleted; the one the writer appends to only from 4 MiB on
      * or after a failed write (deleting it at every acknowledgement while appends keep up
      * would make a new file each time; a full disk needs the space back). */
-    if (sp->roff >= sp->segs[0].size &&
-        !(sp->nsegs == 1 && sp->wfd >= 0 && sp->wlen == 0 && sp->segs[0].size < (4u << 20) &&
-          !sp->wfail))
+    if (sp->roff >= sp->segs[0].size && !(sp->nsegs == 1 && sp->wfd >= 0 && sp->wlen == 0 &&
+                                          sp->segs[0].size < (4u << 20) && !sp->wfail))
         pop_head(sp);
 }
 

@@ -68,10 +68,10 @@ struct kts_spool_stats {
     uint64_t consumed;     /* records advanced over since open */
     uint64_t torn_records; /* (3) since open */
     uint64_t torn_bytes;
-    uint64_t segments;     /* segment files */
-    uint64_t dir_syncs;    /* (6) fsyncs of the directory since open (sync only) */
-    uint64_t unwritten;    /* appended records that could never be written (disk full at a
-                            * segment switch or at close): lost, logged */
+    uint64_t segments;  /* segment files */
+    uint64_t dir_syncs; /* (6) fsyncs of the directory since open (sync only) */
+    uint64_t unwritten; /* appended records that could never be written (disk full at a
+                         * segment switch or at close): lost, logged */
 };
 
 /* One record for kts_spool_prepend(); the pointers are borrowed. */

@@ -262,8 +262,10 @@ int kts_typesdb_load_file(struct kts_typesdb *db, const char *path, char *errbuf
     if (f == NULL) {
         int e = errno;
         if (errbuf != NULL)
-            snprintf(errbuf, errbuf_size, "TypesDB \"%s\": cannot open: %s; allowed: a readable "
-                     "file in collectd's types.db format", path, strerror(e));
+            snprintf(errbuf, errbuf_size,
+                     "TypesDB \"%s\": cannot open: %s; allowed: a readable "
+                     "file in collectd's types.db format",
+                     path, strerror(e));
         return -e;
     }
     char *text = NULL;
@@ -321,19 +323,25 @@ int kts_typesdb_check(const struct kts_typesdb *db, const struct kts_vl *vl, cha
         return -EINVAL;
     }
     if (t->ds_num != vl->ds_len) {
-        snprintf(errbuf, errbuf_size, "type \"%s\" has %zu data source(s) in types.db, the value "
-                 "list %zu", vl->type, t->ds_num, vl->ds_len);
+        snprintf(errbuf, errbuf_size,
+                 "type \"%s\" has %zu data source(s) in types.db, the value "
+                 "list %zu",
+                 vl->type, t->ds_num, vl->ds_len);
         return -EINVAL;
     }
     for (size_t i = 0; i < t->ds_num; i++) {
         if (strcmp(t->ds[i].name, vl->ds[i].name) != 0) {
-            snprintf(errbuf, errbuf_size, "type \"%s\": data source %zu is \"%s\" in types.db, "
-                     "\"%s\" in the value list", vl->type, i, t->ds[i].name, vl->ds[i].name);
+            snprintf(errbuf, errbuf_size,
+                     "type \"%s\": data source %zu is \"%s\" in types.db, "
+                     "\"%s\" in the value list",
+                     vl->type, i, t->ds[i].name, vl->ds[i].name);
             return -EINVAL;
         }
         if (t->ds[i].type != vl->ds[i].type) {
-            snprintf(errbuf, errbuf_size, "type \"%s\": data source \"%s\" is %s in types.db, %s "
-                     "in the value list", vl->type, t->ds[i].name, ds_type_name(t->ds[i].type),
+            snprintf(errbuf, errbuf_size,
+                     "type \"%s\": data source \"%s\" is %s in types.db, %s "
+                     "in the value list",
+                     vl->type, t->ds[i].name, ds_type_name(t->ds[i].type),
                      ds_type_name(vl->ds[i].type));
             return -EINVAL;
         }

@@ -104,16 +104,18 @@ static int check_header(const struct wm_header *h, off_t size, const char *path,
     }
     if (h->version != WM_VERSION || h->header_size != WM_HEADER_SIZE ||
         h->entry_size != sizeof(struct wm_entry)) {
-        snprintf(errbuf, errbuf_size, "%s: state file version %u (entry size %u), this build "
-                 "reads version %u (entry size %zu)", path, h->version, h->entry_size,
-                 WM_VERSION, sizeof(struct wm_entry));
+        snprintf(errbuf, errbuf_size,
+                 "%s: state file version %u (entry size %u), this build "
+                 "reads version %u (entry size %zu)",
+                 path, h->version, h->entry_size, WM_VERSION, sizeof(struct wm_entry));
         return -EINVAL;
     }
     if (h->series_max != series_max) {
-        snprintf(errbuf, errbuf_size, "%s was created for %llu series, the configuration asks "
+        snprintf(errbuf, errbuf_size,
+                 "%s was created for %llu series, the configuration asks "
                  "for %llu: configure %llu, or delete the file while no aggregator uses it (the "
-                 "next start then writes redelivered values again once)", path,
-                 (unsigned long long)h->series_max, (unsigned long long)series_max,
+                 "next start then writes redelivered values again once)",
+                 path, (unsigned long long)h->series_max, (unsigned long long)series_max,
                  (unsigned long long)h->series_max);
         return -EINVAL;
     }
@@ -154,8 +156,7 @@ int kts_wmark_open(struct kts_wmark **out, const char *path, uint64_t series_max
     struct stat st;
     struct wm_header h;
     memset(&h, 0, sizeof(h));
-    if (fstat(fd, &st) != 0 ||
-        (st.st_size > 0 && pread(fd, &h, sizeof(h), 0) < 0)) {
+    if (fstat(fd, &st) != 0 || (st.st_size > 0 && pread(fd, &h, sizeof(h), 0) < 0)) {
         rc = -errno;
         snprintf(errbuf, errbuf_size, "%s: %s", path, strerror(errno));
         goto out;
@@ -179,8 +180,8 @@ int kts_wmark_open(struct kts_wmark **out, const char *path, uint64_t series_max
             e = errno ? errno : EIO;
         if (e != 0) {
             rc = -e;
-            snprintf(errbuf, errbuf_size, "%s: cannot create a %zu-byte state file: %s", path,
-                     size, strerror(e));
+            snprintf(errbuf, errbuf_size, "%s: cannot create a %zu-byte state file: %s", path, size,
+                     strerror(e));
             goto out;
         }
         st.st_size = (off_t)size;

@@ -42,8 +42,8 @@ struct kts_wmark;
 struct kts_wmark_stats {
     uint64_t series_max; /* (4) */
     uint64_t slots;
-    uint64_t used;       /* series in the file (all processes), incl. half-claimed slots (5) */
-    uint64_t refused;    /* claims refused because the table was full, this handle */
+    uint64_t used;    /* series in the file (all processes), incl. half-claimed slots (5) */
+    uint64_t refused; /* claims refused because the table was full, this handle */
     uint64_t file_bytes;
 };
 

@@ -149,24 +149,49 @@ static void pc_parse(int argc, char **argv, struct pc_opts *o)
     optind = 2;
     while ((c = getopt(argc, argv, "b:t:n:m:g:z:p:r:T:P:R:G:X:")) != -1) {
         switch (c) {
-        case 'b': o->bootstrap = optarg; break;
-        case 't': o->topic = optarg; break;
-        case 'n': o->n = pc_parse_long(optarg, "-n", 1); break;
-        case 'm': o->tag = optarg; break;
-        case 'g': o->group = optarg; break;
-        case 'z': o->codec = optarg; break;
-        case 'p': o->partitions = (int)pc_parse_long(optarg, "-p", 1); break;
-        case 'r': o->rf = (int)pc_parse_long(optarg, "-r", -1); break;
-        case 'T': o->timeout_s = (int)pc_parse_long(optarg, "-T", 1); break;
-        case 'P': o->pause_at = pc_parse_long(optarg, "-P", 0); break;
-        case 'R': o->ready_file = optarg; break;
-        case 'G': o->go_file = optarg; break;
+        case 'b':
+            o->bootstrap = optarg;
+            break;
+        case 't':
+            o->topic = optarg;
+            break;
+        case 'n':
+            o->n = pc_parse_long(optarg, "-n", 1);
+            break;
+        case 'm':
+            o->tag = optarg;
+            break;
+        case 'g':
+            o->group = optarg;
+            break;
+        case 'z':
+            o->codec = optarg;
+            break;
+        case 'p':
+            o->partitions = (int)pc_parse_long(optarg, "-p", 1);
+            break;
+        case 'r':
+            o->rf = (int)pc_parse_long(optarg, "-r", -1);
+            break;
+        case 'T':
+            o->timeout_s = (int)pc_parse_long(optarg, "-T", 1);
+            break;
+        case 'P':
+            o->pause_at = pc_parse_long(optarg, "-P", 0);
+            break;
+        case 'R':
+            o->ready_file = optarg;
+            break;
+        case 'G':
+            o->go_file = optarg;
+            break;
         case 'X':
             if (o->nprops == PC_MAX_PROPS || strchr(optarg, '=') == NULL)
                 pc_usage();
             o->props[o->nprops++] = optarg;
             break;
-        default: pc_usage();
+        default:
+            pc_usage();
         }
     }
     if (optind != argc || o->bootstrap == NULL || o->topic == NULL)
@@ -363,8 +388,7 @@ static int pc_produce(const struct pc_opts *o)
         if (i == o->pause_at) {
             FILE *f = fopen(o->ready_file, "w");
             if (f == NULL) {
-                fprintf(stderr, "kafka-pc: cannot create %s: %s\n", o->ready_file,
-                        strerror(errno));
+                fprintf(stderr, "kafka-pc: cannot create %s: %s\n", o->ready_file, strerror(errno));
                 break;
             }
             fprintf(f, "%ld\n", i);
@@ -384,10 +408,10 @@ static int pc_produce(const struct pc_opts *o)
         int klen = pc_key(key, sizeof(key), o->tag, i);
         int plen = pc_payload(payload, sizeof(payload), o->tag, i);
         for (;;) {
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
-                RD_KAFKA_V_VALUE(payload, (size_t)plen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_END);
+            rd_kafka_resp_err_t err =
+                rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_KEY(key, (size_t)klen),
+                                  RD_KAFKA_V_VALUE(payload, (size_t)plen),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 produced++;
                 break;
@@ -518,8 +542,8 @@ static int pc_consume(const struct pc_opts *o)
             }
             if (c < 0) {
                 if (invalid++ == 0)
-                    fprintf(stderr, "kafka-pc: invalid message at partition %d offset %" PRId64
-                                    "\n",
+                    fprintf(stderr,
+                            "kafka-pc: invalid message at partition %d offset %" PRId64 "\n",
                             (int)m->partition, m->offset);
             } else if (seen[idx]) {
                 dupes++;

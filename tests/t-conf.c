@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_conf: parser (guarantee 2), option tables (3), case-insensitive names (4). */
-#include "tap.h"
 #include "kts_conf.h"
 #include "kts_log.h"
+#include "tap.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -38,33 +38,35 @@ static int custom_fn(const struct kts_opt *o, void *obj, const struct kts_conf *
     return item->values_num == 2 ? 0 : -EINVAL;
 }
 static const struct kts_opt table[] = {
-    {"Topic", KTS_OPT_STRING, offsetof(struct cfg, topic), "collectd", 0, 0, NULL, NULL, 0, "topic"},
-    {"Broker", KTS_OPT_STRINGS, offsetof(struct cfg, brokers), NULL, 0, 0, NULL, NULL, KTS_OPT_REQUIRED, "a broker"},
+    {"Topic", KTS_OPT_STRING, offsetof(struct cfg, topic), "collectd", 0, 0, NULL, NULL, 0,
+     "topic"},
+    {"Broker", KTS_OPT_STRINGS, offsetof(struct cfg, brokers), NULL, 0, 0, NULL, NULL,
+     KTS_OPT_REQUIRED, "a broker"},
     {"Count", KTS_OPT_INT, offsetof(struct cfg, count), "100", 1, 1000, NULL, NULL, 0, "count"},
     {"Ratio", KTS_OPT_DOUBLE, offsetof(struct cfg, ratio), "0.5", 0, 1, NULL, NULL, 0, "ratio"},
     {"Flag", KTS_OPT_BOOL, offsetof(struct cfg, flag), "true", 0, 0, NULL, NULL, 0, "flag"},
     {"Key", KTS_OPT_ENUM, offsetof(struct cfg, mode), "series", 0, 0, modes, NULL, 0, "key"},
-    {"Timeout", KTS_OPT_DURATION, offsetof(struct cfg, timeout), "2.5", 0, 60, NULL, NULL, 0, "timeout"},
+    {"Timeout", KTS_OPT_DURATION, offsetof(struct cfg, timeout), "2.5", 0, 60, NULL, NULL, 0,
+     "timeout"},
     {"Property", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, custom_fn, 0, "pairs"},
     KTS_OPT_END,
 };
 
-static const char good[] =
-    "# comment\n"
-    "<Plugin \"write_kafka_ts\">\n"
-    "  topic \"metrics\" # trailing comment\n"
-    "  Broker \"a:1\"\n"
-    "  Broker b:2\n"
-    "  Count 7\n"
-    "  Ratio 0.25\n"
-    "  Flag false\n"
-    "  KEY \"Host\"\n"
-    "  Timeout 1.5\n"
-    "  Property \"x\" \\\n"
-    "           \"y \\\"quoted\\\"\"\n"
-    "  <Inner 1 true>\n"
-    "  </Inner>\n"
-    "</Plugin>\n";
+static const char good[] = "# comment\n"
+                           "<Plugin \"write_kafka_ts\">\n"
+                           "  topic \"metrics\" # trailing comment\n"
+                           "  Broker \"a:1\"\n"
+                           "  Broker b:2\n"
+                           "  Count 7\n"
+                           "  Ratio 0.25\n"
+                           "  Flag false\n"
+                           "  KEY \"Host\"\n"
+                           "  Timeout 1.5\n"
+                           "  Property \"x\" \\\n"
+                           "           \"y \\\"quoted\\\"\"\n"
+                           "  <Inner 1 true>\n"
+                           "  </Inner>\n"
+                           "</Plugin>\n";
 
 int main(void)
 {
@@ -74,11 +76,13 @@ int main(void)
     struct kts_conf *root = NULL;
 
     /* 2: grammar */
-    is_int(kts_conf_parse(good, strlen(good), "good.conf", &root, err, sizeof(err)), 0, "2: parses a plugin block");
+    is_int(kts_conf_parse(good, strlen(good), "good.conf", &root, err, sizeof(err)), 0,
+           "2: parses a plugin block");
     ok(root && root->children_num == 1, "2: one top-level block");
     struct kts_conf *plugin = &root->children[0];
     is_str(plugin->key, "Plugin", "2: block key");
-    ok(plugin->values_num == 1 && plugin->values[0].type == KTS_CONF_STRING, "2: block argument is a string");
+    ok(plugin->values_num == 1 && plugin->values[0].type == KTS_CONF_STRING,
+       "2: block argument is a string");
     is_int(plugin->children_num, 10, "2: ten children");
     is_int(plugin->children[0].line, 3, "2: line numbers are kept");
     const struct kts_conf *prop = &plugin->children[8];
@@ -99,11 +103,14 @@ int main(void)
     /* The Inner block is unknown to the table: exactly one error naming it. */
     logbuf[0] = '\0';
     loglines = 0;
-    is_int(kts_opt_apply(table, &c, plugin, "test plugin"), -EINVAL, "3: unknown block makes apply fail");
+    is_int(kts_opt_apply(table, &c, plugin, "test plugin"), -EINVAL,
+           "3: unknown block makes apply fail");
     is_int(loglines, 1, "3: exactly one problem logged");
-    ok(strstr(logbuf, "unknown option \"Inner\" (good.conf:13)") != NULL, "3: message names the option and line");
+    ok(strstr(logbuf, "unknown option \"Inner\" (good.conf:13)") != NULL,
+       "3: message names the option and line");
     is_str(c.topic, "metrics", "4: lower-case key matched");
-    ok(c.brokers.n == 2 && strcmp(c.brokers.v[1], "b:2") == 0, "3: repeatable option, unquoted word");
+    ok(c.brokers.n == 2 && strcmp(c.brokers.v[1], "b:2") == 0,
+       "3: repeatable option, unquoted word");
     ok(c.count == 7 && c.ratio == 0.25 && c.flag == false && c.mode == 1 && c.timeout == 1.5,
        "3: values applied");
     is_int(c.custom_calls, 1, "3: custom callback called");
@@ -111,8 +118,9 @@ int main(void)
     kts_conf_free(root);
 
     /* 3: every problem in one pass */
-    static const char bad[] = "Count 0\nCount 2.5\nRatio \"x\"\nFlag 3\nKey \"random\"\nTimeout 61\n"
-                              "Topic 1 2\nProperty \"only-one\"\n";
+    static const char bad[] =
+        "Count 0\nCount 2.5\nRatio \"x\"\nFlag 3\nKey \"random\"\nTimeout 61\n"
+        "Topic 1 2\nProperty \"only-one\"\n";
     is_int(kts_conf_parse(bad, strlen(bad), "bad.conf", &root, err, sizeof(err)), 0, "parses");
     struct cfg d = {0};
     kts_opt_defaults(table, &d);
@@ -120,11 +128,14 @@ int main(void)
     loglines = 0;
     is_int(kts_opt_apply(table, &d, root, "p"), -EINVAL, "3: invalid values fail");
     is_int(loglines, 8, "3: all 7 bad values and the missing required option are reported");
-    ok(strstr(logbuf, "invalid value 0 for option \"Count\" (bad.conf:1); allowed: a whole number from 1 to 1000"),
+    ok(strstr(logbuf, "invalid value 0 for option \"Count\" (bad.conf:1); allowed: a whole number "
+                      "from 1 to 1000"),
        "3: range error names option, value, range");
-    ok(strstr(logbuf, "invalid value \"random\" for option \"Key\" (bad.conf:5); allowed: one of \"series\", \"host\", \"none\""),
+    ok(strstr(logbuf, "invalid value \"random\" for option \"Key\" (bad.conf:5); allowed: one of "
+                      "\"series\", \"host\", \"none\""),
        "3: enum error lists allowed words");
-    ok(strstr(logbuf, "option \"Topic\" (bad.conf:7) takes exactly one value, got 2"), "3: value count");
+    ok(strstr(logbuf, "option \"Topic\" (bad.conf:7) takes exactly one value, got 2"),
+       "3: value count");
     ok(strstr(logbuf, "option \"Broker\" is required"), "3: missing required option");
     kts_opt_free(table, &d);
     kts_conf_free(root);
@@ -145,8 +156,10 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
         err[0] = '\0';
-        int rc = kts_conf_parse(errs[i].text, strlen(errs[i].text), "t.conf", &root, err, sizeof(err));
-        ok(rc == -EINVAL && strstr(err, errs[i].msg) != NULL && root == NULL, "2: error \"%s\"", errs[i].msg);
+        int rc =
+            kts_conf_parse(errs[i].text, strlen(errs[i].text), "t.conf", &root, err, sizeof(err));
+        ok(rc == -EINVAL && strstr(err, errs[i].msg) != NULL && root == NULL, "2: error \"%s\"",
+           errs[i].msg);
         if (rc != -EINVAL || !strstr(err, errs[i].msg))
             diag("got rc=%d err=%s", rc, err);
     }

@@ -39,8 +39,7 @@ static void quiet(int level, const char *msg, void *opaque)
 {
     (void)opaque;
     pthread_mutex_lock(&count_lock);
-    if (count_needle[0] != '\0' && strstr(msg, count_needle) != NULL &&
-        count_lines++ == 0)
+    if (count_needle[0] != '\0' && strstr(msg, count_needle) != NULL && count_lines++ == 0)
         snprintf(count_first, sizeof(count_first), "%s", msg);
     pthread_mutex_unlock(&count_lock);
     if (level <= KTS_LOG_WARNING && getenv("KTS_TEST_VERBOSE"))
@@ -116,11 +115,13 @@ static void test_typesdb(void)
     ok(kts_typesdb_find(db, "ok") == NULL, "T3 nothing of a bad file is kept");
     const char *redef = "gauge value:DERIVE:0:U\n";
     kts_typesdb_load_text(db, redef, strlen(redef), "c.db", err, sizeof(err));
-    ok(kts_typesdb_find(db, "gauge")->ds[0].type == KTS_DS_DERIVE, "T2 a later file replaces a type");
+    ok(kts_typesdb_find(db, "gauge")->ds[0].type == KTS_DS_DERIVE,
+       "T2 a later file replaces a type");
     is_int(kts_typesdb_load_file(db, "/nonexistent/types.db", err, sizeof(err)), -ENOENT,
            "T missing file: -ENOENT");
 
-    struct kts_ds ds[2] = {{"rx", KTS_DS_DERIVE, {.derive = 1}}, {"tx", KTS_DS_DERIVE, {.derive = 2}}};
+    struct kts_ds ds[2] = {{"rx", KTS_DS_DERIVE, {.derive = 1}},
+                           {"tx", KTS_DS_DERIVE, {.derive = 2}}};
     struct kts_vl vl = {.host = "h", .plugin = "p", .type = "if_octets", .ds_len = 2, .ds = ds};
     is_int(kts_typesdb_check(db, &vl, err, sizeof(err)), 0, "T4 matching value list accepted");
     vl.ds_len = 1;
@@ -150,8 +151,8 @@ static void test_typesdb(void)
 
 static void test_naming(void)
 {
-    struct kts_consumer_config cfg = {.host_prefix = "agg-", .host_suffix = ".x",
-                                      .plugin_instance_suffix = "-f"};
+    struct kts_consumer_config cfg = {
+        .host_prefix = "agg-", .host_suffix = ".x", .plugin_instance_suffix = "-f"};
     struct kts_vl vl = {.host = "h1", .plugin = "cpu", .plugin_instance = "0", .type = "cpu"};
     is_int(kts_consumer_apply_naming(&cfg, &vl), 0, "C7 naming applies");
     ok(strcmp(vl.host, "agg-h1.x") == 0 && strcmp(vl.plugin_instance, "0-f") == 0,
@@ -170,7 +171,8 @@ static void test_naming(void)
     struct kts_consumer_config sm = {.plugin_instance_suffix = "-smooth", .host_suffix = "._x"};
     struct kts_vl v3 = {.host = "h", .plugin = "memory", .plugin_instance = "", .type = "memory"};
     is_int(kts_consumer_apply_naming(&sm, &v3), 0, "C7 suffix on an empty plugin instance");
-    is_str(v3.plugin_instance, "smooth", "C7 memory + \"-smooth\": plugin instance \"smooth\" "
+    is_str(v3.plugin_instance, "smooth",
+           "C7 memory + \"-smooth\": plugin instance \"smooth\" "
            "(memory-smooth, not memory--smooth)");
     is_str(v3.host, "h._x", "C7 a non-empty name keeps the suffix as given");
     struct kts_consumer_config pre = {.host_prefix = "agg", .host_suffix = "-x"};
@@ -369,9 +371,10 @@ static void test_offsets_and_dlq(void)
         produce_value(topic, 1, 7, k);
     produce(topic, 1, "x", "garbage");
     produce(topic, 1, "x", "{\"v\":1,\"host\":\"h\"");
-    produce(topic, 1, "x", "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\","
-                           "\"type\":\"if_octets\",\"type_instance\":\"\",\"time\":1,\"interval\":1,"
-                           "\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1}]}");
+    produce(topic, 1, "x",
+            "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\","
+            "\"type\":\"if_octets\",\"type_instance\":\"\",\"time\":1,\"interval\":1,"
+            "\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1}]}");
     for (int k = 5; k < 10; k++)
         produce_value(topic, 1, 7, k);
     rd_kafka_flush(mock_rk, 5000);
@@ -398,16 +401,19 @@ static void test_offsets_and_dlq(void)
      * s7 has 10 values, s0..s2 20 each, so at least 50 are written. */
     struct wait_n w = {c, 50};
     ok(wait_for(written_reached, &w, 30), "C2 the values not behind the withheld one are written");
-    ok(wait_for(bad_reached, &(struct wait_n){c, 53}, 30), "C5 three bad messages counted and dead-lettered");
+    ok(wait_for(bad_reached, &(struct wait_n){c, 53}, 30),
+       "C5 three bad messages counted and dead-lettered");
     usleep(1000000);
     int32_t wp = -1;
     pthread_mutex_lock(&s.lock);
     wp = strcmp(s.series[0], "s7") == 0 ? 1 : 0;
     pthread_mutex_unlock(&s.lock);
     int64_t st_w = stored_of(c, wp), st_o = stored_of(c, 1 - wp);
-    ok(st_w == -1 || st_w == 0, "C2 partition %d with the withheld first value: nothing stored past it (%lld)",
-       wp, (long long)st_w);
-    is_int(st_o, wp == 0 ? 13 : 60, "C2/C5 the other partition is stored to its end, past the bad messages");
+    ok(st_w == -1 || st_w == 0,
+       "C2 partition %d with the withheld first value: nothing stored past it (%lld)", wp,
+       (long long)st_w);
+    is_int(st_o, wp == 0 ? 13 : 60,
+           "C2/C5 the other partition is stored to its end, past the bad messages");
     ok(kts_consumer_owns(c, s.withhold) && !kts_consumer_owns(c, s.withhold ^ (1ULL << 60)),
        "tokens carry the instance id");
     is_int(kts_consumer_written(c, 12345), -ENOENT, "an unknown token is ignored");
@@ -417,7 +423,8 @@ static void test_offsets_and_dlq(void)
     s.withhold_first = false;
     s.withhold = 0;
     pthread_mutex_unlock(&s.lock);
-    ok(wait_for(written_reached, &(struct wait_n){c, 70}, 10), "C2 the withheld value written at last");
+    ok(wait_for(written_reached, &(struct wait_n){c, 70}, 10),
+       "C2 the withheld value written at last");
     usleep(300000);
     is_int(stored_of(c, wp), wp == 0 ? 60 : 13, "C2 its partition is now stored to the end");
 
@@ -482,8 +489,10 @@ static void test_commit_hook(void)
     static struct sink s;
     pthread_mutex_init(&s.lock, NULL);
     static struct hook_rec h;
-    struct kts_consumer_callbacks cb = {.dispatch = sink_dispatch, .dispatch_opaque = &s,
-                                        .commit_hook = test_hook, .commit_opaque = &h,
+    struct kts_consumer_callbacks cb = {.dispatch = sink_dispatch,
+                                        .dispatch_opaque = &s,
+                                        .commit_hook = test_hook,
+                                        .commit_opaque = &h,
                                         .commit_interval = 0.3};
     char err[512];
     struct kts_consumer *c;
@@ -495,7 +504,8 @@ static void test_commit_hook(void)
     pthread_t rt, wt;
     pthread_create(&rt, NULL, run_thread, c);
     pthread_create(&wt, NULL, sink_writer, &s);
-    ok(wait_for(written_reached, &(struct wait_n){c, 20}, 30) && wait_for(hook_calls_reached, &h, 30),
+    ok(wait_for(written_reached, &(struct wait_n){c, 20}, 30) &&
+           wait_for(hook_calls_reached, &h, 30),
        "C11 20 values written, and a commit point stored them before any drain");
     is_uint(kts_consumer_drain(c), 0, "C11 drain: nothing left unconfirmed");
     pthread_join(rt, NULL);
@@ -508,8 +518,10 @@ static void test_commit_hook(void)
     for (int i = 0; i < h.calls && i < 64 && getenv("KTS_TEST_VERBOSE"); i++)
         diag("hook call %d: written %llu, stored %lld", i, (unsigned long long)h.written[i],
              (long long)h.stored[i]);
-    ok(lag_ok, "C11 an offset is stored only at the commit point after the hook that followed "
-       "its value's confirmation (%d hook calls)", h.calls);
+    ok(lag_ok,
+       "C11 an offset is stored only at the commit point after the hook that followed "
+       "its value's confirmation (%d hook calls)",
+       h.calls);
     is_int(h.finals, 1, "C11 drain calls the hook once more, as final");
     is_int(stored_of(c, 0), 20, "C11 after the final hook everything done is stored");
     kts_consumer_close(c);
@@ -584,8 +596,10 @@ static void test_rebalance_close(int loops)
             diag("loop %d: a wrote %llu, b wrote %llu", i, (unsigned long long)sta.written,
                  (unsigned long long)stb.written);
     }
-    is_int(fine, loops, "C8/C9 close of a member during a rebalance, %d times: no abort, no hang, "
-           "the survivor completes the union", loops);
+    is_int(fine, loops,
+           "C8/C9 close of a member during a rebalance, %d times: no abort, no hang, "
+           "the survivor completes the union",
+           loops);
 }
 
 /* A TAP "skip" (tap.h has no directive of its own): counted as run, never as a failure. */

@@ -16,7 +16,8 @@ static double gauss(unsigned *seed)
 
 static double pattern(double t)
 {
-    return 10 + 5 * sin(2 * M_PI * t / DAY) + (fmod(t, DAY) > 40000 && fmod(t, DAY) < 45000 ? 4 : 0);
+    return 10 + 5 * sin(2 * M_PI * t / DAY) +
+           (fmod(t, DAY) > 40000 && fmod(t, DAY) < 45000 ? 4 : 0);
 }
 
 int main(void)
@@ -152,8 +153,10 @@ int main(void)
     fh_step(h, 8 * DAY + STEP, pattern(8 * DAY + STEP) + 24);
     fh_step(h, 8 * DAY + 2 * STEP, pattern(8 * DAY + 2 * STEP) + 24);
     double after9 = h->out[0].scale;
-    ok(after9 <= before9 * 1.82, "9. a spike of 1000 sd moves its phase scale %.3f -> %.3f "
-       "(at most x1.81)", before9, after9);
+    ok(after9 <= before9 * 1.82,
+       "9. a spike of 1000 sd moves its phase scale %.3f -> %.3f "
+       "(at most x1.81)",
+       before9, after9);
     is_int(h->state_size, 48 + 4 * 288 + 144, "9. phase scales take no extra state");
     fh_free(h);
     return done_testing();

@@ -43,7 +43,8 @@ int main(void)
     h = fh_filter_new("fill", "Method \"previous\"\nInterval 5");
     fh_step(h, 0, 7);
     fh_step(h, 15, 9);
-    ok(h->n == 3 && h->out[0].value == 7 && h->out[1].value == 7, "3. previous repeats the last value");
+    ok(h->n == 3 && h->out[0].value == 7 && h->out[1].value == 7,
+       "3. previous repeats the last value");
     fh_free(h);
     /* 6. no interval */
     h = fh_filter_new("fill", "");

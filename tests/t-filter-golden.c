@@ -193,8 +193,8 @@ static void run_case(const char *dir, const char *name)
         if (!ok(first.n == want.n && bad == 0, "%s: matches the reference within %g (%zu points)",
                 name, tol, want.n))
             diag("got %zu points, want %zu; %zu differ, first at %zu: got (%.6f, %.17g) want "
-                 "(%.6f, %.17g)", first.n, want.n, bad, first_bad,
-                 first_bad < first.n ? first.t[first_bad] : 0,
+                 "(%.6f, %.17g)",
+                 first.n, want.n, bad, first_bad, first_bad < first.n ? first.t[first_bad] : 0,
                  first_bad < first.n ? first.v[first_bad] : 0, want.t[first_bad],
                  want.v[first_bad]);
     }

@@ -27,7 +27,8 @@ int main(void)
     ok(!(h->out[0].flags & (KTS_PT_WARMING | KTS_PT_REPLACED)), "1. a normal point is kept");
     fh_step(h, 60, 100);
     ok(h->out[0].flags & KTS_PT_REPLACED, "1. a spike is an outlier");
-    is_double(h->out[0].value, 10.5, 0, "5. replace uses the window median (even count: mean of two)");
+    is_double(h->out[0].value, 10.5, 0,
+              "5. replace uses the window median (even count: mean of two)");
     fh_step(h, 70, 10);
     is_double(h->out[0].value, 10, 0, "4. the spike did not enter the window (next point kept)");
     /* 3. integer flat series */
@@ -215,7 +216,8 @@ int main(void)
     fh_free(h);
 
     /* 12. Delay 2, MaxRun 2: a two-point spike is replaced whole, a level shift never */
-    h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 10\nThreshold 5\nDelay 2\nMaxRun 2");
+    h = fh_filter_new("outlier",
+                      "Window 600\nMaxPoints 31\nMinPoints 10\nThreshold 5\nDelay 2\nMaxRun 2");
     seed = 3;
     ngot = 0;
     int nrep = 0;
@@ -245,7 +247,8 @@ int main(void)
     int nwarm = 0;
     for (int i = 0; i < 200; i++) {
         /* a steep ramp (2 per point, noise sd 1), spikes at 50 (one point) and 120-121 (two) */
-        double v = 100 + 2 * i + noise(&seed) + (i == 50 ? 25 : 0) + (i == 120 || i == 121 ? -30 : 0);
+        double v =
+            100 + 2 * i + noise(&seed) + (i == 50 ? 25 : 0) + (i == 120 || i == 121 ? -30 : 0);
         struct kts_point wp = fh_point(10.0 * i, v);
         wp.flags |= KTS_PT_WARMING;
         fh_push(h, &wp);
@@ -276,8 +279,10 @@ int main(void)
                 ok16 = (h->out[k].flags & KTS_PT_REPLACED) && fabs(h->out[k].value - 60) < 2;
         }
     }
-    ok(ok16, "16. a spike within the window's spread but far from its neighbours is replaced "
-             "(%d replaced in all: a trailing window lags the sine)", n16);
+    ok(ok16,
+       "16. a spike within the window's spread but far from its neighbours is replaced "
+       "(%d replaced in all: a trailing window lags the sine)",
+       n16);
     fh_free(h);
     h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");
     ok(h == NULL, "12. Delay needs Method hampel");

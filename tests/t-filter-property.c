@@ -98,9 +98,8 @@ static bool hampel_property(double window, double threshold, bool integers, int 
     for (size_t i = 0; i < N; i++)
         in[i].t = 1000 + (in[i].t - 1000) * time_scale;
     char opts[256];
-    snprintf(opts, sizeof(opts),
-             "Window %g\nMaxPoints %d\nMinPoints 5\nThreshold %g\nMaxRun %d", window, max_points,
-             threshold, max_run);
+    snprintf(opts, sizeof(opts), "Window %g\nMaxPoints %d\nMinPoints 5\nThreshold %g\nMaxRun %d",
+             window, max_points, threshold, max_run);
     struct fh *h = fh_filter_new("outlier", opts);
     size_t nacc = 0;
     double newest = 0;
@@ -176,8 +175,8 @@ static bool hampel_property(double window, double threshold, bool integers, int 
         if (h->n != 1 || got_warm != warming || got_out != outlier ||
             memcmp(&h->out[0].value, &want, sizeof(double)) != 0) {
             diag("point %zu (t=%.3f x=%g): got warm=%d out=%d v=%.17g; want warm=%d out=%d "
-                 "v=%.17g (window %zu)", i, t, x, got_warm, got_out, h->out[0].value, warming,
-                 outlier, want, nacc);
+                 "v=%.17g (window %zu)",
+                 i, t, x, got_warm, got_out, h->out[0].value, warming, outlier, want, nacc);
             good = false;
         }
     }
@@ -228,12 +227,14 @@ static const char *other_pipeline =
     "  ExpireAfter 500\n"
     "  <Filter \"dedup\">\n    Beyond \"pass\"\n  </Filter>\n"
     "  <Filter \"difference\">\n    Method \"derivative\"\n  </Filter>\n"
-    "  <Filter \"deseasonalize\">\n    Period 300\n    Bins 10\n    Output \"residual\"\n  </Filter>\n"
+    "  <Filter \"deseasonalize\">\n    Period 300\n    Bins 10\n    Output \"residual\"\n  "
+    "</Filter>\n"
     "  <Filter \"outlier\">\n    Method \"robust\"\n    Tau 100\n    Action \"mark\"\n  </Filter>\n"
     "  <Filter \"outlier\">\n    Method \"ewz\"\n    Tau 100\n    Action \"drop\"\n  </Filter>\n"
     "  <Filter \"reseasonalize\">\n  </Filter>\n"
     "  <Filter \"fill\">\n    Method \"previous\"\n    MaxGap 2\n  </Filter>\n"
-    "  <Filter \"difference\">\n    Method \"difference\"\n    Lag 100\n    LagBins 5\n  </Filter>\n"
+    "  <Filter \"difference\">\n    Method \"difference\"\n    Lag 100\n    LagBins 5\n  "
+    "</Filter>\n"
     "  <Filter \"smooth\">\n    Method \"ema\"\n    Tau 30\n  </Filter>\n"
     "</Pipeline>\n";
 
@@ -247,7 +248,10 @@ static bool batch_property(const char *pipeline_text)
     for (size_t i = 0; i < NV; i++) {
         int s = (int)(urand() * 8);
         double r = urand();
-        t[s] = t[s] == 0 ? 1000 : r < 0.05 ? t[s] - 30 : r < 0.1 ? t[s] : t[s] + 10 * (1 + (r > 0.97) * 4);
+        t[s] = t[s] == 0  ? 1000
+               : r < 0.05 ? t[s] - 30
+               : r < 0.1  ? t[s]
+                          : t[s] + 10 * (1 + (r > 0.97) * 4);
         ctr[s] += r < 0.02 ? 0 : (uint64_t)(urand() * 1000);
         if (r > 0.995)
             ctr[s] = 5; /* reset */
@@ -272,8 +276,7 @@ static bool batch_property(const char *pipeline_text)
         struct kts_pipeline *p = fh_pipeline_new(pipeline_text);
         struct capture c = {0};
         for (size_t i = 0; i < NV; i += sizes[k])
-            kts_pipeline_process(p, vls + i, i + sizes[k] <= NV ? sizes[k] : NV - i, cap_emit,
-                                 &c);
+            kts_pipeline_process(p, vls + i, i + sizes[k] <= NV ? sizes[k] : NV - i, cap_emit, &c);
         kts_pipeline_flush(p, cap_emit, &c);
         kts_pipeline_destroy(p);
         if (k == 0) {
@@ -294,7 +297,8 @@ static bool batch_property(const char *pipeline_text)
 int main(void)
 {
     plan(11);
-    ok(sma_property(300), "SMA 1.: equals recomputation from scratch (window 300 s, gaps, late, dups)");
+    ok(sma_property(300),
+       "SMA 1.: equals recomputation from scratch (window 300 s, gaps, late, dups)");
     ok(sma_property(35), "SMA 1.: also with a window of ~3 points");
     ok(hampel_property(600, 3.5, false, 5, 4096, 1),
        "Hampel 1./3./4.: equals recomputation from scratch");

@@ -208,10 +208,26 @@ static void random_string(char *dst, size_t min, size_t max)
 
 static double random_double(void)
 {
-    static const double special[] = {0.0,     -0.0,    1.0,      -1.0,    0.1,     0.5,
-                                     DBL_MAX, -DBL_MAX, DBL_MIN,  5e-324,  1e21,    1e22,
-                                     1e23,    123.456, 9007199254740992.0, 9007199254740993.0,
-                                     -273.15, 0.30000000000000004, 1e-7,   2.5e-308};
+    static const double special[] = {0.0,
+                                     -0.0,
+                                     1.0,
+                                     -1.0,
+                                     0.1,
+                                     0.5,
+                                     DBL_MAX,
+                                     -DBL_MAX,
+                                     DBL_MIN,
+                                     5e-324,
+                                     1e21,
+                                     1e22,
+                                     1e23,
+                                     123.456,
+                                     9007199254740992.0,
+                                     9007199254740993.0,
+                                     -273.15,
+                                     0.30000000000000004,
+                                     1e-7,
+                                     2.5e-308};
     uint64_t k = rnd() % 10;
     if (k == 0) {
         uint64_t s = rnd() % 4;
@@ -446,20 +462,38 @@ static void test_fallbacks(void)
 {
     static const char *const cases[] = {
         /* white space */
-        "{ \"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1}]}",
-        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1}]}\n",
+        "{ "
+        "\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_"
+        "instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":"
+        "\"gauge\",\"value\":1}]}",
+        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_"
+        "instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":"
+        "\"gauge\",\"value\":1}]}\n",
         /* other key order */
-        "{\"host\":\"h\",\"v\":1,\"plugin\":\"p\",\"type\":\"t\",\"time\":1.5,\"ds\":[{\"value\":1,\"name\":\"value\",\"type\":\"gauge\"}]}",
+        "{\"host\":\"h\",\"v\":1,\"plugin\":\"p\",\"type\":\"t\",\"time\":1.5,\"ds\":[{\"value\":1,"
+        "\"name\":\"value\",\"type\":\"gauge\"}]}",
         /* exponent in time, more fractional digits than 10 */
-        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_instance\":\"\",\"time\":1.7e9,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1}]}",
-        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_instance\":\"\",\"time\":1.00000000005,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1}]}",
+        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_"
+        "instance\":\"\",\"time\":1.7e9,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":"
+        "\"gauge\",\"value\":1}]}",
+        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_"
+        "instance\":\"\",\"time\":1.00000000005,\"interval\":10,\"ds\":[{\"name\":\"value\","
+        "\"type\":\"gauge\",\"value\":1}]}",
         /* unknown field */
-        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1}],\"x\":[1,{}]}",
+        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_"
+        "instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":"
+        "\"gauge\",\"value\":1}],\"x\":[1,{}]}",
         /* \u escape above U+007F, surrogate pair */
-        "{\"v\":1,\"host\":\"h\\u00e9\\ud83d\\ude00\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1}]}",
+        "{\"v\":1,\"host\":\"h\\u00e9\\ud83d\\ude00\",\"plugin\":\"p\",\"plugin_instance\":\"\","
+        "\"type\":\"t\",\"type_instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":"
+        "\"value\",\"type\":\"gauge\",\"value\":1}]}",
         /* -0 counter, big gauge that strtod makes infinite (collectd's %.15g DBL_MAX) */
-        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":\"counter\",\"value\":-0}]}",
-        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1.79769313486232e+308}]}",
+        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_"
+        "instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":"
+        "\"counter\",\"value\":-0}]}",
+        "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"\",\"type\":\"t\",\"type_"
+        "instance\":\"\",\"time\":1.5,\"interval\":10,\"ds\":[{\"name\":\"value\",\"type\":"
+        "\"gauge\",\"value\":1.79769313486232e+308}]}",
     };
     size_t n = sizeof(cases) / sizeof(cases[0]);
     size_t taken = 0, same = 0, decoded = 0;

@@ -2,11 +2,11 @@
 /*
  * kts_format: encoder, decoder and series keys (guarantees 1-9 of src/kts_format.h).
  *
- * Golden files: tests/data/format/NAME.vl describes a value list (tests/lib/vl_desc.h); NAME.ts.json
- * and NAME.collectd.json are the exact bytes expected from the encoders. Every golden file is
- * encoded and compared, decoded and compared with the description, and re-encoded (identity).
- * tests/data/format/collectd-*.json are JSON messages written by collectd itself (decoded,
- * checked against NAME.expect, and re-encoded byte for byte).
+ * Golden files: tests/data/format/NAME.vl describes a value list (tests/lib/vl_desc.h);
+ * NAME.ts.json and NAME.collectd.json are the exact bytes expected from the encoders. Every golden
+ * file is encoded and compared, decoded and compared with the description, and re-encoded
+ * (identity). tests/data/format/collectd-*.json are JSON messages written by collectd itself
+ * (decoded, checked against NAME.expect, and re-encoded byte for byte).
  */
 #include "tap.h"
 
@@ -247,17 +247,16 @@ static void sample_one(const char *name)
     enum kts_format fmt;
     char err[512];
     int r = kts_format_decode_array(msg, len, 0, &fmt, &vls, &n, err, sizeof(err));
-    ok(r == 0 && fmt == KTS_FORMAT_COLLECTD, "%s: decodes as collectd JSON %s", name,
-       r ? err : "");
+    ok(r == 0 && fmt == KTS_FORMAT_COLLECTD, "%s: decodes as collectd JSON %s", name, r ? err : "");
 
     /* Describe what was decoded, compare with .expect. */
     struct kts_buf desc = {0};
     for (size_t i = 0; i < n; i++) {
         const struct kts_vl *vl = &vls[i];
         char line[4096];
-        int k = snprintf(line, sizeof(line), "%s%s %s %s %s %s %.3f %.3f", i ? "\n" : "",
-                         vl->host, vl->plugin, vl->plugin_instance[0] ? vl->plugin_instance : "-",
-                         vl->type, vl->type_instance[0] ? vl->type_instance : "-",
+        int k = snprintf(line, sizeof(line), "%s%s %s %s %s %s %.3f %.3f", i ? "\n" : "", vl->host,
+                         vl->plugin, vl->plugin_instance[0] ? vl->plugin_instance : "-", vl->type,
+                         vl->type_instance[0] ? vl->type_instance : "-",
                          (double)vl->time / 1073741824.0, (double)vl->interval / 1073741824.0);
         for (size_t j = 0; j < vl->ds_len; j++) {
             const struct kts_ds *ds = &vl->ds[j];
@@ -265,8 +264,8 @@ static void sample_one(const char *name)
                 k += snprintf(line + k, sizeof(line) - (size_t)k, " %s:gauge:%.17g", ds->name,
                               ds->value.gauge);
             else if (ds->type == KTS_DS_DERIVE)
-                k += snprintf(line + k, sizeof(line) - (size_t)k, " %s:derive:%" PRId64,
-                              ds->name, ds->value.derive);
+                k += snprintf(line + k, sizeof(line) - (size_t)k, " %s:derive:%" PRId64, ds->name,
+                              ds->value.derive);
             else
                 k += snprintf(line + k, sizeof(line) - (size_t)k, " %s:%s:%" PRIu64, ds->name,
                               kts_ds_type_name(ds->type), ds->value.counter);
@@ -476,8 +475,9 @@ static void test_doubles(void)
         if (strcmp(c, tmp) != 0 && badc++ == 0)
             diag("collectd gauge %.17g: got %s, %%.15g is %s", x, c, tmp);
     }
-    ok(bad == 0, "2: %zu finite doubles (random bits, subnormals, decimal-like, edges) round-trip "
-                 "exactly and shortest through the ts format %s",
+    ok(bad == 0,
+       "2: %zu finite doubles (random bits, subnormals, decimal-like, edges) round-trip "
+       "exactly and shortest through the ts format %s",
        n, first_bad);
     ok(badc == 0, "3: %zu gauges in collectd format are byte-identical to %%.15g", nc);
     is_str(gauge_text(NAN, KTS_FORMAT_TS), "null", "2: NaN gauge is null");
@@ -555,8 +555,8 @@ static void test_times(void)
         const char *dot = strchr(s, '.');
         if (r != 0 || back != t || dot == NULL || strlen(dot + 1) != 10) {
             if (bad++ == 0)
-                snprintf(first, sizeof(first), "%" PRIu64 " -> %s -> %" PRIu64 " (%s)", t, s,
-                         back, r ? err : "");
+                snprintf(first, sizeof(first), "%" PRIu64 " -> %s -> %" PRIu64 " (%s)", t, s, back,
+                         r ? err : "");
         }
         char ref[64];
         snprintf(ref, sizeof(ref), "%.3f", (double)t / 1073741824.0);
@@ -564,8 +564,9 @@ static void test_times(void)
             diag("collectd time %" PRIu64 ": got %s, %%.3f is %s", t,
                  time_text(t, KTS_FORMAT_COLLECTD), ref);
     }
-    ok(bad == 0, "2: %zu cdtime values (random, realistic, edge fractions, near 2^64) round-trip "
-                 "exactly with 10 fractional digits %s",
+    ok(bad == 0,
+       "2: %zu cdtime values (random, realistic, edge fractions, near 2^64) round-trip "
+       "exactly with 10 fractional digits %s",
        n, first);
     ok(badc == 0, "3: %zu collectd times are byte-identical to %%.3f of CDTIME_T_TO_DOUBLE", n);
     is_str(time_text(UINT64_C(1700000000) << 30, KTS_FORMAT_TS), "1700000000.0000000000",
@@ -602,8 +603,8 @@ static void test_times(void)
         int r = decode_time(cases[i].text, &got, err, sizeof(err));
         if (r != 0 || got != cases[i].want) {
             all = false;
-            diag("time %s: got %" PRIu64 " (%s), want %" PRIu64, cases[i].text, got,
-                 r ? err : "ok", cases[i].want);
+            diag("time %s: got %" PRIu64 " (%s), want %" PRIu64, cases[i].text, got, r ? err : "ok",
+                 cases[i].want);
         }
     }
     ok(all, "8: decimal times with few, many, or exponent digits decode exactly (%zu cases)",
@@ -636,14 +637,21 @@ static void test_strings(void)
         {"q\"b\\s/", "\"q\\\"b\\\\s/\"", "quote and backslash are escaped, / is not"},
         {"\n\t\r\b\f", "\"\\n\\t\\r\\b\\f\"", "short escapes"},
         {"\x01\x1f\x7f", "\"\\u0001\\u001f\x7f\"", "other controls as \\u00XX, DEL passes"},
-        {"h\xc3\xb4te \xe6\x97\xa5 \xf0\x9f\x98\x80", "\"h\xc3\xb4te \xe6\x97\xa5 \xf0\x9f\x98\x80\"",
+        {"h\xc3\xb4te \xe6\x97\xa5 \xf0\x9f\x98\x80",
+         "\"h\xc3\xb4te \xe6\x97\xa5 \xf0\x9f\x98\x80\"",
          "valid 2-, 3- and 4-byte UTF-8 pass unchanged"},
-        {"a\xff" "b", "\"a\xef\xbf\xbd" "b\"", "invalid byte 0xff becomes U+FFFD"},
+        {"a\xff"
+         "b",
+         "\"a\xef\xbf\xbd"
+         "b\"",
+         "invalid byte 0xff becomes U+FFFD"},
         {"a\xc3", "\"a\xef\xbf\xbd\"", "truncated sequence at the end becomes U+FFFD"},
         {"\xc0\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\"", "overlong 0xc0 0xaf: two U+FFFD"},
         {"\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"",
          "UTF-8 encoded surrogate: U+FFFD per byte"},
-        {"\xe6\x97" "x", "\"\xef\xbf\xbdx\"", "maximal subpart: one U+FFFD for e6 97"},
+        {"\xe6\x97"
+         "x",
+         "\"\xef\xbf\xbdx\"", "maximal subpart: one U+FFFD for e6 97"},
         {"\xf4\x90\x80\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"",
          "above U+10FFFF is invalid"},
     };
@@ -667,9 +675,9 @@ static void test_strings(void)
 
 static void random_name(char *dst, size_t max)
 {
-    static const char *const pieces[] = {"a", "b", "cpu", "-", "_", ".", "\xc3\xa9",
-                                         "\xe6\x97\xa5", "\xf0\x9f\x98\x80", "\"", "\\", "\n",
-                                         "\x01", " ", "0", "9"};
+    static const char *const pieces[] = {
+        "a",  "b",  "cpu", "-",    "_", ".", "\xc3\xa9", "\xe6\x97\xa5", "\xf0\x9f\x98\x80",
+        "\"", "\\", "\n",  "\x01", " ", "0", "9"};
     size_t n = 0, want = rnd() % 24;
     dst[0] = '\0';
     for (size_t i = 0; i < want; i++) {
@@ -839,7 +847,8 @@ static void build_big_inputs(void)
     p = (size_t)snprintf(many_ds_msg, sizeof(many_ds_msg), TS_HEAD "\"ds\":[");
     for (int i = 0; i < 65; i++)
         p += (size_t)snprintf(many_ds_msg + p, sizeof(many_ds_msg) - p,
-                              "%s{\"name\":\"v%d\",\"type\":\"gauge\",\"value\":1}", i ? "," : "", i);
+                              "%s{\"name\":\"v%d\",\"type\":\"gauge\",\"value\":1}", i ? "," : "",
+                              i);
     snprintf(many_ds_msg + p, sizeof(many_ds_msg) - p, "]}");
     p = (size_t)snprintf(many_meta_msg, sizeof(many_meta_msg), TS_HEAD TS_DS ",\"meta\":{");
     for (int i = 0; i < 65; i++)
@@ -991,21 +1000,23 @@ static int stop_cb(struct kts_vl *vl, void *opaque)
 static void test_decoder_misc(void)
 {
     /* 6: all or nothing: two good value lists and one bad one, no callback at all. */
-    const char *three =
-        "[" "{\"values\":[1],\"dstypes\":[\"gauge\"],\"dsnames\":[\"v\"],\"time\":1,"
-        "\"host\":\"a\",\"plugin\":\"p\",\"type\":\"t\"},"
-        "{\"values\":[2],\"dstypes\":[\"gauge\"],\"dsnames\":[\"v\"],\"time\":2,"
-        "\"host\":\"b\",\"plugin\":\"p\",\"type\":\"t\"},"
-        "{\"values\":[-3],\"dstypes\":[\"counter\"],\"dsnames\":[\"v\"],\"time\":3,"
-        "\"host\":\"c\",\"plugin\":\"p\",\"type\":\"t\"}]";
+    const char *three = "["
+                        "{\"values\":[1],\"dstypes\":[\"gauge\"],\"dsnames\":[\"v\"],\"time\":1,"
+                        "\"host\":\"a\",\"plugin\":\"p\",\"type\":\"t\"},"
+                        "{\"values\":[2],\"dstypes\":[\"gauge\"],\"dsnames\":[\"v\"],\"time\":2,"
+                        "\"host\":\"b\",\"plugin\":\"p\",\"type\":\"t\"},"
+                        "{\"values\":[-3],\"dstypes\":[\"counter\"],\"dsnames\":[\"v\"],\"time\":3,"
+                        "\"host\":\"c\",\"plugin\":\"p\",\"type\":\"t\"}]";
     int calls = 0;
     char err[512];
     int r = kts_format_decode(three, strlen(three), 0, NULL, count_cb, &calls, err, sizeof(err));
-    ok(r == -ERANGE && calls == 0, "6: a bad value list fails the whole message before any callback");
+    ok(r == -ERANGE && calls == 0,
+       "6: a bad value list fails the whole message before any callback");
 
     /* the callback's return value stops decoding and is returned */
     const char *two_ok =
-        "[" "{\"values\":[1],\"dstypes\":[\"gauge\"],\"dsnames\":[\"v\"],\"time\":1,"
+        "["
+        "{\"values\":[1],\"dstypes\":[\"gauge\"],\"dsnames\":[\"v\"],\"time\":1,"
         "\"host\":\"a\",\"plugin\":\"p\",\"type\":\"t\",\"unknown\":{\"x\":[1,{}]}},"
         "{\"values\":[2],\"dstypes\":[\"gauge\"],\"dsnames\":[\"v\"],\"time\":2,"
         "\"host\":\"b\",\"plugin\":\"p\",\"type\":\"t\"},"
@@ -1156,8 +1167,7 @@ static void test_keys(void)
     ok(n == strlen("host.example.com/interface-eth0/if_octets") && strcmp(key, "host.exam") == 0,
        "key: truncates like snprintf and returns the full length");
     n = kts_series_key(NULL, 0, &typical, KTS_KEY_SERIES);
-    ok(n == strlen("host.example.com/interface-eth0/if_octets"),
-       "key: NULL/0 measures the length");
+    ok(n == strlen("host.example.com/interface-eth0/if_octets"), "key: NULL/0 measures the length");
     /* names at their maximum length */
     memset(vl.host, 'h', KTS_NAME_MAX - 1);
     vl.host[KTS_NAME_MAX - 1] = '\0';
@@ -1176,8 +1186,8 @@ int main(void)
     list_data();
     /* doubles 10, times 5, strings 12, identity 3, truncation 4, malformed table, decoder 7,
      * encoder 9, keys 8 */
-    plan(n_golden * GOLDEN_TESTS_PER_FILE + n_samples * SAMPLE_TESTS_PER_FILE + 10 + 5 + 12 +
-         3 + 4 + (int)(sizeof(bad_cases) / sizeof(bad_cases[0])) + 7 + 9 + 8);
+    plan(n_golden * GOLDEN_TESTS_PER_FILE + n_samples * SAMPLE_TESTS_PER_FILE + 10 + 5 + 12 + 3 +
+         4 + (int)(sizeof(bad_cases) / sizeof(bad_cases[0])) + 7 + 9 + 8);
     diag("%d golden value lists, %d collectd samples", n_golden, n_samples);
     for (int i = 0; i < n_golden; i++)
         golden_one(golden[i]);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_log: sink installation and the rate limiter. */
-#include "tap.h"
 #include "kts_log.h"
+#include "tap.h"
 
 static int lines;
 static char last[1024];

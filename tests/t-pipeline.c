@@ -66,11 +66,11 @@ static struct kts_vl mkvl(const char *host, const char *plugin, double t, double
  * slot array growing), fed in batches of `batch`; returns a digest of every output. */
 static uint64_t run_batched(size_t batch)
 {
-    struct kts_pipeline *p = fh_pipeline_new(
-        "<Pipeline \"b\">\n  <Match>\n    Host \"/^h[0-9]+$/\"\n  </Match>\n"
-        "  <Filter \"dedup\">\n  </Filter>\n"
-        "  <Filter \"outlier\">\n    MinPoints 3\n  </Filter>\n"
-        "  <Filter \"smooth\">\n    Tau 30\n  </Filter>\n</Pipeline>\n");
+    struct kts_pipeline *p =
+        fh_pipeline_new("<Pipeline \"b\">\n  <Match>\n    Host \"/^h[0-9]+$/\"\n  </Match>\n"
+                        "  <Filter \"dedup\">\n  </Filter>\n"
+                        "  <Filter \"outlier\">\n    MinPoints 3\n  </Filter>\n"
+                        "  <Filter \"smooth\">\n    Tau 30\n  </Filter>\n</Pipeline>\n");
     if (p == NULL)
         return 0;
     enum { NS = 300, ROUNDS = 8 };
@@ -117,27 +117,28 @@ int main(void)
 
     /* 1. validation reports every problem */
     log_lines = 0;
-    struct kts_pipeline *p = fh_pipeline_new(
-        "<Pipeline \"bad\">\n"
-        "  <Match>\n    Host \"/([/\"\n    Colour \"red\"\n  </Match>\n"
-        "  <Filter \"nosuch\">\n  </Filter>\n"
-        "  <Filter \"smooth\">\n    Method \"median\"\n    Tau -1\n  </Filter>\n"
-        "  Bogus 1\n"
-        "</Pipeline>\n");
+    struct kts_pipeline *p =
+        fh_pipeline_new("<Pipeline \"bad\">\n"
+                        "  <Match>\n    Host \"/([/\"\n    Colour \"red\"\n  </Match>\n"
+                        "  <Filter \"nosuch\">\n  </Filter>\n"
+                        "  <Filter \"smooth\">\n    Method \"median\"\n    Tau -1\n  </Filter>\n"
+                        "  Bogus 1\n"
+                        "</Pipeline>\n");
     ok(p == NULL, "1. invalid pipeline refused");
-    ok(log_lines >= 6, "1. every problem logged (%d lines: regex, Colour, nosuch, Method, Tau, Bogus)",
-       log_lines);
+    ok(log_lines >= 6,
+       "1. every problem logged (%d lines: regex, Colour, nosuch, Method, Tau, Bogus)", log_lines);
     p = fh_pipeline_new("<Pipeline \"empty\">\n</Pipeline>\n");
     ok(p == NULL, "1. a pipeline without filters is refused");
     p = fh_pipeline_new("<Pipeline>\n<Filter \"smooth\">\n</Filter>\n</Pipeline>\n");
     ok(p == NULL, "1. a pipeline without a name is refused");
 
     /* match + naming */
-    p = fh_pipeline_new("<Pipeline \"m\">\n"
-                        "  <Match>\n    Host \"/^web[0-9]+$/\" \"db\"\n    Plugin \"cpu\"\n  </Match>\n"
-                        "  <Filter \"smooth\">\n    Method \"ema\"\n    Tau 10\n  </Filter>\n"
-                        "  OutputPluginInstanceSuffix \"-filtered\"\n  OutputType \"gauge2\"\n"
-                        "</Pipeline>\n");
+    p = fh_pipeline_new(
+        "<Pipeline \"m\">\n"
+        "  <Match>\n    Host \"/^web[0-9]+$/\" \"db\"\n    Plugin \"cpu\"\n  </Match>\n"
+        "  <Filter \"smooth\">\n    Method \"ema\"\n    Tau 10\n  </Filter>\n"
+        "  OutputPluginInstanceSuffix \"-filtered\"\n  OutputType \"gauge2\"\n"
+        "</Pipeline>\n");
     ok(p != NULL, "valid pipeline configures");
     struct kts_vl vl = mkvl("web12", "cpu", 1000, 1);
     ok(kts_pipeline_match(p, &vl), "match: regex host and exact plugin");
@@ -173,7 +174,8 @@ int main(void)
     snprintf(vl.type_instance, sizeof(vl.type_instance), "user");
     kts_pipeline_process(p, &vl, 1, collect, NULL);
     is_int(nouts, 2, "4. naming: two outputs");
-    ok(nouts == 2 && strcmp(outs[0].host, "h1.agg") == 0 && strcmp(outs[0].plugin, "memory_x") == 0 &&
+    ok(nouts == 2 && strcmp(outs[0].host, "h1.agg") == 0 &&
+           strcmp(outs[0].plugin, "memory_x") == 0 &&
            strcmp(outs[0].plugin_instance, "smooth") == 0 && strcmp(outs[0].type, "gauge-y") == 0 &&
            strcmp(outs[0].type_instance, "z") == 0,
        "4. naming, empty instances: h1.agg/memory_x-smooth/gauge-y-z (%s/%s-%s/%s-%s)",
@@ -192,8 +194,8 @@ int main(void)
     kts_pipeline_process(p, &vl, 1, collect, NULL);
     ok(nouts == 1 && strcmp(outs[0].plugin_instance, "s") == 0 && outs[0].type_instance[0] == '\0',
        "4. naming: OutputPluginInstance \"\" + \"-s\" gives \"s\"; a suffix of separators only "
-       "on an empty name leaves it empty (%s, \"%s\")", outs[0].plugin_instance,
-       outs[0].type_instance);
+       "on an empty name leaves it empty (%s, \"%s\")",
+       outs[0].plugin_instance, outs[0].type_instance);
     kts_pipeline_destroy(p);
 
     /* 2./4. two data sources, independent, one reset */
@@ -211,7 +213,8 @@ int main(void)
     }
     is_int(nouts, 3, "4. first point warms up, then one value list per point");
     ok(out_ds[0][0].type == KTS_DS_GAUGE && out_ds[0][0].value.gauge == 100 &&
-           out_ds[0][1].value.gauge == 10, "2. each data source has its own rate");
+           out_ds[0][1].value.gauge == 10,
+       "2. each data source has its own rate");
     ok(isnan(out_ds[2][0].value.gauge) && out_ds[2][1].value.gauge == 10,
        "4. a reset on rx only: rx is NaN, tx has its rate");
     /* 5. data source count changes */
@@ -235,9 +238,10 @@ int main(void)
     kts_pipeline_destroy(p);
 
     /* 6. memory limit */
-    p = fh_pipeline_new("<Pipeline \"full\">\n  MemoryLimit 1\n"
-                        "  <Filter \"smooth\">\n    Method \"sma\"\n    MaxPoints 4096\n  </Filter>\n"
-                        "</Pipeline>\n");
+    p = fh_pipeline_new(
+        "<Pipeline \"full\">\n  MemoryLimit 1\n"
+        "  <Filter \"smooth\">\n    Method \"sma\"\n    MaxPoints 4096\n  </Filter>\n"
+        "</Pipeline>\n");
     nouts = 0;
     char host[32];
     for (int i = 0; i < 100; i++) {
@@ -246,8 +250,8 @@ int main(void)
         kts_pipeline_process(p, &vl, 1, collect, NULL);
     }
     kts_pipeline_get_stats(p, &st);
-    ok(st.refused > 0 && st.series + st.refused == 100, "6. %llu series refused over 1 MiB, %zu kept",
-       (unsigned long long)st.refused, st.series);
+    ok(st.refused > 0 && st.series + st.refused == 100,
+       "6. %llu series refused over 1 MiB, %zu kept", (unsigned long long)st.refused, st.series);
     is_int(nouts, 100, "6. WhenFull pass: refused series still emitted unfiltered");
     ok(st.bytes <= 1024 * 1024, "6. bytes in use %zu within the limit", st.bytes);
     kts_pipeline_destroy(p);
@@ -302,16 +306,19 @@ int main(void)
             nrepl++;
     }
     is_int(nouts, 360, "Delay 1: every point comes out, in order, after the flush");
-    ok(maxerr < 1e-9, "reseasonalize restores the original values (max error %g; %d other "
-       "points replaced)", maxerr, nrepl);
+    ok(maxerr < 1e-9,
+       "reseasonalize restores the original values (max error %g; %d other "
+       "points replaced)",
+       maxerr, nrepl);
     ok(fabs(spike_out) < 1 && (out_flags[300][0] & KTS_PT_REPLACED),
        "a spike is replaced by the expected value in the series' units (off by %.3f)", spike_out);
     kts_pipeline_destroy(p);
 
     /* WhenFull drop, emit errors, per-filter counters, ABSOLUTE */
-    p = fh_pipeline_new("<Pipeline \"drop\">\n  MemoryLimit 1\n  WhenFull \"drop\"\n"
-                        "  <Filter \"smooth\">\n    Method \"sma\"\n    MaxPoints 4096\n  </Filter>\n"
-                        "</Pipeline>\n");
+    p = fh_pipeline_new(
+        "<Pipeline \"drop\">\n  MemoryLimit 1\n  WhenFull \"drop\"\n"
+        "  <Filter \"smooth\">\n    Method \"sma\"\n    MaxPoints 4096\n  </Filter>\n"
+        "</Pipeline>\n");
     nouts = 0;
     for (int i = 0; i < 100; i++) {
         snprintf(host, sizeof(host), "h%d", i);
@@ -319,8 +326,8 @@ int main(void)
         kts_pipeline_process(p, &vl, 1, collect, NULL);
     }
     kts_pipeline_get_stats(p, &st);
-    ok(st.refused > 0 && nouts == 100 - st.refused, "6. WhenFull drop: refused series emit nothing (%zu out)",
-       nouts);
+    ok(st.refused > 0 && nouts == 100 - st.refused,
+       "6. WhenFull drop: refused series emit nothing (%zu out)", nouts);
     kts_pipeline_destroy(p);
     p = fh_pipeline_new("<Pipeline \"f\">\n  <Filter \"fill\">\n    MaxGap 3\n  </Filter>\n"
                         "  <Filter \"dedup\">\n  </Filter>\n</Pipeline>\n");
@@ -340,7 +347,8 @@ int main(void)
     p = fh_pipeline_new("<Pipeline \"big\">\n  <Filter \"fill\">\n    MaxGap 1000\n  </Filter>\n"
                         "  <Filter \"fill\">\n    MaxGap 1000\n  </Filter>\n</Pipeline>\n");
     ok(p == NULL, "1. filters that could emit over a million points per input are refused");
-    p = fh_pipeline_new("<Pipeline \"abs\">\n  <Filter \"difference\">\n  </Filter>\n</Pipeline>\n");
+    p = fh_pipeline_new(
+        "<Pipeline \"abs\">\n  <Filter \"difference\">\n  </Filter>\n</Pipeline>\n");
     nouts = 0;
     for (int i = 0; i < 2; i++) {
         vl = mkvl("h", "p", 1000 + 10 * i, 0);
@@ -352,10 +360,11 @@ int main(void)
     kts_pipeline_destroy(p);
 
     /* name too long */
-    p = fh_pipeline_new("<Pipeline \"n\">\n  OutputHostSuffix "
-                        "\"-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n"
-                        "  <Filter \"fill\">\n  </Filter>\n</Pipeline>\n");
+    p = fh_pipeline_new(
+        "<Pipeline \"n\">\n  OutputHostSuffix "
+        "\"-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n"
+        "  <Filter \"fill\">\n  </Filter>\n</Pipeline>\n");
     nouts = 0;
     vl = mkvl("h", "p", 1000, 1);
     kts_pipeline_process(p, &vl, 1, collect, NULL);
@@ -365,7 +374,8 @@ int main(void)
     /* 9. batches (prefetching) give the same output as one value list at a time */
     uint64_t one = run_batched(1);
     size_t n_one = nouts;
-    ok(one != 0 && n_one > 1000 && n_one <= MAXO, "9. %zu outputs of 300 interleaved series", n_one);
+    ok(one != 0 && n_one > 1000 && n_one <= MAXO, "9. %zu outputs of 300 interleaved series",
+       n_one);
     ok(run_batched(2) == one && run_batched(7) == one && run_batched(64) == one &&
            run_batched(2400) == one,
        "9. identical outputs in batches of 2, 7, 64 and all 2400 value lists at once");

@@ -78,8 +78,8 @@ static struct kts_pipeset *setup(const char *text, int *rc)
 
 /* One value list with one data source. */
 static struct kts_ds in_ds;
-static struct kts_meta in_meta = {.key = "agent:note", .type = KTS_META_STRING,
-                                  .value.string = "hello"};
+static struct kts_meta in_meta = {
+    .key = "agent:note", .type = KTS_META_STRING, .value.string = "hello"};
 static struct kts_vl mk(const char *plugin, const char *type, double t, enum kts_ds_type dt,
                         double v)
 {
@@ -139,7 +139,8 @@ static void test_1_config(void)
     /* The summary counts every problem listed, and filters are numbered from 1 in the order
      * written, an invalid <Filter> block included. */
     ps = setup("<Pipeline \"p\">\n <Filter \"nosuch\">\n </Filter>\n"
-               " <Filter \"outlier\">\n  Method \"iqr\"\n </Filter>\n Nope 3\n</Pipeline>\n", &rc);
+               " <Filter \"outlier\">\n  Method \"iqr\"\n </Filter>\n Nope 3\n</Pipeline>\n",
+               &rc);
     ok(rc == -EINVAL && ps == NULL, "1: a pipeline with three problems is refused");
     ok(strstr(logbuf, "pipeline \"p\": filter #1: unknown filter \"nosuch\"") != NULL &&
            strstr(logbuf, "pipeline \"p\": filter #2 \"outlier\": invalid value \"iqr\"") != NULL &&
@@ -148,7 +149,8 @@ static void test_1_config(void)
     is_str(last_err, "3 problem(s) in the <Pipeline> configuration",
            "1: the summary counts the three problems listed");
     ps = setup("PipelineMode \"both\"\n<Pipeline \"a\">\n</Pipeline>\n", &rc);
-    ok(rc == -EINVAL && strstr(logbuf, "invalid value \"both\" for option \"PipelineMode\"") != NULL,
+    ok(rc == -EINVAL &&
+           strstr(logbuf, "invalid value \"both\" for option \"PipelineMode\"") != NULL,
        "1: an unknown PipelineMode is refused");
 }
 
@@ -271,8 +273,7 @@ static void test_5_6_flags_held(void)
         feed(ps, "o", "gauge", 100 + 10 * i, KTS_DS_GAUGE, 10 + (i % 3));
     outs_clear();
     feed(ps, "o", "gauge", 200, KTS_DS_GAUGE, 1000);
-    ok(nouts == 2 && meta(&outs[1], KTS_META_REPLACED) != NULL &&
-           outs[1].ds[0].value.gauge < 20,
+    ok(nouts == 2 && meta(&outs[1], KTS_META_REPLACED) != NULL && outs[1].ds[0].value.gauge < 20,
        "5: a replaced outlier carries kafka_ts:replaced");
     outs_clear();
     /* (6): a flat run is held back; the change releases its last point in the same call. */

@@ -89,8 +89,8 @@ static const char *bootstraps;
 static int make_config(struct kts_producer_config *cfg, const char *extra)
 {
     char text[2048];
-    snprintf(text, sizeof(text),
-             "Topic \"metrics\"\nProperty \"bootstrap.servers\" \"%s\"\n%s\n", bootstraps, extra);
+    snprintf(text, sizeof(text), "Topic \"metrics\"\nProperty \"bootstrap.servers\" \"%s\"\n%s\n",
+             bootstraps, extra);
     struct kts_conf *root;
     char err[256];
     memset(cfg, 0, sizeof(*cfg));
@@ -192,7 +192,9 @@ static void consume_all(const char *topic, int want, struct seen *s)
             struct kts_vl *vls = NULL;
             size_t n = 0;
             char derr[256];
-            if (kts_format_decode_array(m->payload, m->len, 0, NULL, &vls, &n, derr, sizeof(derr)) != 0 || n != 1) {
+            if (kts_format_decode_array(m->payload, m->len, 0, NULL, &vls, &n, derr,
+                                        sizeof(derr)) != 0 ||
+                n != 1) {
                 if (s->bad_value++ == 0)
                     diag("cannot decode: %s: %.*s", derr, (int)m->len, (const char *)m->payload);
             } else {
@@ -289,13 +291,14 @@ int main(void)
 
     /* 1: injected retriable errors are retried; a permanent one is counted and logged */
     p = make_producer("");
-    rd_kafka_mock_push_request_errors(mc, 0 /* ApiKey Produce */, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-                                      RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+    rd_kafka_mock_push_request_errors(
+        mc, 0 /* ApiKey Produce */, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
     is_int(send_n(p, 100, 4, 200), 100, "1: 100 accepted with 3 retriable errors injected");
     is_uint(wait_delivered(p, 100, 30), 100, "1: all 100 delivered despite retriable errors");
     log_clear();
-    rd_kafka_mock_push_request_errors(mc, 0 /* ApiKey Produce */, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    rd_kafka_mock_push_request_errors(mc, 0 /* ApiKey Produce */, 1,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
     is_int(send_n(p, 1, 1, 300), 1, "1: one more accepted");
     wait_delivered(p, 101, 30);
     kts_producer_stats(p, &st);
@@ -323,7 +326,8 @@ int main(void)
     struct kts_vl vl;
     struct kts_ds ds;
     make_vl(&vl, &ds, 1, 1);
-    struct kts_meta marker = {.key = (char *)KTS_META_MARKER, .type = KTS_META_BOOLEAN, .value.boolean = true};
+    struct kts_meta marker = {
+        .key = (char *)KTS_META_MARKER, .type = KTS_META_BOOLEAN, .value.boolean = true};
     vl.meta = &marker;
     vl.meta_len = 1;
     is_int(kts_producer_send(p, &vl), 1, "8: a marked value list is skipped");
@@ -334,17 +338,23 @@ int main(void)
     /* 7: secrets never logged: config errors and librdkafka's own lines */
     log_clear();
     struct kts_producer_config cfg;
-    is_int(make_config(&cfg, "Property \"security.protocol\" \"bogus\"\n"
-                             "Property \"no.such.property\" \"hunter2\"\nProperty \"sasl.password\"\n"),
+    is_int(make_config(&cfg,
+                       "Property \"security.protocol\" \"bogus\"\n"
+                       "Property \"no.such.property\" \"hunter2\"\nProperty \"sasl.password\"\n"),
            -EINVAL, "7: bad properties refuse the configuration");
     kts_producer_config_free(&cfg);
-    if (!ok(log_has("no.such.property") && log_has("Invalid value \"bogus\" for configuration property \"security.protocol\"") && log_has("takes two strings"),
+    if (!ok(log_has("no.such.property") &&
+                log_has(
+                    "Invalid value \"bogus\" for configuration property \"security.protocol\"") &&
+                log_has("takes two strings"),
             "7: each bad property is named"))
         diag("log: %s", log_text);
     log_clear();
-    p = make_producer("Property \"security.protocol\" \"SASL_PLAINTEXT\"\nProperty \"sasl.mechanisms\" \"PLAIN\"\n"
-                      "Property \"sasl.username\" \"user\"\nProperty \"sasl.password\" \"hunter2-pw\"\n"
-                      "Property \"debug\" \"conf,security,broker\"\n");
+    p = make_producer(
+        "Property \"security.protocol\" \"SASL_PLAINTEXT\"\nProperty \"sasl.mechanisms\" "
+        "\"PLAIN\"\n"
+        "Property \"sasl.username\" \"user\"\nProperty \"sasl.password\" \"hunter2-pw\"\n"
+        "Property \"debug\" \"conf,security,broker\"\n");
     send_n(p, 1, 1, 500);
     sleep(1);
     kts_producer_close(p, 0.2);
@@ -396,8 +406,10 @@ int main(void)
     int lines = log_count(needle);
     if (!ok(lines == 1, "log once: the refused connection is one log line, not two (%d)", lines))
         diag("log: %s", log_text);
-    snprintf(needle, sizeof(needle), "write_kafka_ts plugin (metrics): Kafka: 127.0.0.1:%d/bootstrap: "
-             "Connect to ipv4#%s failed", port, addr);
+    snprintf(needle, sizeof(needle),
+             "write_kafka_ts plugin (metrics): Kafka: 127.0.0.1:%d/bootstrap: "
+             "Connect to ipv4#%s failed",
+             port, addr);
     ok(log_has(needle) && log_has("(_TRANSPORT)"),
        "log once: the line kept is the error event, with its name (_TRANSPORT)");
 

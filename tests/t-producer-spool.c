@@ -121,8 +121,8 @@ static struct kts_producer_stats stats(struct kts_producer *p)
 /* Reads the whole topic: count, and per series whether the values came in increasing order
  * without gaps from 0 (first appearances; duplicates counted apart). */
 #define SERIES 20
-static void consume_check(const char *topic, int want_per_series, int *count,
-                          int *gaps_or_disorder, int *dups)
+static void consume_check(const char *topic, int want_per_series, int *count, int *gaps_or_disorder,
+                          int *dups)
 {
     int next[SERIES];
     for (int s = 0; s < SERIES; s++)
@@ -149,7 +149,8 @@ static void consume_check(const char *topic, int want_per_series, int *count,
         size_t n = 0;
         char derr[256];
         if (m->err == 0 &&
-            kts_format_decode_array(m->payload, m->len, 0, NULL, &vls, &n, derr, sizeof(derr)) == 0 &&
+            kts_format_decode_array(m->payload, m->len, 0, NULL, &vls, &n, derr, sizeof(derr)) ==
+                0 &&
             n == 1) {
             int s = atoi(vls[0].plugin_instance);
             int i = (int)(vls[0].ds[0].value.gauge - s * 1e6);
@@ -230,7 +231,8 @@ int main(void)
     /* ---- a */
     struct kts_producer *p = make_producer(opt);
     ok(p != NULL, "a: producer with a spool");
-    is_int(send_range(p, SERIES, 0, 10), 10 * SERIES, "a: 200 value lists accepted with the broker up");
+    is_int(send_range(p, SERIES, 0, 10), 10 * SERIES,
+           "a: 200 value lists accepted with the broker up");
     for (int i = 0; i < 100 && stats(p).delivered < 200; i++)
         usleep(50000);
     struct kts_producer_stats st = stats(p);
@@ -240,25 +242,31 @@ int main(void)
     /* ---- b */
     rd_kafka_mock_broker_set_down(mc, 1);
     usleep(300000);
-    is_int(send_range(p, SERIES, 10, 60), 50 * SERIES, "b: 1000 value lists accepted with the broker down");
+    is_int(send_range(p, SERIES, 10, 60), 50 * SERIES,
+           "b: 1000 value lists accepted with the broker down");
     st = stats(p);
-    ok(st.spooled >= 800 && st.spooled <= 1000, "b: the queue (200) filled, the rest went to the spool (%llu)",
+    ok(st.spooled >= 800 && st.spooled <= 1000,
+       "b: the queue (200) filled, the rest went to the spool (%llu)",
        (unsigned long long)st.spooled);
-    is_uint(st.dropped_queue_full + st.dropped_spool_full + st.dropped_error, 0, "b: nothing dropped");
+    is_uint(st.dropped_queue_full + st.dropped_spool_full + st.dropped_error, 0,
+            "b: nothing dropped");
     ok(log_has("spooling to disk until the broker catches up"), "b: logged: spooling to disk");
     ok(st.spool_bytes > 0, "b: spool bytes %llu", (unsigned long long)st.spool_bytes);
 
     /* ---- c */
     uint64_t lost = kts_producer_close(p, 1.0);
     is_uint(lost, 0, "c: close while the broker is down: nothing lost");
-    ok(log_has("put back from librdkafka's queue"), "c: librdkafka's queue was put back into the spool");
+    ok(log_has("put back from librdkafka's queue"),
+       "c: librdkafka's queue was put back into the spool");
     ok(count_segments(dir) >= 2, "c: the spool keeps its segments (%d)", count_segments(dir));
 
     /* ---- d */
     p = make_producer(opt);
     ok(p != NULL, "d: a new producer on the same spool");
-    ok(log_has("from a previous run: replaying them before new value lists"), "d: it replays the old spool first");
-    is_int(send_range(p, SERIES, 60, 80), 20 * SERIES, "d: 400 more value lists accepted, broker still down");
+    ok(log_has("from a previous run: replaying them before new value lists"),
+       "d: it replays the old spool first");
+    is_int(send_range(p, SERIES, 60, 80), 20 * SERIES,
+           "d: 400 more value lists accepted, broker still down");
     st = stats(p);
     is_uint(st.spooled, 400, "d: all 400 went behind the spool");
 
@@ -267,7 +275,8 @@ int main(void)
     for (int i = 0; i < 600 && !log_has("spool drained"); i++)
         usleep(50000);
     ok(log_has("spool drained"), "e: the spool drains once the broker is back");
-    is_int(send_range(p, SERIES, 80, 90), 10 * SERIES, "e: 200 more accepted (to Kafka, or behind the spool while the queue is full)");
+    is_int(send_range(p, SERIES, 80, 90), 10 * SERIES,
+           "e: 200 more accepted (to Kafka, or behind the spool while the queue is full)");
     lost = kts_producer_close(p, 10.0);
     is_uint(lost, 0, "e: close: nothing lost (the spool is drained within FlushTimeout)");
     is_int(count_segments(dir), 0, "e: no segment left");
@@ -287,7 +296,8 @@ int main(void)
     ok(st.dropped_spool_full > 0 && st.spool_bytes <= 1048576,
        "f: spool full at %llu bytes: %llu dropped", (unsigned long long)st.spool_bytes,
        (unsigned long long)st.dropped_spool_full);
-    is_uint(st.dropped_spool_full, 10000 - accepted, "f: the drop counter is exact (%d accepted)", accepted);
+    is_uint(st.dropped_spool_full, 10000 - accepted, "f: the drop counter is exact (%d accepted)",
+            accepted);
     ok(log_has("dropped a value list: spool full"), "f: logged with the reason");
 
     /* ---- g */
@@ -296,8 +306,10 @@ int main(void)
     kts_producer_close(p2, 0);
     kts_producer_close(p, 0.5);
     ok(make_producer("SpoolDirectory \"relative/dir\"") == NULL &&
-           log_has("invalid value \"relative/dir\" for option \"SpoolDirectory\"; allowed: an absolute path"),
-       "g: a relative SpoolDirectory is a configuration error naming option, value and what is allowed");
+           log_has("invalid value \"relative/dir\" for option \"SpoolDirectory\"; allowed: an "
+                   "absolute path"),
+       "g: a relative SpoolDirectory is a configuration error naming option, value and what is "
+       "allowed");
     ok(make_producer("SpoolDirectory \"none\"\nSpoolSync true") == NULL &&
            log_has("option \"SpoolSync\" needs a spool: remove it or SpoolDirectory \"none\""),
        "g: SpoolSync with SpoolDirectory \"none\" is a configuration error");
@@ -326,14 +338,16 @@ int main(void)
     st = stats(p);
     ok(st.spooled == 200 && st.acked == 200 && st.delivered == 200,
        "h: all 200 went through the spool and were acknowledged (spooled %llu, acked %llu, "
-       "delivered %llu)", (unsigned long long)st.spooled, (unsigned long long)st.acked,
+       "delivered %llu)",
+       (unsigned long long)st.spooled, (unsigned long long)st.acked,
        (unsigned long long)st.delivered);
     rd_kafka_mock_broker_set_down(mc, 1);
     usleep(300000);
     is_int(send_range(p, SERIES, 10, 60), 50 * SERIES,
            "h: broker down: 1000 value lists accepted (the queue of 200 does not limit the spool)");
     st = stats(p);
-    is_uint(st.dropped_queue_full + st.dropped_spool_full + st.dropped_error, 0, "h: nothing dropped");
+    is_uint(st.dropped_queue_full + st.dropped_spool_full + st.dropped_error, 0,
+            "h: nothing dropped");
     lost = kts_producer_close(p, 0.5);
     is_uint(lost, 0, "h: close while the broker is down: nothing lost (all kept in the spool)");
     ok(count_segments(dir3) >= 1, "h: the spool keeps its segment");

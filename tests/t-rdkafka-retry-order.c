@@ -46,7 +46,8 @@ static int run(int idempotent, struct result *r)
     char e[256], buf[32];
     memset(r, 0, sizeof(*r));
     rd_kafka_conf_t *c = rd_kafka_conf_new();
-    if (set(c, "test.mock.num.brokers", "1") || set(c, "max.in.flight.requests.per.connection", "1") ||
+    if (set(c, "test.mock.num.brokers", "1") ||
+        set(c, "max.in.flight.requests.per.connection", "1") ||
         set(c, "batch.num.messages", "500") || set(c, "linger.ms", "50") ||
         set(c, "message.timeout.ms", "0") ||
         set(c, "enable.idempotence", idempotent ? "true" : "false") || set(c, "log_level", "3")) {
@@ -63,7 +64,8 @@ static int run(int idempotent, struct result *r)
     rd_kafka_producev(p, RD_KAFKA_V_TOPIC("t"), RD_KAFKA_V_VALUE("-1", 2),
                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     rd_kafka_flush(p, 60000);
-    rd_kafka_mock_push_request_errors(mc, 0 /* Produce */, 1, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+    rd_kafka_mock_push_request_errors(mc, 0 /* Produce */, 1,
+                                      RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
     for (int i = 0; i < TOTAL; i++) {
         int n = snprintf(buf, sizeof(buf), "%d", i);
         rd_kafka_producev(p, RD_KAFKA_V_TOPIC("t"), RD_KAFKA_V_VALUE(buf, (size_t)n),
@@ -101,8 +103,8 @@ static int run(int idempotent, struct result *r)
                     r->back++;
                     if (!inblock)
                         diag("%s: value %d at offset %lld after value %d",
-                             idempotent ? "idempotent" : "not idempotent", x,
-                             (long long)m->offset, last);
+                             idempotent ? "idempotent" : "not idempotent", x, (long long)m->offset,
+                             last);
                     r->blocks += !inblock;
                     inblock = 1;
                 } else {

@@ -56,7 +56,8 @@ int main(void)
         {"security.protocol", "tls", "plaintext, ssl, sasl_plaintext, sasl_ssl"},
         {"compression.codec", "brotli", "none, gzip, snappy, lz4, zstd"},
         {"compression.type", "brotli", "none, gzip, snappy, lz4, zstd"},
-        {"auto.offset.reset", "oldest", "smallest, earliest, beginning, largest, latest, end, error"},
+        {"auto.offset.reset", "oldest",
+         "smallest, earliest, beginning, largest, latest, end, error"},
         {"ssl.endpoint.identification.algorithm", "xyz", "none, https"},
         {"debug", "everything", "generic, broker, topic, metadata, consumer, all"},
         /* strings librdkafka checks only in rd_kafka_new(): the list from the description */
@@ -88,8 +89,9 @@ int main(void)
            "2: a valid enum value is accepted");
     is_int(kts_rdkprops_check("sasl.mechanisms", "SCRAM-SHA-512", msg, sizeof(msg)), 0,
            "2: a listed SASL mechanism is accepted");
-    is_int(kts_rdkprops_check("partition.assignment.strategy", "range, roundrobin", msg,
-                              sizeof(msg)), 0, "2: a list of listed strategies is accepted");
+    is_int(
+        kts_rdkprops_check("partition.assignment.strategy", "range, roundrobin", msg, sizeof(msg)),
+        0, "2: a list of listed strategies is accepted");
     is_int(kts_rdkprops_check("partition.assignment.strategy", "range,sticky", msg, sizeof(msg)),
            -EINVAL, "2: one unknown strategy in the list is refused: %s", msg);
     /* An integer with words (acks: -1 .. 1000 or "all"): librdkafka names neither the value
@@ -98,8 +100,10 @@ int main(void)
     ok(strstr(msg, "\"most\"") && strstr(msg, "; allowed: -1 .. 1000"), "2: %s", msg);
     /* librdkafka says it itself: nothing appended, no trailing newline. */
     kts_rdkprops_check("batch.num.messages", "0", msg, sizeof(msg));
-    is_str(msg, "Configuration property \"batch.num.messages\" value 0 is outside allowed range "
-           "1..1000000", "2: a range message as librdkafka writes it, trimmed");
+    is_str(msg,
+           "Configuration property \"batch.num.messages\" value 0 is outside allowed range "
+           "1..1000000",
+           "2: a range message as librdkafka writes it, trimmed");
     kts_rdkprops_check("enable.idempotence", "maybe", msg, sizeof(msg));
     ok(strstr(msg, "true or false") && !strstr(msg, "; allowed"), "2: bool: %s", msg);
 
@@ -107,7 +111,8 @@ int main(void)
     is_int(kts_rdkprops_check("bootstrap.server", "x:9092", msg, sizeof(msg)), -EINVAL,
            "3: unknown property refused");
     ok(strstr(msg, "No such configuration property") &&
-       strstr(msg, "did you mean \"bootstrap.servers\"?"), "3: %s", msg);
+           strstr(msg, "did you mean \"bootstrap.servers\"?"),
+       "3: %s", msg);
     is_str(kts_rdkprops_closest("secrity.protocol"), "security.protocol", "3: one letter missing");
     is_str(kts_rdkprops_closest("servers"), "bootstrap.servers", "3: a dot-separated part");
     ok(kts_rdkprops_closest("zzzzzz.qqqqqq.wwww") == NULL, "3: nothing close: no suggestion");
@@ -125,11 +130,12 @@ int main(void)
         BAIL_OUT("kts_conf");
     is_int(kts_rdkprops_option(&opt, good, "p", &props, refuse_foo), 0, "4: a good pair");
     ok(props.n == 2 && strcmp(props.v[0], "compression.codec") == 0 &&
-       strcmp(props.v[1], "zstd") == 0, "4: appended as key, value");
+           strcmp(props.v[1], "zstd") == 0,
+       "4: appended as key, value");
     logged[0] = '\0';
     is_int(kts_rdkprops_option(&opt, bad, "p", &props, refuse_foo), -EINVAL, "4: a bad value");
     ok(strstr(logged, "p: Property \"compression.codec\": Invalid value \"brotli\"") &&
-       strstr(logged, "; allowed: none, gzip, snappy, lz4, zstd") && props.n == 2,
+           strstr(logged, "; allowed: none, gzip, snappy, lz4, zstd") && props.n == 2,
        "4: logged with where and option, nothing appended: %s", logged);
     logged[0] = '\0';
     is_int(kts_rdkprops_option(&opt, extra, "p", &props, refuse_foo), -EINVAL,

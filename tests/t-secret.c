@@ -65,27 +65,31 @@ int main(void)
     p = file_with(dir, "big", big, KTS_SECRET_MAX + 1, 0600);
     logged[0] = '\0';
     v = (char *)"untouched";
-    is_int(kts_secret_read_file(p, &v, "where", "k"), -EINVAL, "1: a file over KTS_SECRET_MAX bytes is refused");
+    is_int(kts_secret_read_file(p, &v, "where", "k"), -EINVAL,
+           "1: a file over KTS_SECRET_MAX bytes is refused");
     ok(v == NULL && strstr(logged, "is larger than 8191 bytes") && !strstr(logged, "xxxx"),
        "1: the error names the limit, not the content");
     p = file_with(dir, "max", big, KTS_SECRET_MAX, 0600);
-    is_int(kts_secret_read_file(p, &v, "where", "k"), 0, "1: exactly KTS_SECRET_MAX bytes are read");
+    is_int(kts_secret_read_file(p, &v, "where", "k"), 0,
+           "1: exactly KTS_SECRET_MAX bytes are read");
     ok(v != NULL && strlen(v) == KTS_SECRET_MAX, "1: all of them");
     free(v);
     free(big);
     logged[0] = '\0';
     char missing[4200];
     snprintf(missing, sizeof(missing), "%s/nope", dir);
-    is_int(kts_secret_read_file(missing, &v, "where", "sasl.password"), -EINVAL, "1: a missing file is an error");
-    ok(strstr(logged, "PropertyFile \"sasl.password\": cannot open") && strstr(logged, "No such file"),
+    is_int(kts_secret_read_file(missing, &v, "where", "sasl.password"), -EINVAL,
+           "1: a missing file is an error");
+    ok(strstr(logged, "PropertyFile \"sasl.password\": cannot open") &&
+           strstr(logged, "No such file"),
        "1: naming the property, the path and the reason");
 
     /* 2: world-readable: warned, still used */
     p = file_with(dir, "open", "pw2", 3, 0644);
     logged[0] = '\0';
     is_int(kts_secret_read_file(p, &v, "rkt", "sasl.password"), 0, "2: a 0644 file is still read");
-    ok(strstr(logged, "4|rkt: PropertyFile \"sasl.password\"") && strstr(logged, "can be read by every user (mode 0644)") &&
-           !strstr(logged, "pw2"),
+    ok(strstr(logged, "4|rkt: PropertyFile \"sasl.password\"") &&
+           strstr(logged, "can be read by every user (mode 0644)") && !strstr(logged, "pw2"),
        "2: with a warning naming the mode, not the value");
     free(v);
 
@@ -94,11 +98,12 @@ int main(void)
     struct kts_strv secrets = {sv, 3};
     char out[64];
     is_str(kts_secret_mask(&secrets, "login hunter2 failed; hunter2hunter2 abc", out, sizeof(out)),
-           "login [redacted] failed; [redacted][redacted] [redacted]", "3: every occurrence masked");
+           "login [redacted] failed; [redacted][redacted] [redacted]",
+           "3: every occurrence masked");
     /* No room for "[redacted]": the line is cut before the secret. */
     char small[16];
-    is_str(kts_secret_mask(&secrets, "pw: hunter2 and more", small, sizeof(small)), "pw: ",
-           "3: no room: cut before the secret");
+    is_str(kts_secret_mask(&secrets, "pw: hunter2 and more", small, sizeof(small)),
+           "pw: ", "3: no room: cut before the secret");
     /* snprintf cut the input inside a secret: the partial secret at the end goes too. */
     char tiny[10];
     is_str(kts_secret_mask(&secrets, "xxxxhunter2", tiny, sizeof(tiny)), "xxxx",

@@ -57,7 +57,8 @@ int main(void)
     void *again;
     size_t sz;
     int n0 = snprintf(key, sizeof(key), "host%d/cpu-%d/cpu-idle", 5, 5);
-    is_int(kts_series_get(t, key, (size_t)n0, 24, 0, &again, &sz), 0, "1. existing key is found by get");
+    is_int(kts_series_get(t, key, (size_t)n0, 24, 0, &again, &sz), 0,
+           "1. existing key is found by get");
     is_int(sz, 24, "2. state size rounded to 8");
 
     /* 1. removal by backward shift keeps the others reachable */
@@ -97,7 +98,8 @@ int main(void)
     kts_series_get(t, "b", 1, 8, KTS_TIME_FROM_S(1200), &s, NULL);
     is_int(kts_series_expire(t, KTS_TIME_FROM_S(1195), 10, NULL, NULL), 1,
            "3. touching b keeps it; c expires");
-    ok(kts_series_find(t, "b", 1) != NULL && kts_series_find(t, "c", 1) == NULL, "3. b stays, c gone");
+    ok(kts_series_find(t, "b", 1) != NULL && kts_series_find(t, "c", 1) == NULL,
+       "3. b stays, c gone");
     kts_series_table_destroy(t, NULL, NULL);
 
     /* 4. memory limit */

@@ -10,9 +10,9 @@
  *     and fsync the directory after segment files or the cursor were created or deleted
  *   7 a second open of the same directory fails with -EBUSY
  */
-#include "tap.h"
 #include "kts_log.h"
 #include "kts_spool.h"
+#include "tap.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -51,7 +51,8 @@ static int put(struct kts_spool *sp, unsigned i)
 {
     char key[32], pl[256];
     int kl = snprintf(key, sizeof(key), "series-%u", i % 7);
-    int pl_len = snprintf(pl, sizeof(pl), "value %u %.*s", i, (int)(i % 50), "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    int pl_len = snprintf(pl, sizeof(pl), "value %u %.*s", i, (int)(i % 50),
+                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
     return kts_spool_append(sp, key, (size_t)kl, pl, (size_t)pl_len);
 }
 
@@ -66,11 +67,12 @@ static long take(struct kts_spool *sp, unsigned first, long max)
         unsigned want = first + (unsigned)n;
         char key[32], exp[256];
         int ekl = snprintf(key, sizeof(key), "series-%u", want % 7);
-        int epl = snprintf(exp, sizeof(exp), "value %u %.*s", want, (int)(want % 50), "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        int epl = snprintf(exp, sizeof(exp), "value %u %.*s", want, (int)(want % 50),
+                           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
         if (kl != (size_t)ekl || memcmp(k, key, kl) != 0 || pl != (size_t)epl ||
             memcmp(p, exp, pl) != 0) {
-            diag("record %ld: got %.*s / %.*s, want %s / %s", n, (int)kl, (const char *)k,
-                 (int)pl, (const char *)p, key, exp);
+            diag("record %ld: got %.*s / %.*s, want %s / %s", n, (int)kl, (const char *)k, (int)pl,
+                 (const char *)p, key, exp);
             return -1;
         }
         kts_spool_advance(sp);
@@ -127,7 +129,8 @@ int main(void)
 {
     plan(54);
     kts_log_set_sink(sink, NULL);
-    snprintf(dir, sizeof(dir), "%s/kts-t-spool.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(dir, sizeof(dir), "%s/kts-t-spool.XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (mkdtemp(dir) == NULL)
         BAIL_OUT("mkdtemp");
 
@@ -149,7 +152,8 @@ int main(void)
     /* interleave: appends while reading the writer's segment */
     for (unsigned i = 5000; i < 6000; i++)
         bad += put(sp, i) != 0;
-    is_int(take(sp, 2000, 100000), 4000, "1: the other 4000 (incl. 1000 appended while reading) in order");
+    is_int(take(sp, 2000, 100000), 4000,
+           "1: the other 4000 (incl. 1000 appended while reading) in order");
     ok(kts_spool_empty(sp), "5: empty after consuming everything");
     is_int(count_segments(), 0, "5: no segment file left when empty");
     kts_spool_stats(sp, &st);
@@ -202,7 +206,7 @@ int main(void)
     for (unsigned i = 3000; i < 3500; i++)
         put(sp, i);
     is_int(take(sp, 1234, 100000), 3500 - 1234,
-            "4: after restart: records 1234..3499 exactly, in order (none lost, none repeated)");
+           "4: after restart: records 1234..3499 exactly, in order (none lost, none repeated)");
     kts_spool_close(sp);
 
     /* ---- 1: prepend in front of a partly consumed head, across a restart */
@@ -218,8 +222,9 @@ int main(void)
         recs[i].key = keys[i];
         recs[i].key_len = (size_t)snprintf(keys[i], 32, "series-%u", i % 7);
         recs[i].payload = pls[i];
-        recs[i].payload_len = (size_t)snprintf(pls[i], 256, "value %u %.*s", i, (int)(i % 50),
-                                               "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        recs[i].payload_len =
+            (size_t)snprintf(pls[i], 256, "value %u %.*s", i, (int)(i % 50),
+                             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
     }
     is_int(kts_spool_prepend(sp, recs, 100), 100, "1: prepend 100 records");
     kts_spool_close(sp);
@@ -237,7 +242,8 @@ int main(void)
         put(sp, i);
     n = kts_spool_prepend(sp, recs, 100);
     kts_spool_stats(sp, &st);
-    ok(n > 0 && n < 100 && st.bytes <= 3000, "2: prepend of 100 writes the first %ld that fit (%" PRIu64 " bytes)", n, st.bytes);
+    ok(n > 0 && n < 100 && st.bytes <= 3000,
+       "2: prepend of 100 writes the first %ld that fit (%" PRIu64 " bytes)", n, st.bytes);
     is_int(take(sp, 0, n), n, "2: those come first");
     kts_spool_close(sp);
 
@@ -267,11 +273,13 @@ int main(void)
     segment_path(path, sizeof(path), 1);
     int fd = open(path, O_WRONLY | O_APPEND);
     unsigned char junk[12] = {0xff, 0xff, 0xff, 0x00, 1, 2, 3, 4, 5, 6, 7, 8};
-    ok(fd >= 0 && write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk), "3: append 12 bytes of junk");
+    ok(fd >= 0 && write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk),
+       "3: append 12 bytes of junk");
     close(fd);
     sp = open_spool(1u << 30, 1u << 20);
     kts_spool_stats(sp, &st);
-    ok(st.torn_records == 1 && st.torn_bytes == 12, "3: junk counted as torn (%" PRIu64 " bytes)", st.torn_bytes);
+    ok(st.torn_records == 1 && st.torn_bytes == 12, "3: junk counted as torn (%" PRIu64 " bytes)",
+       st.torn_bytes);
     is_int(take(sp, 0, 100), 10, "3: the 10 whole records replayed");
     kts_spool_close(sp);
 
@@ -334,8 +342,8 @@ int main(void)
      * fsync of the directory (counted in dir_syncs), across segment roll-overs */
     empty_dir();
     {
-        struct kts_spool_config cfg = {.dir = dir, .max_bytes = 1u << 20, .segment_bytes = 4096,
-                                       .sync = true};
+        struct kts_spool_config cfg = {
+            .dir = dir, .max_bytes = 1u << 20, .segment_bytes = 4096, .sync = true};
         char e[256];
         sp = NULL;
         kts_spool_open(&sp, &cfg, e, sizeof(e));
@@ -364,8 +372,9 @@ int main(void)
             pre[i].key = pkeys[i];
             pre[i].key_len = (size_t)snprintf(pkeys[i], 32, "series-%u", i % 7);
             pre[i].payload = ppls[i];
-            pre[i].payload_len = (size_t)snprintf(ppls[i], 256, "value %u %.*s", i, (int)(i % 50),
-                                                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+            pre[i].payload_len =
+                (size_t)snprintf(ppls[i], 256, "value %u %.*s", i, (int)(i % 50),
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
         }
         is_int(kts_spool_prepend(sp, pre, 10), 10, "6: prepend 10 records");
         kts_spool_flush(sp, true);

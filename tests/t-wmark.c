@@ -136,8 +136,10 @@ int main(void)
     bad = 0;
     for (unsigned i = 100; i < 110; i++)
         bad += kts_wmark_get(w, slot_of(w, i)) != 199999;
-    ok(kids_ok == 2 && bad == 0, "2. 2 processes sharing the file: every slot holds the maximum "
-       "(%d processes ok, %d wrong)", kids_ok, bad);
+    ok(kids_ok == 2 && bad == 0,
+       "2. 2 processes sharing the file: every slot holds the maximum "
+       "(%d processes ok, %d wrong)",
+       kids_ok, bad);
     kts_wmark_stats(w, &st);
     is_uint(st.used, (uint64_t)11, "2. the processes found the same 10 slots (11 series)");
     kts_wmark_close(w);
@@ -157,8 +159,10 @@ int main(void)
         again += slot_of(w, i) != slots[i];
         vals += kts_wmark_get(w, slots[i]) != i + 1;
     }
-    ok(bad == 0 && again == 0 && vals == 0, "3. %d keys: claimed (%d failed), found again (%d "
-       "moved), own watermarks (%d wrong)", N3, bad, again, vals);
+    ok(bad == 0 && again == 0 && vals == 0,
+       "3. %d keys: claimed (%d failed), found again (%d "
+       "moved), own watermarks (%d wrong)",
+       N3, bad, again, vals);
     uint64_t sa = 0, sb = 0;
     kts_wmark_slot(w, "ab\0c", 4, &sa);
     kts_wmark_slot(w, "a\0bc", 4, &sb);
@@ -176,10 +180,11 @@ int main(void)
     is_int(kts_wmark_slot(w, k, key_of(k, 5000), &s), -ENOSPC, "4. the 1001st is refused");
     ok(slot_of(w, 999) != 0, "4. known series still work when full");
     kts_wmark_stats(w, &st);
-    ok(st.used == 1000 && st.refused == 1 && st.slots == 2048 &&
-       st.file_bytes == 4096 + 2048 * 24, "4. stats: used %llu, refused %llu, %llu slots, %llu "
-       "bytes", (unsigned long long)st.used, (unsigned long long)st.refused,
-       (unsigned long long)st.slots, (unsigned long long)st.file_bytes);
+    ok(st.used == 1000 && st.refused == 1 && st.slots == 2048 && st.file_bytes == 4096 + 2048 * 24,
+       "4. stats: used %llu, refused %llu, %llu slots, %llu "
+       "bytes",
+       (unsigned long long)st.used, (unsigned long long)st.refused, (unsigned long long)st.slots,
+       (unsigned long long)st.file_bytes);
     struct stat fst;
     ok(stat(path_of("full.state"), &fst) == 0 && fst.st_size == 4096 + 2048 * 24,
        "4. file size = header + slots x 24");
@@ -211,15 +216,16 @@ int main(void)
     if (f != NULL)
         fclose(f);
     ok(kts_wmark_open(&w, path_of("junk.state"), 100, err, sizeof(err)) == -EINVAL &&
-       strstr(err, "junk.state is not a read_kafka_ts state file") != NULL, "6. foreign file: %s",
-       err);
+           strstr(err, "junk.state is not a read_kafka_ts state file") != NULL,
+       "6. foreign file: %s", err);
     ok(kts_wmark_open(&w, path_of("full.state"), 2000, err, sizeof(err)) == -EINVAL &&
-       strstr(err, "created for 1000 series, the configuration asks for 2000") != NULL,
+           strstr(err, "created for 1000 series, the configuration asks for 2000") != NULL,
        "6. another series_max: %s", err);
     if (truncate(path_of("full.state"), 10000) != 0)
         diag("truncate: %s", strerror(errno));
     ok(kts_wmark_open(&w, path_of("full.state"), 1000, err, sizeof(err)) == -EINVAL &&
-       strstr(err, "damaged") != NULL, "6. truncated: %s", err);
+           strstr(err, "damaged") != NULL,
+       "6. truncated: %s", err);
     fd = open(path_of("zero.state"), O_RDWR | O_CREAT, 0644);
     ok(fd >= 0 && ftruncate(fd, 8192) == 0, "6. a file with a zero header (creation cut short)");
     close(fd);
@@ -251,8 +257,8 @@ int main(void)
     }
     int ok7 = 0;
     for (int i = 0; i < 4; i++) {
-        int k7 = waitpid(p7[i], &status, 0) == p7[i] && WIFEXITED(status) &&
-                 WEXITSTATUS(status) == 0;
+        int k7 =
+            waitpid(p7[i], &status, 0) == p7[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0;
         if (!k7)
             diag("7. process %d: wait status %#x", i, status);
         ok7 += k7;
@@ -272,12 +278,13 @@ int main(void)
         kts_wmark_stats(w, &st);
         kts_wmark_close(w);
     }
-    ok(ok7 == 4 && bad == 0 && st.used == 1000, "7. 4 processes opened a new file together: "
-       "one table (%d/4 processes ok, %llu series, %d wrong watermarks)", ok7,
-       (unsigned long long)st.used, bad);
+    ok(ok7 == 4 && bad == 0 && st.used == 1000,
+       "7. 4 processes opened a new file together: "
+       "one table (%d/4 processes ok, %llu series, %d wrong watermarks)",
+       ok7, (unsigned long long)st.used, bad);
 
-    const char *names[] = {"kill.state", "race.state", "keys.state", "full.state", "half.state",
-                           "junk.state", "zero.state", "together.state"};
+    const char *names[] = {"kill.state", "race.state", "keys.state", "full.state",
+                           "half.state", "junk.state", "zero.state", "together.state"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         unlink(path_of(names[i]));
     rmdir(dir);

@@ -94,50 +94,50 @@ static inline int tap_ok(int cond, const char *file, int line, const char *fmt, 
 
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
-#define is_int(got, want, ...)                                                                 \
-    do {                                                                                       \
-        long long tap_g_ = (long long)(got), tap_w_ = (long long)(want);                       \
-        if (!ok(tap_g_ == tap_w_, __VA_ARGS__))                                                \
-            tap_fail_diag("       got: %lld\n  expected: %lld", tap_g_, tap_w_);               \
+#define is_int(got, want, ...)                                                                     \
+    do {                                                                                           \
+        long long tap_g_ = (long long)(got), tap_w_ = (long long)(want);                           \
+        if (!ok(tap_g_ == tap_w_, __VA_ARGS__))                                                    \
+            tap_fail_diag("       got: %lld\n  expected: %lld", tap_g_, tap_w_);                   \
     } while (0)
 
-#define is_uint(got, want, ...)                                                                \
-    do {                                                                                       \
-        unsigned long long tap_g_ = (unsigned long long)(got),                                 \
-                           tap_w_ = (unsigned long long)(want);                                \
-        if (!ok(tap_g_ == tap_w_, __VA_ARGS__))                                                \
-            tap_fail_diag("       got: %llu\n  expected: %llu", tap_g_, tap_w_);               \
+#define is_uint(got, want, ...)                                                                    \
+    do {                                                                                           \
+        unsigned long long tap_g_ = (unsigned long long)(got),                                     \
+                           tap_w_ = (unsigned long long)(want);                                    \
+        if (!ok(tap_g_ == tap_w_, __VA_ARGS__))                                                    \
+            tap_fail_diag("       got: %llu\n  expected: %llu", tap_g_, tap_w_);                   \
     } while (0)
 
-#define is_str(got, want, ...)                                                                 \
-    do {                                                                                       \
-        const char *tap_g_ = (got), *tap_w_ = (want);                                          \
-        int tap_c_ = (tap_g_ == NULL && tap_w_ == NULL) ||                                     \
-                     (tap_g_ != NULL && tap_w_ != NULL && strcmp(tap_g_, tap_w_) == 0);        \
-        if (!ok(tap_c_, __VA_ARGS__))                                                          \
-            tap_fail_diag("       got: '%s'\n  expected: '%s'", tap_g_ ? tap_g_ : "(null)",    \
-                 tap_w_ ? tap_w_ : "(null)");                                                  \
+#define is_str(got, want, ...)                                                                     \
+    do {                                                                                           \
+        const char *tap_g_ = (got), *tap_w_ = (want);                                              \
+        int tap_c_ = (tap_g_ == NULL && tap_w_ == NULL) ||                                         \
+                     (tap_g_ != NULL && tap_w_ != NULL && strcmp(tap_g_, tap_w_) == 0);            \
+        if (!ok(tap_c_, __VA_ARGS__))                                                              \
+            tap_fail_diag("       got: '%s'\n  expected: '%s'", tap_g_ ? tap_g_ : "(null)",        \
+                          tap_w_ ? tap_w_ : "(null)");                                             \
     } while (0)
 
 /* Doubles: equal within `tol` absolute (tol 0 means bit-identical, NaN equals NaN). */
-#define is_double(got, want, tol, ...)                                                         \
-    do {                                                                                       \
-        double tap_g_ = (got), tap_w_ = (want), tap_t_ = (tol);                                \
-        int tap_c_ = (isnan(tap_g_) && isnan(tap_w_)) ||                                       \
-                     (tap_t_ == 0 ? memcmp(&tap_g_, &tap_w_, sizeof(double)) == 0              \
-                                  : fabs(tap_g_ - tap_w_) <= tap_t_);                          \
-        if (!ok(tap_c_, __VA_ARGS__))                                                          \
-            tap_fail_diag("       got: %.17g\n  expected: %.17g", tap_g_, tap_w_);             \
+#define is_double(got, want, tol, ...)                                                             \
+    do {                                                                                           \
+        double tap_g_ = (got), tap_w_ = (want), tap_t_ = (tol);                                    \
+        int tap_c_ = (isnan(tap_g_) && isnan(tap_w_)) ||                                           \
+                     (tap_t_ == 0 ? memcmp(&tap_g_, &tap_w_, sizeof(double)) == 0                  \
+                                  : fabs(tap_g_ - tap_w_) <= tap_t_);                              \
+        if (!ok(tap_c_, __VA_ARGS__))                                                              \
+            tap_fail_diag("       got: %.17g\n  expected: %.17g", tap_g_, tap_w_);                 \
     } while (0)
 
 /* Stop the test (prove reports "Bail out!"): for set-up that later tests cannot do without. */
-#define BAIL_OUT(...)                                                                          \
-    do {                                                                                       \
-        printf("Bail out! ");                                                                  \
-        printf(__VA_ARGS__);                                                                   \
-        printf("\n");                                                                          \
-        fflush(stdout);                                                                        \
-        exit(255);                                                                             \
+#define BAIL_OUT(...)                                                                              \
+    do {                                                                                           \
+        printf("Bail out! ");                                                                      \
+        printf(__VA_ARGS__);                                                                       \
+        printf("\n");                                                                              \
+        fflush(stdout);                                                                            \
+        exit(255);                                                                                 \
     } while (0)
 
 static inline int done_testing(void)

@@ -33,11 +33,16 @@ _Static_assert(sizeof(thrd_t) == sizeof(pthread_t), "thrd_t is a pthread_t");
 static int thrd_result(int err)
 {
     switch (err) {
-    case 0: return thrd_success;
-    case ENOMEM: return thrd_nomem;
-    case ETIMEDOUT: return thrd_timedout;
-    case EBUSY: return thrd_busy;
-    default: return thrd_error;
+    case 0:
+        return thrd_success;
+    case ENOMEM:
+        return thrd_nomem;
+    case ETIMEDOUT:
+        return thrd_timedout;
+    case EBUSY:
+        return thrd_busy;
+    default:
+        return thrd_error;
     }
 }
 
@@ -92,20 +97,44 @@ int mtx_init(mtx_t *m, int type)
     return thrd_result(err);
 }
 
-int mtx_lock(mtx_t *m) { return thrd_result(pthread_mutex_lock((pthread_mutex_t *)m)); }
-int mtx_trylock(mtx_t *m) { return thrd_result(pthread_mutex_trylock((pthread_mutex_t *)m)); }
-int mtx_unlock(mtx_t *m) { return thrd_result(pthread_mutex_unlock((pthread_mutex_t *)m)); }
-void mtx_destroy(mtx_t *m) { pthread_mutex_destroy((pthread_mutex_t *)m); }
+int mtx_lock(mtx_t *m)
+{
+    return thrd_result(pthread_mutex_lock((pthread_mutex_t *)m));
+}
+int mtx_trylock(mtx_t *m)
+{
+    return thrd_result(pthread_mutex_trylock((pthread_mutex_t *)m));
+}
+int mtx_unlock(mtx_t *m)
+{
+    return thrd_result(pthread_mutex_unlock((pthread_mutex_t *)m));
+}
+void mtx_destroy(mtx_t *m)
+{
+    pthread_mutex_destroy((pthread_mutex_t *)m);
+}
 
 int mtx_timedlock(mtx_t *restrict m, const struct timespec *restrict ts)
 {
     return thrd_result(pthread_mutex_timedlock((pthread_mutex_t *)m, ts));
 }
 
-int cnd_init(cnd_t *c) { return thrd_result(pthread_cond_init((pthread_cond_t *)c, NULL)); }
-int cnd_signal(cnd_t *c) { return thrd_result(pthread_cond_signal((pthread_cond_t *)c)); }
-int cnd_broadcast(cnd_t *c) { return thrd_result(pthread_cond_broadcast((pthread_cond_t *)c)); }
-void cnd_destroy(cnd_t *c) { pthread_cond_destroy((pthread_cond_t *)c); }
+int cnd_init(cnd_t *c)
+{
+    return thrd_result(pthread_cond_init((pthread_cond_t *)c, NULL));
+}
+int cnd_signal(cnd_t *c)
+{
+    return thrd_result(pthread_cond_signal((pthread_cond_t *)c));
+}
+int cnd_broadcast(cnd_t *c)
+{
+    return thrd_result(pthread_cond_broadcast((pthread_cond_t *)c));
+}
+void cnd_destroy(cnd_t *c)
+{
+    pthread_cond_destroy((pthread_cond_t *)c);
+}
 
 int cnd_wait(cnd_t *c, mtx_t *m)
 {

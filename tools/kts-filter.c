@@ -43,8 +43,8 @@
 #include <time.h>
 
 #include "kts_conf.h"
-#include "kts_format.h"
 #include "kts_filter.h"
+#include "kts_format.h"
 #include "kts_log.h"
 #include "kts_pipeline.h"
 
@@ -407,8 +407,9 @@ static void opt_table_md(const struct kts_opt *t)
         case KTS_OPT_INT:
         case KTS_OPT_DOUBLE:
         case KTS_OPT_DURATION:
-            type = o->type == KTS_OPT_INT ? "integer" : o->type == KTS_OPT_DOUBLE ? "number"
-                                                                                     : "seconds";
+            type = o->type == KTS_OPT_INT      ? "integer"
+                   : o->type == KTS_OPT_DOUBLE ? "number"
+                                               : "seconds";
             if (o->min != 0 || o->max != 0)
                 snprintf(allowed, sizeof(allowed), "%.15g to %.15g", o->min, o->max);
             break;
@@ -439,7 +440,8 @@ static void opt_table_md(const struct kts_opt *t)
             snprintf(def, sizeof(def), "\"%s\"", o->def);
         else
             snprintf(def, sizeof(def), "%s", o->def);
-        printf("| `%s` | %s | %s | %s | %s |\n", o->name, type, def, allowed, o->help ? o->help : "");
+        printf("| `%s` | %s | %s | %s | %s |\n", o->name, type, def, allowed,
+               o->help ? o->help : "");
     }
 }
 
@@ -451,8 +453,7 @@ static void options_markdown(void)
     printf("### `<Pipeline \"name\">`\n\n");
     opt_table_md(kts_pipeline_options);
     for (size_t i = 0; kts_filters[i] != NULL; i++) {
-        printf("\n### `<Filter \"%s\">`\n\n%s.\n\n", kts_filters[i]->name,
-               kts_filters[i]->summary);
+        printf("\n### `<Filter \"%s\">`\n\n%s.\n\n", kts_filters[i]->name, kts_filters[i]->summary);
         if (kts_filters[i]->options[0].name == NULL)
             printf("No options.\n");
         else
@@ -522,8 +523,9 @@ static int run_json(FILE *f, const char *input, struct kts_pipeline **pipes, siz
     }
     drain(true);
     kts_decoder_destroy(dec);
-    fprintf(stderr, "kts-filter: %llu value lists (%llu matched no pipeline):",
-            (unsigned long long)jc.vls, (unsigned long long)jc.unmatched);
+    fprintf(stderr,
+            "kts-filter: %llu value lists (%llu matched no pipeline):", (unsigned long long)jc.vls,
+            (unsigned long long)jc.unmatched);
     for (int a = 0; a < 7; a++)
         fprintf(stderr, " %llu %s", (unsigned long long)counts[a], action_names[a]);
     fprintf(stderr, "\n");
@@ -547,12 +549,11 @@ int main(int argc, char **argv)
     double interval = -1;
     bool check_only = false;
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"pipeline", required_argument, NULL, 'p'},
+        {"config", required_argument, NULL, 'c'},   {"pipeline", required_argument, NULL, 'p'},
         {"interval", required_argument, NULL, 'i'}, {"host", required_argument, NULL, 'H'},
-        {"plugin", required_argument, NULL, 'P'}, {"type", required_argument, NULL, 'T'},
-        {"help", no_argument, NULL, 'h'}, {"options-markdown", no_argument, NULL, 'M'},
-        {"check", no_argument, NULL, 'C'},
-        {NULL, 0, NULL, 0},
+        {"plugin", required_argument, NULL, 'P'},   {"type", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},           {"options-markdown", no_argument, NULL, 'M'},
+        {"check", no_argument, NULL, 'C'},          {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "c:p:i:H:P:T:h", opts, NULL)) != -1) {
@@ -608,7 +609,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < root->children_num; i++) {
         const struct kts_conf *b = &root->children[i];
         if (strcasecmp(b->key, "Pipeline") != 0) {
-            fprintf(stderr, "kts-filter: %s:%d: unexpected \"%s\"; the file holds <Pipeline> blocks\n",
+            fprintf(stderr,
+                    "kts-filter: %s:%d: unexpected \"%s\"; the file holds <Pipeline> blocks\n",
                     config, b->line, b->key);
             bad++;
             continue;
@@ -689,8 +691,10 @@ int main(int argc, char **argv)
             continue;
         struct in_point p = {0};
         if (!parse_time(ts, &p.t)) {
-            fprintf(stderr, "kts-filter: %s:%zu: bad timestamp \"%s\" (want YYYY-MM-DD HH:MM:SS "
-                            "or epoch seconds)\n", input, lineno, ts);
+            fprintf(stderr,
+                    "kts-filter: %s:%zu: bad timestamp \"%s\" (want YYYY-MM-DD HH:MM:SS "
+                    "or epoch seconds)\n",
+                    input, lineno, ts);
             rc = 1;
             break;
         }
@@ -750,8 +754,9 @@ int main(int argc, char **argv)
             rc = kts_pipeline_flush(p, collect, NULL);
         report(NULL);
         drain(true);
-        fprintf(stderr, "kts-filter: pipeline \"%s\", %zu points, interval %g s:", kts_pipeline_name(p),
-                n, interval);
+        fprintf(stderr,
+                "kts-filter: pipeline \"%s\", %zu points, interval %g s:", kts_pipeline_name(p), n,
+                interval);
         for (int a = 0; a < 7; a++)
             fprintf(stderr, " %llu %s", (unsigned long long)counts[a], action_names[a]);
         fprintf(stderr, "\n");

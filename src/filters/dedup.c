@@ -47,8 +47,8 @@ struct dedup_conf {
 };
 
 struct dedup_state {
-    kts_time_t hwm;    /* newest timestamp seen; 0 = none */
-    uint64_t seen;     /* bit k: a point was seen k slots behind hwm */
+    kts_time_t hwm;     /* newest timestamp seen; 0 = none */
+    uint64_t seen;      /* bit k: a point was seen k slots behind hwm */
     kts_time_t spacing; /* last in-order spacing, for series without an interval */
 };
 
@@ -70,10 +70,11 @@ static const struct kts_opt dedup_options[] = {
     {"SuppressUnchanged", KTS_OPT_BOOL, offsetof(struct dedup_conf, suppress), "false", 0, 0, NULL,
      NULL, 0, "also hold back values equal to the previous one (keeps both edges of a flat run)"},
     {"Heartbeat", KTS_OPT_DURATION, offsetof(struct dedup_conf, heartbeat), "600", 0, 1e9, NULL,
-     NULL, 0, "with SuppressUnchanged: emit an unchanged value at least every this many seconds "
-              "of event time; 0 = never"},
-    {"Tolerance", KTS_OPT_DOUBLE, offsetof(struct dedup_conf, tolerance), "0", 0, 1e300, NULL,
-     NULL, 0, "with SuppressUnchanged: values closer than this count as unchanged"},
+     NULL, 0,
+     "with SuppressUnchanged: emit an unchanged value at least every this many seconds "
+     "of event time; 0 = never"},
+    {"Tolerance", KTS_OPT_DOUBLE, offsetof(struct dedup_conf, tolerance), "0", 0, 1e300, NULL, NULL,
+     0, "with SuppressUnchanged: values closer than this count as unchanged"},
     KTS_OPT_END,
 };
 

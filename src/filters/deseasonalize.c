@@ -67,7 +67,7 @@ struct deseason_conf {
     double spread;
     /* derived */
     kts_time_t period_t;
-    double bin_s;    /* bin width in seconds */
+    double bin_s;     /* bin width in seconds */
     double clip_mean; /* E[min(|Z|, clip)] for a standard normal Z */
 };
 
@@ -90,17 +90,18 @@ static const struct kts_opt deseason_options[] = {
      NULL, 0, "length of the pattern in seconds (86400 daily, 604800 weekly, any)"},
     {"Bins", KTS_OPT_INT, offsetof(struct deseason_conf, bins), "288", 2, 65536, NULL, NULL, 0,
      "phase bins per period (4.5 bytes each per series); bin width = Period / Bins"},
-    {"Output", KTS_OPT_ENUM, offsetof(struct deseason_conf, output), "adjusted", 0, 0,
-     output_words, NULL, 0, "adjusted: value minus the pattern; residual: also minus the level"},
+    {"Output", KTS_OPT_ENUM, offsetof(struct deseason_conf, output), "adjusted", 0, 0, output_words,
+     NULL, 0, "adjusted: value minus the pattern; residual: also minus the level"},
     {"LevelTau", KTS_OPT_DURATION, offsetof(struct deseason_conf, level_tau), "3600", 1e-6, 1e9,
      NULL, NULL, 0, "time constant of the level in seconds"},
-    {"SeasonPeriods", KTS_OPT_DOUBLE, offsetof(struct deseason_conf, season_periods), "4", 0.1,
-     1e6, NULL, NULL, 0, "time constant of the pattern, in periods"},
+    {"SeasonPeriods", KTS_OPT_DOUBLE, offsetof(struct deseason_conf, season_periods), "4", 0.1, 1e6,
+     NULL, NULL, 0, "time constant of the pattern, in periods"},
     {"ScaleTau", KTS_OPT_DURATION, offsetof(struct deseason_conf, scale_tau), "21600", 1e-6, 1e9,
      NULL, NULL, 0, "time constant of the residual scale in seconds"},
     {"Clip", KTS_OPT_DOUBLE, offsetof(struct deseason_conf, clip), "2", 0.5, 100, NULL, NULL, 0,
      "residuals are clipped at Clip * scale before they update anything (Huber)"},
-    {"Spread", KTS_OPT_DOUBLE, offsetof(struct deseason_conf, spread), "0.25", 0, 0.5, NULL, NULL, 0,
+    {"Spread", KTS_OPT_DOUBLE, offsetof(struct deseason_conf, spread), "0.25", 0, 0.5, NULL, NULL,
+     0,
      "share of each update also given to the two neighbouring bins (the pattern is assumed "
      "smooth across bins; 0 = bins independent)"},
     {"MinScale", KTS_OPT_DOUBLE, offsetof(struct deseason_conf, min_scale), "0", 0, 1e300, NULL,
@@ -187,8 +188,8 @@ static void count_inc(const struct deseason_conf *c, struct deseason_state *s, s
     uint8_t *n = (uint8_t *)(profile(s) + c->bins);
     unsigned v = count_get(c, s, b);
     if (v < 15)
-        n[b / 2] = (uint8_t)((b & 1) ? (n[b / 2] & 0x0f) | ((v + 1) << 4)
-                                     : (n[b / 2] & 0xf0) | (v + 1));
+        n[b / 2] =
+            (uint8_t)((b & 1) ? (n[b / 2] & 0x0f) | ((v + 1) << 4) : (n[b / 2] & 0xf0) | (v + 1));
 }
 
 static size_t bin_of(const struct deseason_conf *c, kts_time_t t)
@@ -415,7 +416,8 @@ static const struct kts_opt reseason_options[] = {
 
 const struct kts_filter_ops kts_filter_reseasonalize = {
     .name = "reseasonalize",
-    .summary = "add back the pattern an earlier deseasonalize removed (output in the series' units)",
+    .summary =
+        "add back the pattern an earlier deseasonalize removed (output in the series' units)",
     .options = reseason_options,
     .conf_size = 1,
     .prepare = NULL,

@@ -81,8 +81,9 @@ static const char *const reset_words[] = {"drop", "from-zero", NULL};
 
 static const struct kts_opt diff_options[] = {
     {"Method", KTS_OPT_ENUM, offsetof(struct diff_conf, method), "rate", 0, 0, method_words, NULL,
-     0, "rate: collectd's per-second rate (gauges unchanged); derivative: per-second change of "
-        "every type; difference: change since the previous point"},
+     0,
+     "rate: collectd's per-second rate (gauges unchanged); derivative: per-second change of "
+     "every type; difference: change since the previous point"},
     {"Reset", KTS_OPT_ENUM, offsetof(struct diff_conf, reset), "drop", 0, 0, reset_words, NULL, 0,
      "on a counter reset: drop the point, or count from zero (increase = new value)"},
     {"MaxRate", KTS_OPT_DOUBLE, offsetof(struct diff_conf, max_rate), "0", 0, 1e300, NULL, NULL, 0,
@@ -91,8 +92,8 @@ static const struct kts_opt diff_options[] = {
      "seasonal difference: subtract the value this many seconds earlier (e.g. 86400); 0 = off"},
     {"LagBins", KTS_OPT_INT, offsetof(struct diff_conf, lag_bins), "288", 1, 65536, NULL, NULL, 0,
      "with Lag: phase bins per lag; the earlier value is the one in the same bin"},
-    {"LagPoints", KTS_OPT_INT, offsetof(struct diff_conf, lag_points), "0", 0, 65536, NULL, NULL,
-     0, "seasonal difference in points: subtract the value this many points earlier; 0 = off"},
+    {"LagPoints", KTS_OPT_INT, offsetof(struct diff_conf, lag_points), "0", 0, 65536, NULL, NULL, 0,
+     "seasonal difference in points: subtract the value this many points earlier; 0 = off"},
     KTS_OPT_END,
 };
 
@@ -107,7 +108,8 @@ static int diff_prepare(void *vconf, const char *where)
     if ((c->lag > 0 || c->lag_points > 0) && c->method != M_DIFFERENCE) {
         kts_log(KTS_LOG_ERR,
                 "%s: Lag/LagPoints need Method \"difference\" (put a \"rate\" difference first "
-                "for counters)", where);
+                "for counters)",
+                where);
         err = -EINVAL;
     }
     c->ring = c->lag_points > 0 ? (size_t)c->lag_points : c->lag > 0 ? (size_t)c->lag_bins : 0;

@@ -44,12 +44,12 @@ struct fill_state {
 static const char *const method_words[] = {"linear", "previous", NULL};
 
 static const struct kts_opt fill_options[] = {
-    {"Method", KTS_OPT_ENUM, offsetof(struct fill_conf, method), "linear", 0, 0, method_words,
-     NULL, 0, "linear: interpolate between the neighbours; previous: repeat the last value"},
+    {"Method", KTS_OPT_ENUM, offsetof(struct fill_conf, method), "linear", 0, 0, method_words, NULL,
+     0, "linear: interpolate between the neighbours; previous: repeat the last value"},
     {"MaxGap", KTS_OPT_INT, offsetof(struct fill_conf, max_gap), "5", 1, 1000, NULL, NULL, 0,
      "fill gaps of at most this many missing intervals; longer gaps stay gaps"},
-    {"Interval", KTS_OPT_DURATION, offsetof(struct fill_conf, interval), "0", 0, 1e9, NULL, NULL,
-     0, "expected spacing in seconds; 0 = the series' own interval"},
+    {"Interval", KTS_OPT_DURATION, offsetof(struct fill_conf, interval), "0", 0, 1e9, NULL, NULL, 0,
+     "expected spacing in seconds; 0 = the series' own interval"},
     KTS_OPT_END,
 };
 
@@ -103,7 +103,7 @@ static void fill_step(const void *vconf, void *vstate, const struct kts_point *p
                 f.t = s->last_t + k * iv;
                 f.type = KTS_DS_GAUGE;
                 f.flags = (uint16_t)((p->flags & ~KTS_PT_RAW) | KTS_PT_FILLED);
-                f.flags &= (uint16_t)~(KTS_PT_MARKED | KTS_PT_REPLACED);
+                f.flags &= (uint16_t) ~(KTS_PT_MARKED | KTS_PT_REPLACED);
                 double w = kts_dt(f.t, s->last_t) / span;
                 if (c->method == F_LINEAR)
                     f.value = s->last_v + (p->value - s->last_v) * w;

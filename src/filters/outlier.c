@@ -164,18 +164,20 @@ static const struct kts_opt outlier_options[] = {
      NULL, 0, "outlier when |x - centre| > Threshold * scale (scale ~ standard deviation)"},
     {"Window", KTS_OPT_DURATION, offsetof(struct outlier_conf, window), "3600", 1e-6, 1e9, NULL,
      NULL, 0, "hampel: window length in seconds of event time"},
-    {"MaxPoints", KTS_OPT_INT, offsetof(struct outlier_conf, max_points), "31", 3, 4096, NULL,
-     NULL, 0, "hampel: most points kept in the window (15 bytes each per series; +1 above 256 "
-              "points, +2 with a Window over 3 days)"},
+    {"MaxPoints", KTS_OPT_INT, offsetof(struct outlier_conf, max_points), "31", 3, 4096, NULL, NULL,
+     0,
+     "hampel: most points kept in the window (15 bytes each per series; +1 above 256 "
+     "points, +2 with a Window over 3 days)"},
     {"MinPoints", KTS_OPT_INT, offsetof(struct outlier_conf, min_points), "5", 1, 4096, NULL, NULL,
      0, "points needed before judging (warm-up)"},
     {"Tau", KTS_OPT_DURATION, offsetof(struct outlier_conf, tau), "3600", 1e-6, 1e9, NULL, NULL, 0,
      "robust/ewz: time constant of location and scale in seconds"},
     {"MinScale", KTS_OPT_DOUBLE, offsetof(struct outlier_conf, min_scale), "0", 0, 1e300, NULL,
      NULL, 0, "smallest scale used (in the series' unit)"},
-    {"PhaseScale", KTS_OPT_DOUBLE, offsetof(struct outlier_conf, phase_scale), "0.7", 0, 100,
-     NULL, NULL, 0, "the scale is at least this times the noise scale deseasonalize learned "
-                    "for the point's time of day (0 = ignore it)"},
+    {"PhaseScale", KTS_OPT_DOUBLE, offsetof(struct outlier_conf, phase_scale), "0.7", 0, 100, NULL,
+     NULL, 0,
+     "the scale is at least this times the noise scale deseasonalize learned "
+     "for the point's time of day (0 = ignore it)"},
     {"MaxRun", KTS_OPT_INT, offsetof(struct outlier_conf, max_run), "5", 0, 65535, NULL, NULL, 0,
      "after this many consecutive outliers, accept the next ones as a level shift; 0 = never"},
     {"Delay", KTS_OPT_INT, offsetof(struct outlier_conf, delay), "0", 0, 16, NULL, NULL, 0,
@@ -208,8 +210,10 @@ static int outlier_prepare(void *vconf, const char *where)
         return -EINVAL;
     }
     if (c->method != O_HAMPEL && c->delay > 0) {
-        kts_log(KTS_LOG_ERR, "%s: Delay %lld needs Method \"hampel\" (Method \"%s\" judges at "
-                "once: Delay 0)", where, (long long)c->delay, method_words[c->method]);
+        kts_log(KTS_LOG_ERR,
+                "%s: Delay %lld needs Method \"hampel\" (Method \"%s\" judges at "
+                "once: Delay 0)",
+                where, (long long)c->delay, method_words[c->method]);
         return -EINVAL;
     }
     c->tail_off = (method_state_size(c) + 7) & ~(size_t)7;
@@ -376,8 +380,8 @@ static void *h_tags(const struct outlier_conf *c, struct hampel_state *s)
 /* Timestamp of ring slot i (any slot in the window: it is within Window of s->newest). */
 static kts_time_t h_time(const struct outlier_conf *c, struct hampel_state *s, uint32_t i)
 {
-    uint64_t hi = c->t_mask == UINT64_MAX ? ((uint32_t *)h_thi(c, s))[i]
-                                          : ((uint16_t *)h_thi(c, s))[i];
+    uint64_t hi =
+        c->t_mask == UINT64_MAX ? ((uint32_t *)h_thi(c, s))[i] : ((uint16_t *)h_thi(c, s))[i];
     uint64_t stored = hi << 32 | h_tlo(c, s)[i];
     return s->newest - ((s->newest - stored) & c->t_mask);
 }
@@ -653,10 +657,10 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
                 /* Guarantee 13: interpolate between the good points around the run. */
                 double rep = after;
                 if (tl->rn > 0 && ret->t > tl->good_t)
-                    rep = before + (after - before) * kts_dt(p->t, tl->good_t) /
-                                       kts_dt(ret->t, tl->good_t);
-                double scale = scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(p->value),
-                                           med, p);
+                    rep = before +
+                          (after - before) * kts_dt(p->t, tl->good_t) / kts_dt(ret->t, tl->good_t);
+                double scale =
+                    scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(p->value), med, p);
                 if (tl->rn > 0 && x >= blo && x <= bhi) {
                     s->run = 0; /* guarantee 11: on a ramp */
                 } else if (fabs(x - rep) <= c->threshold * scale) {
@@ -789,8 +793,8 @@ static void outlier_step(const void *vconf, void *vstate, const struct kts_point
         out->stats->warming++;
     if (c->delay > 0) {
         struct hampel_state *s = vstate;
-        bool late = (s->newest != 0 && p->t <= s->newest) || (tl->qn > 0 && p->t <= q[tl->qn - 1].t) ||
-                    (tl->rn > 0 && p->t <= tl->good_t);
+        bool late = (s->newest != 0 && p->t <= s->newest) ||
+                    (tl->qn > 0 && p->t <= q[tl->qn - 1].t) || (tl->rn > 0 && p->t <= tl->good_t);
         if (late) { /* guarantee 12: at once */
             if (nan || warming)
                 kts_out_push(out, p);

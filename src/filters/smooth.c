@@ -63,16 +63,16 @@ struct ema_state {
 static const char *const method_words[] = {"sma", "ema", "holt", NULL};
 
 static const struct kts_opt smooth_options[] = {
-    {"Method", KTS_OPT_ENUM, offsetof(struct smooth_conf, method), "ema", 0, 0, method_words,
-     NULL, 0, "sma: mean over a time window; ema: exponential, time-aware; holt: level + trend"},
-    {"Window", KTS_OPT_DURATION, offsetof(struct smooth_conf, window), "300", 1e-6, 1e9, NULL,
-     NULL, 0, "sma: window length in seconds of event time"},
-    {"MaxPoints", KTS_OPT_INT, offsetof(struct smooth_conf, max_points), "64", 1, 65536, NULL,
-     NULL, 0, "sma: most points kept in the window (16 bytes each per series)"},
+    {"Method", KTS_OPT_ENUM, offsetof(struct smooth_conf, method), "ema", 0, 0, method_words, NULL,
+     0, "sma: mean over a time window; ema: exponential, time-aware; holt: level + trend"},
+    {"Window", KTS_OPT_DURATION, offsetof(struct smooth_conf, window), "300", 1e-6, 1e9, NULL, NULL,
+     0, "sma: window length in seconds of event time"},
+    {"MaxPoints", KTS_OPT_INT, offsetof(struct smooth_conf, max_points), "64", 1, 65536, NULL, NULL,
+     0, "sma: most points kept in the window (16 bytes each per series)"},
     {"Tau", KTS_OPT_DURATION, offsetof(struct smooth_conf, tau), "300", 1e-6, 1e9, NULL, NULL, 0,
      "ema/holt: time constant of the level in seconds (alpha = 1 - exp(-dt/Tau))"},
-    {"TrendTau", KTS_OPT_DURATION, offsetof(struct smooth_conf, trend_tau), "3600", 1e-6, 1e9,
-     NULL, NULL, 0, "holt: time constant of the trend in seconds"},
+    {"TrendTau", KTS_OPT_DURATION, offsetof(struct smooth_conf, trend_tau), "3600", 1e-6, 1e9, NULL,
+     NULL, 0, "holt: time constant of the trend in seconds"},
     KTS_OPT_END,
 };
 

@@ -9,11 +9,11 @@
 #ifndef KTS_FUZZ_COMMON_H
 #define KTS_FUZZ_COMMON_H
 
+#include "../lib/vl_same.h"
 #include "kts_buf.h"
 #include "kts_format.h"
 #include "kts_log.h"
 #include "kts_value.h"
-#include "../lib/vl_same.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -56,8 +56,8 @@ __attribute__((noreturn, format(printf, 1, 2))) static inline void fuzz_fail(con
  * promises that much between the two paths), doubles by bits. Loose (round trips): names as
  * strings (the padding is not part of the format: the collectd path leaves earlier bytes
  * there) and any NaN equals any NaN (the encoder writes null). */
-static inline bool fuzz_vl_same(const struct kts_vl *a, const struct kts_vl *b, bool loose, char *why,
-                                size_t n)
+static inline bool fuzz_vl_same(const struct kts_vl *a, const struct kts_vl *b, bool loose,
+                                char *why, size_t n)
 {
     return vl_same(a, b, loose ? VL_SAME_NAN_ANY : VL_SAME_NAME_BYTES, why, n);
 }
@@ -83,7 +83,8 @@ static inline int fuzz_collect_cb(struct kts_vl *vl, void *opaque)
     return 0;
 }
 
-static inline void fuzz_decode(struct kts_decoder *d, const void *buf, size_t len, struct fuzz_result *r)
+static inline void fuzz_decode(struct kts_decoder *d, const void *buf, size_t len,
+                               struct fuzz_result *r)
 {
     memset(r, 0, sizeof(*r));
     r->rc = kts_decoder_decode(d, buf, len, &r->fmt, fuzz_collect_cb, r, r->err, sizeof(r->err));
@@ -121,10 +122,12 @@ static inline void fuzz_round_trip(struct kts_decoder *d, const struct fuzz_resu
         char why[512];
         if (back.rc != 0 || back.n != 1)
             fuzz_fail("round trip: re-decoding value list %zu: rc %d, %zu value lists: %s "
-                      "(encoded: %.*s)", i, back.rc, back.n, back.err, (int)buf.len, buf.data);
+                      "(encoded: %.*s)",
+                      i, back.rc, back.n, back.err, (int)buf.len, buf.data);
         if (!fuzz_vl_same(&r->vls[i], &back.vls[0], true, why, sizeof(why)))
             fuzz_fail("round trip: value list %zu differs after encode+decode: %s (encoded: "
-                      "%.*s)", i, why, (int)buf.len, buf.data);
+                      "%.*s)",
+                      i, why, (int)buf.len, buf.data);
         fuzz_result_fini(&back);
         kts_buf_fini(&buf);
     }

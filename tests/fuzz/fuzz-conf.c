@@ -53,8 +53,8 @@ static int view_without(const struct kts_conf *block, struct kts_conf *view,
                         bool (*skip)(const char *key))
 {
     *view = *block;
-    view->children = calloc(block->children_num > 0 ? (size_t)block->children_num : 1,
-                            sizeof(*view->children));
+    view->children =
+        calloc(block->children_num > 0 ? (size_t)block->children_num : 1, sizeof(*view->children));
     view->children_num = 0;
     if (view->children == NULL)
         return -ENOMEM;
@@ -108,8 +108,11 @@ static void run_pipes(struct kts_pipeset *ps)
                            {.name = "rx", .type = KTS_DS_DERIVE}};
     size_t emitted = 0;
     for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
-        struct kts_vl vl = {.host = "h", .type_instance = "x", .ds = ds,
-                            .ds_len = i % 2 ? 1 : 2, .interval = KTS_TIME_FROM_S(10)};
+        struct kts_vl vl = {.host = "h",
+                            .type_instance = "x",
+                            .ds = ds,
+                            .ds_len = i % 2 ? 1 : 2,
+                            .interval = KTS_TIME_FROM_S(10)};
         strcpy(vl.plugin, i % 2 ? "cpu" : "interface");
         strcpy(vl.type, i % 2 ? "gauge" : "if_octets");
         vl.time = KTS_TIME_FROM_S(1700000000 + 10 * i + (i == 7 ? 100 : 0));

@@ -43,8 +43,8 @@ static void check_error_contract(const struct fuzz_result *r, const char *path)
     if (r->err[0] == '\0')
         fuzz_fail("%s: error %d without a message", path, r->rc);
     if (r->n != 0)
-        fuzz_fail("%s: error %d after %zu value lists were delivered (all or nothing)", path,
-                  r->rc, r->n);
+        fuzz_fail("%s: error %d after %zu value lists were delivered (all or nothing)", path, r->rc,
+                  r->n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -65,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_fail("fast/yajl differ: rc %d/%d fmt %d/%d n %zu/%zu err '%s' / '%s'", a.rc, y.rc,
                   a.fmt, y.fmt, a.n, y.n, a.err, y.err);
     for (size_t i = 0; i < a.n && i < FUZZ_MAX_VLS; i++)
-        if (a.owned[i] && y.owned[i] && !fuzz_vl_same(&a.vls[i], &y.vls[i], false, why, sizeof(why)))
+        if (a.owned[i] && y.owned[i] &&
+            !fuzz_vl_same(&a.vls[i], &y.vls[i], false, why, sizeof(why)))
             fuzz_fail("fast/yajl differ in value list %zu: %s", i, why);
     if (a.fmt != r.fmt)
         fuzz_fail("the flags changed the detected format: %d / %d", a.fmt, r.fmt);

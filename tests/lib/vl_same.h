@@ -42,10 +42,10 @@ static inline bool vl_same_name(const char *a, const char *b, unsigned flags)
 static inline bool vl_same(const struct kts_vl *a, const struct kts_vl *b, unsigned flags,
                            char *why, size_t n)
 {
-#define VL_DIFF(...)                                                                           \
-    do {                                                                                       \
-        snprintf(why, n, __VA_ARGS__);                                                         \
-        return false;                                                                          \
+#define VL_DIFF(...)                                                                               \
+    do {                                                                                           \
+        snprintf(why, n, __VA_ARGS__);                                                             \
+        return false;                                                                              \
     } while (0)
     if (!vl_same_name(a->host, b->host, flags))
         VL_DIFF("host '%s' != '%s'", a->host, b->host);
@@ -67,11 +67,9 @@ static inline bool vl_same(const struct kts_vl *a, const struct kts_vl *b, unsig
     for (size_t i = 0; i < a->ds_len; i++) {
         const struct kts_ds *x = &a->ds[i], *y = &b->ds[i];
         if (!vl_same_name(x->name, y->name, flags) || x->type != y->type)
-            VL_DIFF("ds[%zu] name/type '%s'/%d != '%s'/%d", i, x->name, x->type, y->name,
-                    y->type);
-        bool same = x->type == KTS_DS_GAUGE
-                        ? vl_same_double(x->value.gauge, y->value.gauge, flags)
-                        : x->value.counter == y->value.counter;
+            VL_DIFF("ds[%zu] name/type '%s'/%d != '%s'/%d", i, x->name, x->type, y->name, y->type);
+        bool same = x->type == KTS_DS_GAUGE ? vl_same_double(x->value.gauge, y->value.gauge, flags)
+                                            : x->value.counter == y->value.counter;
         if (!same)
             VL_DIFF("ds[%zu] value %.17g/%" PRIu64 " != %.17g/%" PRIu64, i, x->value.gauge,
                     x->value.counter, y->value.gauge, y->value.counter);
@@ -83,8 +81,7 @@ static inline bool vl_same(const struct kts_vl *a, const struct kts_vl *b, unsig
     for (size_t i = 0; i < a->meta_len; i++) {
         const struct kts_meta *x = &a->meta[i], *y = &b->meta[i];
         if (strcmp(x->key, y->key) != 0 || x->type != y->type)
-            VL_DIFF("meta[%zu] key/type '%s'/%d != '%s'/%d", i, x->key, x->type, y->key,
-                    y->type);
+            VL_DIFF("meta[%zu] key/type '%s'/%d != '%s'/%d", i, x->key, x->type, y->key, y->type);
         bool same = true;
         switch (x->type) {
         case KTS_META_STRING:

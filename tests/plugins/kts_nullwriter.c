@@ -52,7 +52,8 @@ static int nw_write(const data_set_t *ds, const value_list_t *vl, user_data_t *u
         int64_t last = nw_now(), first = atomic_load(&nw_first_ns);
         double f = (double)(first - nw_start_ns) / 1e9, l = (double)(last - nw_start_ns) / 1e9;
         INFO(NW_NAME ": %" PRIu64 " value lists written; first at %.3f s, last at %.3f s, "
-             "%.0f per second", n, f, l, l > f ? (double)(n - 1) / (l - f) : 0.0);
+                     "%.0f per second",
+             n, f, l, l > f ? (double)(n - 1) / (l - f) : 0.0);
     }
     return 0;
 }

@@ -112,14 +112,26 @@ struct tg_golden {
 };
 
 #define TG_S(s) ((cdtime_t)(s) << 30)
-#define TG_G(v) {.gauge = (v)}
-#define TG_C(v) {.counter = (v)}
-#define TG_D(v) {.derive = (v)}
-#define TG_A(v) {.absolute = (v)}
+#define TG_G(v)                                                                                    \
+    {                                                                                              \
+        .gauge = (v)                                                                               \
+    }
+#define TG_C(v)                                                                                    \
+    {                                                                                              \
+        .counter = (v)                                                                             \
+    }
+#define TG_D(v)                                                                                    \
+    {                                                                                              \
+        .derive = (v)                                                                              \
+    }
+#define TG_A(v)                                                                                    \
+    {                                                                                              \
+        .absolute = (v)                                                                            \
+    }
 
 /* 127 bytes: the longest name collectd can hold. */
-#define TG_LONG_NAME \
-    "L123456789012345678901234567890123456789012345678901234567890123" \
+#define TG_LONG_NAME                                                                               \
+    "L123456789012345678901234567890123456789012345678901234567890123"                             \
     "456789012345678901234567890123456789012345678901234567890123456"
 
 static const struct tg_golden tg_golden_set[] = {
@@ -129,10 +141,16 @@ static const struct tg_golden tg_golden_set[] = {
     {NULL, "golden", "gauge", "pi", TG_S(2) + 1, TG_S(10), 1, {TG_G(3.141592653589793)}, false},
     {NULL, "golden", "gauge", "tenth", TG_S(3) + (TG_S(1) >> 1), TG_S(10), 1, {TG_G(0.1)}, false},
     {NULL, "golden", "gauge", "denorm", TG_S(4) + TG_S(1) - 1, TG_S(10), 1, {TG_G(5e-324)}, false},
-    {NULL, "golden", "gauge", "max", TG_S(5) + 107374182, TG_S(10), 1,
-     {TG_G(1.7976931348623157e308)}, false},
-    {NULL, "golden", "gauge", "negative", TG_S(6) + 123456789, TG_S(10), 1,
-     {TG_G(-273.15)}, false},
+    {NULL,
+     "golden",
+     "gauge",
+     "max",
+     TG_S(5) + 107374182,
+     TG_S(10),
+     1,
+     {TG_G(1.7976931348623157e308)},
+     false},
+    {NULL, "golden", "gauge", "negative", TG_S(6) + 123456789, TG_S(10), 1, {TG_G(-273.15)}, false},
     {NULL, "golden", "gauge", "nan", TG_S(7), TG_S(10), 1, {TG_G(NAN)}, false},
     {NULL, "golden", "gauge", "inf", TG_S(8), TG_S(10), 1, {TG_G(INFINITY)}, false},
     {NULL, "golden", "gauge", "neginf", TG_S(9), TG_S(10), 1, {TG_G(-INFINITY)}, false},
@@ -147,27 +165,46 @@ static const struct tg_golden tg_golden_set[] = {
     {NULL, "golden", "absolute", "zero", TG_S(17), TG_S(10), 1, {TG_A(0)}, false},
     {NULL, "golden", "absolute", "max", TG_S(18), TG_S(10), 1, {TG_A(UINT64_MAX)}, false},
     /* several data sources */
-    {NULL, "eth0", "if_octets", "", TG_S(19) + 1, TG_S(10), 2,
-     {TG_D(123456789012), TG_D(0)}, false},
-    {NULL, "", "load", "", TG_S(20) + 536870913, TG_S(10), 3,
-     {TG_G(0.25), TG_G(0.5), TG_G(1.75)}, false},
+    {NULL,
+     "eth0",
+     "if_octets",
+     "",
+     TG_S(19) + 1,
+     TG_S(10),
+     2,
+     {TG_D(123456789012), TG_D(0)},
+     false},
+    {NULL,
+     "",
+     "load",
+     "",
+     TG_S(20) + 536870913,
+     TG_S(10),
+     3,
+     {TG_G(0.25), TG_G(0.5), TG_G(1.75)},
+     false},
     /* names: empty instances, hyphens (ambiguous identifiers), UTF-8, control characters */
     {NULL, "", "gauge", "", TG_S(21), TG_S(10), 1, {TG_G(1.0)}, false},
     {NULL, "a-b", "gauge", "c-d", TG_S(22), TG_S(10), 1, {TG_G(2.0)}, false},
-    {NULL, "z\xc3\xbcrich", "gauge", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", TG_S(23), TG_S(10),
-     1, {TG_G(3.0)}, false},
+    {NULL,
+     "z\xc3\xbcrich",
+     "gauge",
+     "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+     TG_S(23),
+     TG_S(10),
+     1,
+     {TG_G(3.0)},
+     false},
     {NULL, "emoji", "gauge", "\xf0\x9f\x93\x88", TG_S(24), TG_S(10), 1, {TG_G(4.0)}, false},
     {NULL, "ctl", "gauge", "tab\there", TG_S(25), TG_S(10), 1, {TG_G(5.0)}, false},
     {NULL, "ctl", "gauge", "nl\ncr\r", TG_S(26), TG_S(10), 1, {TG_G(6.0)}, false},
     {NULL, "ctl", "gauge", "\x01\x1f\x7f", TG_S(27), TG_S(10), 1, {TG_G(7.0)}, false},
     {NULL, "quote", "gauge", "q\"b\\s", TG_S(28), TG_S(10), 1, {TG_G(8.0)}, false},
     {NULL, TG_LONG_NAME, "gauge", TG_LONG_NAME, TG_S(29), TG_S(10), 1, {TG_G(9.0)}, false},
-    {"h\xc3\xb4te.example", "golden", "gauge", "host", TG_S(30), TG_S(10), 1, {TG_G(10.0)},
-     false},
+    {"h\xc3\xb4te.example", "golden", "gauge", "host", TG_S(30), TG_S(10), 1, {TG_G(10.0)}, false},
     {TG_LONG_NAME, "golden", "gauge", "longhost", TG_S(31), TG_S(10), 1, {TG_G(11.0)}, false},
     /* odd intervals */
-    {NULL, "interval", "gauge", "1.5s", TG_S(32), TG_S(1) + (TG_S(1) >> 1), 1, {TG_G(12.0)},
-     false},
+    {NULL, "interval", "gauge", "1.5s", TG_S(32), TG_S(1) + (TG_S(1) >> 1), 1, {TG_G(12.0)}, false},
     {NULL, "interval", "gauge", "1tick", TG_S(33) + 3, 1, 1, {TG_G(13.0)}, false},
     {NULL, "interval", "gauge", "1day", TG_S(34), TG_S(86400), 1, {TG_G(14.0)}, false},
     /* meta data of every type */
@@ -199,11 +236,21 @@ static void tg_json_string(FILE *f, const char *s)
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p != 0; p++) {
         switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
         default:
             if (*p < 0x20 || *p == 0x7f)
                 fprintf(f, "\\u%04x", *p);
@@ -239,10 +286,14 @@ static void tg_json_double(FILE *f, double d)
 static const char *tg_ds_type_name(int type)
 {
     switch (type) {
-    case DS_TYPE_COUNTER: return "counter";
-    case DS_TYPE_GAUGE: return "gauge";
-    case DS_TYPE_DERIVE: return "derive";
-    case DS_TYPE_ABSOLUTE: return "absolute";
+    case DS_TYPE_COUNTER:
+        return "counter";
+    case DS_TYPE_GAUGE:
+        return "gauge";
+    case DS_TYPE_DERIVE:
+        return "derive";
+    case DS_TYPE_ABSOLUTE:
+        return "absolute";
     }
     return "unknown";
 }
@@ -250,8 +301,10 @@ static const char *tg_ds_type_name(int type)
 static void tg_json_meta(FILE *f, const struct tg_meta *m, bool *first)
 {
     static const char *names[] = {
-        [MD_TYPE_STRING] = "string",         [MD_TYPE_SIGNED_INT] = "signed_int",
-        [MD_TYPE_UNSIGNED_INT] = "unsigned_int", [MD_TYPE_DOUBLE] = "double",
+        [MD_TYPE_STRING] = "string",
+        [MD_TYPE_SIGNED_INT] = "signed_int",
+        [MD_TYPE_UNSIGNED_INT] = "unsigned_int",
+        [MD_TYPE_DOUBLE] = "double",
         [MD_TYPE_BOOLEAN] = "boolean",
     };
 
@@ -261,11 +314,21 @@ static void tg_json_meta(FILE *f, const struct tg_meta *m, bool *first)
     tg_json_string(f, m->key);
     fprintf(f, ":{\"type\":\"%s\",\"value\":", names[m->type]);
     switch (m->type) {
-    case MD_TYPE_STRING: tg_json_string(f, m->string); break;
-    case MD_TYPE_SIGNED_INT: fprintf(f, "%" PRId64, m->sint); break;
-    case MD_TYPE_UNSIGNED_INT: fprintf(f, "%" PRIu64, m->uint); break;
-    case MD_TYPE_DOUBLE: tg_json_double(f, m->dbl); break;
-    case MD_TYPE_BOOLEAN: fputs(m->boolean ? "true" : "false", f); break;
+    case MD_TYPE_STRING:
+        tg_json_string(f, m->string);
+        break;
+    case MD_TYPE_SIGNED_INT:
+        fprintf(f, "%" PRId64, m->sint);
+        break;
+    case MD_TYPE_UNSIGNED_INT:
+        fprintf(f, "%" PRIu64, m->uint);
+        break;
+    case MD_TYPE_DOUBLE:
+        tg_json_double(f, m->dbl);
+        break;
+    case MD_TYPE_BOOLEAN:
+        fputs(m->boolean ? "true" : "false", f);
+        break;
     }
     fputc('}', f);
 }
@@ -301,10 +364,18 @@ static void tg_json_vl(FILE *f, const value_list_t *vl, const data_set_t *ds, bo
     for (size_t i = 0; i < ds->ds_num; i++) {
         fputs(i > 0 ? "," : "", f);
         switch (ds->ds[i].type) {
-        case DS_TYPE_COUNTER: fprintf(f, "%llu", vl->values[i].counter); break;
-        case DS_TYPE_GAUGE: tg_json_double(f, vl->values[i].gauge); break;
-        case DS_TYPE_DERIVE: fprintf(f, "%" PRId64, vl->values[i].derive); break;
-        case DS_TYPE_ABSOLUTE: fprintf(f, "%" PRIu64, vl->values[i].absolute); break;
+        case DS_TYPE_COUNTER:
+            fprintf(f, "%llu", vl->values[i].counter);
+            break;
+        case DS_TYPE_GAUGE:
+            tg_json_double(f, vl->values[i].gauge);
+            break;
+        case DS_TYPE_DERIVE:
+            fprintf(f, "%" PRId64, vl->values[i].derive);
+            break;
+        case DS_TYPE_ABSOLUTE:
+            fprintf(f, "%" PRIu64, vl->values[i].absolute);
+            break;
         }
     }
     fputs("],\"meta\":{", f);
@@ -321,11 +392,16 @@ static void tg_json_vl(FILE *f, const value_list_t *vl, const data_set_t *ds, bo
 static int tg_meta_add(meta_data_t *md, const struct tg_meta *m)
 {
     switch (m->type) {
-    case MD_TYPE_STRING: return meta_data_add_string(md, m->key, m->string);
-    case MD_TYPE_SIGNED_INT: return meta_data_add_signed_int(md, m->key, m->sint);
-    case MD_TYPE_UNSIGNED_INT: return meta_data_add_unsigned_int(md, m->key, m->uint);
-    case MD_TYPE_DOUBLE: return meta_data_add_double(md, m->key, m->dbl);
-    case MD_TYPE_BOOLEAN: return meta_data_add_boolean(md, m->key, m->boolean);
+    case MD_TYPE_STRING:
+        return meta_data_add_string(md, m->key, m->string);
+    case MD_TYPE_SIGNED_INT:
+        return meta_data_add_signed_int(md, m->key, m->sint);
+    case MD_TYPE_UNSIGNED_INT:
+        return meta_data_add_unsigned_int(md, m->key, m->uint);
+    case MD_TYPE_DOUBLE:
+        return meta_data_add_double(md, m->key, m->dbl);
+    case MD_TYPE_BOOLEAN:
+        return meta_data_add_boolean(md, m->key, m->boolean);
     }
     return -EINVAL;
 }
@@ -385,7 +461,8 @@ static int tg_write_expect_file(void)
 
         if (ds == NULL || ds->ds_num != tg_golden_set[i].values_num) {
             ERROR(TG_NAME ": type \"%s\" is missing from types.db or has another number of data"
-                  " sources", tg_golden_set[i].type);
+                          " sources",
+                  tg_golden_set[i].type);
             fclose(f);
             return -EINVAL;
         }
@@ -491,9 +568,15 @@ static uint64_t tg_run_burst(uint64_t *failures)
         }
 
         switch (s % 3) {
-        case 0: value.gauge = (gauge_t)k; break;
-        case 1: value.derive = (derive_t)k; break;
-        default: value.counter = (counter_t)k; break;
+        case 0:
+            value.gauge = (gauge_t)k;
+            break;
+        case 1:
+            value.derive = (derive_t)k;
+            break;
+        default:
+            value.counter = (counter_t)k;
+            break;
         }
         now = cdtime();
         last = now > last ? now : last + 1;
@@ -593,13 +676,18 @@ static int tg_config_meta(const oconfig_item_t *ci, int type)
 
     if (ci->values_num != 2 || ci->values[0].type != OCONFIG_TYPE_STRING || v->type != want) {
         ERROR(TG_NAME ": %s needs a key (string) and a %s value", ci->key,
-              want == OCONFIG_TYPE_STRING ? "string" : want == OCONFIG_TYPE_BOOLEAN ? "boolean"
-                                                                                     : "number");
+              want == OCONFIG_TYPE_STRING    ? "string"
+              : want == OCONFIG_TYPE_BOOLEAN ? "boolean"
+                                             : "number");
         return -1;
     }
     switch (type) {
-    case MD_TYPE_STRING: m.string = strdup(v->value.string); break;
-    case MD_TYPE_SIGNED_INT: m.sint = (int64_t)v->value.number; break;
+    case MD_TYPE_STRING:
+        m.string = strdup(v->value.string);
+        break;
+    case MD_TYPE_SIGNED_INT:
+        m.sint = (int64_t)v->value.number;
+        break;
     case MD_TYPE_UNSIGNED_INT:
         if (v->value.number < 0) {
             ERROR(TG_NAME ": %s: value %g is negative", ci->key, v->value.number);
@@ -607,8 +695,12 @@ static int tg_config_meta(const oconfig_item_t *ci, int type)
         }
         m.uint = (uint64_t)v->value.number;
         break;
-    case MD_TYPE_DOUBLE: m.dbl = v->value.number; break;
-    case MD_TYPE_BOOLEAN: m.boolean = v->value.boolean; break;
+    case MD_TYPE_DOUBLE:
+        m.dbl = v->value.number;
+        break;
+    case MD_TYPE_BOOLEAN:
+        m.boolean = v->value.boolean;
+        break;
     }
     m.key = strdup(ci->values[0].value.string);
     grown = realloc(tg.meta, (tg.meta_num + 1) * sizeof(*grown));

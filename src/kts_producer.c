@@ -442,6 +442,25 @@ static rd_kafka_resp_err_t produce(struct kts_producer *p, const void *key, size
         RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
 }
 
+/* Counts the result of producing one spooled value list (err is not QUEUE_FULL): sent and
+ * replayed, or dropped by reason with a rate-limited log line. Returns true if it was sent. */
+static bool count_replayed(struct kts_producer *p, rd_kafka_resp_err_t err)
+{
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ATOMIC_INC(p->sent);
+        ATOMIC_INC(p->replayed);
+        return true;
+    }
+    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+        ATOMIC_INC(p->dropped_too_large);
+    else
+        ATOMIC_INC(p->dropped_error);
+    kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
+                    "write_kafka_ts plugin (%s): dropped a spooled value list: %s (%s)", p->name,
+                    rd_kafka_err2str(err), rd_kafka_err2name(err));
+    return false;
+}
+
 /*
  * (10) Moves spooled messages into librdkafka's queue while it has room (the memory bound
  * stays BufferMessages/BufferBytes); when the spool is empty, new value lists go straight to
@@ -479,18 +498,7 @@ static void spool_service(struct kts_producer *p)
                 more = false;
                 break;
             }
-            if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                ATOMIC_INC(p->sent);
-                ATOMIC_INC(p->replayed);
-            } else {
-                if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
-                    ATOMIC_INC(p->dropped_too_large);
-                else
-                    ATOMIC_INC(p->dropped_error);
-                kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                                "write_kafka_ts plugin (%s): dropped a spooled value list: %s (%s)",
-                                p->name, rd_kafka_err2str(err), rd_kafka_err2name(err));
-            }
+            count_replayed(p, err);
             kts_spool_advance(p->spool);
         }
         pthread_mutex_unlock(&p->spool_lock);
@@ -549,19 +557,8 @@ static bool wal_service(struct kts_producer *p)
                 break;
             p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
             p->wal_hi++;
-            if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                ATOMIC_INC(p->sent);
-                ATOMIC_INC(p->replayed);
-            } else {
-                if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
-                    ATOMIC_INC(p->dropped_too_large);
-                else
-                    ATOMIC_INC(p->dropped_error);
-                kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                                "write_kafka_ts plugin (%s): dropped a spooled value list: %s (%s)",
-                                p->name, rd_kafka_err2str(err), rd_kafka_err2name(err));
+            if (!count_replayed(p, err))
                 wal_done(p, seq); /* lost (counted): it leaves the spool */
-            }
             kts_spool_ahead_advance(p->spool);
             p->wal_backlog--;
         }

@@ -810,6 +810,20 @@ static int fill(struct kts_spool *sp, uint64_t off, size_t n, uint64_t *avail)
     return 0;
 }
 
+/* Splits one checked record of rec bytes at r (header, u16 key length, key, payload) into its
+ * key and payload; the pointers point into r. */
+static void record_fields(const unsigned char *r, uint64_t rec, const void **key, size_t *key_len,
+                          const void **payload, size_t *payload_len)
+{
+    uint16_t klen;
+    memcpy(&klen, r + HDR, 2);
+    klen = le16toh(klen);
+    *key = r + HDR + 2;
+    *key_len = klen;
+    *payload = r + HDR + 2 + klen;
+    *payload_len = rec - HDR - 2 - klen;
+}
+
 int kts_spool_peek(struct kts_spool *sp, const void **key, size_t *key_len, const void **payload,
                    size_t *payload_len)
 {
@@ -854,14 +868,8 @@ int kts_spool_peek(struct kts_spool *sp, const void **key, size_t *key_len, cons
             pop_head(sp);
             continue;
         }
-        const unsigned char *r = sp->rbuf + (sp->roff - sp->rbuf_off);
-        uint16_t klen;
-        memcpy(&klen, r + HDR, 2);
-        klen = le16toh(klen);
-        *key = r + HDR + 2;
-        *key_len = klen;
-        *payload = r + HDR + 2 + klen;
-        *payload_len = rec - HDR - 2 - klen;
+        record_fields(sp->rbuf + (sp->roff - sp->rbuf_off), rec, key, key_len, payload,
+                      payload_len);
         sp->peeked = rec;
         return 0;
     }
@@ -977,14 +985,8 @@ int kts_spool_ahead_peek(struct kts_spool *sp, const void **key, size_t *key_len
             sp->aoff = s->size;
             continue;
         }
-        const unsigned char *r = sp->abuf + (sp->aoff - sp->abuf_off);
-        uint16_t klen;
-        memcpy(&klen, r + HDR, 2);
-        klen = le16toh(klen);
-        *key = r + HDR + 2;
-        *key_len = klen;
-        *payload = r + HDR + 2 + klen;
-        *payload_len = rec - HDR - 2 - klen;
+        record_fields(sp->abuf + (sp->aoff - sp->abuf_off), rec, key, key_len, payload,
+                      payload_len);
         sp->apeeked = rec;
         end->seq = s->seq;
         end->off = sp->aoff + rec;

@@ -42,9 +42,11 @@ static bool property_is_secret(const char *key)
 static int property_extra(const char *key, const char *value, const char *where)
 {
     if (strcasecmp(key, "partition.assignment.strategy") == 0 && strstr(value, "cooperative")) {
-        kts_log(KTS_LOG_ERR, "%s: Property \"partition.assignment.strategy\": cooperative-sticky "
+        kts_log(KTS_LOG_ERR,
+                "%s: Property \"partition.assignment.strategy\": cooperative-sticky "
                 "is refused: librdkafka 2.0.2 can abort the process when such a consumer closes "
-                "(librdkafka #4312); use \"range\", \"roundrobin\" or both", where);
+                "(librdkafka #4312); use \"range\", \"roundrobin\" or both",
+                where);
         return -EINVAL;
     }
     if (strcasecmp(key, "enable.auto.offset.store") == 0 || strcasecmp(key, "group.id") == 0 ||

@@ -129,10 +129,11 @@ int main(void)
        TOTAL);
     /* 2: a TODO (tap.h has no directive of its own): printed, never counted as a failure */
     tap_run++;
-    printf("%s %d - 2: without idempotence order kept after NOT_ENOUGH_REPLICAS (%d out of order in "
-           "%d block(s)) # TODO librdkafka 2.0.2 writes the next, already built batch first "
-           "(docs/write_kafka_ts.md, Ordering)\n",
-           rc == 0 && r.back == 0 ? "ok" : "not ok", tap_run, r.back, r.blocks);
+    printf(
+        "%s %d - 2: without idempotence order kept after NOT_ENOUGH_REPLICAS (%d out of order in "
+        "%d block(s)) # TODO librdkafka 2.0.2 writes the next, already built batch first "
+        "(docs/write_kafka_ts.md, Ordering)\n",
+        rc == 0 && r.back == 0 ? "ok" : "not ok", tap_run, r.back, r.blocks);
     rc = run(1, &r);
     ok(rc == 0 && r.got == TOTAL, "3: with enable.idempotence every message arrives (%d of %d)",
        r.got, TOTAL);

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Evaluation kit for spike removal (issue 14, item 5): the shipped pipeline (default
+"""Evaluation kit for spike removal: the shipped pipeline (default
 contrib/pipelines/spikes.conf, run with kts-filter as a user would) against two batch
 baselines tuned per series with hindsight, on
 
@@ -29,7 +29,7 @@ ones outside the 24 raw points around them. Baselines, each with its best settin
   * robust STL: statsmodels STL(period = points per day, robust=True) on the series with gaps
     interpolated, residuals thresholded at t * 1.4826 * MAD(resid), t in 3, 3.5, 4, 5; flagged
     points replaced by trend + seasonal.
-Goals (issue 14): F1 >= 0.95 x the best baseline, RMSE <= 1.25 x Hampel's; on NAB as it is at
+Goals: F1 >= 0.95 x the best baseline, RMSE <= 1.25 x Hampel's; on NAB as it is at
 most 5 % of the replacements harmful and none out of range.
 """
 import argparse

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Does spike removal harm real series? (issue 14, item 1.) Run a pipeline (default
+"""Does spike removal harm real series? Run a pipeline (default
 contrib/pipelines/spikes.conf) with kts-filter over the NAB series as they are (no spikes
 injected) and judge every replacement against the raw data around it. Standard library only.
 

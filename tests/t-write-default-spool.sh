@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# write_kafka_ts at its DEFAULTS loses nothing in an outage the disk can hold (issue 16 item 1):
+# write_kafka_ts at its DEFAULTS loses nothing in an outage the disk can hold:
 # the REAL collectd daemon, the REAL Kafka broker (a one-node cluster of this test's own, so it
 # can be stopped). No SpoolDirectory, no BufferMessages, no BlockTimeout: only the broker, the
 # topic and an Instance name.

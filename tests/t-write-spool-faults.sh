@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# write_kafka_ts when the spool's disk fails (issue 16 item 3): the REAL collectd daemon, the
+# write_kafka_ts when the spool's disk fails: the REAL collectd daemon, the
 # REAL Kafka broker (a one-node cluster of this test's own, stopped for an outage), spools on
 # small tmpfs mounts of this test's own (root needed: mount; unmounted at exit). Three agents:
 #   full  default SpoolMode (overflow), BufferMessages 20,000, BlockTimeout 1, its spool on a

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# write_kafka_ts write-ahead mode (SpoolMode "always", issue 16 item 2): a kill -9 of the agent
+# write_kafka_ts write-ahead mode (SpoolMode "always"): a kill -9 of the agent
 # loses nothing its write callback accepted. The REAL collectd daemon, the REAL Kafka broker (a
 # one-node cluster of this test's own, so it can be stopped), kts_testgen with one write thread.
 # Each case has its own topic and spool directory (SpoolDirectory, so that the restarted agent,

@@ -438,6 +438,20 @@ static rd_kafka_resp_err_t produce(struct kts_producer *p, const void *key, size
         RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
 }
 
+/* Flushes the spool every 200 ms and syncs it every second (SpoolSync), t being now. */
+static void spool_flush_due(struct kts_producer *p, double t)
+{
+    if (t - p->last_flush < 0.2)
+        return;
+    bool sync = t - p->last_sync >= 1.0;
+    pthread_mutex_lock(&p->spool_lock);
+    kts_spool_flush(p->spool, sync);
+    pthread_mutex_unlock(&p->spool_lock);
+    p->last_flush = t;
+    if (sync)
+        p->last_sync = t;
+}
+
 /* Counts the result of producing one spooled value list (err is not QUEUE_FULL): sent and
  * replayed, or dropped by reason with a rate-limited log line. Returns true if it was sent. */
 static bool count_replayed(struct kts_producer *p, rd_kafka_resp_err_t err)
@@ -501,15 +515,7 @@ static void spool_service(struct kts_producer *p)
         if (!more)
             break;
     }
-    if (t - p->last_flush >= 0.2) {
-        bool sync = t - p->last_sync >= 1.0;
-        pthread_mutex_lock(&p->spool_lock);
-        kts_spool_flush(p->spool, sync);
-        pthread_mutex_unlock(&p->spool_lock);
-        p->last_flush = t;
-        if (sync)
-            p->last_sync = t;
-    }
+    spool_flush_due(p, t);
 }
 
 /* (11) Consumes the spool up to what the broker acknowledged, then moves records from the
@@ -563,15 +569,7 @@ static bool wal_service(struct kts_producer *p)
         if (table_full)
             break;
     }
-    if (t - p->last_flush >= 0.2) {
-        bool sync = t - p->last_sync >= 1.0;
-        pthread_mutex_lock(&p->spool_lock);
-        kts_spool_flush(p->spool, sync);
-        pthread_mutex_unlock(&p->spool_lock);
-        p->last_flush = t;
-        if (sync)
-            p->last_sync = t;
-    }
+    spool_flush_due(p, t);
     return more;
 }
 

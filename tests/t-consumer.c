@@ -5,6 +5,7 @@
  * Numbers in test names refer to the guarantees in src/kts_typesdb.h (T) and
  * src/kts_consumer.h (C). The real broker and collectd are in tests/t-read-*.sh.
  */
+#include "lib/closed_port.h"
 #include "tap.h"
 
 #include "build-config.h"
@@ -38,21 +39,6 @@ static void quiet(int level, const char *msg, void *opaque)
     pthread_mutex_unlock(&count_lock);
     if (level <= KTS_LOG_WARNING && getenv("KTS_TEST_VERBOSE"))
         diag("%s", msg);
-}
-
-/* A TCP port on 127.0.0.1 with no listener (bound, then closed). */
-static int closed_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
 }
 
 /* ---------------------------------------------------------------- types.db */

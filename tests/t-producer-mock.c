@@ -4,6 +4,7 @@
  * (numbers in test names) under injected faults. The real broker is exercised end to end by
  * tests/t-write-e2e.sh; the mock is what lets us set brokers down and inject errors here.
  */
+#include "lib/closed_port.h"
 #include "tap.h"
 
 #include "kts_conf.h"
@@ -67,21 +68,6 @@ static void log_clear(void)
 }
 
 /* ---------------------------------------------------------------- helpers */
-/* A TCP port on 127.0.0.1 with no listener (bound, then closed). */
-static int closed_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static const char *bootstraps;
 
 /* A config from collectd-syntax text, as the plugin would build it. */

@@ -16,6 +16,7 @@
 #include "kts_format.h"
 #include "kts_log.h"
 #include "kts_rdkprops.h"
+#include "kts_rdkver.h"
 #include "kts_secret.h"
 #include "kts_typesdb.h"
 
@@ -41,12 +42,23 @@ static bool property_is_secret(const char *key)
 /* What read_kafka_ts refuses after librdkafka accepted the pair. */
 static int property_extra(const char *key, const char *value, const char *where)
 {
-    if (strcasecmp(key, "partition.assignment.strategy") == 0 && strstr(value, "cooperative")) {
+    char lim[768];
+    const char *bug;
+    /* What the linked librdkafka can do (kts_rdkver.h, docs/LIBRDKAFKA.md). */
+    if (strcasecmp(key, "partition.assignment.strategy") == 0 && strstr(value, "cooperative") &&
+        (bug = kts_rdk_limit(KTS_RDK_COOPERATIVE, lim, sizeof(lim))) != NULL) {
         kts_log(KTS_LOG_ERR,
-                "%s: Property \"partition.assignment.strategy\": cooperative-sticky "
-                "is refused: librdkafka 2.0.2 can abort the process when such a consumer closes "
-                "(librdkafka #4312); use \"range\", \"roundrobin\" or both",
-                where);
+                "%s: Property \"partition.assignment.strategy\" \"%s\" is refused: "
+                "%s; use \"range\", \"roundrobin\" or both, or librdkafka %s or later",
+                where, value, bug, kts_rdk_since(KTS_RDK_COOPERATIVE));
+        return -EINVAL;
+    }
+    if (strcasecmp(key, "group.protocol") == 0 && strcasecmp(value, "consumer") == 0 &&
+        (bug = kts_rdk_limit(KTS_RDK_KIP848, lim, sizeof(lim))) != NULL) {
+        kts_log(KTS_LOG_ERR,
+                "%s: Property \"group.protocol\" \"consumer\" is refused: %s; use "
+                "\"classic\" (the default), or librdkafka %s or later",
+                where, bug, kts_rdk_since(KTS_RDK_KIP848));
         return -EINVAL;
     }
     if (strcasecmp(key, "enable.auto.offset.store") == 0 || strcasecmp(key, "group.id") == 0 ||
@@ -641,12 +653,81 @@ static void drop_revoked(struct kts_consumer *c)
     }
 }
 
+/* Number of partitions currently owned. Lock held. */
+static int parts_owned(const struct kts_consumer *c)
+{
+    int n = 0;
+    for (const struct part *p = c->parts; p != NULL; p = p->next)
+        n += !p->revoked;
+    return n;
+}
+
+/* Incremental (cooperative-sticky, or group.protocol "consumer"): only the listed partitions
+ * come or go; the others keep flowing (1). */
+static void rebalance_incremental(struct kts_consumer *c, rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                  rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_error_t *e;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++) {
+            if (part_find(c, parts->elems[i].topic, parts->elems[i].partition) != NULL)
+                continue;
+            struct part *p = calloc(1, sizeof(*p));
+            if (p == NULL || (p->topic = strdup(parts->elems[i].topic)) == NULL) {
+                free(p);
+                continue; /* its messages will be skipped, hence redelivered later */
+            }
+            p->partition = parts->elems[i].partition;
+            p->next_offset = -1;
+            p->stored = -1;
+            p->done = p->flushed = -1;
+            p->next = c->parts;
+            c->parts = p;
+        }
+        kts_log(KTS_LOG_INFO,
+                "read_kafka_ts plugin (%s): assigned %d partition(s) "
+                "(incremental; %d owned now)",
+                c->name, parts->cnt, parts_owned(c));
+        pthread_mutex_unlock(&c->lock);
+        e = rd_kafka_incremental_assign(rk, parts);
+    } else {
+        /* Revoke or lost: store what is done for the partitions that go while they are still
+         * ours, then forget what of theirs was not dispatched (9). The others are untouched. */
+        store_offsets(c);
+        for (int i = 0; i < parts->cnt; i++) {
+            struct part *p = part_find(c, parts->elems[i].topic, parts->elems[i].partition);
+            if (p != NULL)
+                p->revoked = true;
+        }
+        drop_revoked(c);
+        store_offsets(c);
+        kts_log(KTS_LOG_INFO,
+                "read_kafka_ts plugin (%s): %d partition(s) %s (incremental; %d "
+                "owned now)",
+                c->name, parts->cnt, rd_kafka_assignment_lost(rk) ? "lost" : "revoked",
+                parts_owned(c));
+        pthread_mutex_unlock(&c->lock);
+        e = rd_kafka_incremental_unassign(rk, parts);
+    }
+    if (e != NULL) {
+        kts_log(KTS_LOG_ERR, "read_kafka_ts plugin (%s): incremental %s: %s", c->name,
+                err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assign" : "unassign",
+                rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct kts_consumer *c = opaque;
     pthread_mutex_lock(&c->lock);
     c->st.rebalances++;
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    if (proto != NULL && strcmp(proto, "COOPERATIVE") == 0) {
+        rebalance_incremental(c, rk, err, parts);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++) {
             struct part *p = calloc(1, sizeof(*p));
@@ -968,7 +1049,11 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     bool strategy_set = false, qmin_set = false;
     for (size_t i = 0; rc == 0 && i + 1 < cfg->properties.n; i += 2) {
-        if (strcasecmp(cfg->properties.v[i], "partition.assignment.strategy") == 0)
+        /* KIP-848: the broker assigns (group.remote.assignor); librdkafka refuses a client-side
+         * partition.assignment.strategy with group.protocol "consumer". */
+        if (strcasecmp(cfg->properties.v[i], "partition.assignment.strategy") == 0 ||
+            (strcasecmp(cfg->properties.v[i], "group.protocol") == 0 &&
+             strcasecmp(cfg->properties.v[i + 1], "consumer") == 0))
             strategy_set = true;
         if (strcasecmp(cfg->properties.v[i], "queued.min.messages") == 0)
             qmin_set = true;

@@ -4,10 +4,12 @@
  * (the core of read_kafka_ts; no collectd headers).
  *
  * Guarantees:
- *  1. Consumer-group member with an eager assignor only (range,roundrobin; cooperative-sticky is
- *     refused: librdkafka 2.0.2 can abort on close with it), enable.auto.commit=true and
- *     enable.auto.offset.store=false: offsets are committed in the background, but only the
- *     offsets this module stored.
+ *  1. Consumer-group member, enable.auto.commit=true and enable.auto.offset.store=false: offsets
+ *     are committed in the background, but only the offsets this module stored. The assignor is
+ *     eager (range,roundrobin) by default; cooperative-sticky and group.protocol "consumer"
+ *     (KIP-848) are accepted only where the linked librdkafka has the fixes they need
+ *     (kts_rdkver.h), and then rebalancing is incremental: only the partitions that move are
+ *     drained (9) and unassigned, the others keep flowing.
  *  2. The offset stored for a partition is always (offset+1) of a message M such that every
  *     value of M and of every earlier message of that partition consumed by this member has
  *     been confirmed written (kts_consumer_written()), was declared already written by the

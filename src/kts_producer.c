@@ -5,6 +5,7 @@
 #include "kts_buf.h"
 #include "kts_log.h"
 #include "kts_rdkprops.h"
+#include "kts_rdkver.h"
 #include "kts_secret.h"
 #include "kts_spool.h"
 
@@ -256,12 +257,15 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char fatal[512];
         rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-        char fmasked[1024];
+        char fmasked[1024], lim[512];
+        /* Blame librdkafka's idempotence bug only where the linked version has it. */
+        const char *bug = kts_rdk_limit(KTS_RDK_IDEMPOTENCE, lim, sizeof(lim));
         kts_log(KTS_LOG_ERR,
                 "write_kafka_ts plugin (%s): FATAL producer error %s: %s; nothing more can be "
-                "sent until collectd is restarted (with librdkafka 2.0.2 this is the known "
-                "enable.idempotence bug: see docs)",
-                p->name, rd_kafka_err2name(ferr), mask_secrets(p, fatal, fmasked, sizeof(fmasked)));
+                "sent until collectd is restarted%s%s%s",
+                p->name, rd_kafka_err2name(ferr), mask_secrets(p, fatal, fmasked, sizeof(fmasked)),
+                bug ? " (probably the known enable.idempotence bug: " : "", bug ? bug : "",
+                bug ? "; docs/LIBRDKAFKA.md)" : "");
         return;
     }
     /* Transport errors (broker down, all brokers down) are expected during outages:
@@ -811,12 +815,40 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     if (!rc)
         rc = conf_set(conf, "delivery.report.only.error", p->wal_mode ? "false" : "true", errbuf,
                       errbuf_size);
-    /* Per-series order across broker outages: without idempotence (unsafe in 2.0.2), a retried
-     * request can land after a later one that succeeded when several are in flight (seen: 91
-     * of 300,000 values out of order after a broker restart). One request in flight per
-     * broker keeps retries in order; each request still carries a whole batch. */
+    /* Per-series order across broker outages: without idempotence, a retried request can land
+     * after a later one that succeeded when several are in flight (seen: 91 of 300,000 values
+     * out of order after a broker restart). One request in flight per broker keeps retries in
+     * order; each request still carries a whole batch. */
     if (!rc)
         rc = conf_set(conf, "max.in.flight.requests.per.connection", "1", errbuf, errbuf_size);
+    /* Idempotence (docs/LIBRDKAFKA.md): on by default where librdkafka's idempotent producer is
+     * safe (>= 2.3.0), so per-series order also holds across a failover of the whole cluster
+     * (a retried batch can otherwise land after the next one); off where it can end the
+     * producer in a fatal error (#4438). The user's Property wins either way. */
+    const char *u_idem = NULL, *u_acks = NULL;
+    for (size_t i = 0; i + 1 < cfg->properties.n; i += 2) {
+        const char *k = cfg->properties.v[i];
+        if (strcmp(k, "enable.idempotence") == 0)
+            u_idem = cfg->properties.v[i + 1];
+        else if (strcmp(k, "acks") == 0 || strcmp(k, "request.required.acks") == 0)
+            u_acks = cfg->properties.v[i + 1];
+    }
+    char lim[512];
+    const char *idem_bug = kts_rdk_limit(KTS_RDK_IDEMPOTENCE, lim, sizeof(lim));
+    if (!rc && u_idem == NULL && idem_bug == NULL) {
+        if (u_acks != NULL && strcmp(u_acks, "all") != 0 && strcmp(u_acks, "-1") != 0)
+            kts_log(KTS_LOG_NOTICE,
+                    "write_kafka_ts plugin (%s): enable.idempotence is not turned on because "
+                    "Property \"acks\" is \"%s\" (idempotence needs \"all\"): per-series order "
+                    "is not guaranteed across a restart of the whole cluster",
+                    p->name, u_acks);
+        else
+            rc = conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size);
+    }
+    if (!rc && u_idem != NULL && idem_bug != NULL &&
+        (strcmp(u_idem, "true") == 0 || strcmp(u_idem, "1") == 0))
+        kts_log(KTS_LOG_WARNING, "write_kafka_ts plugin (%s): enable.idempotence is on although %s",
+                p->name, idem_bug);
     snprintf(num, sizeof(num), "%d",
              (int)((cfg->stats_interval > 0 ? cfg->stats_interval : 10.0) * 1000.0));
     if (!rc)
@@ -943,8 +975,20 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         return -EAGAIN;
     }
     p->poller_started = 1;
+    kts_log(KTS_LOG_INFO, "write_kafka_ts plugin (%s): librdkafka %s, enable.idempotence %s",
+            p->name, kts_rdk_version_str(), kts_producer_idempotent(p) ? "on" : "off");
     *out = p;
     return 0;
+}
+
+bool kts_producer_idempotent(struct kts_producer *p)
+{
+    char v[16];
+    size_t n = sizeof(v);
+    return p != NULL && p->rk != NULL &&
+           rd_kafka_conf_get(rd_kafka_conf(p->rk), "enable.idempotence", v, &n) ==
+               RD_KAFKA_CONF_OK &&
+           strcmp(v, "true") == 0;
 }
 
 static bool has_marker(const struct kts_vl *vl)

@@ -144,6 +144,11 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
  */
 int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl);
 
+/* Is librdkafka's idempotent producer on (enable.idempotence)? By default it is where the linked
+ * librdkafka's idempotent producer is safe (kts_rdkver.h), unless Property "acks" is not "all";
+ * Property "enable.idempotence" decides otherwise. */
+bool kts_producer_idempotent(struct kts_producer *p);
+
 /* Copy the counters. Resets the latency window (count/sum/max). */
 void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out);
 

@@ -11,6 +11,7 @@
 #include "kts_format.h"
 #include "kts_log.h"
 #include "kts_producer.h"
+#include "kts_rdkver.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -209,7 +210,7 @@ static void consume_all(const char *topic, int want, struct seen *s)
 
 int main(void)
 {
-    plan(40);
+    plan(44);
     kts_log_set_sink(capture, NULL);
 
     char err[512];
@@ -344,6 +345,34 @@ int main(void)
     sleep(1);
     kts_producer_close(p, 0.2);
     ok(!log_has("hunter2"), "7: no log line contains a password value");
+
+    /* Idempotence by librdkafka version (kts_rdkver.h, docs/LIBRDKAFKA.md) */
+    bool safe = kts_rdk_has(KTS_RDK_IDEMPOTENCE);
+    log_clear();
+    p = make_producer("");
+    is_int(kts_producer_idempotent(p), safe, "idempotence: %s by default with librdkafka %s",
+           safe ? "on" : "off", kts_rdk_version_str());
+    ok(log_has(safe ? "enable.idempotence on" : "enable.idempotence off"),
+       "idempotence: the start-up line says so");
+    kts_producer_close(p, 1);
+    p = make_producer("Property \"enable.idempotence\" \"false\"\n");
+    ok(p != NULL && !kts_producer_idempotent(p), "idempotence: Property \"enable.idempotence\" "
+                                                 "\"false\" turns it off");
+    kts_producer_close(p, 1);
+    log_clear();
+    if (safe) {
+        p = make_producer("Property \"acks\" \"1\"\n");
+        ok(p != NULL && !kts_producer_idempotent(p) &&
+               log_has("enable.idempotence is not turned on because Property \"acks\" is \"1\""),
+           "idempotence: not defaulted with acks 1, and the notice says why");
+    } else {
+        p = make_producer("Property \"enable.idempotence\" \"true\"\n");
+        ok(p != NULL && kts_producer_idempotent(p) &&
+               log_has("enable.idempotence is on although") && log_has("#4438"),
+           "idempotence: turned on by hand with librdkafka %s: done, with a warning naming #4438",
+           kts_rdk_version_str());
+    }
+    kts_producer_close(p, 1);
 
     /* A librdkafka error is logged once: a refused connection is one error event, which
      * librdkafka also logs as a FAIL line; the producer logs the event only. */

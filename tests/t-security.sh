@@ -17,8 +17,9 @@
 #         hangs
 #   24-28 SCRAM-SHA-256 over SASL_SSL against Kafka 3.9.1 (KTS_KAFKA_VERSION): write_kafka_ts
 #         and read_kafka_ts deliver every value; a wrong SCRAM password is named. (librdkafka
-#         2.0.2's SCRAM cannot log in to Kafka 4.x: librdkafka #4895; t-kafka-sasl.sh keeps that
-#         as a TODO. See docs/RELIABILITY.md section 7.)
+#         before 2.6.1, e.g. Debian 12's 2.0.2, cannot log in to Kafka 4.x with SCRAM: librdkafka
+#         #4895; t-kafka-sasl.sh tests SCRAM against 4.x, a TODO only with such a librdkafka.
+#         See docs/RELIABILITY.md section 7 and docs/LIBRDKAFKA.md.)
 #   29-30 no password of this test in any of its logs (collectd logs and stderr, broker logs);
 #         no password in any collectd.conf
 # KTS_SECURITY_SCRAM_VERSION (default 3.9.1) picks the Kafka release for 24-28.

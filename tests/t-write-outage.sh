@@ -36,7 +36,7 @@ case ",${KTS_SANITIZERS:-}," in *,address,*) SAN_KB=$((512 * 1024)) SAN_NOTE=" +
 MEM_BYTES=$((512 * 1024 * 1024))
 SMALL_MSGS=50000
 
-plan 28
+plan 31
 kafka_start --brokers 1 || bail_out "kafka-local start failed"
 diag "bootstrap $KTS_BOOTSTRAP; $RATE value lists/s, outage $OUTAGE s, $COUNT value lists per agent"
 run=$(kafka_topic outage)
@@ -102,14 +102,31 @@ for a in mem drop spool; do
     diag "$a: sent $d_sent dropped-queue_full $d_dropped spooled $d_spooled replayed $d_replayed; RSS before outage ${RSS0[$a]} kB, max sampled $(wo_rss_max $a) kB, VmHWM ${HWM[$a]} kB"
 done
 
+# order_checks AGENT RESULT: one partition per series, then per-series order (values and
+# timestamps). Without idempotence librdkafka can write a produce request it retried after a
+# later one, max.in.flight 1 notwithstanding (docs/write_kafka_ts.md "Ordering"); with one
+# broker that takes an error answer to the request on the wire while the next one is already
+# built, e.g. while the broker shuts down: seen once with 2.0.2 (the drop agent, one block of
+# 4,072 values written after the next request). write_kafka_ts turns enable.idempotence on
+# where librdkafka's idempotent producer is safe (>= 2.3.0, docs/LIBRDKAFKA.md): there the
+# order is an ordinary test, a TODO naming the limitation only where it is not (2.0.2). The
+# check still runs and prints its result (a TODO failure is listed by prove, not hidden).
+order_checks() {
+    local a=$1 res=$2
+    is "$(wo_field "$res" partitions)" 0 "$a: one partition per series"
+    TAP_TODO=$(kafka_rdkafka_limit idempotence)
+    is "$(wo_field "$res" order)/$(wo_field "$res" time)" 0/0 \
+        "$a: per-series order (values and timestamps) kept (out of order: $(wo_field "$res" blocks) block(s))"
+    TAP_TODO=""
+}
+
 # ---- mem: nothing lost, order, memory bound
 D=$(collectd_dir mem)
 wo_read "$run-mem" "$D/got.txt"
 res=$(wo_check "$D/got.txt" mem "$SERIES" "$COUNT")
 diag "$res"
 is "$(wo_field "$res" missing)" 0 "mem: every value arrives ($COUNT value lists)"
-is "$(wo_field "$res" order)/$(wo_field "$res" time)/$(wo_field "$res" partitions)" 0/0/0 \
-    "mem: per-series order (values and timestamps) kept, one partition per series"
+order_checks mem "$res"
 collectd_log_has "write_kafka_ts plugin \\(mem\\): shutdown: all [0-9]+ value lists sent were delivered; 0 dropped" mem
 ok $? "mem: shutdown log: everything delivered, nothing dropped"
 # librdkafka's queue costs at most BufferBytes of payload + ~320 B per message (its
@@ -131,8 +148,7 @@ logged=$(sed -n 's/.*write_kafka_ts plugin (drop): shutdown: .* \([0-9][0-9]*\) 
 is "$logged" "$missing" "drop: the shutdown log line gives the same number"
 collectd_log_has 'write_kafka_ts plugin \(drop\): dropped a value list: local queue full' drop
 ok $? "drop: the drops were logged (rate-limited) with the reason"
-is "$(wo_field "$res" order)/$(wo_field "$res" time)/$(wo_field "$res" partitions)" 0/0/0 \
-    "drop: what arrived is in per-series order"
+order_checks drop "$res"
 bound=$((RSS0[drop] + (SMALL_MSGS * (1024 + 320)) / 1024 + 65536 + SAN_KB))
 cmp_ok "${HWM[drop]}" -le "$bound" "drop: VmHWM ${HWM[drop]} kB <= bound $bound kB$SAN_NOTE"
 
@@ -142,8 +158,7 @@ wo_read "$run-spool" "$D/got.txt"
 res=$(wo_check "$D/got.txt" spool "$SERIES" "$COUNT")
 diag "$res"
 is "$(wo_field "$res" missing)" 0 "spool: every value arrives ($COUNT value lists)"
-is "$(wo_field "$res" order)/$(wo_field "$res" time)/$(wo_field "$res" partitions)" 0/0/0 \
-    "spool: per-series order kept through memory queue -> spool -> Kafka"
+order_checks spool "$res"
 spooled=$(wo_counter spool spooled)
 replayed=$(wo_counter spool replayed)
 cmp_ok "$spooled" -gt 0 "spool: values were spooled ($spooled)"

@@ -12,8 +12,8 @@
 #
 # What it guarantees:
 #  1. kafka_start starts a cluster in a new run directory (mktemp -d), exports KTS_BOOTSTRAP and
-#     KTS_KAFKA_RUN_DIR for it (and KTS_SASL_BOOTSTRAP, KTS_SASL_MECHANISM (PLAIN, see
-#     kafka-local), KTS_SASL_USERNAME, KTS_SASL_PASSWORD with --sasl; KTS_TLS_BOOTSTRAP,
+#     KTS_KAFKA_RUN_DIR for it (and KTS_SASL_BOOTSTRAP, KTS_SASL_MECHANISM (for the librdkafka
+#     the tests are linked with: PLAIN before 2.6.1, see kafka-local), KTS_SASL_USERNAME, KTS_SASL_PASSWORD with --sasl; KTS_TLS_BOOTSTRAP,
 #     KTS_SASL_SSL_BOOTSTRAP, KTS_TLS_CA, KTS_TLS_CERT, KTS_TLS_KEY, KTS_TLS_KEY_PASSWORD with
 #     --tls), and returns 0 only once the cluster answered a metadata request listing every node.
 #     KTS_KAFKA_VERSION picks another Kafka release (kafka-local guarantee 9).
@@ -35,7 +35,8 @@
 #      kafka_stop_node N [--kill] | kafka_start_node N | kafka_status |
 #      kafka_create_topic NAME PARTITIONS [RF] | kafka_topic PREFIX | kafka_pc CMD ARGS... |
 #      kafka_data_dir | kafka_tool CLASS ARGS... | kafka_dump_logs [LINES] |
-#      kafka_track_pid PID | kafka_metadata_brokers | kafka_register_secret PASSWORD...
+#      kafka_track_pid PID | kafka_metadata_brokers | kafka_register_secret PASSWORD... |
+#      kafka_rdkafka_version | kafka_rdkafka_limit FEATURE
 # Environment: KTS_TOP_SRCDIR, KTS_TOP_BUILDDIR (set by make check); KAFKA_LOCAL and KAFKA_PC
 # override the paths of contrib/kafka/kafka-local and tests/kafka-pc.
 
@@ -122,7 +123,8 @@ kafka_start() {
     export KTS_BOOTSTRAP
     case " $* " in
         *" --sasl "* | *" --tls "*)
-            eval "$(KTS_KAFKA_RUN_DIR=$run "$KAFKA_LOCAL" credentials)" || return 1
+            eval "$(KTS_KAFKA_RUN_DIR=$run KTS_RDKAFKA_VERSION=$(kafka_rdkafka_version) \
+                "$KAFKA_LOCAL" credentials)" || return 1
             export KTS_SASL_BOOTSTRAP KTS_SASL_MECHANISM KTS_SASL_MECHANISMS KTS_SASL_USERNAME \
                 KTS_SASL_PASSWORD KTS_TLS_BOOTSTRAP KTS_SASL_SSL_BOOTSTRAP KTS_TLS_CA KTS_TLS_CERT \
                 KTS_TLS_KEY KTS_TLS_KEY_PASSWORD 2>/dev/null
@@ -190,6 +192,19 @@ kafka_pc() {
     local cmd=$1
     shift
     "$KAFKA_PC" "$cmd" -b "$KTS_BOOTSTRAP" "$@"
+}
+
+# The librdkafka the tests are linked with (kafka-pc's, the same as the plugins' in this build).
+kafka_rdkafka_version() {
+    "$KAFKA_PC" version 2>/dev/null || echo 0
+}
+
+# kafka_rdkafka_limit FEATURE: prints the limitation of the linked librdkafka for FEATURE
+# (src/kts_rdkver.h: idempotence, scram-kafka4, cooperative, kip848) and returns 0 when it has
+# one; prints nothing and returns 1 when that librdkafka has the fix. For version-aware TODOs:
+#   TAP_TODO=$(kafka_rdkafka_limit scram-kafka4)
+kafka_rdkafka_limit() {
+    "$KAFKA_PC" limit "$1"
 }
 
 kafka_create_topic() {

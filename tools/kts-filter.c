@@ -99,7 +99,7 @@ static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
     }
     struct emitted *e = &em[em_n++];
     e->t = vl->time;
-    kts_series_key(e->key, sizeof(e->key), vl, KTS_KEY_SERIES);
+    kts_series_message_key(e->key, sizeof(e->key), vl, KTS_KEY_SERIES);
     e->ds_len = vl->ds_len < MAX_DS ? vl->ds_len : MAX_DS;
     for (size_t d = 0; d < e->ds_len; d++) {
         e->v[d] = ds_double(&vl->ds[d]);
@@ -283,7 +283,7 @@ static void report(const struct kts_vl *in)
     size_t match[MAX_DS];
     size_t nds = in != NULL ? (in->ds_len < MAX_DS ? in->ds_len : MAX_DS) : 0;
     if (in != NULL)
-        kts_series_key(inkey, sizeof(inkey), in, KTS_KEY_SERIES);
+        kts_series_message_key(inkey, sizeof(inkey), in, KTS_KEY_SERIES);
     /* The key the input's points come out under: the one of what this input released. */
     out_key[0] = '\0';
     if (em_n > 0)

@@ -19,8 +19,8 @@
  *    which commits the offsets stored. The shutdown callback only frees memory.
  *  - DedupStateFile (exactly once into the sinks, docs/read_kafka_ts.md "Exactly once"): a
  *    MAP_SHARED file of per-series "last written time" watermarks (src/kts_wmark.h). Dispatch
- *    looks the series up (key: the five names after naming, the consumer's series of
- *    kts_consumer.h 3), skips a value whose time is not after the watermark
+ *    looks the series up (key: kts_series_identity() of the five names after naming, the
+ *    consumer's series of kts_consumer.h 3), skips a value whose time is not after the watermark
  *    (KTS_DISPATCH_SKIPPED), and puts the slot in the meta data (RKT_META_WSLOT). Our write
  *    callback raises that slot to the value's time FIRST, before anything else (no lock, no
  *    lookup: the window between the writers' return and the store is as short as it can be),
@@ -41,6 +41,7 @@
 #include "kts_consumer.h"
 #include "kts_log.h"
 #include "kts_pipeset.h"
+#include "kts_series.h"
 #include "kts_wmark.h"
 #include "utils/metadata/meta_data.h"
 
@@ -206,20 +207,13 @@ static int rkt_config(oconfig_item_t *ci)
     return 0;
 }
 
-/* The watermark slot of kvl's series (the consumer's series key: five names with their NULs),
- * 0 when the state table is full (then counted and logged: that series is at least once). */
+/* The watermark slot of kvl's series (key: its identity, kts_series.h 7, the same bytes as the
+ * consumer's series of kts_consumer.h 3), 0 when the state table is full (then counted and
+ * logged: that series is at least once). */
 static uint64_t rkt_wm_slot(struct rkt_instance *in, const struct kts_vl *kvl)
 {
-    char key[5 * KTS_NAME_MAX];
-    size_t n = 0;
-    const char *f[5] = {kvl->host, kvl->plugin, kvl->plugin_instance, kvl->type,
-                        kvl->type_instance};
-    for (int i = 0; i < 5; i++) {
-        size_t l = strnlen(f[i], KTS_NAME_MAX - 1);
-        memcpy(key + n, f[i], l);
-        key[n + l] = '\0';
-        n += l + 1;
-    }
+    char key[KTS_SERIES_IDENTITY_MAX];
+    size_t n = kts_series_identity(key, kvl);
     uint64_t slot = 0;
     if (kts_wmark_slot(in->wm, key, n, &slot) == 0)
         return slot;

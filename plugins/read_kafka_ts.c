@@ -53,7 +53,7 @@
 #define RKT_META_TOKEN "kafka_ts:token"
 #define RKT_META_WSLOT "kafka_ts:wslot"
 
-/* The plugin's own options (the consumer's view of the block does not see them). */
+/* The plugin's own options, in the block next to the consumer's and the pipelines'. */
 struct rkt_dedup_config {
     char *state_file;              /* DedupStateFile; NULL = at least once only */
     int64_t state_series;          /* DedupStateSeries */
@@ -76,14 +76,6 @@ static const struct kts_opt rkt_dedup_options[] = {
     KTS_OPT_END,
 };
 #undef DOFF
-
-static bool rkt_dedup_owns_key(const char *key)
-{
-    for (const struct kts_opt *o = rkt_dedup_options; o->name != NULL; o++)
-        if (strcasecmp(o->name, key) == 0)
-            return true;
-    return false;
-}
 
 struct rkt_wpend {
     uint64_t slot;
@@ -127,40 +119,27 @@ static int rkt_config(oconfig_item_t *ci)
         config_failed = true;
         return -1;
     }
-    /* The consumer's options see the block without Pipeline/PipelineMode (kts_pipeset's) and
-     * without the Dedup* options (ours). */
-    struct kts_conf view = *conf, dview = *conf;
-    size_t nc = conf->children_num > 0 ? (size_t)conf->children_num : 1;
-    view.children = calloc(nc, sizeof(*view.children));
-    dview.children = calloc(nc, sizeof(*dview.children));
-    view.children_num = dview.children_num = 0;
-    for (int i = 0; view.children != NULL && dview.children != NULL && i < conf->children_num;
-         i++) {
-        if (rkt_dedup_owns_key(conf->children[i].key))
-            dview.children[dview.children_num++] = conf->children[i];
-        else if (!kts_pipeset_owns_key(conf->children[i].key))
-            view.children[view.children_num++] = conf->children[i];
-    }
-    int rc = view.children == NULL || dview.children == NULL
-                 ? -ENOMEM
-                 : kts_opt_defaults(kts_consumer_options, &in->cfg);
+    /* One pass over the block, each option to its owner's table: the consumer's, ours, and
+     * the pipelines' (checked below by kts_pipeset_config). */
+    const struct kts_opt_set sets[] = {
+        {kts_consumer_options, &in->cfg},
+        {rkt_dedup_options, &in->dedup},
+        {kts_pipeset_options, NULL},
+    };
+    int rc = kts_opt_defaults(kts_consumer_options, &in->cfg);
     if (rc == 0)
         rc = kts_opt_defaults(rkt_dedup_options, &in->dedup);
     if (rc == 0) { /* every problem of the block is reported, then the plugin refuses */
-        int rc1 = kts_opt_apply(kts_consumer_options, &in->cfg, &view, PLUGIN_NAME " plugin");
-        int rc2 = kts_opt_apply(rkt_dedup_options, &in->dedup, &dview, PLUGIN_NAME " plugin");
-        int rc3 = 0;
+        int rc1 = kts_opt_apply_sets(sets, 3, conf, PLUGIN_NAME " plugin");
+        int rc2 = 0;
         if (in->dedup.state_file != NULL && !in->cfg.ordered) {
-            ERROR(PLUGIN_NAME
-                  " plugin: DedupStateFile needs OrderedDispatch true (a series' "
-                  "values must be written one at a time, in time order, for its watermark to "
-                  "mean that everything up to it was written)");
-            rc3 = -EINVAL;
+            ERROR(PLUGIN_NAME " plugin: DedupStateFile needs OrderedDispatch true (a series' "
+                              "values must be written one at a time, in time order, for its "
+                              "watermark to mean that everything up to it was written)");
+            rc2 = -EINVAL;
         }
-        rc = rc1 < 0 ? rc1 : rc2 < 0 ? rc2 : rc3;
+        rc = rc1 < 0 ? rc1 : rc2;
     }
-    free(view.children);
-    free(dview.children);
     if (rc == 0 && in->cfg.name == NULL && (in->cfg.name = strdup(in->cfg.group_id)) == NULL)
         rc = -1;
     if (rc == 0) {

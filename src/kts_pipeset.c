@@ -39,9 +39,20 @@ struct kts_pipeset {
     size_t meta_cap;
 };
 
+const struct kts_opt kts_pipeset_options[] = {
+    {"PipelineMode", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, kts_opt_accept, 0,
+     "auto | replace | copy, for every <Pipeline> of the block (checked by kts_pipeset_config)"},
+    {"Pipeline", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, kts_opt_accept, 0,
+     "block <Pipeline \"name\"> (docs/FILTERS.md; checked by kts_pipeset_config)"},
+    KTS_OPT_END,
+};
+
 bool kts_pipeset_owns_key(const char *key)
 {
-    return strcasecmp(key, "Pipeline") == 0 || strcasecmp(key, "PipelineMode") == 0;
+    for (const struct kts_opt *o = kts_pipeset_options; o->name != NULL; o++)
+        if (strcasecmp(o->name, key) == 0)
+            return true;
+    return false;
 }
 
 void kts_pipeset_destroy(struct kts_pipeset *ps)

@@ -78,8 +78,12 @@ struct kts_pipeset_counters {
     uint64_t errors;       /* kts_pipeline_process() errors (the message becomes bad) */
 };
 
-/* Whether `key` is an option this module handles inside the plugin block (Pipeline,
- * PipelineMode), so the caller can leave it out of its own option table. */
+/* The keys this module reads in the plugin block (Pipeline, PipelineMode): a table whose rows
+ * accept them (kts_opt_accept), to pass to kts_opt_apply_sets() next to the caller's own tables;
+ * kts_pipeset_config() checks them. */
+extern const struct kts_opt kts_pipeset_options[];
+
+/* Whether `key` is one of kts_pipeset_options. */
 bool kts_pipeset_owns_key(const char *key);
 
 /*

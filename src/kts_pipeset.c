@@ -106,19 +106,14 @@ static bool renames(const struct kts_conf *item)
     return false;
 }
 
-int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *typesdb,
-                       const char *where, struct kts_pipeset **out, char *errbuf,
-                       size_t errbuf_size)
+/* PipelineMode (3) into *mode, and the number of <Pipeline> blocks; returns the problems. */
+static int scan_block(const struct kts_conf *block, const char *where, int *mode, int *npipes)
 {
-    *out = NULL;
-    /* The summary counts every problem listed above it: options, <Filter> blocks and their
-     * options each log one error line per problem, while kts_pipeline_config() fails once. */
-    unsigned long logged_before = kts_log_error_count();
-    int mode = MODE_AUTO, errors = 0, npipes = 0;
+    int errors = 0;
     for (int i = 0; i < block->children_num; i++) {
         const struct kts_conf *c = &block->children[i];
         if (strcasecmp(c->key, "Pipeline") == 0) {
-            npipes++;
+            (*npipes)++;
         } else if (strcasecmp(c->key, "PipelineMode") == 0) {
             int m = -1;
             if (c->values_num == 1 && c->values[0].type == KTS_CONF_STRING)
@@ -133,10 +128,103 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
                         where, kts_conf_describe_values(c, buf, sizeof(buf)));
                 errors++;
             } else {
-                mode = m;
+                *mode = m;
             }
         }
     }
+    return errors;
+}
+
+/* The types.db files (none: the build's default); 0, or the error logged. */
+static int load_types(struct kts_pipeset *ps, const struct kts_strv *typesdb, const char *where)
+{
+    char err[512] = "";
+    int rc = 0;
+    if (typesdb == NULL || typesdb->n == 0)
+        rc = kts_typesdb_load_file(ps->types, KTS_TYPESDB_DEFAULT, err, sizeof(err));
+    for (size_t i = 0; rc == 0 && typesdb != NULL && i < typesdb->n; i++)
+        rc = kts_typesdb_load_file(ps->types, typesdb->v[i], err, sizeof(err));
+    if (rc < 0)
+        kts_log(KTS_LOG_ERR, "%s: %s", where, err);
+    return rc;
+}
+
+/* OutputType (4): a type of types.db whose data sources are all gauges. Returns the problems. */
+static int check_output_type(const struct kts_pipeset *ps, const char *name, const char *ot,
+                             const char *where)
+{
+    const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, ot);
+    if (t == NULL) {
+        kts_log(KTS_LOG_ERR,
+                "%s: pipeline \"%s\": OutputType \"%s\" is not in "
+                "types.db; allowed: a type of the TypesDB files whose data sources are "
+                "all GAUGE",
+                where, name, ot);
+        return 1;
+    }
+    for (size_t d = 0; d < t->ds_num; d++)
+        if (t->ds[d].type != KTS_DS_GAUGE) {
+            kts_log(KTS_LOG_ERR,
+                    "%s: pipeline \"%s\": OutputType \"%s\": data source "
+                    "\"%s\" is %s, but filtered values are gauges; use a type whose "
+                    "data sources are all GAUGE (e.g. \"gauge\" for one value)",
+                    where, name, ot, t->ds[d].name, ds_type_name(t->ds[d].type));
+            return 1;
+        }
+    return 0;
+}
+
+/* Configure one <Pipeline> block `item` into the set (1, 3, 4). Returns the problems found,
+ * or -ENOMEM. `types_ok`: the types.db files loaded (OutputType can be checked). */
+static int add_pipeline(struct kts_pipeset *ps, const struct kts_conf *item, int mode,
+                        bool types_ok, const char *where)
+{
+    char err[512] = "";
+    struct kts_pipeline *p = NULL;
+    int prc = kts_pipeline_config(item, where, &p, err, sizeof(err));
+    if (prc == -ENOMEM)
+        return -ENOMEM;
+    if (prc < 0)
+        return 1;
+    int errors = 0;
+    const char *name = kts_pipeline_name(p);
+    struct pipe *pp = &ps->pipes[ps->n++];
+    pp->p = p;
+    pp->rl.interval_s = 10;
+    bool rn = renames(item);
+    pp->copy = mode == MODE_COPY || (mode == MODE_AUTO && rn);
+    if (mode == MODE_COPY && !rn) {
+        kts_log(KTS_LOG_ERR,
+                "%s: pipeline \"%s\": PipelineMode \"copy\" needs an Output* "
+                "option (e.g. OutputPluginInstanceSuffix \"-filtered\"): without one the "
+                "filtered values would be the same series as the raw ones",
+                where, name);
+        errors++;
+    }
+    for (size_t j = 0; j + 1 < ps->n; j++)
+        if (strcmp(kts_pipeline_name(ps->pipes[j].p), name) == 0) {
+            kts_log(KTS_LOG_ERR,
+                    "%s: two <Pipeline> blocks are named \"%s\": give each "
+                    "its own name (it names the self-metrics)",
+                    where, name);
+            errors++;
+        }
+    const char *ot = output_type(item);
+    if (ot != NULL && types_ok)
+        errors += check_output_type(ps, name, ot, where);
+    return errors;
+}
+
+int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *typesdb,
+                       const char *where, struct kts_pipeset **out, char *errbuf,
+                       size_t errbuf_size)
+{
+    *out = NULL;
+    /* The summary counts every problem listed above it: options, <Filter> blocks and their
+     * options each log one error line per problem, while kts_pipeline_config() fails once. */
+    unsigned long logged_before = kts_log_error_count();
+    int mode = MODE_AUTO, npipes = 0;
+    int errors = scan_block(block, where, &mode, &npipes);
     if (npipes == 0) {
         if (errors == 0)
             return 0;
@@ -154,75 +242,18 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
         kts_pipeset_destroy(ps);
         return -ENOMEM;
     }
-    int rc = 0;
-    char err[512] = "";
-    if (typesdb == NULL || typesdb->n == 0)
-        rc = kts_typesdb_load_file(ps->types, KTS_TYPESDB_DEFAULT, err, sizeof(err));
-    for (size_t i = 0; rc == 0 && typesdb != NULL && i < typesdb->n; i++)
-        rc = kts_typesdb_load_file(ps->types, typesdb->v[i], err, sizeof(err));
-    if (rc < 0) {
-        kts_log(KTS_LOG_ERR, "%s: %s", where, err);
-        errors++;
-    }
-
+    int rc = load_types(ps, typesdb, where);
+    errors += rc < 0;
     for (int i = 0; i < block->children_num; i++) {
         const struct kts_conf *item = &block->children[i];
         if (strcasecmp(item->key, "Pipeline") != 0)
             continue;
-        struct kts_pipeline *p = NULL;
-        int prc = kts_pipeline_config(item, where, &p, err, sizeof(err));
-        if (prc == -ENOMEM) {
+        int e = add_pipeline(ps, item, mode, rc == 0, where);
+        if (e == -ENOMEM) {
             kts_pipeset_destroy(ps);
             return -ENOMEM;
         }
-        if (prc < 0) {
-            errors++;
-            continue;
-        }
-        const char *name = kts_pipeline_name(p);
-        struct pipe *pp = &ps->pipes[ps->n++];
-        pp->p = p;
-        pp->rl.interval_s = 10;
-        bool rn = renames(item);
-        pp->copy = mode == MODE_COPY || (mode == MODE_AUTO && rn);
-        if (mode == MODE_COPY && !rn) {
-            kts_log(KTS_LOG_ERR,
-                    "%s: pipeline \"%s\": PipelineMode \"copy\" needs an Output* "
-                    "option (e.g. OutputPluginInstanceSuffix \"-filtered\"): without one the "
-                    "filtered values would be the same series as the raw ones",
-                    where, name);
-            errors++;
-        }
-        for (size_t j = 0; j + 1 < ps->n; j++)
-            if (strcmp(kts_pipeline_name(ps->pipes[j].p), name) == 0) {
-                kts_log(KTS_LOG_ERR,
-                        "%s: two <Pipeline> blocks are named \"%s\": give each "
-                        "its own name (it names the self-metrics)",
-                        where, name);
-                errors++;
-            }
-        const char *ot = output_type(item);
-        if (ot != NULL && rc == 0) {
-            const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, ot);
-            if (t == NULL) {
-                kts_log(KTS_LOG_ERR,
-                        "%s: pipeline \"%s\": OutputType \"%s\" is not in "
-                        "types.db; allowed: a type of the TypesDB files whose data sources are "
-                        "all GAUGE",
-                        where, name, ot);
-                errors++;
-            }
-            for (size_t d = 0; t != NULL && d < t->ds_num; d++)
-                if (t->ds[d].type != KTS_DS_GAUGE) {
-                    kts_log(KTS_LOG_ERR,
-                            "%s: pipeline \"%s\": OutputType \"%s\": data source "
-                            "\"%s\" is %s, but filtered values are gauges; use a type whose "
-                            "data sources are all GAUGE (e.g. \"gauge\" for one value)",
-                            where, name, ot, t->ds[d].name, ds_type_name(t->ds[d].type));
-                    errors++;
-                    break;
-                }
-        }
+        errors += e;
     }
     if (errors > 0) {
         unsigned long logged = kts_log_error_count() - logged_before;

@@ -4,6 +4,7 @@
 
 #include "build-config.h"
 #include "kts_log.h"
+#include "kts_output.h"
 #include "kts_typesdb.h"
 
 #include <errno.h>
@@ -16,8 +17,6 @@
 
 enum { MODE_AUTO, MODE_REPLACE, MODE_COPY };
 static const char *const mode_words[] = {"auto", "replace", "copy", NULL};
-
-#define EXTRA_META 6 /* pipeline name + five flags */
 
 struct pipe {
     struct kts_pipeline *p;
@@ -32,11 +31,7 @@ struct kts_pipeset {
     size_t n;
     struct kts_typesdb *types;
     pthread_mutex_t lock;
-    /* Scratch for one output value list (consumer thread, under lock). */
-    struct kts_ds *ds;
-    size_t ds_cap;
-    struct kts_meta *meta;
-    size_t meta_cap;
+    struct kts_output out; /* scratch for one output value list (consumer thread, under lock) */
 };
 
 const struct kts_opt kts_pipeset_options[] = {
@@ -64,8 +59,7 @@ void kts_pipeset_destroy(struct kts_pipeset *ps)
     free(ps->pipes);
     free(ps->where);
     kts_typesdb_destroy(ps->types);
-    free(ps->ds);
-    free(ps->meta);
+    kts_output_fini(&ps->out);
     pthread_mutex_destroy(&ps->lock);
     free(ps);
 }
@@ -276,78 +270,10 @@ struct emit_ctx {
     void *emit_ctx;
 };
 
-static int grow(void **buf, size_t *cap, size_t want, size_t elem)
+/* The per-point counters of an emitted value list (kts_pipeset_counters). */
+static void count_points(struct pipe *pp, const uint16_t *flags, size_t n)
 {
-    if (want <= *cap)
-        return 0;
-    size_t nc = *cap ? *cap : 8;
-    while (nc < want)
-        nc *= 2;
-    void *n = realloc(*buf, nc * elem);
-    if (n == NULL)
-        return -ENOMEM;
-    *buf = n;
-    *cap = nc;
-    return 0;
-}
-
-static double as_double(const struct kts_ds *d)
-{
-    switch (d->type) {
-    case KTS_DS_COUNTER:
-        return (double)d->value.counter;
-    case KTS_DS_DERIVE:
-        return (double)d->value.derive;
-    case KTS_DS_ABSOLUTE:
-        return (double)d->value.absolute;
-    default:
-        return d->value.gauge;
-    }
-}
-
-/* kts_pipeline_emit_fn: convert to the output type (4), add the flags (5), emit. */
-static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque)
-{
-    struct emit_ctx *ec = opaque;
-    struct kts_pipeset *ps = ec->ps;
-    struct pipe *pp = ec->pp;
-    const char *name = kts_pipeline_name(pp->p);
-    const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, o->type);
-    const char *why = NULL;
-    if (t == NULL)
-        why = "the output type is not in types.db";
-    else if (t->ds_num != o->ds_len)
-        why = "the output type has another number of data sources";
-    if (why == NULL &&
-        (grow((void **)&ps->ds, &ps->ds_cap, o->ds_len, sizeof(*ps->ds)) < 0 ||
-         grow((void **)&ps->meta, &ps->meta_cap, o->meta_len + EXTRA_META, sizeof(*ps->meta)) < 0))
-        return -ENOMEM;
-    uint16_t any = 0;
-    for (size_t d = 0; why == NULL && d < o->ds_len; d++) {
-        struct kts_ds *dst = &ps->ds[d];
-        const struct kts_ds *src = &o->ds[d];
-        memcpy(dst->name, t->ds[d].name, sizeof(dst->name));
-        dst->type = t->ds[d].type;
-        if (src->type == t->ds[d].type)
-            dst->value = src->value;
-        else if (t->ds[d].type == KTS_DS_GAUGE)
-            dst->value.gauge = as_double(src); /* an unchanged integer: exact up to 2^53 */
-        else
-            why = (flags[d] & KTS_PT_ABSENT) ? "a data source without a value (NaN) cannot be "
-                                               "written as an integer"
-                                             : "a filtered value is a gauge but the output "
-                                               "type's data source is not";
-        any |= flags[d];
-    }
-    if (why != NULL) {
-        pp->c.type_refused++;
-        kts_log_limited(&pp->rl, KTS_LOG_WARNING,
-                        "%s: pipeline \"%s\": output %s/%s/%s not dispatched: %s; set "
-                        "OutputType to an all-gauge type (e.g. \"gauge\")",
-                        ps->where, name, o->host, o->plugin, o->type, why);
-        return 0;
-    }
-    for (size_t d = 0; d < o->ds_len; d++) {
+    for (size_t d = 0; d < n; d++) {
         if (flags[d] & KTS_PT_ABSENT)
             pp->c.absent++;
         else if (flags[d] & KTS_PT_FILLED)
@@ -361,29 +287,34 @@ static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque
         if (flags[d] & KTS_PT_WARMING)
             pp->c.warming++;
     }
-    struct kts_vl v = *o;
-    v.ds = ps->ds;
-    size_t m = 0;
-    for (size_t i = 0; i < o->meta_len; i++)
-        if (strncmp(o->meta[i].key, "kafka_ts:", 9) != 0) /* ours are set below */
-            ps->meta[m++] = o->meta[i];
-    ps->meta[m++] = (struct kts_meta){
-        .key = (char *)KTS_META_PIPELINE, .type = KTS_META_STRING, .value.string = (char *)name};
-    static const struct {
-        uint16_t flag;
-        const char *key;
-    } keys[] = {{KTS_PT_FILLED, KTS_META_FILLED},
-                {KTS_PT_REPLACED, KTS_META_REPLACED},
-                {KTS_PT_MARKED, KTS_META_MARKED},
-                {KTS_PT_WARMING, KTS_META_WARMING},
-                {KTS_PT_ABSENT, KTS_META_ABSENT}};
-    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-        if (any & keys[k].flag)
-            ps->meta[m++] = (struct kts_meta){
-                .key = (char *)keys[k].key, .type = KTS_META_BOOLEAN, .value.boolean = true};
-    v.meta = ps->meta;
-    v.meta_len = m;
-    int rc = ec->emit(&v, ec->emit_ctx);
+}
+
+/* kts_pipeline_emit_fn: convert to the output type (4) and add the meta data (5) with
+ * kts_output_typed() under read_kafka_ts's policy (a changed value for an integer data source
+ * is refused), emit. */
+static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque)
+{
+    struct emit_ctx *ec = opaque;
+    struct kts_pipeset *ps = ec->ps;
+    struct pipe *pp = ec->pp;
+    const char *name = kts_pipeline_name(pp->p);
+    const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, o->type);
+    int rc = -EINVAL;
+    if (t != NULL)
+        rc = kts_output_typed(o, flags, t, name, &kts_output_read_kafka_ts, &ps->out);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0) {
+        pp->c.type_refused++;
+        kts_log_limited(&pp->rl, KTS_LOG_WARNING,
+                        "%s: pipeline \"%s\": output %s/%s/%s not dispatched: %s; set "
+                        "OutputType to an all-gauge type (e.g. \"gauge\")",
+                        ps->where, name, o->host, o->plugin, o->type,
+                        t == NULL ? "the output type is not in types.db" : ps->out.why);
+        return 0;
+    }
+    count_points(pp, flags, o->ds_len);
+    rc = ec->emit(&ps->out.vl, ec->emit_ctx);
     if (rc == 0)
         pp->c.emitted++;
     return rc;

@@ -46,6 +46,7 @@
 #include "kts_filter.h"
 #include "kts_format.h"
 #include "kts_log.h"
+#include "kts_output.h"
 #include "kts_pipeline.h"
 
 struct in_point {
@@ -73,19 +74,8 @@ static const char *const action_names[7] = {"kept",    "replaced", "marked", "wa
                                             "dropped", "filled",   "delayed"};
 enum { A_KEPT, A_REPLACED, A_MARKED, A_WARMING, A_DROPPED, A_FILLED, A_DELAYED };
 
-static double ds_double(const struct kts_ds *ds)
-{
-    switch (ds->type) {
-    case KTS_DS_COUNTER:
-        return (double)ds->value.counter;
-    case KTS_DS_DERIVE:
-        return (double)ds->value.derive;
-    case KTS_DS_ABSOLUTE:
-        return (double)ds->value.absolute;
-    default:
-        return ds->value.gauge;
-    }
-}
+/* Scratch of collect(): an output in doubles (kts_output_typed with no type: all gauges). */
+static struct kts_output typed;
 
 static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
 {
@@ -97,12 +87,15 @@ static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
             return -ENOMEM;
         em = n;
     }
+    int rc = kts_output_typed(vl, flags, NULL, NULL, &kts_output_kts_filter, &typed);
+    if (rc < 0)
+        return rc;
     struct emitted *e = &em[em_n++];
     e->t = vl->time;
     kts_series_message_key(e->key, sizeof(e->key), vl, KTS_KEY_SERIES);
     e->ds_len = vl->ds_len < MAX_DS ? vl->ds_len : MAX_DS;
     for (size_t d = 0; d < e->ds_len; d++) {
-        e->v[d] = ds_double(&vl->ds[d]);
+        e->v[d] = typed.vl.ds[d].value.gauge;
         e->flags[d] = flags[d];
     }
     return 0;
@@ -309,7 +302,7 @@ static void report(const struct kts_vl *in)
             if (e->flags[d] & KTS_PT_ABSENT)
                 continue;
             if (d < nds && match[d] == i) {
-                double iv = ds_double(&in->ds[d]);
+                double iv = kts_ds_as_double(&in->ds[d]);
                 print_line(inkey, d, e->t, &iv, &e->v[d], action_of(e->flags[d]));
             } else if ((e->flags[d] & KTS_PT_FILLED) ||
                        !resolve(e->key, d, e->t, e->v[d], action_of(e->flags[d]))) {
@@ -323,7 +316,7 @@ static void report(const struct kts_vl *in)
     }
     for (size_t d = 0; d < nds; d++)
         if (match[d] == SIZE_MAX) {
-            double iv = ds_double(&in->ds[d]);
+            double iv = kts_ds_as_double(&in->ds[d]);
             print_line(inkey, d, in->time, &iv, NULL, A_DROPPED);
         }
     em_n = 0;
@@ -829,5 +822,6 @@ int main(int argc, char **argv)
     free(pts);
     free(em);
     free(lq);
+    kts_output_fini(&typed);
     return rc;
 }

@@ -103,6 +103,18 @@ struct rkt_instance {
     pthread_mutex_t hook_lock; /* one commit hook at a time */
 };
 
+/*
+ * Test knobs: settings that exist only to measure or to test, never for users. They are refused
+ * unless collectd's environment has KTS_TEST_KNOBS=1 (what tests/t-read-order.sh and
+ * bench/read-bench set). Today one: OrderedDispatch false (docs/read_kafka_ts.md "Ordering").
+ */
+#define RKT_TEST_KNOBS_ENV "KTS_TEST_KNOBS"
+static bool rkt_test_knobs(void)
+{
+    const char *v = getenv(RKT_TEST_KNOBS_ENV);
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
 static struct rkt_instance *instances[MAX_INSTANCES];
 static size_t instances_num;
 static bool config_failed;
@@ -136,6 +148,13 @@ static int rkt_config(oconfig_item_t *ci)
             ERROR(PLUGIN_NAME " plugin: DedupStateFile needs OrderedDispatch true (a series' "
                               "values must be written one at a time, in time order, for its "
                               "watermark to mean that everything up to it was written)");
+            rc2 = -EINVAL;
+        }
+        if (!in->cfg.ordered && !rkt_test_knobs()) {
+            ERROR(PLUGIN_NAME " plugin: OrderedDispatch false is a test knob, not an option: it "
+                              "only measures what collectd's write threads do to a series' "
+                              "order without per-series dispatch (docs/read_kafka_ts.md "
+                              "\"Ordering\"); tests enable it with " RKT_TEST_KNOBS_ENV "=1");
             rc2 = -EINVAL;
         }
         rc = rc1 < 0 ? rc1 : rc2;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * format-bench: cost of kts_format_encode(), the decoder and kts_series_key() for typical value
- * lists. Built on demand, not part of `make check`:
+ * format-bench: cost of kts_format_encode(), the decoder and kts_series_message_key() for typical
+ * value lists. Built on demand, not part of `make check`:
  *
  *   make bench/format-bench && bench/format-bench [ITERATIONS] [CASE]
  *
@@ -121,7 +121,7 @@ __attribute__((noinline)) void run_case(struct bcase *c, size_t n, struct kts_bu
                 abort();
             break;
         case OP_KEY:
-            sink += kts_series_key(key, sizeof(key), c->vl, KTS_KEY_SERIES);
+            sink += kts_series_message_key(key, sizeof(key), c->vl, KTS_KEY_SERIES);
             break;
         }
     }

@@ -161,6 +161,37 @@ void kts_collectd_vl_release(struct kts_vl *kvl)
     kvl->meta_len = 0;
 }
 
+int kts_collectd_meta_add(meta_data_t *md, const struct kts_meta *meta, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct kts_meta *m = &meta[i];
+        int rc;
+        switch (m->type) {
+        case KTS_META_STRING:
+            rc = meta_data_add_string(md, m->key, m->value.string);
+            break;
+        case KTS_META_SIGNED_INT:
+            rc = meta_data_add_signed_int(md, m->key, m->value.sint);
+            break;
+        case KTS_META_UNSIGNED_INT:
+            rc = meta_data_add_unsigned_int(md, m->key, m->value.uint);
+            break;
+        case KTS_META_DOUBLE:
+            rc = meta_data_add_double(md, m->key, m->value.dbl);
+            break;
+        case KTS_META_BOOLEAN:
+            rc = meta_data_add_boolean(md, m->key, m->value.boolean);
+            break;
+        default:
+            rc = -EINVAL;
+            break;
+        }
+        if (rc != 0)
+            return rc == -EINVAL ? -EINVAL : -ENOMEM;
+    }
+    return 0;
+}
+
 int kts_collectd_vl_to(value_list_t *out, value_t *values_buf, const struct kts_vl *in)
 {
     *out = (value_list_t)VALUE_LIST_INIT;
@@ -197,36 +228,12 @@ int kts_collectd_vl_to(value_list_t *out, value_t *values_buf, const struct kts_
     out->meta = meta_data_create();
     if (out->meta == NULL)
         return -ENOMEM;
-    for (size_t i = 0; i < in->meta_len; i++) {
-        const struct kts_meta *m = &in->meta[i];
-        int rc;
-        switch (m->type) {
-        case KTS_META_STRING:
-            rc = meta_data_add_string(out->meta, m->key, m->value.string);
-            break;
-        case KTS_META_SIGNED_INT:
-            rc = meta_data_add_signed_int(out->meta, m->key, m->value.sint);
-            break;
-        case KTS_META_UNSIGNED_INT:
-            rc = meta_data_add_unsigned_int(out->meta, m->key, m->value.uint);
-            break;
-        case KTS_META_DOUBLE:
-            rc = meta_data_add_double(out->meta, m->key, m->value.dbl);
-            break;
-        case KTS_META_BOOLEAN:
-            rc = meta_data_add_boolean(out->meta, m->key, m->value.boolean);
-            break;
-        default:
-            rc = -EINVAL;
-            break;
-        }
-        if (rc != 0) {
-            meta_data_destroy(out->meta);
-            out->meta = NULL;
-            return rc == -EINVAL ? -EINVAL : -ENOMEM;
-        }
+    int rc = kts_collectd_meta_add(out->meta, in->meta, in->meta_len);
+    if (rc < 0) {
+        meta_data_destroy(out->meta);
+        out->meta = NULL;
     }
-    return 0;
+    return rc;
 }
 
 void kts_collectd_dispatch_metric(const char *plugin, const char *plugin_instance, const char *type,

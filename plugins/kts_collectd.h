@@ -43,4 +43,8 @@ void kts_collectd_dispatch_metric(const char *plugin, const char *plugin_instanc
  */
 int kts_collectd_vl_to(value_list_t *out, value_t *values_buf, const struct kts_vl *in);
 
+/* Add the `n` entries of `meta` to collectd's `md` (a key already there is replaced). Returns 0,
+ * -ENOMEM, or -EINVAL (unknown meta type); on error some entries may have been added. */
+int kts_collectd_meta_add(meta_data_t *md, const struct kts_meta *meta, size_t n);
+
 #endif

@@ -19,8 +19,8 @@
  *    which commits the offsets stored. The shutdown callback only frees memory.
  *  - DedupStateFile (exactly once into the sinks, docs/read_kafka_ts.md "Exactly once"): a
  *    MAP_SHARED file of per-series "last written time" watermarks (src/kts_wmark.h). Dispatch
- *    looks the series up (key: the five names after naming, the consumer's series of
- *    kts_consumer.h 3), skips a value whose time is not after the watermark
+ *    looks the series up (key: kts_series_identity() of the five names after naming, the
+ *    consumer's series of kts_consumer.h 3), skips a value whose time is not after the watermark
  *    (KTS_DISPATCH_SKIPPED), and puts the slot in the meta data (RKT_META_WSLOT). Our write
  *    callback raises that slot to the value's time FIRST, before anything else (no lock, no
  *    lookup: the window between the writers' return and the store is as short as it can be),
@@ -41,6 +41,7 @@
 #include "kts_consumer.h"
 #include "kts_log.h"
 #include "kts_pipeset.h"
+#include "kts_series.h"
 #include "kts_wmark.h"
 #include "utils/metadata/meta_data.h"
 
@@ -52,7 +53,7 @@
 #define RKT_META_TOKEN "kafka_ts:token"
 #define RKT_META_WSLOT "kafka_ts:wslot"
 
-/* The plugin's own options (the consumer's view of the block does not see them). */
+/* The plugin's own options, in the block next to the consumer's and the pipelines'. */
 struct rkt_dedup_config {
     char *state_file;              /* DedupStateFile; NULL = at least once only */
     int64_t state_series;          /* DedupStateSeries */
@@ -75,14 +76,6 @@ static const struct kts_opt rkt_dedup_options[] = {
     KTS_OPT_END,
 };
 #undef DOFF
-
-static bool rkt_dedup_owns_key(const char *key)
-{
-    for (const struct kts_opt *o = rkt_dedup_options; o->name != NULL; o++)
-        if (strcasecmp(o->name, key) == 0)
-            return true;
-    return false;
-}
 
 struct rkt_wpend {
     uint64_t slot;
@@ -110,6 +103,18 @@ struct rkt_instance {
     pthread_mutex_t hook_lock; /* one commit hook at a time */
 };
 
+/*
+ * Test knobs: settings that exist only to measure or to test, never for users. They are refused
+ * unless collectd's environment has KTS_TEST_KNOBS=1 (what tests/t-read-order.sh and
+ * bench/read-bench set). Today one: OrderedDispatch false (docs/read_kafka_ts.md "Ordering").
+ */
+#define RKT_TEST_KNOBS_ENV "KTS_TEST_KNOBS"
+static bool rkt_test_knobs(void)
+{
+    const char *v = getenv(RKT_TEST_KNOBS_ENV);
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
 static struct rkt_instance *instances[MAX_INSTANCES];
 static size_t instances_num;
 static bool config_failed;
@@ -126,40 +131,34 @@ static int rkt_config(oconfig_item_t *ci)
         config_failed = true;
         return -1;
     }
-    /* The consumer's options see the block without Pipeline/PipelineMode (kts_pipeset's) and
-     * without the Dedup* options (ours). */
-    struct kts_conf view = *conf, dview = *conf;
-    size_t nc = conf->children_num > 0 ? (size_t)conf->children_num : 1;
-    view.children = calloc(nc, sizeof(*view.children));
-    dview.children = calloc(nc, sizeof(*dview.children));
-    view.children_num = dview.children_num = 0;
-    for (int i = 0; view.children != NULL && dview.children != NULL && i < conf->children_num;
-         i++) {
-        if (rkt_dedup_owns_key(conf->children[i].key))
-            dview.children[dview.children_num++] = conf->children[i];
-        else if (!kts_pipeset_owns_key(conf->children[i].key))
-            view.children[view.children_num++] = conf->children[i];
-    }
-    int rc = view.children == NULL || dview.children == NULL
-                 ? -ENOMEM
-                 : kts_opt_defaults(kts_consumer_options, &in->cfg);
+    /* One pass over the block, each option to its owner's table: the consumer's, ours, and
+     * the pipelines' (checked below by kts_pipeset_config). */
+    const struct kts_opt_set sets[] = {
+        {kts_consumer_options, &in->cfg},
+        {rkt_dedup_options, &in->dedup},
+        {kts_pipeset_options, NULL},
+    };
+    int rc = kts_opt_defaults(kts_consumer_options, &in->cfg);
     if (rc == 0)
         rc = kts_opt_defaults(rkt_dedup_options, &in->dedup);
     if (rc == 0) { /* every problem of the block is reported, then the plugin refuses */
-        int rc1 = kts_opt_apply(kts_consumer_options, &in->cfg, &view, PLUGIN_NAME " plugin");
-        int rc2 = kts_opt_apply(rkt_dedup_options, &in->dedup, &dview, PLUGIN_NAME " plugin");
-        int rc3 = 0;
+        int rc1 = kts_opt_apply_sets(sets, 3, conf, PLUGIN_NAME " plugin");
+        int rc2 = 0;
         if (in->dedup.state_file != NULL && !in->cfg.ordered) {
-            ERROR(PLUGIN_NAME
-                  " plugin: DedupStateFile needs OrderedDispatch true (a series' "
-                  "values must be written one at a time, in time order, for its watermark to "
-                  "mean that everything up to it was written)");
-            rc3 = -EINVAL;
+            ERROR(PLUGIN_NAME " plugin: DedupStateFile needs OrderedDispatch true (a series' "
+                              "values must be written one at a time, in time order, for its "
+                              "watermark to mean that everything up to it was written)");
+            rc2 = -EINVAL;
         }
-        rc = rc1 < 0 ? rc1 : rc2 < 0 ? rc2 : rc3;
+        if (!in->cfg.ordered && !rkt_test_knobs()) {
+            ERROR(PLUGIN_NAME " plugin: OrderedDispatch false is a test knob, not an option: it "
+                              "only measures what collectd's write threads do to a series' "
+                              "order without per-series dispatch (docs/read_kafka_ts.md "
+                              "\"Ordering\"); tests enable it with " RKT_TEST_KNOBS_ENV "=1");
+            rc2 = -EINVAL;
+        }
+        rc = rc1 < 0 ? rc1 : rc2;
     }
-    free(view.children);
-    free(dview.children);
     if (rc == 0 && in->cfg.name == NULL && (in->cfg.name = strdup(in->cfg.group_id)) == NULL)
         rc = -1;
     if (rc == 0) {
@@ -206,20 +205,13 @@ static int rkt_config(oconfig_item_t *ci)
     return 0;
 }
 
-/* The watermark slot of kvl's series (the consumer's series key: five names with their NULs),
- * 0 when the state table is full (then counted and logged: that series is at least once). */
+/* The watermark slot of kvl's series (key: its identity, kts_series.h 7, the same bytes as the
+ * consumer's series of kts_consumer.h 3), 0 when the state table is full (then counted and
+ * logged: that series is at least once). */
 static uint64_t rkt_wm_slot(struct rkt_instance *in, const struct kts_vl *kvl)
 {
-    char key[5 * KTS_NAME_MAX];
-    size_t n = 0;
-    const char *f[5] = {kvl->host, kvl->plugin, kvl->plugin_instance, kvl->type,
-                        kvl->type_instance};
-    for (int i = 0; i < 5; i++) {
-        size_t l = strnlen(f[i], KTS_NAME_MAX - 1);
-        memcpy(key + n, f[i], l);
-        key[n + l] = '\0';
-        n += l + 1;
-    }
+    char key[KTS_SERIES_IDENTITY_MAX];
+    size_t n = kts_series_identity(key, kvl);
     uint64_t slot = 0;
     if (kts_wmark_slot(in->wm, key, n, &slot) == 0)
         return slot;

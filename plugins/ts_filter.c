@@ -37,7 +37,8 @@
  *  7. Values are written in the types of the data set of the output's type: a changed value
  *     for a COUNTER/DERIVE/ABSOLUTE data source is rounded to the nearest integer (counted
  *     "rounded"); NaN or a negative value for an unsigned one cannot be written: that value
- *     list is dropped (counted "unrepresentable").
+ *     list is dropped (counted "unrepresentable"). (kts_output_typed() with the policy
+ *     kts_output_ts_filter, src/kts_output.h.)
  *  8. Thread safety: invoke runs in collectd's write threads concurrently; each pipeline has a
  *     mutex held while it processes one value list and dispatches its outputs (dispatch only
  *     enqueues). Value lists carrying read_kafka_ts's marker pass untouched unless
@@ -50,6 +51,7 @@
 
 #include "filter_chain.h"
 #include "kts_log.h"
+#include "kts_output.h"
 #include "kts_pipeline.h"
 #include "utils/metadata/meta_data.h"
 
@@ -100,6 +102,7 @@ struct tsf_pipe {
     struct tsf_val *vals;
     size_t nvals, capvals;
     const struct kts_meta *own_tag;
+    struct kts_output out; /* one record in the output's types (rec_typed) */
     struct kts_ratelimit rl;
 };
 
@@ -130,6 +133,7 @@ static void pipe_free(struct tsf_pipe *tp)
     pthread_mutex_destroy(&tp->lock);
     free(tp->recs);
     free(tp->vals);
+    kts_output_fini(&tp->out);
     free(tp);
 }
 
@@ -351,70 +355,37 @@ static int collect(const struct kts_vl *out, const uint16_t *flags, void *opaque
     return 0;
 }
 
-static double val_double(const struct tsf_val *v)
+/*
+ * Write record r's values into `out` in the types of data set `ds` (guarantee 7) with
+ * kts_output_typed() under the ts_filter policy (a changed value for an integer data source is
+ * rounded, "ts_filter:" flag meta data); on success tp->out.vl.meta holds the flag meta data.
+ * 0, -ERANGE (unrepresentable), -EINVAL (another number of data sources) or -ENOMEM.
+ */
+static int rec_typed(struct tsf_pipe *tp, const struct tsf_rec *r, const data_set_t *ds,
+                     value_t *out)
 {
-    switch (v->type) {
-    case KTS_DS_COUNTER:
-        return (double)v->v.counter;
-    case KTS_DS_DERIVE:
-        return (double)v->v.derive;
-    case KTS_DS_ABSOLUTE:
-        return (double)v->v.absolute;
-    default:
-        return v->v.gauge;
+    size_t n = r->n > 0 ? r->n : 1, nt = ds->ds_num > 0 ? ds->ds_num : 1;
+    struct kts_ds src[n];
+    uint16_t flags[n];
+    for (size_t i = 0; i < r->n; i++) {
+        src[i].type = (enum kts_ds_type)tp->vals[r->off + i].type;
+        src[i].value = tp->vals[r->off + i].v;
+        src[i].name[0] = '\0';
+        flags[i] = tp->vals[r->off + i].flags;
     }
-}
-
-/* Write vals into `out` in the types of data set `ds` (guarantee 7). 0 or -ERANGE. */
-static int values_to(const data_set_t *ds, const struct tsf_val *vals, size_t n, value_t *out,
-                     struct tsf_counters *c)
-{
-    if ((size_t)ds->ds_num != n)
-        return -EINVAL;
-    uint64_t rounded = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct tsf_val *v = &vals[i];
-        int want = ds->ds[i].type;
-        if (want == DS_TYPE_GAUGE) {
-            out[i].gauge = val_double(v);
-            continue;
-        }
-        if (v->type == want) { /* the original integer, unchanged */
-            memcpy(&out[i], &v->v, sizeof(out[i]));
-            continue;
-        }
-        double d = round(val_double(v));
-        if (want == DS_TYPE_DERIVE) {
-            if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
-                return -ERANGE;
-            out[i].derive = (derive_t)d;
-        } else {
-            if (!(d >= 0 && d < 18446744073709551616.0))
-                return -ERANGE;
-            if (want == DS_TYPE_COUNTER)
-                out[i].counter = (counter_t)d;
-            else
-                out[i].absolute = (absolute_t)d;
-        }
-        rounded++;
+    struct kts_typesdb_ds tds[nt];
+    for (size_t i = 0; i < ds->ds_num; i++) {
+        sstrncpy(tds[i].name, ds->ds[i].name, sizeof(tds[i].name));
+        tds[i].type = (enum kts_ds_type)ds->ds[i].type;
     }
-    c->rounded += rounded;
-    return 0;
-}
-
-static int add_flag_meta(meta_data_t *md, uint16_t flags)
-{
-    static const struct {
-        uint16_t flag;
-        const char *key;
-    } keys[] = {
-        {KTS_PT_FILLED, "ts_filter:filled"}, {KTS_PT_REPLACED, "ts_filter:replaced"},
-        {KTS_PT_MARKED, "ts_filter:marked"}, {KTS_PT_WARMING, "ts_filter:warming"},
-        {KTS_PT_ABSENT, "ts_filter:absent"},
-    };
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        if ((flags & keys[i].flag) && meta_data_add_boolean(md, keys[i].key, true) != 0)
-            return -ENOMEM;
+    const struct kts_typesdb_type type = {.ds_num = ds->ds_num, .ds = tds};
+    const struct kts_vl o = {.ds_len = r->n, .ds = src};
+    int rc = kts_output_typed(&o, flags, &type, NULL, &kts_output_ts_filter, &tp->out);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < r->n; i++)
+        memcpy(&out[i], &tp->out.vl.ds[i].value, sizeof(out[i]));
+    tp->c.rounded += tp->out.rounded;
     return 0;
 }
 
@@ -431,17 +402,21 @@ static void dispatch_rec(struct tsf_pipe *tp, const struct tsf_rec *r, const val
         return;
     }
     value_t values[r->n > 0 ? r->n : 1];
-    int rc = values_to(ds, &tp->vals[r->off], r->n, values, &tp->c);
+    int rc = rec_typed(tp, r, ds, values);
     if (rc == -ERANGE) {
         tp->c.unrepresentable++;
         return;
     }
-    if (rc < 0) {
+    if (rc == -EINVAL) {
         tp->c.dispatch_failed++;
         kts_log_limited(&tp->rl, KTS_LOG_WARNING,
                         PLUGIN_NAME " target: pipeline \"%s\": output type \"%s\" has %zu data "
                                     "sources, the value list %zu; dropped",
                         kts_pipeline_name(tp->p), r->type, ds->ds_num, r->n);
+        return;
+    }
+    if (rc < 0) {
+        tp->c.dispatch_failed++;
         return;
     }
     value_list_t vl = VALUE_LIST_INIT;
@@ -456,7 +431,7 @@ static void dispatch_rec(struct tsf_pipe *tp, const struct tsf_rec *r, const val
     vl.values_len = r->n;
     vl.meta = r->own && in->meta != NULL ? meta_data_clone(in->meta) : meta_data_create();
     if (vl.meta == NULL || meta_data_add_boolean(vl.meta, TSF_META_EMITTED, true) != 0 ||
-        add_flag_meta(vl.meta, r->flags_any) < 0) {
+        kts_collectd_meta_add(vl.meta, tp->out.vl.meta, tp->out.vl.meta_len) < 0) {
         meta_data_destroy(vl.meta);
         tp->c.dispatch_failed++;
         return;
@@ -486,12 +461,16 @@ static int apply(struct tsf_pipe *tp, const data_set_t *ds, value_list_t *vl)
     const struct tsf_rec *r = &tp->recs[own_idx];
     if (own == 1 && r->time == vl->time && strcmp(r->type, vl->type) == 0) {
         value_t values[r->n > 0 ? r->n : 1];
-        if (values_to(ds, &tp->vals[r->off], r->n, values, &tp->c) < 0) {
+        int rc = rec_typed(tp, r, ds, values);
+        if (rc == -ENOMEM) {
+            tp->c.errors++;
+        } else if (rc < 0) {
             tp->c.unrepresentable++;
         } else if (r->flags_any != 0 && vl->meta == NULL &&
                    (vl->meta = meta_data_create()) == NULL) {
             tp->c.errors++;
-        } else if (r->flags_any != 0 && add_flag_meta(vl->meta, r->flags_any) < 0) {
+        } else if (r->flags_any != 0 &&
+                   kts_collectd_meta_add(vl->meta, tp->out.vl.meta, tp->out.vl.meta_len) < 0) {
             tp->c.errors++;
         } else {
             memcpy(vl->values, values, r->n * sizeof(values[0]));

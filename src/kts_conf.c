@@ -635,81 +635,124 @@ int kts_opt_defaults(const struct kts_opt *table, void *obj)
     return 0;
 }
 
+/* The row of `sets` named `key`, or NULL; marks it seen (for KTS_OPT_REQUIRED). */
+static const struct kts_opt *opt_find(const struct kts_opt_set *sets, size_t nsets, const char *key,
+                                      unsigned char (*seen)[256], void **obj)
+{
+    for (size_t s = 0; s < nsets; s++)
+        for (size_t k = 0; sets[s].table[k].name != NULL; k++)
+            if (strcasecmp(sets[s].table[k].name, key) == 0) {
+                if (k < sizeof(seen[s]))
+                    seen[s][k] = 1;
+                *obj = sets[s].obj;
+                return &sets[s].table[k];
+            }
+    return NULL;
+}
+
+/* "A, B, C": every option name of `sets`, for the unknown-option message. */
+static void opt_names(const struct kts_opt_set *sets, size_t nsets, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t s = 0; s < nsets; s++)
+        for (size_t k = 0; sets[s].table[k].name != NULL && used < size; k++) {
+            int n =
+                snprintf(buf + used, size - used, "%s%s", used ? ", " : "", sets[s].table[k].name);
+            if (n < 0)
+                return;
+            used += (size_t)n;
+        }
+}
+
+/* Apply one child `c` through its row `o` into `obj`: 0, -EINVAL (logged) or -ENOMEM. */
+static int opt_apply_one(const struct kts_opt *o, void *obj, const struct kts_conf *c,
+                         const char *where, const char *loc)
+{
+    char vals[512], allowed[512];
+    if (o->type == KTS_OPT_CUSTOM)
+        return o->custom(o, obj, c, where) < 0 ? -EINVAL : 0;
+    kts_conf_describe_values(c, vals, sizeof(vals));
+    describe_allowed(o, allowed, sizeof(allowed));
+    if (c->children_num > 0) {
+        kts_log(KTS_LOG_ERR, "%s: option \"%s\"%s is not a block; expected %s", where, o->name, loc,
+                allowed);
+        return -EINVAL;
+    }
+    if (c->values_num != 1) {
+        kts_log(KTS_LOG_ERR,
+                "%s: option \"%s\"%s takes exactly one value, got %d (%s); expected %s", where,
+                o->name, loc, c->values_num, vals, allowed);
+        return -EINVAL;
+    }
+    int rc = opt_set_value(o, obj, &c->values[0]);
+    if (rc == -ENOMEM) {
+        kts_log(KTS_LOG_ERR, "%s: out of memory", where);
+        return rc;
+    }
+    if (rc < 0)
+        kts_log(KTS_LOG_ERR, "%s: invalid value %s for option \"%s\"%s; allowed: %s", where, vals,
+                o->name, loc, allowed);
+    return rc < 0 ? -EINVAL : 0;
+}
+
+int kts_opt_apply_sets(const struct kts_opt_set *sets, size_t nsets, const struct kts_conf *block,
+                       const char *where)
+{
+    if (nsets > KTS_OPT_SETS_MAX) {
+        kts_log(KTS_LOG_ERR, "%s: kts_conf: more than %d option tables", where, KTS_OPT_SETS_MAX);
+        return -EINVAL;
+    }
+    int errors = 0;
+    unsigned char seen[KTS_OPT_SETS_MAX][256];
+    memset(seen, 0, sizeof(seen));
+    for (int i = 0; i < block->children_num; i++) {
+        const struct kts_conf *c = &block->children[i];
+        char loc[256] = "";
+        if (c->file != NULL && c->line > 0)
+            snprintf(loc, sizeof(loc), " (%s:%d)", c->file, c->line);
+        void *obj = NULL;
+        const struct kts_opt *o = opt_find(sets, nsets, c->key, seen, &obj);
+        if (o == NULL) {
+            char known[512];
+            opt_names(sets, nsets, known, sizeof(known));
+            kts_log(KTS_LOG_ERR, "%s: unknown option \"%s\"%s; known options: %s", where, c->key,
+                    loc, known);
+            errors++;
+            continue;
+        }
+        int rc = opt_apply_one(o, obj, c, where, loc);
+        if (rc == -ENOMEM)
+            return rc;
+        errors += rc < 0;
+    }
+    for (size_t s = 0; s < nsets; s++)
+        for (size_t k = 0; sets[s].table[k].name != NULL && k < sizeof(seen[s]); k++) {
+            const struct kts_opt *o = &sets[s].table[k];
+            if ((o->flags & KTS_OPT_REQUIRED) && !seen[s][k]) {
+                kts_log(KTS_LOG_ERR, "%s: option \"%s\" is required (%s)", where, o->name,
+                        o->help ? o->help : "no default");
+                errors++;
+            }
+        }
+    return errors ? -EINVAL : 0;
+}
+
 int kts_opt_apply(const struct kts_opt *table, void *obj, const struct kts_conf *block,
                   const char *where)
 {
-    int errors = 0;
-    unsigned char seen[256] = {0};
-    size_t nopts = 0;
-    while (table[nopts].name != NULL)
-        nopts++;
+    const struct kts_opt_set set = {table, obj};
+    return kts_opt_apply_sets(&set, 1, block, where);
+}
 
-    for (int i = 0; i < block->children_num; i++) {
-        const struct kts_conf *c = &block->children[i];
-        char vals[512], allowed[512], loc[256] = "";
-        if (c->file != NULL && c->line > 0)
-            snprintf(loc, sizeof(loc), " (%s:%d)", c->file, c->line);
-        const struct kts_opt *o = NULL;
-        for (size_t k = 0; k < nopts; k++)
-            if (strcasecmp(table[k].name, c->key) == 0) {
-                o = &table[k];
-                if (k < sizeof(seen))
-                    seen[k] = 1;
-                break;
-            }
-        if (o == NULL) {
-            size_t used = 0;
-            allowed[0] = '\0';
-            for (size_t k = 0; k < nopts && used < sizeof(allowed); k++) {
-                int n = snprintf(allowed + used, sizeof(allowed) - used, "%s%s", k ? ", " : "",
-                                 table[k].name);
-                if (n < 0)
-                    break;
-                used += (size_t)n;
-            }
-            kts_log(KTS_LOG_ERR, "%s: unknown option \"%s\"%s; known options: %s", where, c->key,
-                    loc, allowed);
-            errors++;
-            continue;
-        }
-        if (o->type == KTS_OPT_CUSTOM) {
-            if (o->custom(o, obj, c, where) < 0)
-                errors++;
-            continue;
-        }
-        kts_conf_describe_values(c, vals, sizeof(vals));
-        describe_allowed(o, allowed, sizeof(allowed));
-        if (c->children_num > 0) {
-            kts_log(KTS_LOG_ERR, "%s: option \"%s\"%s is not a block; expected %s", where, o->name,
-                    loc, allowed);
-            errors++;
-            continue;
-        }
-        if (c->values_num != 1) {
-            kts_log(KTS_LOG_ERR,
-                    "%s: option \"%s\"%s takes exactly one value, got %d (%s); expected %s", where,
-                    o->name, loc, c->values_num, vals, allowed);
-            errors++;
-            continue;
-        }
-        int rc = opt_set_value(o, obj, &c->values[0]);
-        if (rc == -ENOMEM) {
-            kts_log(KTS_LOG_ERR, "%s: out of memory", where);
-            return rc;
-        }
-        if (rc < 0) {
-            kts_log(KTS_LOG_ERR, "%s: invalid value %s for option \"%s\"%s; allowed: %s", where,
-                    vals, o->name, loc, allowed);
-            errors++;
-        }
-    }
-    for (size_t k = 0; k < nopts && k < sizeof(seen); k++)
-        if ((table[k].flags & KTS_OPT_REQUIRED) && !seen[k]) {
-            kts_log(KTS_LOG_ERR, "%s: option \"%s\" is required (%s)", where, table[k].name,
-                    table[k].help ? table[k].help : "no default");
-            errors++;
-        }
-    return errors ? -EINVAL : 0;
+int kts_opt_accept(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
+                   const char *where)
+{
+    (void)opt;
+    (void)obj;
+    (void)item;
+    (void)where;
+    return 0;
 }
 
 void kts_opt_free(const struct kts_opt *table, void *obj)

@@ -127,6 +127,29 @@ int kts_opt_defaults(const struct kts_opt *table, void *obj);
 int kts_opt_apply(const struct kts_opt *table, void *obj, const struct kts_conf *block,
                   const char *where);
 
+/* One option table and the object its offsets point into. */
+struct kts_opt_set {
+    const struct kts_opt *table;
+    void *obj;
+};
+#define KTS_OPT_SETS_MAX 8
+
+/*
+ * kts_opt_apply() over several tables at once, for a block whose options belong to several
+ * owners (read_kafka_ts: the consumer's, the plugin's own, the pipelines'): each child goes to
+ * the first of the `nsets` (at most KTS_OPT_SETS_MAX) tables that names it, into that table's
+ * object; a key no table names is an unknown option, reported with the names of all tables.
+ * Guarantee 3 holds over the whole block. kts_opt_apply(t, o, …) is the one-table case.
+ */
+int kts_opt_apply_sets(const struct kts_opt_set *sets, size_t nsets, const struct kts_conf *block,
+                       const char *where);
+
+/* A KTS_OPT_CUSTOM callback that accepts the option and does nothing: for a key that belongs in
+ * the block but that its owner validates elsewhere (read_kafka_ts's Pipeline and PipelineMode,
+ * checked by kts_pipeset_config()). */
+int kts_opt_accept(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
+                   const char *where);
+
 /* Free what the table's STRING/STRINGS fields own in obj. */
 void kts_opt_free(const struct kts_opt *table, void *obj);
 

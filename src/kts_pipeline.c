@@ -67,7 +67,7 @@ struct kts_pipeline {
     struct kts_ratelimit rl_name;
     bool config_failed;
     /* Series keys of the value lists being processed (a ring, for prefetching a batch). */
-    char keys[PF_AHEAD + 1][F_NUM * KTS_NAME_MAX];
+    char keys[PF_AHEAD + 1][KTS_SERIES_IDENTITY_MAX];
     size_t key_lens[PF_AHEAD + 1];
 };
 
@@ -475,34 +475,6 @@ bool kts_pipeline_match(const struct kts_pipeline *p, const struct kts_vl *vl)
 
 /* ------------------------------------------------------------------ processing */
 
-/* The series key: the five names, each followed by a NUL. */
-static size_t pack_key(char *dst, const struct kts_vl *vl)
-{
-    size_t n = 0;
-    for (int f = 0; f < F_NUM; f++) {
-        const char *s = field_of(vl, f);
-        size_t len = strnlen(s, KTS_NAME_MAX - 1);
-        memcpy(dst + n, s, len);
-        n += len;
-        dst[n++] = '\0';
-    }
-    return n;
-}
-
-static void unpack_key(struct kts_vl *vl, const char *key, size_t len)
-{
-    char *dst[F_NUM] = {vl->host, vl->plugin, vl->plugin_instance, vl->type, vl->type_instance};
-    size_t pos = 0;
-    for (int f = 0; f < F_NUM; f++) {
-        size_t l = pos < len ? strnlen(key + pos, len - pos) : 0;
-        if (l > KTS_NAME_MAX - 1)
-            l = KTS_NAME_MAX - 1;
-        memcpy(dst[f], key + pos, l);
-        dst[f][l] = '\0';
-        pos += l + 1;
-    }
-}
-
 /* Run points buf[which][0..n-1] through filters f0.. of one data source's state. */
 static size_t run_chain(struct kts_pipeline *p, unsigned char *dstate, size_t f0, int *which,
                         size_t n)
@@ -650,11 +622,11 @@ static void flush_series(const void *key, size_t key_len, void *state, size_t st
         return;
     struct kts_vl in;
     memset(&in, 0, sizeof(in));
-    unpack_key(&in, key, key_len);
+    kts_series_identity_names(&in, key, key_len);
     fc->rc = assemble(p, &in, ds_num, fc->emit, fc->opaque);
 }
 
-/* Process one value list whose series key (pack_key) is `key`. */
+/* Process one value list whose series identity (kts_series_identity()) is `key`. */
 static int process_one(struct kts_pipeline *p, const struct kts_vl *vl, const char *key,
                        size_t key_len, kts_pipeline_emit_fn emit, void *opaque)
 {
@@ -740,12 +712,12 @@ static void prefetch_stage(struct kts_pipeline *p, const struct kts_vl *vl, cons
 int kts_pipeline_process(struct kts_pipeline *p, const struct kts_vl *vls, size_t n,
                          kts_pipeline_emit_fn emit, void *opaque)
 {
-    char(*keys)[F_NUM * KTS_NAME_MAX] = p->keys;
+    char(*keys)[KTS_SERIES_IDENTITY_MAX] = p->keys;
     size_t *key_lens = p->key_lens;
     bool batch = n > 1;
     /* Prime: pack and prefetch the first PF_AHEAD keys. */
     for (size_t j = 0; batch && j < PF_AHEAD && j < n; j++) {
-        key_lens[j % (PF_AHEAD + 1)] = pack_key(keys[j % (PF_AHEAD + 1)], &vls[j]);
+        key_lens[j % (PF_AHEAD + 1)] = kts_series_identity(keys[j % (PF_AHEAD + 1)], &vls[j]);
         prefetch_stage(p, &vls[j], keys[j % (PF_AHEAD + 1)], key_lens[j % (PF_AHEAD + 1)], 0);
         if (j >= PF_AHEAD / 2) {
             size_t k = j - PF_AHEAD / 2;
@@ -758,7 +730,8 @@ int kts_pipeline_process(struct kts_pipeline *p, const struct kts_vl *vls, size_
         if (batch) {
             size_t j = i + PF_AHEAD, k = i + PF_AHEAD / 2;
             if (j < n) {
-                key_lens[j % (PF_AHEAD + 1)] = pack_key(keys[j % (PF_AHEAD + 1)], &vls[j]);
+                key_lens[j % (PF_AHEAD + 1)] =
+                    kts_series_identity(keys[j % (PF_AHEAD + 1)], &vls[j]);
                 prefetch_stage(p, &vls[j], keys[j % (PF_AHEAD + 1)], key_lens[j % (PF_AHEAD + 1)],
                                0);
             }
@@ -766,7 +739,7 @@ int kts_pipeline_process(struct kts_pipeline *p, const struct kts_vl *vls, size_
                 prefetch_stage(p, &vls[k], keys[k % (PF_AHEAD + 1)], key_lens[k % (PF_AHEAD + 1)],
                                1);
         } else {
-            key_lens[r] = pack_key(keys[r], vl);
+            key_lens[r] = kts_series_identity(keys[r], vl);
         }
         if (!kts_pipeline_match(p, vl))
             continue;

@@ -4,6 +4,7 @@
 
 #include "build-config.h"
 #include "kts_log.h"
+#include "kts_output.h"
 #include "kts_typesdb.h"
 
 #include <errno.h>
@@ -16,8 +17,6 @@
 
 enum { MODE_AUTO, MODE_REPLACE, MODE_COPY };
 static const char *const mode_words[] = {"auto", "replace", "copy", NULL};
-
-#define EXTRA_META 6 /* pipeline name + five flags */
 
 struct pipe {
     struct kts_pipeline *p;
@@ -32,16 +31,23 @@ struct kts_pipeset {
     size_t n;
     struct kts_typesdb *types;
     pthread_mutex_t lock;
-    /* Scratch for one output value list (consumer thread, under lock). */
-    struct kts_ds *ds;
-    size_t ds_cap;
-    struct kts_meta *meta;
-    size_t meta_cap;
+    struct kts_output out; /* scratch for one output value list (consumer thread, under lock) */
+};
+
+const struct kts_opt kts_pipeset_options[] = {
+    {"PipelineMode", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, kts_opt_accept, 0,
+     "auto | replace | copy, for every <Pipeline> of the block (checked by kts_pipeset_config)"},
+    {"Pipeline", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, kts_opt_accept, 0,
+     "block <Pipeline \"name\"> (docs/FILTERS.md; checked by kts_pipeset_config)"},
+    KTS_OPT_END,
 };
 
 bool kts_pipeset_owns_key(const char *key)
 {
-    return strcasecmp(key, "Pipeline") == 0 || strcasecmp(key, "PipelineMode") == 0;
+    for (const struct kts_opt *o = kts_pipeset_options; o->name != NULL; o++)
+        if (strcasecmp(o->name, key) == 0)
+            return true;
+    return false;
 }
 
 void kts_pipeset_destroy(struct kts_pipeset *ps)
@@ -53,8 +59,7 @@ void kts_pipeset_destroy(struct kts_pipeset *ps)
     free(ps->pipes);
     free(ps->where);
     kts_typesdb_destroy(ps->types);
-    free(ps->ds);
-    free(ps->meta);
+    kts_output_fini(&ps->out);
     pthread_mutex_destroy(&ps->lock);
     free(ps);
 }
@@ -95,19 +100,14 @@ static bool renames(const struct kts_conf *item)
     return false;
 }
 
-int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *typesdb,
-                       const char *where, struct kts_pipeset **out, char *errbuf,
-                       size_t errbuf_size)
+/* PipelineMode (3) into *mode, and the number of <Pipeline> blocks; returns the problems. */
+static int scan_block(const struct kts_conf *block, const char *where, int *mode, int *npipes)
 {
-    *out = NULL;
-    /* The summary counts every problem listed above it: options, <Filter> blocks and their
-     * options each log one error line per problem, while kts_pipeline_config() fails once. */
-    unsigned long logged_before = kts_log_error_count();
-    int mode = MODE_AUTO, errors = 0, npipes = 0;
+    int errors = 0;
     for (int i = 0; i < block->children_num; i++) {
         const struct kts_conf *c = &block->children[i];
         if (strcasecmp(c->key, "Pipeline") == 0) {
-            npipes++;
+            (*npipes)++;
         } else if (strcasecmp(c->key, "PipelineMode") == 0) {
             int m = -1;
             if (c->values_num == 1 && c->values[0].type == KTS_CONF_STRING)
@@ -122,10 +122,103 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
                         where, kts_conf_describe_values(c, buf, sizeof(buf)));
                 errors++;
             } else {
-                mode = m;
+                *mode = m;
             }
         }
     }
+    return errors;
+}
+
+/* The types.db files (none: the build's default); 0, or the error logged. */
+static int load_types(struct kts_pipeset *ps, const struct kts_strv *typesdb, const char *where)
+{
+    char err[512] = "";
+    int rc = 0;
+    if (typesdb == NULL || typesdb->n == 0)
+        rc = kts_typesdb_load_file(ps->types, KTS_TYPESDB_DEFAULT, err, sizeof(err));
+    for (size_t i = 0; rc == 0 && typesdb != NULL && i < typesdb->n; i++)
+        rc = kts_typesdb_load_file(ps->types, typesdb->v[i], err, sizeof(err));
+    if (rc < 0)
+        kts_log(KTS_LOG_ERR, "%s: %s", where, err);
+    return rc;
+}
+
+/* OutputType (4): a type of types.db whose data sources are all gauges. Returns the problems. */
+static int check_output_type(const struct kts_pipeset *ps, const char *name, const char *ot,
+                             const char *where)
+{
+    const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, ot);
+    if (t == NULL) {
+        kts_log(KTS_LOG_ERR,
+                "%s: pipeline \"%s\": OutputType \"%s\" is not in "
+                "types.db; allowed: a type of the TypesDB files whose data sources are "
+                "all GAUGE",
+                where, name, ot);
+        return 1;
+    }
+    for (size_t d = 0; d < t->ds_num; d++)
+        if (t->ds[d].type != KTS_DS_GAUGE) {
+            kts_log(KTS_LOG_ERR,
+                    "%s: pipeline \"%s\": OutputType \"%s\": data source "
+                    "\"%s\" is %s, but filtered values are gauges; use a type whose "
+                    "data sources are all GAUGE (e.g. \"gauge\" for one value)",
+                    where, name, ot, t->ds[d].name, ds_type_name(t->ds[d].type));
+            return 1;
+        }
+    return 0;
+}
+
+/* Configure one <Pipeline> block `item` into the set (1, 3, 4). Returns the problems found,
+ * or -ENOMEM. `types_ok`: the types.db files loaded (OutputType can be checked). */
+static int add_pipeline(struct kts_pipeset *ps, const struct kts_conf *item, int mode,
+                        bool types_ok, const char *where)
+{
+    char err[512] = "";
+    struct kts_pipeline *p = NULL;
+    int prc = kts_pipeline_config(item, where, &p, err, sizeof(err));
+    if (prc == -ENOMEM)
+        return -ENOMEM;
+    if (prc < 0)
+        return 1;
+    int errors = 0;
+    const char *name = kts_pipeline_name(p);
+    struct pipe *pp = &ps->pipes[ps->n++];
+    pp->p = p;
+    pp->rl.interval_s = 10;
+    bool rn = renames(item);
+    pp->copy = mode == MODE_COPY || (mode == MODE_AUTO && rn);
+    if (mode == MODE_COPY && !rn) {
+        kts_log(KTS_LOG_ERR,
+                "%s: pipeline \"%s\": PipelineMode \"copy\" needs an Output* "
+                "option (e.g. OutputPluginInstanceSuffix \"-filtered\"): without one the "
+                "filtered values would be the same series as the raw ones",
+                where, name);
+        errors++;
+    }
+    for (size_t j = 0; j + 1 < ps->n; j++)
+        if (strcmp(kts_pipeline_name(ps->pipes[j].p), name) == 0) {
+            kts_log(KTS_LOG_ERR,
+                    "%s: two <Pipeline> blocks are named \"%s\": give each "
+                    "its own name (it names the self-metrics)",
+                    where, name);
+            errors++;
+        }
+    const char *ot = output_type(item);
+    if (ot != NULL && types_ok)
+        errors += check_output_type(ps, name, ot, where);
+    return errors;
+}
+
+int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *typesdb,
+                       const char *where, struct kts_pipeset **out, char *errbuf,
+                       size_t errbuf_size)
+{
+    *out = NULL;
+    /* The summary counts every problem listed above it: options, <Filter> blocks and their
+     * options each log one error line per problem, while kts_pipeline_config() fails once. */
+    unsigned long logged_before = kts_log_error_count();
+    int mode = MODE_AUTO, npipes = 0;
+    int errors = scan_block(block, where, &mode, &npipes);
     if (npipes == 0) {
         if (errors == 0)
             return 0;
@@ -143,75 +236,18 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
         kts_pipeset_destroy(ps);
         return -ENOMEM;
     }
-    int rc = 0;
-    char err[512] = "";
-    if (typesdb == NULL || typesdb->n == 0)
-        rc = kts_typesdb_load_file(ps->types, KTS_TYPESDB_DEFAULT, err, sizeof(err));
-    for (size_t i = 0; rc == 0 && typesdb != NULL && i < typesdb->n; i++)
-        rc = kts_typesdb_load_file(ps->types, typesdb->v[i], err, sizeof(err));
-    if (rc < 0) {
-        kts_log(KTS_LOG_ERR, "%s: %s", where, err);
-        errors++;
-    }
-
+    int rc = load_types(ps, typesdb, where);
+    errors += rc < 0;
     for (int i = 0; i < block->children_num; i++) {
         const struct kts_conf *item = &block->children[i];
         if (strcasecmp(item->key, "Pipeline") != 0)
             continue;
-        struct kts_pipeline *p = NULL;
-        int prc = kts_pipeline_config(item, where, &p, err, sizeof(err));
-        if (prc == -ENOMEM) {
+        int e = add_pipeline(ps, item, mode, rc == 0, where);
+        if (e == -ENOMEM) {
             kts_pipeset_destroy(ps);
             return -ENOMEM;
         }
-        if (prc < 0) {
-            errors++;
-            continue;
-        }
-        const char *name = kts_pipeline_name(p);
-        struct pipe *pp = &ps->pipes[ps->n++];
-        pp->p = p;
-        pp->rl.interval_s = 10;
-        bool rn = renames(item);
-        pp->copy = mode == MODE_COPY || (mode == MODE_AUTO && rn);
-        if (mode == MODE_COPY && !rn) {
-            kts_log(KTS_LOG_ERR,
-                    "%s: pipeline \"%s\": PipelineMode \"copy\" needs an Output* "
-                    "option (e.g. OutputPluginInstanceSuffix \"-filtered\"): without one the "
-                    "filtered values would be the same series as the raw ones",
-                    where, name);
-            errors++;
-        }
-        for (size_t j = 0; j + 1 < ps->n; j++)
-            if (strcmp(kts_pipeline_name(ps->pipes[j].p), name) == 0) {
-                kts_log(KTS_LOG_ERR,
-                        "%s: two <Pipeline> blocks are named \"%s\": give each "
-                        "its own name (it names the self-metrics)",
-                        where, name);
-                errors++;
-            }
-        const char *ot = output_type(item);
-        if (ot != NULL && rc == 0) {
-            const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, ot);
-            if (t == NULL) {
-                kts_log(KTS_LOG_ERR,
-                        "%s: pipeline \"%s\": OutputType \"%s\" is not in "
-                        "types.db; allowed: a type of the TypesDB files whose data sources are "
-                        "all GAUGE",
-                        where, name, ot);
-                errors++;
-            }
-            for (size_t d = 0; t != NULL && d < t->ds_num; d++)
-                if (t->ds[d].type != KTS_DS_GAUGE) {
-                    kts_log(KTS_LOG_ERR,
-                            "%s: pipeline \"%s\": OutputType \"%s\": data source "
-                            "\"%s\" is %s, but filtered values are gauges; use a type whose "
-                            "data sources are all GAUGE (e.g. \"gauge\" for one value)",
-                            where, name, ot, t->ds[d].name, ds_type_name(t->ds[d].type));
-                    errors++;
-                    break;
-                }
-        }
+        errors += e;
     }
     if (errors > 0) {
         unsigned long logged = kts_log_error_count() - logged_before;
@@ -234,78 +270,10 @@ struct emit_ctx {
     void *emit_ctx;
 };
 
-static int grow(void **buf, size_t *cap, size_t want, size_t elem)
+/* The per-point counters of an emitted value list (kts_pipeset_counters). */
+static void count_points(struct pipe *pp, const uint16_t *flags, size_t n)
 {
-    if (want <= *cap)
-        return 0;
-    size_t nc = *cap ? *cap : 8;
-    while (nc < want)
-        nc *= 2;
-    void *n = realloc(*buf, nc * elem);
-    if (n == NULL)
-        return -ENOMEM;
-    *buf = n;
-    *cap = nc;
-    return 0;
-}
-
-static double as_double(const struct kts_ds *d)
-{
-    switch (d->type) {
-    case KTS_DS_COUNTER:
-        return (double)d->value.counter;
-    case KTS_DS_DERIVE:
-        return (double)d->value.derive;
-    case KTS_DS_ABSOLUTE:
-        return (double)d->value.absolute;
-    default:
-        return d->value.gauge;
-    }
-}
-
-/* kts_pipeline_emit_fn: convert to the output type (4), add the flags (5), emit. */
-static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque)
-{
-    struct emit_ctx *ec = opaque;
-    struct kts_pipeset *ps = ec->ps;
-    struct pipe *pp = ec->pp;
-    const char *name = kts_pipeline_name(pp->p);
-    const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, o->type);
-    const char *why = NULL;
-    if (t == NULL)
-        why = "the output type is not in types.db";
-    else if (t->ds_num != o->ds_len)
-        why = "the output type has another number of data sources";
-    if (why == NULL &&
-        (grow((void **)&ps->ds, &ps->ds_cap, o->ds_len, sizeof(*ps->ds)) < 0 ||
-         grow((void **)&ps->meta, &ps->meta_cap, o->meta_len + EXTRA_META, sizeof(*ps->meta)) < 0))
-        return -ENOMEM;
-    uint16_t any = 0;
-    for (size_t d = 0; why == NULL && d < o->ds_len; d++) {
-        struct kts_ds *dst = &ps->ds[d];
-        const struct kts_ds *src = &o->ds[d];
-        memcpy(dst->name, t->ds[d].name, sizeof(dst->name));
-        dst->type = t->ds[d].type;
-        if (src->type == t->ds[d].type)
-            dst->value = src->value;
-        else if (t->ds[d].type == KTS_DS_GAUGE)
-            dst->value.gauge = as_double(src); /* an unchanged integer: exact up to 2^53 */
-        else
-            why = (flags[d] & KTS_PT_ABSENT) ? "a data source without a value (NaN) cannot be "
-                                               "written as an integer"
-                                             : "a filtered value is a gauge but the output "
-                                               "type's data source is not";
-        any |= flags[d];
-    }
-    if (why != NULL) {
-        pp->c.type_refused++;
-        kts_log_limited(&pp->rl, KTS_LOG_WARNING,
-                        "%s: pipeline \"%s\": output %s/%s/%s not dispatched: %s; set "
-                        "OutputType to an all-gauge type (e.g. \"gauge\")",
-                        ps->where, name, o->host, o->plugin, o->type, why);
-        return 0;
-    }
-    for (size_t d = 0; d < o->ds_len; d++) {
+    for (size_t d = 0; d < n; d++) {
         if (flags[d] & KTS_PT_ABSENT)
             pp->c.absent++;
         else if (flags[d] & KTS_PT_FILLED)
@@ -319,29 +287,34 @@ static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque
         if (flags[d] & KTS_PT_WARMING)
             pp->c.warming++;
     }
-    struct kts_vl v = *o;
-    v.ds = ps->ds;
-    size_t m = 0;
-    for (size_t i = 0; i < o->meta_len; i++)
-        if (strncmp(o->meta[i].key, "kafka_ts:", 9) != 0) /* ours are set below */
-            ps->meta[m++] = o->meta[i];
-    ps->meta[m++] = (struct kts_meta){
-        .key = (char *)KTS_META_PIPELINE, .type = KTS_META_STRING, .value.string = (char *)name};
-    static const struct {
-        uint16_t flag;
-        const char *key;
-    } keys[] = {{KTS_PT_FILLED, KTS_META_FILLED},
-                {KTS_PT_REPLACED, KTS_META_REPLACED},
-                {KTS_PT_MARKED, KTS_META_MARKED},
-                {KTS_PT_WARMING, KTS_META_WARMING},
-                {KTS_PT_ABSENT, KTS_META_ABSENT}};
-    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-        if (any & keys[k].flag)
-            ps->meta[m++] = (struct kts_meta){
-                .key = (char *)keys[k].key, .type = KTS_META_BOOLEAN, .value.boolean = true};
-    v.meta = ps->meta;
-    v.meta_len = m;
-    int rc = ec->emit(&v, ec->emit_ctx);
+}
+
+/* kts_pipeline_emit_fn: convert to the output type (4) and add the meta data (5) with
+ * kts_output_typed() under read_kafka_ts's policy (a changed value for an integer data source
+ * is refused), emit. */
+static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque)
+{
+    struct emit_ctx *ec = opaque;
+    struct kts_pipeset *ps = ec->ps;
+    struct pipe *pp = ec->pp;
+    const char *name = kts_pipeline_name(pp->p);
+    const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, o->type);
+    int rc = -EINVAL;
+    if (t != NULL)
+        rc = kts_output_typed(o, flags, t, name, &kts_output_read_kafka_ts, &ps->out);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0) {
+        pp->c.type_refused++;
+        kts_log_limited(&pp->rl, KTS_LOG_WARNING,
+                        "%s: pipeline \"%s\": output %s/%s/%s not dispatched: %s; set "
+                        "OutputType to an all-gauge type (e.g. \"gauge\")",
+                        ps->where, name, o->host, o->plugin, o->type,
+                        t == NULL ? "the output type is not in types.db" : ps->out.why);
+        return 0;
+    }
+    count_points(pp, flags, o->ds_len);
+    rc = ec->emit(&ps->out.vl, ec->emit_ctx);
     if (rc == 0)
         pp->c.emitted++;
     return rc;

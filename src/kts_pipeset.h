@@ -29,7 +29,8 @@
  *     value or NaN placeholder for a COUNTER/DERIVE/ABSOLUTE data source, a data source count
  *     that differs, an unknown type) is not emitted: counted ("type_refused") and logged
  *     rate-limited with advice. An unchanged integer value into a GAUGE data source is
- *     converted exactly; data source names are those of the output type.
+ *     converted exactly; data source names are those of the output type. (The conversion is
+ *     kts_output_typed() with the policy kts_output_read_kafka_ts, src/kts_output.h.)
  *  5. Point flags become boolean meta data on the emitted value list, true when any data
  *     source has the flag: "kafka_ts:filled", "kafka_ts:replaced", "kafka_ts:marked",
  *     "kafka_ts:warming", "kafka_ts:absent"; and "kafka_ts:pipeline" (string) names the
@@ -78,8 +79,12 @@ struct kts_pipeset_counters {
     uint64_t errors;       /* kts_pipeline_process() errors (the message becomes bad) */
 };
 
-/* Whether `key` is an option this module handles inside the plugin block (Pipeline,
- * PipelineMode), so the caller can leave it out of its own option table. */
+/* The keys this module reads in the plugin block (Pipeline, PipelineMode): a table whose rows
+ * accept them (kts_opt_accept), to pass to kts_opt_apply_sets() next to the caller's own tables;
+ * kts_pipeset_config() checks them. */
+extern const struct kts_opt kts_pipeset_options[];
+
+/* Whether `key` is one of kts_pipeset_options. */
 bool kts_pipeset_owns_key(const char *key);
 
 /*

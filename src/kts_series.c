@@ -68,6 +68,34 @@ static uint64_t hash_key(const void *key, size_t len)
     return h;
 }
 
+size_t kts_series_identity(char *dst, const struct kts_vl *vl)
+{
+    const char *const names[5] = {vl->host, vl->plugin, vl->plugin_instance, vl->type,
+                                  vl->type_instance};
+    size_t n = 0;
+    for (int i = 0; i < 5; i++) {
+        size_t len = strnlen(names[i], KTS_NAME_MAX - 1);
+        memcpy(dst + n, names[i], len);
+        n += len;
+        dst[n++] = '\0';
+    }
+    return n;
+}
+
+void kts_series_identity_names(struct kts_vl *vl, const char *id, size_t len)
+{
+    char *const names[5] = {vl->host, vl->plugin, vl->plugin_instance, vl->type, vl->type_instance};
+    size_t pos = 0;
+    for (int i = 0; i < 5; i++) {
+        size_t l = pos < len ? strnlen(id + pos, len - pos) : 0;
+        if (l > KTS_NAME_MAX - 1)
+            l = KTS_NAME_MAX - 1;
+        memcpy(names[i], id + pos, l);
+        names[i][l] = '\0';
+        pos += l + 1;
+    }
+}
+
 int kts_series_table_create(const struct kts_series_conf *conf, struct kts_series_table **out)
 {
     struct kts_series_table *t = calloc(1, sizeof(*t));

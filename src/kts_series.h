@@ -21,6 +21,13 @@
  *  5. Memory accounting: `bytes` is the slot array plus each allocation's usable size plus
  *     malloc's per-chunk overhead (8 bytes), i.e. what the process really spends.
  *  6. Not thread-safe: one table per thread, or the caller serialises.
+ *  7. Series identity (kts_series_identity()): the one byte form of "which series" in the
+ *     library: host, plugin, plugin_instance, type and type_instance in this order, each
+ *     followed by its NUL (a name is cut at KTS_NAME_MAX - 1 bytes). Two value lists are the
+ *     same series exactly when their identities are equal bytes (a NUL cannot occur inside a
+ *     name, so the form is unambiguous). It keys the pipelines' tables, the consumer's ordered
+ *     dispatch and read_kafka_ts's DedupStateFile, whose file holds hashes of it: the byte form
+ *     never changes (a change would orphan every watermark on disk).
  */
 #ifndef KTS_SERIES_H
 #define KTS_SERIES_H
@@ -30,6 +37,20 @@
 #include <stdint.h>
 
 #include "kts_value.h"
+
+/* Most bytes of a series identity (guarantee 7): five names of at most KTS_NAME_MAX bytes. */
+#define KTS_SERIES_IDENTITY_MAX (5 * KTS_NAME_MAX)
+
+/*
+ * Write the identity of vl's series (guarantee 7) to `dst`, which holds at least
+ * KTS_SERIES_IDENTITY_MAX bytes; only the five names of `vl` are read. Returns its length in
+ * bytes (5 to KTS_SERIES_IDENTITY_MAX; the last byte is a NUL).
+ */
+size_t kts_series_identity(char *dst, const struct kts_vl *vl);
+
+/* The reverse: set the five names of `vl` from the identity `id` of `len` bytes (a name
+ * missing at the end of a short identity becomes empty, a name too long is cut). */
+void kts_series_identity_names(struct kts_vl *vl, const char *id, size_t len);
 
 struct kts_series_table;
 

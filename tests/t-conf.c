@@ -52,6 +52,52 @@ static const struct kts_opt table[] = {
     KTS_OPT_END,
 };
 
+/* A second owner's options in the same block (kts_opt_apply_sets). */
+struct cfg2 {
+    int64_t level;
+    char *path;
+};
+static const struct kts_opt table2[] = {
+    {"Level", KTS_OPT_INT, offsetof(struct cfg2, level), "3", 1, 9, NULL, NULL, 0, "level"},
+    {"Path", KTS_OPT_STRING, offsetof(struct cfg2, path), NULL, 0, 0, NULL, NULL, KTS_OPT_REQUIRED,
+     "a path"},
+    {"Block", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, kts_opt_accept, 0, "checked elsewhere"},
+    KTS_OPT_END,
+};
+
+/* 3 over several tables: each option goes to its table's object, problems of all are reported
+ * in one pass, an unknown option lists every table's names. */
+static void test_sets(void)
+{
+    static const char text[] = "Count 7\nlevel 5\nBroker \"a\"\n<Block x>\n  Anything 1\n"
+                               "</Block>\nLevel 12\nNope 1\nCount 0\n";
+    char err[256];
+    struct kts_conf *root = NULL;
+    kts_conf_parse(text, strlen(text), "sets.conf", &root, err, sizeof(err));
+    struct cfg c = {0};
+    struct cfg2 c2 = {0};
+    kts_opt_defaults(table, &c);
+    kts_opt_defaults(table2, &c2);
+    const struct kts_opt_set sets[] = {{table, &c}, {table2, &c2}};
+    logbuf[0] = '\0';
+    loglines = 0;
+    is_int(kts_opt_apply_sets(sets, 2, root, "two"), -EINVAL, "3: sets: invalid values fail");
+    ok(c.count == 7 && c2.level == 5 && c.brokers.n == 1,
+       "3: sets: each option lands in its own table's object");
+    is_int(loglines, 4, "3: sets: the four problems of both tables reported in one pass");
+    ok(strstr(logbuf, "invalid value 12 for option \"Level\" (sets.conf:7)") &&
+           strstr(logbuf, "invalid value 0 for option \"Count\" (sets.conf:9)"),
+       "3: sets: range errors of either table");
+    ok(strstr(logbuf, "unknown option \"Nope\" (sets.conf:8); known options: Topic, Broker, Count, "
+                      "Ratio, Flag, Key, Timeout, Property, Level, Path, Block"),
+       "3: sets: an unknown option lists the names of every table");
+    ok(strstr(logbuf, "option \"Path\" is required") && !strstr(logbuf, "\"Block\""),
+       "3: sets: a required option of the second table; the accepted block is no problem");
+    kts_opt_free(table, &c);
+    kts_opt_free(table2, &c2);
+    kts_conf_free(root);
+}
+
 static const char good[] = "# comment\n"
                            "<Plugin \"write_kafka_ts\">\n"
                            "  topic \"metrics\" # trailing comment\n"
@@ -70,7 +116,7 @@ static const char good[] = "# comment\n"
 
 int main(void)
 {
-    plan(33);
+    plan(39);
     kts_log_set_sink(capture, NULL);
     char err[512];
     struct kts_conf *root = NULL;
@@ -163,6 +209,7 @@ int main(void)
         if (rc != -EINVAL || !strstr(err, errs[i].msg))
             diag("got rc=%d err=%s", rc, err);
     }
+    test_sets();
     kts_log_set_sink(NULL, NULL);
     return done_testing();
 }

@@ -1150,30 +1150,30 @@ static void test_encoder_misc(void)
 static void test_keys(void)
 {
     char key[512];
-    size_t n = kts_series_key(key, sizeof(key), &typical, KTS_KEY_SERIES);
+    size_t n = kts_series_message_key(key, sizeof(key), &typical, KTS_KEY_SERIES);
     is_str(key, "host.example.com/interface-eth0/if_octets", "key: series without type_instance");
     is_int(n, strlen(key), "key: returns the length");
     struct kts_vl vl = typical;
     strcpy(vl.type_instance, "x-y");
     vl.plugin_instance[0] = '\0';
-    kts_series_key(key, sizeof(key), &vl, KTS_KEY_SERIES);
+    kts_series_message_key(key, sizeof(key), &vl, KTS_KEY_SERIES);
     is_str(key, "host.example.com/interface/if_octets-x-y",
            "key: series without plugin_instance, with type_instance");
-    n = kts_series_key(key, sizeof(key), &typical, KTS_KEY_HOST);
+    n = kts_series_message_key(key, sizeof(key), &typical, KTS_KEY_HOST);
     is_str(key, "host.example.com", "key: host mode");
-    n = kts_series_key(key, sizeof(key), &typical, KTS_KEY_NONE);
+    n = kts_series_message_key(key, sizeof(key), &typical, KTS_KEY_NONE);
     ok(n == 0 && key[0] == '\0', "key: none mode is empty");
-    n = kts_series_key(key, 10, &typical, KTS_KEY_SERIES);
+    n = kts_series_message_key(key, 10, &typical, KTS_KEY_SERIES);
     ok(n == strlen("host.example.com/interface-eth0/if_octets") && strcmp(key, "host.exam") == 0,
        "key: truncates like snprintf and returns the full length");
-    n = kts_series_key(NULL, 0, &typical, KTS_KEY_SERIES);
+    n = kts_series_message_key(NULL, 0, &typical, KTS_KEY_SERIES);
     ok(n == strlen("host.example.com/interface-eth0/if_octets"), "key: NULL/0 measures the length");
     /* names at their maximum length */
     memset(vl.host, 'h', KTS_NAME_MAX - 1);
     vl.host[KTS_NAME_MAX - 1] = '\0';
     memset(vl.plugin_instance, 'i', KTS_NAME_MAX - 1);
     vl.plugin_instance[KTS_NAME_MAX - 1] = '\0';
-    n = kts_series_key(key, sizeof(key), &vl, KTS_KEY_SERIES);
+    n = kts_series_message_key(key, sizeof(key), &vl, KTS_KEY_SERIES);
     ok(n == strlen(key) && n == 127 + 1 + 9 + 1 + 127 + 1 + 9 + 1 + 3,
        "key: 127-byte names give a %zu-byte key", n);
 }

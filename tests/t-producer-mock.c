@@ -185,7 +185,7 @@ static void consume_all(const char *topic, int want, struct seen *s)
                     diag("cannot decode: %s: %.*s", derr, (int)m->len, (const char *)m->payload);
             } else {
                 char key[700];
-                size_t kl = kts_series_key(key, sizeof(key), &vls[0], KTS_KEY_SERIES);
+                size_t kl = kts_series_message_key(key, sizeof(key), &vls[0], KTS_KEY_SERIES);
                 if (m->key_len != kl || memcmp(m->key, key, kl) != 0)
                     s->bad_key++;
                 int series = atoi(vls[0].plugin_instance);

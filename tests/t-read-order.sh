@@ -3,9 +3,10 @@
 # read_kafka_ts keeps each series in time order through collectd's write threads (REAL collectd
 # with its default WriteThreads 5, stock rrdtool and csv writers, REAL Kafka):
 #   1     a backlog of SERIES × POINTS time-ordered values (key = series) is in Kafka
-#   2-3   replay with OrderedDispatch false (every value dispatched at once, as a naive consumer
-#         would): all values pass the write path; "Value too old", csv rows out of order, csv
-#         rows lost and rrdtool errors are reported (not asserted: they depend on scheduling)
+#   2-3   replay with the test knob OrderedDispatch false (KTS_TEST_KNOBS=1; every value
+#         dispatched at once, as a naive consumer would): all values pass the write path;
+#         "Value too old", csv rows out of order, csv rows lost and rrdtool errors are reported
+#         (not asserted: they depend on scheduling)
 #   4-7   replay with the default OrderedDispatch true: all values reach csv, collectd's cache
 #         logs no "Value too old", no csv file has a row out of time order, rrdtool logs no error
 #         (the rrdtool plugin drops older values silently in its own cache, so the cache's
@@ -97,7 +98,10 @@ too_old() { collectd_log_count 'uc_update: Value too old' "$1"; }
 rrd_rejected() { collectd_log_count 'rrdtool plugin: .*(illegal attempt|minimum one second|failed)' "$1"; }
 
 # ------------------------------------------------------------------ 2-3 naive
+# OrderedDispatch false is a test knob (plugins/read_kafka_ts.c): refused without KTS_TEST_KNOBS=1.
+export KTS_TEST_KNOBS=1
 replay naive false
+unset KTS_TEST_KNOBS
 collectd_log_has "every dispatched value was written \\($TOTAL written in total\\)" naive
 ok $? "OrderedDispatch false: all $TOTAL values passed the write path"
 diag "OrderedDispatch false, WriteThreads 5: $(too_old naive) 'Value too old', $(csv_out_of_order naive) csv rows out of order, $(rrd_rejected naive) rrdtool errors, $(cat "$(collectd_dir naive)/rows") csv rows, of $TOTAL values"

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_series: tests named after the guarantees in src/kts_series.h. */
 #include <errno.h>
+#include <string.h>
 
 #include "kts_log.h"
 #include "kts_series.h"
@@ -13,6 +14,58 @@ static void sink(int level, const char *msg, void *opaque)
     (void)opaque;
     (void)msg;
     log_lines++;
+}
+
+/* 7. The series identity: its bytes are DedupStateFile's key on disk, so they are spelled out
+ * here literally and must never change. */
+static void test_identity(void)
+{
+    struct kts_vl vl = {.host = "web-01",
+                        .plugin = "cpu",
+                        .plugin_instance = "0",
+                        .type = "cpu",
+                        .type_instance = "idle"};
+    char id[KTS_SERIES_IDENTITY_MAX];
+    static const char want[] = "web-01\0cpu\0"
+                               "0\0cpu\0idle"; /* + the array's final NUL */
+    size_t n = kts_series_identity(id, &vl);
+    ok(n == sizeof(want) && memcmp(id, want, n) == 0,
+       "7. identity: the five names in order, each with its NUL (%zu bytes)", n);
+
+    struct kts_vl empty = {0};
+    ok(kts_series_identity(id, &empty) == 5 && memcmp(id, "\0\0\0\0\0", 5) == 0,
+       "7. five empty names: five NULs");
+
+    struct kts_vl a = {.host = "h", .plugin = "a", .plugin_instance = "b-c", .type = "t"};
+    struct kts_vl b = {.host = "h", .plugin = "a-b", .plugin_instance = "c", .type = "t"};
+    char ida[KTS_SERIES_IDENTITY_MAX], idb[KTS_SERIES_IDENTITY_MAX];
+    size_t na = kts_series_identity(ida, &a), nb = kts_series_identity(idb, &b);
+    ok(na == nb && memcmp(ida, idb, na) != 0,
+       "7. a-b/c and a/b-c (one collectd identifier) are two identities");
+
+    struct kts_vl longest;
+    memset(&longest, 'x', sizeof(longest));
+    n = kts_series_identity(id, &longest); /* names without their NUL: cut, never overrun */
+    ok(n == KTS_SERIES_IDENTITY_MAX && id[KTS_NAME_MAX - 1] == '\0' && id[n - 1] == '\0',
+       "7. five names of 128 bytes without a NUL: cut to 127, %zu bytes", n);
+
+    struct kts_vl back;
+    memset(&back, 0x55, sizeof(back));
+    n = kts_series_identity(id, &vl);
+    kts_series_identity_names(&back, id, n);
+    ok(strcmp(back.host, "web-01") == 0 && strcmp(back.plugin, "cpu") == 0 &&
+           strcmp(back.plugin_instance, "0") == 0 && strcmp(back.type, "cpu") == 0 &&
+           strcmp(back.type_instance, "idle") == 0,
+       "7. kts_series_identity_names() gives the five names back");
+    kts_series_identity_names(&back, "h\0p", 3);
+    ok(strcmp(back.host, "h") == 0 && strcmp(back.plugin, "p") == 0 && back.type[0] == '\0' &&
+           back.type_instance[0] == '\0',
+       "7. a short identity: the missing names are empty");
+    char id2[KTS_SERIES_IDENTITY_MAX];
+    size_t n1 = kts_series_identity(id, &longest);
+    kts_series_identity_names(&back, id, n1);
+    size_t n2 = kts_series_identity(id2, &back);
+    ok(n1 == n2 && memcmp(id, id2, n1) == 0, "7. identity -> names -> identity is the same bytes");
 }
 
 static size_t expired_seen;
@@ -28,7 +81,7 @@ static void on_expire(const void *key, size_t key_len, void *state, size_t size,
 
 int main(void)
 {
-    plan(17);
+    plan(24);
     kts_log_set_sink(sink, NULL);
     struct kts_series_conf conf = {0};
     struct kts_series_table *t;
@@ -117,6 +170,7 @@ int main(void)
     ok(st.bytes <= conf.max_bytes, "4. bytes %zu stay under the limit", st.bytes);
     is_int(log_lines, 1, "4. logged once (rate-limited)");
     kts_series_table_destroy(t, NULL, NULL);
+    test_identity();
     kts_log_set_sink(NULL, NULL);
     return done_testing();
 }

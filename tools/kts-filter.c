@@ -46,6 +46,7 @@
 #include "kts_filter.h"
 #include "kts_format.h"
 #include "kts_log.h"
+#include "kts_output.h"
 #include "kts_pipeline.h"
 
 struct in_point {
@@ -73,19 +74,8 @@ static const char *const action_names[7] = {"kept",    "replaced", "marked", "wa
                                             "dropped", "filled",   "delayed"};
 enum { A_KEPT, A_REPLACED, A_MARKED, A_WARMING, A_DROPPED, A_FILLED, A_DELAYED };
 
-static double ds_double(const struct kts_ds *ds)
-{
-    switch (ds->type) {
-    case KTS_DS_COUNTER:
-        return (double)ds->value.counter;
-    case KTS_DS_DERIVE:
-        return (double)ds->value.derive;
-    case KTS_DS_ABSOLUTE:
-        return (double)ds->value.absolute;
-    default:
-        return ds->value.gauge;
-    }
-}
+/* Scratch of collect(): an output in doubles (kts_output_typed with no type: all gauges). */
+static struct kts_output typed;
 
 static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
 {
@@ -97,12 +87,15 @@ static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
             return -ENOMEM;
         em = n;
     }
+    int rc = kts_output_typed(vl, flags, NULL, NULL, &kts_output_kts_filter, &typed);
+    if (rc < 0)
+        return rc;
     struct emitted *e = &em[em_n++];
     e->t = vl->time;
-    kts_series_key(e->key, sizeof(e->key), vl, KTS_KEY_SERIES);
+    kts_series_message_key(e->key, sizeof(e->key), vl, KTS_KEY_SERIES);
     e->ds_len = vl->ds_len < MAX_DS ? vl->ds_len : MAX_DS;
     for (size_t d = 0; d < e->ds_len; d++) {
-        e->v[d] = ds_double(&vl->ds[d]);
+        e->v[d] = typed.vl.ds[d].value.gauge;
         e->flags[d] = flags[d];
     }
     return 0;
@@ -283,7 +276,7 @@ static void report(const struct kts_vl *in)
     size_t match[MAX_DS];
     size_t nds = in != NULL ? (in->ds_len < MAX_DS ? in->ds_len : MAX_DS) : 0;
     if (in != NULL)
-        kts_series_key(inkey, sizeof(inkey), in, KTS_KEY_SERIES);
+        kts_series_message_key(inkey, sizeof(inkey), in, KTS_KEY_SERIES);
     /* The key the input's points come out under: the one of what this input released. */
     out_key[0] = '\0';
     if (em_n > 0)
@@ -309,7 +302,7 @@ static void report(const struct kts_vl *in)
             if (e->flags[d] & KTS_PT_ABSENT)
                 continue;
             if (d < nds && match[d] == i) {
-                double iv = ds_double(&in->ds[d]);
+                double iv = kts_ds_as_double(&in->ds[d]);
                 print_line(inkey, d, e->t, &iv, &e->v[d], action_of(e->flags[d]));
             } else if ((e->flags[d] & KTS_PT_FILLED) ||
                        !resolve(e->key, d, e->t, e->v[d], action_of(e->flags[d]))) {
@@ -323,7 +316,7 @@ static void report(const struct kts_vl *in)
     }
     for (size_t d = 0; d < nds; d++)
         if (match[d] == SIZE_MAX) {
-            double iv = ds_double(&in->ds[d]);
+            double iv = kts_ds_as_double(&in->ds[d]);
             print_line(inkey, d, in->time, &iv, NULL, A_DROPPED);
         }
     em_n = 0;
@@ -542,12 +535,16 @@ static void usage(FILE *f)
                "CSV timestamp,input,output,action. See docs/FILTERS.md.\n");
 }
 
-int main(int argc, char **argv)
+/* The command line. */
+struct args {
+    const char *config, *pname, *host, *plugin, *type, *input;
+    double interval; /* -1: guessed from the input */
+    bool check_only;
+};
+
+/* Parse the command line into `a`: -1 to go on, else the exit status (help, reference, usage). */
+static int parse_args(int argc, char **argv, struct args *a)
 {
-    const char *config = NULL, *pname = NULL, *host = "localhost", *plugin = "kts-filter",
-               *type = "gauge";
-    double interval = -1;
-    bool check_only = false;
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},   {"pipeline", required_argument, NULL, 'p'},
         {"interval", required_argument, NULL, 'i'}, {"host", required_argument, NULL, 'H'},
@@ -555,26 +552,28 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},           {"options-markdown", no_argument, NULL, 'M'},
         {"check", no_argument, NULL, 'C'},          {NULL, 0, NULL, 0},
     };
+    *a =
+        (struct args){.host = "localhost", .plugin = "kts-filter", .type = "gauge", .interval = -1};
     int c;
     while ((c = getopt_long(argc, argv, "c:p:i:H:P:T:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
-            config = optarg;
+            a->config = optarg;
             break;
         case 'p':
-            pname = optarg;
+            a->pname = optarg;
             break;
         case 'i':
-            interval = strtod(optarg, NULL);
+            a->interval = strtod(optarg, NULL);
             break;
         case 'H':
-            host = optarg;
+            a->host = optarg;
             break;
         case 'P':
-            plugin = optarg;
+            a->plugin = optarg;
             break;
         case 'T':
-            type = optarg;
+            a->type = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -583,28 +582,39 @@ int main(int argc, char **argv)
             options_markdown();
             return 0;
         case 'C':
-            check_only = true;
+            a->check_only = true;
             break;
         default:
             usage(stderr);
             return 1;
         }
     }
-    if (config == NULL || optind != argc - (check_only ? 0 : 1)) {
+    if (a->config == NULL || optind != argc - (a->check_only ? 0 : 1)) {
         usage(stderr);
         return 1;
     }
-    const char *input = check_only ? NULL : argv[optind];
+    a->input = a->check_only ? NULL : argv[optind];
+    return -1;
+}
 
+static void destroy_pipelines(struct kts_pipeline **pipes, size_t npipes)
+{
+    for (size_t i = 0; i < npipes; i++)
+        kts_pipeline_destroy(pipes[i]);
+}
+
+/* Configure every <Pipeline> of the file (so every problem in it is reported) into pipes[]
+ * (at most `max`). Returns 0, or 1 with the problems reported and nothing kept. */
+static int load_pipelines(const char *config, struct kts_pipeline **pipes, size_t max,
+                          size_t *npipes)
+{
     char err[1024];
     struct kts_conf *root = NULL;
+    *npipes = 0;
     if (kts_conf_parse_file(config, &root, err, sizeof(err)) < 0) {
         fprintf(stderr, "kts-filter: %s\n", err);
         return 1;
     }
-    /* Configure every pipeline (so every problem in the file is reported). */
-    struct kts_pipeline *pipes[64];
-    size_t npipes = 0;
     int bad = 0;
     for (int i = 0; i < root->children_num; i++) {
         const struct kts_conf *b = &root->children[i];
@@ -620,113 +630,114 @@ int main(int argc, char **argv)
             bad++;
             continue;
         }
-        if (npipes < sizeof(pipes) / sizeof(pipes[0]))
-            pipes[npipes++] = p;
+        if (*npipes < max)
+            pipes[(*npipes)++] = p;
         else
             kts_pipeline_destroy(p);
     }
     kts_conf_free(root);
-    if (bad || npipes == 0) {
-        if (npipes == 0 && !bad)
+    if (bad || *npipes == 0) {
+        if (*npipes == 0 && !bad)
             fprintf(stderr, "kts-filter: %s has no <Pipeline> block\n", config);
-        for (size_t i = 0; i < npipes; i++)
-            kts_pipeline_destroy(pipes[i]);
+        destroy_pipelines(pipes, *npipes);
+        *npipes = 0;
         return 1;
     }
-    if (check_only) {
-        for (size_t i = 0; i < npipes; i++) {
-            printf("pipeline \"%s\":", kts_pipeline_name(pipes[i]));
-            for (size_t f = 0; f < kts_pipeline_filter_count(pipes[i]); f++)
-                printf(" %s", kts_pipeline_filter_name(pipes[i], f));
-            printf("\n");
-            kts_pipeline_destroy(pipes[i]);
-        }
-        return 0;
-    }
+    return 0;
+}
 
-    /* Read the input. */
-    FILE *f = strcmp(input, "-") == 0 ? stdin : fopen(input, "r");
-    if (f == NULL) {
-        fprintf(stderr, "kts-filter: %s: %s\n", input, strerror(errno));
-        for (size_t i = 0; i < npipes; i++)
-            kts_pipeline_destroy(pipes[i]);
+/* --check: list the pipelines and their filters. */
+static void list_pipelines(struct kts_pipeline **pipes, size_t npipes)
+{
+    for (size_t i = 0; i < npipes; i++) {
+        printf("pipeline \"%s\":", kts_pipeline_name(pipes[i]));
+        for (size_t f = 0; f < kts_pipeline_filter_count(pipes[i]); f++)
+            printf(" %s", kts_pipeline_filter_name(pipes[i], f));
+        printf("\n");
+    }
+}
+
+/* Parse one CSV line `l` (trimmed, not empty, not a comment) into *p. Returns 1 for the
+ * header, 0 for a point, -1 on bad input (reported). */
+static int parse_csv_line(char *l, const char *input, size_t lineno, struct in_point *p)
+{
+    char *comma = strchr(l, ',');
+    if (comma == NULL) {
+        fprintf(stderr, "kts-filter: %s:%zu: expected timestamp,value\n", input, lineno);
+        return -1;
+    }
+    *comma = '\0';
+    char *ts = trim(l), *vs = trim(comma + 1);
+    char *c2 = strchr(vs, ',');
+    if (c2 != NULL)
+        *c2 = '\0';
+    if (lineno == 1 && strcasecmp(ts, "timestamp") == 0)
         return 1;
+    *p = (struct in_point){0};
+    if (!parse_time(ts, &p->t)) {
+        fprintf(stderr,
+                "kts-filter: %s:%zu: bad timestamp \"%s\" (want YYYY-MM-DD HH:MM:SS "
+                "or epoch seconds)\n",
+                input, lineno, ts);
+        return -1;
     }
-    int first = fgetc(f);
-    while (first == ' ' || first == '\t' || first == '\n' || first == '\r')
-        first = fgetc(f);
-    if (first != EOF)
-        ungetc(first, f);
-    if (first == '{' || first == '[') {
-        int jrc = run_json(f, input, pipes, npipes, pname);
-        if (f != stdin)
-            fclose(f);
-        for (size_t i = 0; i < npipes; i++)
-            kts_pipeline_destroy(pipes[i]);
-        free(em);
-        return jrc;
+    char *e;
+    p->v = strtod(vs, &e);
+    if (*vs == '\0') {
+        p->empty = true;
+        p->v = NAN;
+    } else if (*e != '\0') {
+        fprintf(stderr, "kts-filter: %s:%zu: bad value \"%s\"\n", input, lineno, vs);
+        return -1;
     }
-    struct in_point *pts = NULL;
-    size_t n = 0, cap = 0, lineno = 0;
+    return 0;
+}
+
+/* Read the CSV points of `f` into *pts (the caller frees it), *n of them. 0 or 1 (bad input,
+ * reported; the points read so far are kept). */
+static int read_csv(FILE *f, const char *input, struct in_point **pts, size_t *n)
+{
+    size_t cap = 0, lineno = 0, linecap = 0;
     char *line = NULL;
-    size_t linecap = 0;
     int rc = 0;
+    *pts = NULL;
+    *n = 0;
     while (getline(&line, &linecap, f) > 0) {
         lineno++;
         char *l = trim(line);
         if (*l == '\0' || *l == '#')
             continue;
-        char *comma = strchr(l, ',');
-        if (comma == NULL) {
-            fprintf(stderr, "kts-filter: %s:%zu: expected timestamp,value\n", input, lineno);
+        struct in_point p;
+        int lrc = parse_csv_line(l, input, lineno, &p);
+        if (lrc < 0) {
             rc = 1;
             break;
         }
-        *comma = '\0';
-        char *ts = trim(l), *vs = trim(comma + 1);
-        char *c2 = strchr(vs, ',');
-        if (c2 != NULL)
-            *c2 = '\0';
-        if (lineno == 1 && strcasecmp(ts, "timestamp") == 0)
+        if (lrc > 0)
             continue;
-        struct in_point p = {0};
-        if (!parse_time(ts, &p.t)) {
-            fprintf(stderr,
-                    "kts-filter: %s:%zu: bad timestamp \"%s\" (want YYYY-MM-DD HH:MM:SS "
-                    "or epoch seconds)\n",
-                    input, lineno, ts);
-            rc = 1;
-            break;
-        }
-        char *e;
-        p.v = strtod(vs, &e);
-        if (*vs == '\0') {
-            p.empty = true;
-            p.v = NAN;
-        } else if (*e != '\0') {
-            fprintf(stderr, "kts-filter: %s:%zu: bad value \"%s\"\n", input, lineno, vs);
-            rc = 1;
-            break;
-        }
-        if (n == cap) {
+        if (*n == cap) {
             cap = cap ? cap * 2 : 4096;
-            pts = realloc(pts, cap * sizeof(*pts));
+            *pts = realloc(*pts, cap * sizeof(**pts));
         }
-        pts[n++] = p;
+        (*pts)[(*n)++] = p;
     }
     free(line);
-    if (f != stdin)
-        fclose(f);
-    if (interval < 0)
-        interval = guess_interval(pts, n);
+    return rc;
+}
 
+/* Run the CSV points through the pipeline the arguments select and print the result. `rc`:
+ * the status of reading the input (the output is only printed when it is 0). */
+static int run_csv(const struct args *a, struct kts_pipeline **pipes, size_t npipes,
+                   const struct in_point *pts, size_t n, int rc)
+{
+    double interval = a->interval < 0 ? guess_interval(pts, n) : a->interval;
     struct kts_vl vl;
     struct kts_ds ds;
     memset(&vl, 0, sizeof(vl));
     memset(&ds, 0, sizeof(ds));
-    snprintf(vl.host, sizeof(vl.host), "%s", host);
-    snprintf(vl.plugin, sizeof(vl.plugin), "%s", plugin);
-    snprintf(vl.type, sizeof(vl.type), "%s", type);
+    snprintf(vl.host, sizeof(vl.host), "%s", a->host);
+    snprintf(vl.plugin, sizeof(vl.plugin), "%s", a->plugin);
+    snprintf(vl.type, sizeof(vl.type), "%s", a->type);
     snprintf(ds.name, sizeof(ds.name), "value");
     ds.type = KTS_DS_GAUGE;
     vl.ds = &ds;
@@ -734,38 +745,83 @@ int main(int argc, char **argv)
     vl.interval = KTS_TIME_FROM_DOUBLE(interval);
     struct kts_pipeline *p = NULL;
     for (size_t i = 0; i < npipes && p == NULL; i++)
-        if (pname ? strcmp(kts_pipeline_name(pipes[i]), pname) == 0
-                  : kts_pipeline_match(pipes[i], &vl))
+        if (a->pname ? strcmp(kts_pipeline_name(pipes[i]), a->pname) == 0
+                     : kts_pipeline_match(pipes[i], &vl))
             p = pipes[i];
     if (p == NULL && rc == 0) {
-        fprintf(stderr, "kts-filter: no pipeline %s%s%s in %s\n", pname ? "named " : "matches ",
-                pname ? pname : host, pname ? "" : "/kts-filter/gauge", config);
+        fprintf(stderr, "kts-filter: no pipeline %s%s%s in %s\n", a->pname ? "named " : "matches ",
+                a->pname ? a->pname : a->host, a->pname ? "" : "/kts-filter/gauge", a->config);
         rc = 1;
     }
-    if (rc == 0) {
-        printf("timestamp,input,output,action\n");
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            vl.time = KTS_TIME_FROM_DOUBLE(pts[i].t);
-            ds.value.gauge = pts[i].v;
-            rc = kts_pipeline_process(p, &vl, 1, collect, NULL);
-            report(&vl);
-        }
-        if (rc == 0)
-            rc = kts_pipeline_flush(p, collect, NULL);
-        report(NULL);
-        drain(true);
-        fprintf(stderr,
-                "kts-filter: pipeline \"%s\", %zu points, interval %g s:", kts_pipeline_name(p), n,
-                interval);
-        for (int a = 0; a < 7; a++)
-            fprintf(stderr, " %llu %s", (unsigned long long)counts[a], action_names[a]);
-        fprintf(stderr, "\n");
-        rc = rc != 0;
+    if (rc != 0)
+        return rc;
+    printf("timestamp,input,output,action\n");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        vl.time = KTS_TIME_FROM_DOUBLE(pts[i].t);
+        ds.value.gauge = pts[i].v;
+        rc = kts_pipeline_process(p, &vl, 1, collect, NULL);
+        report(&vl);
     }
-    for (size_t i = 0; i < npipes; i++)
-        kts_pipeline_destroy(pipes[i]);
+    if (rc == 0)
+        rc = kts_pipeline_flush(p, collect, NULL);
+    report(NULL);
+    drain(true);
+    fprintf(stderr, "kts-filter: pipeline \"%s\", %zu points, interval %g s:", kts_pipeline_name(p),
+            n, interval);
+    for (int k = 0; k < 7; k++)
+        fprintf(stderr, " %llu %s", (unsigned long long)counts[k], action_names[k]);
+    fprintf(stderr, "\n");
+    return rc != 0;
+}
+
+/* The first character of `f` that is not white space, left to read; EOF when none. */
+static int peek_first(FILE *f)
+{
+    int first = fgetc(f);
+    while (first == ' ' || first == '\t' || first == '\n' || first == '\r')
+        first = fgetc(f);
+    if (first != EOF)
+        ungetc(first, f);
+    return first;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    struct kts_pipeline *pipes[64];
+    size_t npipes;
+    if (load_pipelines(a.config, pipes, sizeof(pipes) / sizeof(pipes[0]), &npipes) != 0)
+        return 1;
+    if (a.check_only) {
+        list_pipelines(pipes, npipes);
+        destroy_pipelines(pipes, npipes);
+        return 0;
+    }
+    FILE *f = strcmp(a.input, "-") == 0 ? stdin : fopen(a.input, "r");
+    if (f == NULL) {
+        fprintf(stderr, "kts-filter: %s: %s\n", a.input, strerror(errno));
+        destroy_pipelines(pipes, npipes);
+        return 1;
+    }
+    int first = peek_first(f);
+    struct in_point *pts = NULL;
+    size_t n = 0;
+    if (first == '{' || first == '[') {
+        rc = run_json(f, a.input, pipes, npipes, a.pname);
+    } else {
+        rc = read_csv(f, a.input, &pts, &n);
+    }
+    if (f != stdin)
+        fclose(f);
+    if (first != '{' && first != '[')
+        rc = run_csv(&a, pipes, npipes, pts, n, rc);
+    destroy_pipelines(pipes, npipes);
     free(pts);
     free(em);
     free(lq);
+    kts_output_fini(&typed);
     return rc;
 }

@@ -18,6 +18,7 @@
  * frames are in kts_format_decode_ts.c and kts_format_decode_cd.c, the scalars and pools in
  * kts_format_decode_value.c (kts_format_decode_impl.h).
  */
+#include "kts_assert.h"
 #include "kts_format_decode_impl.h"
 #include "kts_format_impl.h"
 
@@ -188,6 +189,7 @@ static int on_open(struct kts_decoder *d, bool is_map)
 static int on_key(struct kts_decoder *d, const char *k, size_t n)
 {
     struct frame *f = top(d);
+    KTS_ASSERT(f != NULL && f->is_map); /* yajl calls it inside an object only */
     if (!kts_fmt_utf8_valid(k, n))
         return dec_fail(d, -EINVAL,
                         "invalid UTF-8 in a key (overlong form, surrogate or above "
@@ -279,6 +281,7 @@ static int on_scalar(struct kts_decoder *d, enum scalar k, const char *s, size_t
 
 static int on_close(struct kts_decoder *d)
 {
+    KTS_ASSERT(d->depth > 0); /* yajl closes only what it opened */
     struct frame f = *top(d);
     d->depth--;
     if (f.kind == FR_SKIP)

@@ -5,6 +5,7 @@
  * scalars of "values", "dstypes", "dsnames" and "meta", and the checks when a value list
  * closes. kts_format_decode_impl.h says how the decoder is split.
  */
+#include "kts_assert.h"
 #include "kts_format_decode_impl.h"
 
 #include <errno.h>
@@ -49,6 +50,7 @@ static int value_scalar(struct kts_decoder *d, enum scalar k, const char *s, siz
 {
     if (k != SC_NUMBER && k != SC_NULL)
         return dec_fail(d, -EINVAL, "expected a number or null, got %s", dec_scalar_name(k));
+    KTS_ASSERT(d->cd_n_values < KTS_FORMAT_MAX_DS); /* dec_cd_scalar() checked the count */
     struct cd_value *v = &d->cd_values[d->cd_n_values++];
     v->is_null = k == SC_NULL;
     v->len = len;
@@ -61,6 +63,7 @@ static int dstype_scalar(struct kts_decoder *d, enum scalar k, const char *s, si
     enum kts_ds_type t;
     if (k != SC_STRING || dec_ds_type_from(s, len, &t) != 0)
         return dec_fail(d, -EINVAL, "expected \"gauge\", \"derive\", \"counter\" or \"absolute\"");
+    KTS_ASSERT(d->cd_n_types < KTS_FORMAT_MAX_DS); /* dec_cd_scalar() checked the count */
     d->cd_types[d->cd_n_types++] = t;
     return 1;
 }
@@ -126,6 +129,7 @@ int dec_cd_scalar(struct kts_decoder *d, struct frame *f, enum scalar k, const c
             return dstype_scalar(d, k, s, len);
         if (k != SC_STRING)
             return dec_fail(d, -EINVAL, "expected a string, got %s", dec_scalar_name(k));
+        KTS_ASSERT(d->cd_n_names < KTS_FORMAT_MAX_DS);
         return dec_take_name(d, d->cd_names[d->cd_n_names++], s, len, true);
     case FR_CD_META:
         return meta_scalar(d, f, k, s, len, b);

@@ -4,6 +4,7 @@
  * open where, the scalars of a value list, a data source and a meta entry, and the checks
  * when each of them closes. kts_format_decode_impl.h says how the decoder is split.
  */
+#include "kts_assert.h"
 #include "kts_format_decode_impl.h"
 
 #include <errno.h>
@@ -188,6 +189,7 @@ static int close_ts_ds(struct kts_decoder *d)
 /* The meta entry object that just closed; its key is the parent frame's current key. */
 static int close_ts_meta_entry(struct kts_decoder *d, const struct frame *parent)
 {
+    KTS_ASSERT(parent != NULL && parent->kind == FR_TS_META); /* dec_ts_open() */
     struct tmp_obj *t = &d->tmp;
     if (!t->has_type)
         return dec_fail(d, -EINVAL, "meta entry has no \"type\"");

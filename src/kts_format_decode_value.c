@@ -4,6 +4,7 @@
  * and every scalar both formats share (names, integers, doubles, times, data source values,
  * meta entries). kts_format_decode_impl.h says how the decoder is split.
  */
+#include "kts_assert.h"
 #include "kts_format_decode_impl.h"
 #include "kts_format_impl.h"
 
@@ -118,6 +119,7 @@ int dec_str_add(struct kts_decoder *d, const char *s, size_t len, size_t *off)
 
 struct pvl *dec_cur_vl(struct kts_decoder *d)
 {
+    KTS_ASSERT(d->n_vls > 0); /* only called inside a value list */
     return &d->vls[d->n_vls - 1];
 }
 
@@ -220,7 +222,8 @@ int dec_to_i64(struct kts_decoder *d, const char *s, size_t len, const char *wha
 int dec_to_double(struct kts_decoder *d, const char *s, size_t len, const char *what, double *out)
 {
     char tmp[KTS_FORMAT_MAX_NUMBER + 1];
-    memcpy(tmp, s, len); /* len <= KTS_FORMAT_MAX_NUMBER, checked when the number arrived */
+    KTS_ASSERT(len <= KTS_FORMAT_MAX_NUMBER); /* on_scalar() refused longer numbers */
+    memcpy(tmp, s, len);
     tmp[len] = '\0';
     char *end;
     double x = kts_fmt_strtod_c(tmp, &end);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_series: see kts_series.h for the guarantees. */
 #include "kts_series.h"
+#include "kts_assert.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -237,6 +238,8 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
             return rc;
         i = find_slot(t, h, key, key_len);
     }
+    /* At most 3/4 full after this insertion, so find_slot() always meets an empty slot. */
+    KTS_ASSERT((t->count + 1) * 4 <= (t->mask + 1) * 3 && t->slots[i].s == NULL);
     s = calloc(1, need);
     if (s == NULL)
         return -ENOMEM;
@@ -287,6 +290,7 @@ static void remove_series(struct kts_series_table *t, struct series *s)
     t->slots[i].s = NULL;
     t->slots[i].hash = 0;
     lru_unlink(t, s);
+    KTS_ASSERT(t->count > 0 && t->entry_bytes >= entry_bytes(s));
     t->count--;
     t->entry_bytes -= entry_bytes(s);
     free(s);

@@ -13,6 +13,7 @@
  * two slots. k1 and k2 have their lowest bit set, so a key is never 0. t only grows (CAS max).
  */
 #include "kts_wmark.h"
+#include "kts_assert.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -241,15 +242,19 @@ int kts_wmark_slot(struct kts_wmark *w, const void *key, size_t len, uint64_t *s
         uint64_t k = __atomic_load_n(&e->k1, __ATOMIC_ACQUIRE);
         if (k == 0) {
             if (__atomic_fetch_add(&w->hdr->used, 1, __ATOMIC_ACQ_REL) >= w->hdr->series_max) {
-                __atomic_fetch_sub(&w->hdr->used, 1, __ATOMIC_ACQ_REL);
+                uint64_t before = __atomic_fetch_sub(&w->hdr->used, 1, __ATOMIC_ACQ_REL);
+                KTS_ASSERT(before > 0); /* our own increment is still in it */
                 __atomic_fetch_add(&w->refused, 1, __ATOMIC_RELAXED);
                 return -ENOSPC;
             }
             if (__atomic_compare_exchange_n(&e->k1, &k, k1, false, __ATOMIC_ACQ_REL,
                                             __ATOMIC_ACQUIRE))
                 k = k1; /* ours: complete it with k2 below (another may already have) */
-            else
-                __atomic_fetch_sub(&w->hdr->used, 1, __ATOMIC_ACQ_REL); /* lost: k is set */
+            else {
+                /* lost: k is set */
+                uint64_t before = __atomic_fetch_sub(&w->hdr->used, 1, __ATOMIC_ACQ_REL);
+                KTS_ASSERT(before > 0); /* our own increment is still in it */
+            }
         }
         if (k != k1)
             continue;

@@ -18,6 +18,7 @@
  * frames are in kts_format_decode_ts.c and kts_format_decode_cd.c, the scalars and pools in
  * kts_format_decode_value.c (kts_format_decode_impl.h).
  */
+#include "kts_array.h"
 #include "kts_assert.h"
 #include "kts_format_decode_impl.h"
 #include "kts_format_impl.h"
@@ -438,7 +439,7 @@ static void reset(struct kts_decoder *d)
 /* Fix the pointers of every value list now that the pools no longer move. */
 static int finish(struct kts_decoder *d)
 {
-    if (GROW(d, meta, n_meta, cap_meta_out, d->n_meta) != 0)
+    if (KTS_ARRAY_GROW(d->meta, d->cap_meta_out, d->n_meta) != 0)
         return -ENOMEM;
     for (size_t i = 0; i < d->n_meta; i++) {
         const struct pmeta *pm = &d->pmeta[i];
@@ -618,14 +619,8 @@ struct collect {
 static int collect_cb(struct kts_vl *vl, void *opaque)
 {
     struct collect *c = opaque;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 4;
-        struct kts_vl *p = realloc(c->vls, cap * sizeof(*p));
-        if (p == NULL)
-            return -ENOMEM;
-        c->vls = p;
-        c->cap = cap;
-    }
+    if (KTS_ARRAY_GROW(c->vls, c->cap, c->n + 1) != 0)
+        return -ENOMEM;
     int r = kts_vl_copy(&c->vls[c->n], vl);
     if (r != 0)
         return r;

@@ -154,7 +154,7 @@ static int close_cd_vl(struct kts_decoder *d, const struct frame *f)
         return dec_fail(d, -EINVAL,
                         "\"values\", \"dstypes\" and \"dsnames\" differ in length (%zu, %zu, %zu)",
                         n, d->cd_n_types, d->cd_n_names);
-    if (GROW(d, ds, n_ds, cap_ds, d->n_ds + n) != 0)
+    if (KTS_ARRAY_GROW(d->ds, d->cap_ds, d->n_ds + n) != 0)
         return dec_fail(d, -ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         struct kts_ds *ds = &d->ds[d->n_ds + i];

@@ -17,6 +17,7 @@
 #ifndef KTS_FORMAT_DECODE_IMPL_H
 #define KTS_FORMAT_DECODE_IMPL_H
 
+#include "kts_array.h"
 #include "kts_format.h"
 
 #include <stdbool.h>
@@ -164,10 +165,6 @@ int dec_fail(struct kts_decoder *d, int code, const char *fmt, ...)
 /* "null", "a boolean", "a number", "a string": for error messages. */
 const char *dec_scalar_name(enum scalar k);
 
-/* Grow *p (elements of `elem` bytes) to hold `need` elements; 0 or -ENOMEM. */
-int dec_pool_grow(void **p, size_t *cap, size_t need, size_t elem);
-#define GROW(d, arr, n, cap, need)                                                                 \
-    dec_pool_grow((void **)&(d)->arr, &(d)->cap, (need), sizeof(*(d)->arr))
 /* Copy `s`/`len` and a NUL into the string pool; *off receives its offset. */
 int dec_str_add(struct kts_decoder *d, const char *s, size_t len, size_t *off);
 /* The value list being decoded (the last one begun). */

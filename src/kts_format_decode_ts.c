@@ -171,7 +171,7 @@ static int close_ts_ds(struct kts_decoder *d)
         return dec_fail(d, -EINVAL, "data source has no \"type\"");
     if (!t->has_value)
         return dec_fail(d, -EINVAL, "data source has no \"value\"");
-    if (GROW(d, ds, n_ds, cap_ds, d->n_ds + 1) != 0)
+    if (KTS_ARRAY_GROW(d->ds, d->cap_ds, d->n_ds + 1) != 0)
         return dec_fail(d, -ENOMEM, "out of memory");
     struct kts_ds *ds = &d->ds[d->n_ds];
     memcpy(ds->name, t->name, sizeof(ds->name));

@@ -87,28 +87,10 @@ const char *dec_scalar_name(enum scalar k)
 
 /* ------------------------------------------------------------------ pools */
 
-/* Grow *p (elements of `elem` bytes) to hold `need` elements. */
-int dec_pool_grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 16;
-    while (n < need)
-        n *= 2;
-    if (n > SIZE_MAX / elem)
-        return -ENOMEM;
-    void *q = realloc(*p, n * elem);
-    if (q == NULL)
-        return -ENOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
 /* Copy `s`/`len` and a NUL into the string pool; *off receives its offset. */
 int dec_str_add(struct kts_decoder *d, const char *s, size_t len, size_t *off)
 {
-    if (GROW(d, strs, n_strs, cap_strs, d->n_strs + len + 1) != 0)
+    if (KTS_ARRAY_GROW(d->strs, d->cap_strs, d->n_strs + len + 1) != 0)
         return dec_fail(d, -ENOMEM, "out of memory");
     memcpy(d->strs + d->n_strs, s, len);
     d->strs[d->n_strs + len] = '\0';
@@ -127,7 +109,7 @@ int dec_vl_begin(struct kts_decoder *d)
 {
     if (d->n_vls >= KTS_FORMAT_MAX_VLS)
         return dec_fail(d, -ERANGE, "more than %d value lists in one message", KTS_FORMAT_MAX_VLS);
-    if (GROW(d, vls, n_vls, cap_vls, d->n_vls + 1) != 0)
+    if (KTS_ARRAY_GROW(d->vls, d->cap_vls, d->n_vls + 1) != 0)
         return dec_fail(d, -ENOMEM, "out of memory");
     struct pvl *p = &d->vls[d->n_vls++];
     memset(&p->vl, 0, sizeof(p->vl));
@@ -445,7 +427,7 @@ int dec_meta_begin(struct kts_decoder *d, const char *key, size_t klen)
 int dec_meta_add(struct kts_decoder *d, const char *key, size_t klen, struct pmeta *m,
                  const char *str, size_t slen)
 {
-    if (GROW(d, pmeta, n_meta, cap_meta, d->n_meta + 1) != 0)
+    if (KTS_ARRAY_GROW(d->pmeta, d->cap_meta, d->n_meta + 1) != 0)
         return dec_fail(d, -ENOMEM, "out of memory");
     if (!dec_str_add(d, key, klen, &m->key_off))
         return 0;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_typesdb: see kts_typesdb.h for the guarantees (numbers below refer to them). */
 #include "kts_typesdb.h"
+#include "kts_array.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -229,16 +230,10 @@ int kts_typesdb_load_text(struct kts_typesdb *db, const char *text, size_t len,
         if (rc == -EINVAL && errbuf != NULL)
             snprintf(errbuf, errbuf_size, "%s:%d: %s", filename, lineno, why);
         if (rc == 0 && t != NULL) {
-            if (n == cap) {
-                size_t nc = cap ? cap * 2 : 64;
-                struct kts_typesdb_type **g = realloc(parsed, nc * sizeof(*g));
-                if (g == NULL) {
-                    type_free(t);
-                    rc = -ENOMEM;
-                    break;
-                }
-                parsed = g;
-                cap = nc;
+            if (KTS_ARRAY_GROW(parsed, cap, n + 1) != 0) {
+                type_free(t);
+                rc = -ENOMEM;
+                break;
             }
             parsed[n++] = t;
         }

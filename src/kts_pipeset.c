@@ -3,6 +3,7 @@
 #include "kts_pipeset.h"
 
 #include "build-config.h"
+#include "kts_array.h"
 #include "kts_log.h"
 #include "kts_typesdb.h"
 
@@ -234,21 +235,6 @@ struct emit_ctx {
     void *emit_ctx;
 };
 
-static int grow(void **buf, size_t *cap, size_t want, size_t elem)
-{
-    if (want <= *cap)
-        return 0;
-    size_t nc = *cap ? *cap : 8;
-    while (nc < want)
-        nc *= 2;
-    void *n = realloc(*buf, nc * elem);
-    if (n == NULL)
-        return -ENOMEM;
-    *buf = n;
-    *cap = nc;
-    return 0;
-}
-
 static double as_double(const struct kts_ds *d)
 {
     switch (d->type) {
@@ -276,9 +262,8 @@ static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque
         why = "the output type is not in types.db";
     else if (t->ds_num != o->ds_len)
         why = "the output type has another number of data sources";
-    if (why == NULL &&
-        (grow((void **)&ps->ds, &ps->ds_cap, o->ds_len, sizeof(*ps->ds)) < 0 ||
-         grow((void **)&ps->meta, &ps->meta_cap, o->meta_len + EXTRA_META, sizeof(*ps->meta)) < 0))
+    if (why == NULL && (KTS_ARRAY_GROW(ps->ds, ps->ds_cap, o->ds_len) < 0 ||
+                        KTS_ARRAY_GROW(ps->meta, ps->meta_cap, o->meta_len + EXTRA_META) < 0))
         return -ENOMEM;
     uint16_t any = 0;
     for (size_t d = 0; why == NULL && d < o->ds_len; d++) {

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kts_array.h"
 #include "kts_conf.h"
 #include "kts_filter.h"
 #include "kts_format.h"
@@ -90,13 +91,8 @@ static double ds_double(const struct kts_ds *ds)
 static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
 {
     (void)opaque;
-    if (em_n == em_cap) {
-        em_cap = em_cap ? em_cap * 2 : 64;
-        struct emitted *n = realloc(em, em_cap * sizeof(*n));
-        if (n == NULL)
-            return -ENOMEM;
-        em = n;
-    }
+    if (KTS_ARRAY_GROW(em, em_cap, em_n + 1) != 0)
+        return -ENOMEM;
     struct emitted *e = &em[em_n++];
     e->t = vl->time;
     kts_series_key(e->key, sizeof(e->key), vl, KTS_KEY_SERIES);
@@ -708,9 +704,10 @@ int main(int argc, char **argv)
             rc = 1;
             break;
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4096;
-            pts = realloc(pts, cap * sizeof(*pts));
+        if (KTS_ARRAY_GROW(pts, cap, n + 1) != 0) {
+            fprintf(stderr, "kts-filter: %s: out of memory\n", input);
+            rc = 1;
+            break;
         }
         pts[n++] = p;
     }

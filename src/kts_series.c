@@ -2,6 +2,7 @@
 /* kts_series: see kts_series.h for the guarantees. */
 #include "kts_series.h"
 #include "kts_assert.h"
+#include "kts_hash.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -48,25 +49,7 @@ struct kts_series_table {
 
 static uint64_t hash_key(const void *key, size_t len)
 {
-    /* FNV-1a, 8 bytes at a time where possible, then murmur3's finaliser. */
-    const unsigned char *p = key;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0x100000001b3ULL;
-        h ^= h >> 29;
-        p += 8;
-        len -= 8;
-    }
-    while (len-- > 0)
-        h = (h ^ *p++) * 0x100000001b3ULL;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
+    return kts_hash64(key, len, KTS_HASH_SEED);
 }
 
 int kts_series_table_create(const struct kts_series_conf *conf, struct kts_series_table **out)

@@ -2,6 +2,7 @@
 /* kts_typesdb: see kts_typesdb.h for the guarantees (numbers below refer to them). */
 #include "kts_typesdb.h"
 #include "kts_array.h"
+#include "kts_hash.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -20,12 +21,7 @@ struct kts_typesdb {
 
 static uint64_t hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return kts_hash64(s, strlen(s), KTS_HASH_SEED);
 }
 
 struct kts_typesdb *kts_typesdb_create(void)

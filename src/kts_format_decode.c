@@ -22,6 +22,7 @@
 #include "kts_assert.h"
 #include "kts_format_decode_impl.h"
 #include "kts_format_impl.h"
+#include "kts_testhooks.h"
 
 #include <errno.h>
 #include <float.h>

@@ -11,6 +11,7 @@
 #include "kts_format.h"
 #include "kts_log.h"
 #include "kts_producer.h"
+#include "kts_testhooks.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -177,13 +177,12 @@ static int parse_line(char *line, struct kts_typesdb_type **out, char *why, size
     if (t == NULL)
         return -ENOMEM;
     strcpy(t->name, name);
+    size_t ds_cap = 0;
     for (char *tok = strtok_r(NULL, seps, &save); tok != NULL; tok = strtok_r(NULL, seps, &save)) {
-        struct kts_typesdb_ds *g = realloc(t->ds, (t->ds_num + 1) * sizeof(*g));
-        if (g == NULL) {
+        if (KTS_ARRAY_GROW(t->ds, ds_cap, t->ds_num + 1) != 0) {
             type_free(t);
             return -ENOMEM;
         }
-        t->ds = g;
         int rc = parse_ds(tok, &t->ds[t->ds_num], why, why_size);
         if (rc < 0) {
             type_free(t);

@@ -152,8 +152,7 @@ struct kts_decoder {
     char cd_names[KTS_FORMAT_MAX_DS][KTS_NAME_MAX];
 };
 
-#define BIT(f) (UINT32_C(1) << (f))
-
+/* The bit of a field in the `seen` masks. */
 #define BIT(f) (UINT32_C(1) << (f))
 
 /* ------------------------------------------------------------------ kts_format_decode_value.c */

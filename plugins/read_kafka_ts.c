@@ -38,6 +38,7 @@
  */
 #include "kts_collectd.h"
 
+#include "kts_array.h"
 #include "kts_consumer.h"
 #include "kts_log.h"
 #include "kts_pipeset.h"
@@ -274,16 +275,10 @@ static int rkt_dispatch(const struct kts_vl *kvl, uint64_t token, void *opaque)
 static void rkt_wpend_add(struct rkt_instance *in, uint64_t slot, uint64_t t)
 {
     pthread_mutex_lock(&in->wlock);
-    if (in->wcur_n == in->wcur_cap) {
-        size_t cap = in->wcur_cap ? 2 * in->wcur_cap : 1024;
-        struct rkt_wpend *n = realloc(in->wcur, cap * sizeof(*n));
-        if (n == NULL) {
-            pthread_mutex_unlock(&in->wlock);
-            kts_wmark_raise(in->wm, slot, t);
-            return;
-        }
-        in->wcur = n;
-        in->wcur_cap = cap;
+    if (KTS_ARRAY_GROW(in->wcur, in->wcur_cap, in->wcur_n + 1) != 0) {
+        pthread_mutex_unlock(&in->wlock);
+        kts_wmark_raise(in->wm, slot, t);
+        return;
     }
     in->wcur[in->wcur_n++] = (struct rkt_wpend){slot, t};
     pthread_mutex_unlock(&in->wlock);

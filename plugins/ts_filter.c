@@ -50,6 +50,7 @@
 #include "kts_collectd.h"
 
 #include "filter_chain.h"
+#include "kts_array.h"
 #include "kts_log.h"
 #include "kts_output.h"
 #include "kts_pipeline.h"
@@ -315,24 +316,9 @@ static int tsf_destroy(void **user_data)
 static int collect(const struct kts_vl *out, const uint16_t *flags, void *opaque)
 {
     struct tsf_pipe *tp = opaque;
-    if (tp->nrecs == tp->caprecs) {
-        size_t cap = tp->caprecs ? tp->caprecs * 2 : 4;
-        struct tsf_rec *r = realloc(tp->recs, cap * sizeof(*r));
-        if (r == NULL)
-            return -ENOMEM;
-        tp->recs = r;
-        tp->caprecs = cap;
-    }
-    if (tp->nvals + out->ds_len > tp->capvals) {
-        size_t cap = tp->capvals ? tp->capvals * 2 : 16;
-        while (cap < tp->nvals + out->ds_len)
-            cap *= 2;
-        struct tsf_val *v = realloc(tp->vals, cap * sizeof(*v));
-        if (v == NULL)
-            return -ENOMEM;
-        tp->vals = v;
-        tp->capvals = cap;
-    }
+    if (KTS_ARRAY_GROW(tp->recs, tp->caprecs, tp->nrecs + 1) != 0 ||
+        KTS_ARRAY_GROW(tp->vals, tp->capvals, tp->nvals + out->ds_len) != 0)
+        return -ENOMEM;
     struct tsf_rec *r = &tp->recs[tp->nrecs++];
     memcpy(r->host, out->host, KTS_NAME_MAX);
     memcpy(r->plugin, out->plugin, KTS_NAME_MAX);

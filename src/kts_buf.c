@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_buf: see kts_buf.h for what it guarantees. */
 #include "kts_buf.h"
+#include "kts_assert.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -29,8 +30,10 @@ int kts_buf_grow(struct kts_buf *b, size_t extra)
     if (b->data != NULL && need <= b->cap)
         return 0;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < need)
-        cap *= 2; /* cannot overflow: need <= SIZE_MAX / 2 */
+    while (cap < need) {
+        KTS_ASSERT(cap <= SIZE_MAX / 2); /* cannot overflow: need <= SIZE_MAX / 2 */
+        cap *= 2;
+    }
     char *p = realloc(b->data, cap);
     if (p == NULL)
         return -ENOMEM;

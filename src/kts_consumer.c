@@ -13,6 +13,7 @@
 #include "kts_consumer.h"
 
 #include "build-config.h"
+#include "kts_array.h"
 #include "kts_format.h"
 #include "kts_log.h"
 #include "kts_rdkprops.h"
@@ -768,14 +769,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static int emit_cb(const struct kts_vl *vl, void *ctx)
 {
     struct kts_consumer *c = ctx;
-    if (c->scratch_n == c->scratch_cap) {
-        size_t nc = c->scratch_cap ? c->scratch_cap * 2 : 16;
-        struct kts_vl *g = realloc(c->scratch, nc * sizeof(*g));
-        if (g == NULL)
-            return -ENOMEM;
-        c->scratch = g;
-        c->scratch_cap = nc;
-    }
+    if (KTS_ARRAY_GROW(c->scratch, c->scratch_cap, c->scratch_n + 1) != 0)
+        return -ENOMEM;
     struct kts_vl *dst = &c->scratch[c->scratch_n];
     int rc = kts_vl_copy(dst, vl);
     if (rc < 0)

@@ -632,20 +632,10 @@ fail:
     return status;
 }
 
-/* collectd's value_list_to_json() (format_json.c, 5.12), wrapped in "[...]" as
- * format_json_finalize() does for a single value list. */
-static int encode_collectd(struct kts_buf *out, const struct kts_vl *vl)
+/* collectd's "values", "dstypes" and "dsnames" arrays, from `[{` on (bound_main() counted
+ * them). */
+static char *put_ds_arrays_collectd(char *p, const struct kts_vl *vl)
 {
-    size_t start = out->len;
-    int status = 0;
-    struct names n;
-    name_lengths(vl, &n);
-
-    int r = kts_buf_reserve(out, bound_main(vl, &n));
-    if (r != 0)
-        return r;
-    char *p = out->data + out->len;
-
     p = PUT_LIT(p, "[{\"values\":[");
     for (size_t i = 0; i < vl->ds_len; i++) {
         const struct kts_ds *ds = &vl->ds[i];
@@ -681,6 +671,54 @@ static int encode_collectd(struct kts_buf *out, const struct kts_vl *vl)
             *p++ = ',';
         p = put_string(p, vl->ds[i].name, strnlen(vl->ds[i].name, KTS_NAME_MAX));
     }
+    return p;
+}
+
+/* A meta value as collectd writes it: untyped; doubles with "%f", non-finite ones as null. */
+static char *put_meta_value_collectd(char *p, const struct kts_meta *m, size_t slen)
+{
+    switch (m->type) {
+    case KTS_META_STRING:
+        p = put_string(p, m->value.string, slen);
+        break;
+    case KTS_META_SIGNED_INT:
+        p = put_i64(p, m->value.sint);
+        break;
+    case KTS_META_UNSIGNED_INT:
+        p = put_u64(p, m->value.uint);
+        break;
+    case KTS_META_DOUBLE:
+        if (isfinite(m->value.dbl)) {
+            /* collectd writes meta doubles with "%f": up to 309 digits + 7. */
+            char tmp[330];
+            int k = kts_fmt_snprintf_double(tmp, sizeof(tmp), "%f", m->value.dbl);
+            p = put_lit(p, tmp, (size_t)k);
+        } else {
+            p = PUT_LIT(p, "null");
+        }
+        break;
+    case KTS_META_BOOLEAN:
+        p = m->value.boolean ? PUT_LIT(p, "true") : PUT_LIT(p, "false");
+        break;
+    }
+    return p;
+}
+
+/* collectd's value_list_to_json() (format_json.c, 5.12), wrapped in "[...]" as
+ * format_json_finalize() does for a single value list. */
+static int encode_collectd(struct kts_buf *out, const struct kts_vl *vl)
+{
+    size_t start = out->len;
+    int status = 0;
+    struct names n;
+    name_lengths(vl, &n);
+
+    int r = kts_buf_reserve(out, bound_main(vl, &n));
+    if (r != 0)
+        return r;
+    char *p = out->data + out->len;
+
+    p = put_ds_arrays_collectd(p, vl);
     p = PUT_LIT(p, "],\"time\":");
     p = put_time_collectd(p, vl->time);
     p = PUT_LIT(p, ",\"interval\":");
@@ -704,30 +742,7 @@ static int encode_collectd(struct kts_buf *out, const struct kts_vl *vl)
         p = i == 0 ? PUT_LIT(p, ",\"meta\":{") : PUT_LIT(p, ",");
         p = put_string(p, m->key, klen);
         *p++ = ':';
-        switch (m->type) {
-        case KTS_META_STRING:
-            p = put_string(p, m->value.string, slen);
-            break;
-        case KTS_META_SIGNED_INT:
-            p = put_i64(p, m->value.sint);
-            break;
-        case KTS_META_UNSIGNED_INT:
-            p = put_u64(p, m->value.uint);
-            break;
-        case KTS_META_DOUBLE:
-            if (isfinite(m->value.dbl)) {
-                /* collectd writes meta doubles with "%f": up to 309 digits + 7. */
-                char tmp[330];
-                int k = kts_fmt_snprintf_double(tmp, sizeof(tmp), "%f", m->value.dbl);
-                p = put_lit(p, tmp, (size_t)k);
-            } else {
-                p = PUT_LIT(p, "null");
-            }
-            break;
-        case KTS_META_BOOLEAN:
-            p = m->value.boolean ? PUT_LIT(p, "true") : PUT_LIT(p, "false");
-            break;
-        }
+        p = put_meta_value_collectd(p, m, slen);
     }
     RESERVE(out, 4);
     if (vl->meta_len > 0)

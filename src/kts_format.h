@@ -97,9 +97,7 @@ size_t kts_series_message_key(char *dst, size_t dst_size, const struct kts_vl *v
 /* collectd format only: treat every value as a gauge (for producers running StoreRates true,
  * whose counters and derives are written as rates but still labelled with their DS type). */
 #define KTS_DECODE_RATES_AS_GAUGE 0x1u
-/* Never use the fast path for our own encoder's messages (kts_format_fast.c): always the yajl
- * path. For tests and benchmarks; results are the same either way. */
-#define KTS_DECODE_NO_FAST 0x2u
+/* 0x2u is KTS_DECODE_NO_FAST, a test knob (kts_testhooks.h). */
 
 /*
  * Called once per decoded value list. `vl` (including ds, meta and meta strings) is owned by
@@ -128,14 +126,8 @@ int kts_decoder_decode(struct kts_decoder *d, const void *buf, size_t len, enum 
 int kts_format_decode(const void *buf, size_t len, unsigned flags, enum kts_format *fmt,
                       kts_decode_cb cb, void *opaque, char *errbuf, size_t errbuf_size);
 
-/*
- * Decode into a newly allocated array of `*n_out` value lists (each a deep copy, see
- * kts_vl_copy). On success the caller owns `*vls_out` and frees it with kts_vl_array_free();
- * on failure nothing is returned to free (`*vls_out` NULL, `*n_out` 0).
- */
-int kts_format_decode_array(const void *buf, size_t len, unsigned flags, enum kts_format *fmt,
-                            struct kts_vl **vls_out, size_t *n_out, char *errbuf,
-                            size_t errbuf_size);
+/* Free an array of `n` value lists made by kts_vl_copy() (kts_vl_fini() each), and the array.
+ * Tests decode into such arrays with kts_format_decode_array() (kts_testhooks.h). */
 void kts_vl_array_free(struct kts_vl *vls, size_t n);
 
 /*

@@ -33,6 +33,7 @@
  * Tests: tests/t-format-fast.c (1-2 golden files and 100,000+ random value lists against the
  * yajl path; 3 every single-byte mutation of sample messages through both paths).
  */
+#include "kts_assert.h"
 #include "kts_format.h"
 #include "kts_format_impl.h"
 
@@ -380,6 +381,7 @@ static bool meta_all(struct kts_fast *f, struct cur *c)
         m->key = key;
         f->key_len[i] = (size_t)kl;
         used += (size_t)kl + 1;
+        KTS_ASSERT(used <= f->cap_strs); /* unescaping never makes a string longer */
         if (!LIT(c, ":{\"type\":\""))
             return false;
         if (LIT(c, "string\",\"value\":")) {
@@ -390,6 +392,7 @@ static bool meta_all(struct kts_fast *f, struct cur *c)
                 return false;
             m->value.string = str;
             used += (size_t)sl + 1;
+            KTS_ASSERT(used <= f->cap_strs);
         } else if (LIT(c, "signed_int\",\"value\":")) {
             m->type = KTS_META_SIGNED_INT;
             if (!i64_value(c, &m->value.sint))

@@ -3,6 +3,7 @@
 #include "kts_pipeset.h"
 
 #include "build-config.h"
+#include "kts_array.h"
 #include "kts_log.h"
 #include "kts_output.h"
 #include "kts_typesdb.h"

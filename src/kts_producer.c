@@ -2,6 +2,7 @@
 /* kts_producer: see kts_producer.h for the guarantees (numbers below refer to them). */
 #include "kts_producer.h"
 
+#include "kts_array.h"
 #include "kts_buf.h"
 #include "kts_log.h"
 #include "kts_rdkprops.h"
@@ -281,14 +282,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
  * that cannot be made is simply not requeued (counted as not delivered). */
 static void keep_purged(struct kts_producer *p, const rd_kafka_message_t *m)
 {
-    if (p->purged_n == p->purged_cap) {
-        size_t cap = p->purged_cap ? p->purged_cap * 2 : 1024;
-        struct purged_msg *n = realloc(p->purged_list, cap * sizeof(*n));
-        if (n == NULL)
-            return;
-        p->purged_list = n;
-        p->purged_cap = cap;
-    }
+    if (KTS_ARRAY_GROW(p->purged_list, p->purged_cap, p->purged_n + 1) != 0)
+        return;
     struct purged_msg *pm = &p->purged_list[p->purged_n];
     pm->seq = (uint64_t)(uintptr_t)m->_private;
     pm->key_len = m->key_len;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_rdkprops: see kts_rdkprops.h for the guarantees (numbers below refer to them). */
 #include "kts_rdkprops.h"
+#include "kts_array.h"
 
 #include "kts_log.h"
 #include "kts_secret.h"
@@ -22,7 +23,7 @@ struct prop_row {
     char *words; /* a string property's values listed in its description (2), or NULL */
 };
 static struct prop_row *rows;
-static size_t rows_n;
+static size_t rows_n, rows_cap;
 static pthread_once_t rows_once = PTHREAD_ONCE_INIT;
 
 static char *trim(char *s)
@@ -64,13 +65,11 @@ static void add_line(char *line)
             words = strndup(w, strcspn(w, "."));
         }
     }
-    struct prop_row *n = NULL;
     if (*name == '\0' || strcmp(name, "Property") == 0 || strchr(name, ' ') || row_known(name) ||
-        (n = realloc(rows, (rows_n + 1) * sizeof(*rows))) == NULL) {
+        KTS_ARRAY_GROW(rows, rows_cap, rows_n + 1) != 0) {
         free(words);
         return;
     }
-    rows = n;
     rows[rows_n].name = strdup(name);
     rows[rows_n].range = *range ? strdup(range) : NULL;
     rows[rows_n].words = words;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_series: see kts_series.h for the guarantees. */
 #include "kts_series.h"
+#include "kts_assert.h"
+#include "kts_hash.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -47,25 +49,7 @@ struct kts_series_table {
 
 static uint64_t hash_key(const void *key, size_t len)
 {
-    /* FNV-1a, 8 bytes at a time where possible, then murmur3's finaliser. */
-    const unsigned char *p = key;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0x100000001b3ULL;
-        h ^= h >> 29;
-        p += 8;
-        len -= 8;
-    }
-    while (len-- > 0)
-        h = (h ^ *p++) * 0x100000001b3ULL;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
+    return kts_hash64(key, len, KTS_HASH_SEED);
 }
 
 size_t kts_series_identity(char *dst, const struct kts_vl *vl)
@@ -265,6 +249,8 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
             return rc;
         i = find_slot(t, h, key, key_len);
     }
+    /* At most 3/4 full after this insertion, so find_slot() always meets an empty slot. */
+    KTS_ASSERT((t->count + 1) * 4 <= (t->mask + 1) * 3 && t->slots[i].s == NULL);
     s = calloc(1, need);
     if (s == NULL)
         return -ENOMEM;
@@ -315,6 +301,7 @@ static void remove_series(struct kts_series_table *t, struct series *s)
     t->slots[i].s = NULL;
     t->slots[i].hash = 0;
     lru_unlink(t, s);
+    KTS_ASSERT(t->count > 0 && t->entry_bytes >= entry_bytes(s));
     t->count--;
     t->entry_bytes -= entry_bytes(s);
     free(s);

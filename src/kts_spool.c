@@ -2,6 +2,7 @@
 /* kts_spool: see kts_spool.h for the layout and the guarantees (numbers below refer to them). */
 #include "kts_spool.h"
 
+#include "kts_array.h"
 #include "kts_log.h"
 
 #include <dirent.h>
@@ -124,14 +125,8 @@ static void seg_name(char *buf, size_t size, uint64_t seq, const char *suffix)
 
 static int segs_insert(struct kts_spool *sp, size_t at, struct seg s)
 {
-    if (sp->nsegs == sp->segs_cap) {
-        size_t cap = sp->segs_cap ? sp->segs_cap * 2 : 16;
-        struct seg *n = realloc(sp->segs, cap * sizeof(*n));
-        if (n == NULL)
-            return -ENOMEM;
-        sp->segs = n;
-        sp->segs_cap = cap;
-    }
+    if (KTS_ARRAY_GROW(sp->segs, sp->segs_cap, sp->nsegs + 1) != 0)
+        return -ENOMEM;
     memmove(sp->segs + at + 1, sp->segs + at, (sp->nsegs - at) * sizeof(*sp->segs));
     sp->segs[at] = s;
     sp->nsegs++;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_typesdb: see kts_typesdb.h for the guarantees (numbers below refer to them). */
 #include "kts_typesdb.h"
+#include "kts_array.h"
+#include "kts_hash.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -19,12 +21,7 @@ struct kts_typesdb {
 
 static uint64_t hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return kts_hash64(s, strlen(s), KTS_HASH_SEED);
 }
 
 struct kts_typesdb *kts_typesdb_create(void)
@@ -180,13 +177,12 @@ static int parse_line(char *line, struct kts_typesdb_type **out, char *why, size
     if (t == NULL)
         return -ENOMEM;
     strcpy(t->name, name);
+    size_t ds_cap = 0;
     for (char *tok = strtok_r(NULL, seps, &save); tok != NULL; tok = strtok_r(NULL, seps, &save)) {
-        struct kts_typesdb_ds *g = realloc(t->ds, (t->ds_num + 1) * sizeof(*g));
-        if (g == NULL) {
+        if (KTS_ARRAY_GROW(t->ds, ds_cap, t->ds_num + 1) != 0) {
             type_free(t);
             return -ENOMEM;
         }
-        t->ds = g;
         int rc = parse_ds(tok, &t->ds[t->ds_num], why, why_size);
         if (rc < 0) {
             type_free(t);
@@ -229,16 +225,10 @@ int kts_typesdb_load_text(struct kts_typesdb *db, const char *text, size_t len,
         if (rc == -EINVAL && errbuf != NULL)
             snprintf(errbuf, errbuf_size, "%s:%d: %s", filename, lineno, why);
         if (rc == 0 && t != NULL) {
-            if (n == cap) {
-                size_t nc = cap ? cap * 2 : 64;
-                struct kts_typesdb_type **g = realloc(parsed, nc * sizeof(*g));
-                if (g == NULL) {
-                    type_free(t);
-                    rc = -ENOMEM;
-                    break;
-                }
-                parsed = g;
-                cap = nc;
+            if (KTS_ARRAY_GROW(parsed, cap, n + 1) != 0) {
+                type_free(t);
+                rc = -ENOMEM;
+                break;
             }
             parsed[n++] = t;
         }

@@ -13,6 +13,8 @@
  * two slots. k1 and k2 have their lowest bit set, so a key is never 0. t only grows (CAS max).
  */
 #include "kts_wmark.h"
+#include "kts_assert.h"
+#include "kts_hash.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,33 +58,9 @@ struct kts_wmark {
 
 /* ------------------------------------------------------------------ hashing (3) */
 
-static uint64_t fmix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
-static uint64_t hash64(const unsigned char *p, size_t n, uint64_t seed)
-{
-    uint64_t h = seed ^ ((uint64_t)n * 0x9E3779B97F4A7C15ULL);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h ^= fmix64(w ^ seed);
-        h = ((h << 31) | (h >> 33)) * 0x87c37b91114253d5ULL + 0x52dce729;
-        p += 8;
-        n -= 8;
-    }
-    uint64_t w = 0;
-    for (size_t i = 0; i < n; i++)
-        w |= (uint64_t)p[i] << (8 * i);
-    h ^= fmix64(w ^ seed ^ 0x4cf5ad432745937fULL);
-    return fmix64(h);
-}
+/* The two seeds of a key's two hashes (kts_hash.h). On disk: never change them. */
+#define WM_SEED1 0x243F6A8885A308D3ULL
+#define WM_SEED2 0x13198A2E03707344ULL
 
 /* ------------------------------------------------------------------ open/close */
 
@@ -233,23 +211,27 @@ void kts_wmark_close(struct kts_wmark *w)
 
 int kts_wmark_slot(struct kts_wmark *w, const void *key, size_t len, uint64_t *slot)
 {
-    uint64_t k1 = hash64(key, len, 0x243F6A8885A308D3ULL) | 1;
-    uint64_t k2 = hash64(key, len, 0x13198A2E03707344ULL) | 1;
+    uint64_t k1 = kts_hash64(key, len, WM_SEED1) | 1;
+    uint64_t k2 = kts_hash64(key, len, WM_SEED2) | 1;
     uint64_t idx = (k1 >> 1) & w->mask;
     for (uint64_t probes = 0; probes <= w->mask; probes++, idx = (idx + 1) & w->mask) {
         struct wm_entry *e = &w->tab[idx];
         uint64_t k = __atomic_load_n(&e->k1, __ATOMIC_ACQUIRE);
         if (k == 0) {
             if (__atomic_fetch_add(&w->hdr->used, 1, __ATOMIC_ACQ_REL) >= w->hdr->series_max) {
-                __atomic_fetch_sub(&w->hdr->used, 1, __ATOMIC_ACQ_REL);
+                uint64_t before = __atomic_fetch_sub(&w->hdr->used, 1, __ATOMIC_ACQ_REL);
+                KTS_ASSERT(before > 0); /* our own increment is still in it */
                 __atomic_fetch_add(&w->refused, 1, __ATOMIC_RELAXED);
                 return -ENOSPC;
             }
             if (__atomic_compare_exchange_n(&e->k1, &k, k1, false, __ATOMIC_ACQ_REL,
                                             __ATOMIC_ACQUIRE))
                 k = k1; /* ours: complete it with k2 below (another may already have) */
-            else
-                __atomic_fetch_sub(&w->hdr->used, 1, __ATOMIC_ACQ_REL); /* lost: k is set */
+            else {
+                /* lost: k is set */
+                uint64_t before = __atomic_fetch_sub(&w->hdr->used, 1, __ATOMIC_ACQ_REL);
+                KTS_ASSERT(before > 0); /* our own increment is still in it */
+            }
         }
         if (k != k1)
             continue;

@@ -16,6 +16,7 @@
 
 #include "kts_buf.h"
 #include "kts_format.h"
+#include "kts_testhooks.h"
 #include "lib/vl_desc.h"
 
 static int emit(const char *text, enum kts_format fmt, struct kts_buf *out)

@@ -30,6 +30,7 @@
 #include "kts_buf.h"
 #include "kts_format.h"
 #include "kts_format_impl.h"
+#include "kts_testhooks.h"
 #include "lib/vl_same.h"
 
 static const char *srcdir;

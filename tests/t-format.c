@@ -18,6 +18,7 @@
 
 #include "kts_buf.h"
 #include "kts_format.h"
+#include "kts_testhooks.h"
 #include "lib/vl_desc.h"
 #include "lib/vl_same.h"
 

@@ -12,6 +12,7 @@
 #include "kts_log.h"
 #include "kts_producer.h"
 #include "kts_rdkver.h"
+#include "kts_testhooks.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -20,6 +20,7 @@
 #include "kts_format.h"
 #include "kts_log.h"
 #include "kts_producer.h"
+#include "kts_testhooks.h"
 
 #include <dirent.h>
 #include <errno.h>

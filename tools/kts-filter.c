@@ -42,6 +42,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kts_array.h"
 #include "kts_conf.h"
 #include "kts_filter.h"
 #include "kts_format.h"
@@ -80,13 +81,8 @@ static struct kts_output typed;
 static int collect(const struct kts_vl *vl, const uint16_t *flags, void *opaque)
 {
     (void)opaque;
-    if (em_n == em_cap) {
-        em_cap = em_cap ? em_cap * 2 : 64;
-        struct emitted *n = realloc(em, em_cap * sizeof(*n));
-        if (n == NULL)
-            return -ENOMEM;
-        em = n;
-    }
+    if (KTS_ARRAY_GROW(em, em_cap, em_n + 1) != 0)
+        return -ENOMEM;
     int rc = kts_output_typed(vl, flags, NULL, NULL, &kts_output_kts_filter, &typed);
     if (rc < 0)
         return rc;
@@ -715,9 +711,10 @@ static int read_csv(FILE *f, const char *input, struct in_point **pts, size_t *n
         }
         if (lrc > 0)
             continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 4096;
-            *pts = realloc(*pts, cap * sizeof(**pts));
+        if (KTS_ARRAY_GROW(*pts, cap, *n + 1) != 0) {
+            fprintf(stderr, "kts-filter: %s: out of memory\n", input);
+            rc = 1;
+            break;
         }
         (*pts)[(*n)++] = p;
     }

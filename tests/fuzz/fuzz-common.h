@@ -13,6 +13,7 @@
 #include "kts_buf.h"
 #include "kts_format.h"
 #include "kts_log.h"
+#include "kts_testhooks.h"
 #include "kts_value.h"
 
 #include <errno.h>

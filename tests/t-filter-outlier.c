@@ -14,7 +14,7 @@ static double noise(unsigned *seed)
 
 int main(void)
 {
-    plan(51);
+    plan(57);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -284,6 +284,35 @@ int main(void)
        "(%d replaced in all: a trailing window lags the sine)",
        n16);
     fh_free(h);
+    /* 17. DelayTime: a held point is judged once a point DelayTime after it is known */
+    h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5\nThreshold 5\nDelay 2\n"
+                                 "MaxRun 1\nDelayTime 10");
+    ok(h != NULL, "17. DelayTime with Delay configures");
+    seed = 7;
+    ngot = 0;
+    int lag_ok = 1, rep17 = 0;
+    for (int i = 0; i < 40; i++) {
+        double v17 = 50 + 0.2 * noise(&seed) + (i == 30 ? 20 : 0);
+        vals[i] = v17;
+        fh_step(h, 10.0 * i, v17);
+        /* 10 s apart, DelayTime 10: one point held, not two */
+        if (i >= 1 && !(h->n == 1 && fh_t(&h->out[0]) == 10.0 * (i - 1)))
+            lag_ok = 0;
+        for (size_t k = 0; k < h->n; k++)
+            if (h->out[k].flags & KTS_PT_REPLACED) {
+                rep17++;
+                ok(fh_t(&h->out[k]) == 300 &&
+                       fabs(h->out[k].value - (vals[29] + vals[31]) / 2) < 1e-9,
+                   "17. the one-point spike is replaced by its neighbours' mean");
+            }
+    }
+    ok(lag_ok, "17. the output lags by one point (10 s), not Delay's two");
+    is_int(rep17, 1, "17. one replacement");
+    fh_step(h, 1000, 50); /* a gap longer than DelayTime releases the held point at once */
+    ok(h->n == 1 && fh_t(&h->out[0]) == 390, "17. a point after a gap releases the held one");
+    fh_free(h);
+    h = fh_filter_new("outlier", "DelayTime 60");
+    ok(h == NULL, "17. DelayTime needs Delay");
     h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");
     ok(h == NULL, "12. Delay needs Method hampel");
 

@@ -14,7 +14,7 @@ static double noise(unsigned *seed)
 
 int main(void)
 {
-    plan(57);
+    plan(59);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -313,6 +313,33 @@ int main(void)
     fh_free(h);
     h = fh_filter_new("outlier", "DelayTime 60");
     ok(h == NULL, "17. DelayTime needs Delay");
+    /* 18. DiffScale: the MAD of 21 points scatters (and holds any misfit); the difference scale
+     * of ~32 points is steadier, so fewer spikes of 6-7 noise sd hide behind a high MAD */
+    int n18[2], fp18[2];
+    for (int cap = 0; cap < 2; cap++) {
+        h = fh_filter_new("outlier", cap ? "Window 600\nMaxPoints 21\nMinPoints 10\nThreshold 5\n"
+                                           "Delay 2\nMaxRun 2\nDiffScale 1.2"
+                                         : "Window 600\nMaxPoints 21\nMinPoints 10\nThreshold 5\n"
+                                           "Delay 2\nMaxRun 2");
+        seed = 13;
+        n18[cap] = fp18[cap] = 0;
+        for (int i = 0; i < 4000; i++) {
+            /* white noise sd 1; a spike of 6.5 every 50 points, up or down */
+            bool spk = i % 50 == 25;
+            fh_step(h, 10.0 * i, 100 + noise(&seed) + (spk ? (i % 100 == 25 ? 6.5 : -6.5) : 0));
+            for (size_t k = 0; k < h->n; k++)
+                if (h->out[k].flags & KTS_PT_REPLACED) {
+                    bool at = (int)(fh_t(&h->out[k]) / 10) % 50 == 25;
+                    n18[cap] += at;
+                    fp18[cap] += !at;
+                }
+        }
+        fh_free(h);
+    }
+    ok(n18[1] > n18[0], "18. DiffScale 1.2 replaces more of the 80 spikes: %d, without %d", n18[1],
+       n18[0]);
+    ok(fp18[1] <= fp18[0] + 1, "18. and (almost) no more false positives: %d, without %d", fp18[1],
+       fp18[0]);
     h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");
     ok(h == NULL, "12. Delay needs Method hampel");
 

@@ -83,6 +83,16 @@
  *     rounded up to the next point, whichever is less. A point whose next point comes more
  *     than T after it is judged with no look-ahead (guarantee 12's fallback, the Delay 0
  *     rule). DelayTime 0 (the default) keeps the N-point rule alone. No extra state.
+ * 18. Noise scale (Method hampel): with DiffScale k > 0, the window's scale (1.4826 * MAD,
+ *     guarantee 1) is at most k times guarantee 15's exponentially weighted noise scale of
+ *     successive raw values (mean |diff| * 0.8862 over ~32 values, once 32 are in), before
+ *     the floors of guarantee 3 (PhaseScale, MinScale, whole numbers) apply. The window's MAD
+ *     also holds what the profile does not explain around the point (slow drifts, a weekly
+ *     pattern, a profile bin wider than the interval); successive differences hold the noise
+ *     of the moment and follow its level within ~32 points. A ramp of the raw series raises the
+ *     difference scale, so the cap only ever lowers the scale where the series is locally
+ *     smooth. The same scale is used by guarantee 14. DiffScale 0 (the default): no cap.
+ *     No extra state.
  */
 #include <errno.h>
 #include <float.h>
@@ -109,6 +119,7 @@ struct outlier_conf {
     double phase_scale;
     int64_t delay;
     double delay_time;
+    double diff_scale;
     /* derived */
     size_t tail_off; /* offset of struct tail (guarantees 10-13) in the state */
     kts_time_t window_t;
@@ -198,6 +209,11 @@ static const struct kts_opt outlier_options[] = {
      "hampel, with Delay: also judge a held point once a point this many seconds or more "
      "after it is known: the output lags by Delay points or this many seconds rounded up to "
      "the next point, whichever is less; 0 = Delay points only"},
+    {"DiffScale", KTS_OPT_DOUBLE, offsetof(struct outlier_conf, diff_scale), "0", 0, 100, NULL,
+     NULL, 0,
+     "hampel: the window's scale is at most this times the noise scale of successive raw "
+     "differences (EW over ~32 points): the window's MAD also holds the profile's misfit; "
+     "0 = no cap"},
     KTS_OPT_END,
 };
 
@@ -616,11 +632,21 @@ static void warm_judge(const struct outlier_conf *c, struct tail *tl, const stru
     kts_out_push(out, p);
 }
 
-/* Does `q` deviate from (med, mad)? */
-static bool deviates(const struct outlier_conf *c, struct hampel_state *s, double med, double mad,
-                     const struct kts_point *q)
+/* The window's scale, capped by the difference scale (guarantee 18), then floored (3). */
+static double window_scale(const struct outlier_conf *c, struct hampel_state *s,
+                           const struct tail *tl, double med, double mad, const struct kts_point *q)
 {
-    double scale = scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(q->value), med, q);
+    double sc = 1.4826 * mad;
+    if (c->diff_scale > 0 && tl->dn >= 32 && sc > c->diff_scale * tl->dsc)
+        sc = c->diff_scale * tl->dsc;
+    return scale_floor(c, sc, s->nonint == 0 && is_whole(q->value), med, q);
+}
+
+/* Does `q` deviate from (med, mad)? */
+static bool deviates(const struct outlier_conf *c, struct hampel_state *s, const struct tail *tl,
+                     double med, double mad, const struct kts_point *q)
+{
+    double scale = window_scale(c, s, tl, med, mad, q);
     return fabs(q->value - med) > c->threshold * scale;
 }
 
@@ -656,7 +682,7 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
     }
     double med, mad;
     median_mad(h_sorted(s), s->n, &med, &mad);
-    if (deviates(c, s, med, mad, p)) {
+    if (deviates(c, s, tl, med, mad, p)) {
         bool decided = false;
         if (c->delay > 0 && !late) {
             /* Guarantee 12: how long is the deviating run, and does it come back? */
@@ -665,7 +691,7 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
             for (size_t k = 0; k < nlook && ret == NULL; k++) {
                 if (isnan(look[k].value) || (look[k].flags & KTS_PT_WARMING))
                     continue;
-                if (deviates(c, s, med, mad, &look[k]))
+                if (deviates(c, s, tl, med, mad, &look[k]))
                     len++;
                 else
                     ret = &look[k];
@@ -680,8 +706,7 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
                 if (tl->rn > 0 && ret->t > tl->good_t)
                     rep = before +
                           (after - before) * kts_dt(p->t, tl->good_t) / kts_dt(ret->t, tl->good_t);
-                double scale =
-                    scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(p->value), med, p);
+                double scale = window_scale(c, s, tl, med, mad, p);
                 if (tl->rn > 0 && x >= blo && x <= bhi) {
                     s->run = 0; /* guarantee 11: on a ramp */
                 } else if (fabs(x - rep) <= c->threshold * scale) {

@@ -14,7 +14,7 @@ static double noise(unsigned *seed)
 
 int main(void)
 {
-    plan(51);
+    plan(59);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -284,6 +284,62 @@ int main(void)
        "(%d replaced in all: a trailing window lags the sine)",
        n16);
     fh_free(h);
+    /* 17. DelayTime: a held point is judged once a point DelayTime after it is known */
+    h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5\nThreshold 5\nDelay 2\n"
+                                 "MaxRun 1\nDelayTime 10");
+    ok(h != NULL, "17. DelayTime with Delay configures");
+    seed = 7;
+    ngot = 0;
+    int lag_ok = 1, rep17 = 0;
+    for (int i = 0; i < 40; i++) {
+        double v17 = 50 + 0.2 * noise(&seed) + (i == 30 ? 20 : 0);
+        vals[i] = v17;
+        fh_step(h, 10.0 * i, v17);
+        /* 10 s apart, DelayTime 10: one point held, not two */
+        if (i >= 1 && !(h->n == 1 && fh_t(&h->out[0]) == 10.0 * (i - 1)))
+            lag_ok = 0;
+        for (size_t k = 0; k < h->n; k++)
+            if (h->out[k].flags & KTS_PT_REPLACED) {
+                rep17++;
+                ok(fh_t(&h->out[k]) == 300 &&
+                       fabs(h->out[k].value - (vals[29] + vals[31]) / 2) < 1e-9,
+                   "17. the one-point spike is replaced by its neighbours' mean");
+            }
+    }
+    ok(lag_ok, "17. the output lags by one point (10 s), not Delay's two");
+    is_int(rep17, 1, "17. one replacement");
+    fh_step(h, 1000, 50); /* a gap longer than DelayTime releases the held point at once */
+    ok(h->n == 1 && fh_t(&h->out[0]) == 390, "17. a point after a gap releases the held one");
+    fh_free(h);
+    h = fh_filter_new("outlier", "DelayTime 60");
+    ok(h == NULL, "17. DelayTime needs Delay");
+    /* 18. DiffScale: the MAD of 21 points scatters (and holds any misfit); the difference scale
+     * of ~32 points is steadier, so fewer spikes of 6-7 noise sd hide behind a high MAD */
+    int n18[2], fp18[2];
+    for (int cap = 0; cap < 2; cap++) {
+        h = fh_filter_new("outlier", cap ? "Window 600\nMaxPoints 21\nMinPoints 10\nThreshold 5\n"
+                                           "Delay 2\nMaxRun 2\nDiffScale 1.2"
+                                         : "Window 600\nMaxPoints 21\nMinPoints 10\nThreshold 5\n"
+                                           "Delay 2\nMaxRun 2");
+        seed = 13;
+        n18[cap] = fp18[cap] = 0;
+        for (int i = 0; i < 4000; i++) {
+            /* white noise sd 1; a spike of 6.5 every 50 points, up or down */
+            bool spk = i % 50 == 25;
+            fh_step(h, 10.0 * i, 100 + noise(&seed) + (spk ? (i % 100 == 25 ? 6.5 : -6.5) : 0));
+            for (size_t k = 0; k < h->n; k++)
+                if (h->out[k].flags & KTS_PT_REPLACED) {
+                    bool at = (int)(fh_t(&h->out[k]) / 10) % 50 == 25;
+                    n18[cap] += at;
+                    fp18[cap] += !at;
+                }
+        }
+        fh_free(h);
+    }
+    ok(n18[1] > n18[0], "18. DiffScale 1.2 replaces more of the 80 spikes: %d, without %d", n18[1],
+       n18[0]);
+    ok(fp18[1] <= fp18[0] + 1, "18. and (almost) no more false positives: %d, without %d", fp18[1],
+       fp18[0]);
     h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");
     ok(h == NULL, "12. Delay needs Method hampel");
 

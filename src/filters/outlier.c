@@ -76,6 +76,23 @@
  *     the limit (2 * Threshold * s): a spike the profile's misfit hides in the window's MAD
  *     (slow drifts, a weekly pattern) but that stands out from its neighbours. Replaced as in
  *     guarantee 13.
+ * 17. Delay in seconds: with DelayTime T > 0 (and Delay N > 0, the most points held), a held
+ *     point is also judged as soon as a point T or more seconds of event time after it
+ *     arrives, with the points within T after it as its look-ahead (the held ones, and the
+ *     new one if exactly T after it): the output lags the input by N points or by T seconds
+ *     rounded up to the next point, whichever is less. A point whose next point comes more
+ *     than T after it is judged with no look-ahead (guarantee 12's fallback, the Delay 0
+ *     rule). DelayTime 0 (the default) keeps the N-point rule alone. No extra state.
+ * 18. Noise scale (Method hampel): with DiffScale k > 0, the window's scale (1.4826 * MAD,
+ *     guarantee 1) is at most k times guarantee 15's exponentially weighted noise scale of
+ *     successive raw values (mean |diff| * 0.8862 over ~32 values, once 32 are in), before
+ *     the floors of guarantee 3 (PhaseScale, MinScale, whole numbers) apply. The window's MAD
+ *     also holds what the profile does not explain around the point (slow drifts, a weekly
+ *     pattern, a profile bin wider than the interval); successive differences hold the noise
+ *     of the moment and follow its level within ~32 points. A ramp of the raw series raises the
+ *     difference scale, so the cap only ever lowers the scale where the series is locally
+ *     smooth. The same scale is used by guarantee 14. DiffScale 0 (the default): no cap.
+ *     No extra state.
  */
 #include <errno.h>
 #include <float.h>
@@ -101,11 +118,14 @@ struct outlier_conf {
     int64_t max_run;
     double phase_scale;
     int64_t delay;
+    double delay_time;
+    double diff_scale;
     /* derived */
     size_t tail_off; /* offset of struct tail (guarantees 10-13) in the state */
     kts_time_t window_t;
-    uint64_t t_mask; /* bits of a timestamp kept in the ring (see struct hampel_state) */
-    bool wide_tags;  /* MaxPoints > 256: ring slot numbers take 2 bytes */
+    kts_time_t delay_t; /* DelayTime in cdtime units; 0 = off */
+    uint64_t t_mask;    /* bits of a timestamp kept in the ring (see struct hampel_state) */
+    bool wide_tags;     /* MaxPoints > 256: ring slot numbers take 2 bytes */
 };
 
 /*
@@ -184,6 +204,16 @@ static const struct kts_opt outlier_options[] = {
      "hampel: judge a point once this many points after it are known (output delayed by as "
      "many points; 48 bytes each per series): a run of up to MaxRun deviating points that "
      "comes back is a spike, a longer one a level change; 0 = judge at once"},
+    {"DelayTime", KTS_OPT_DURATION, offsetof(struct outlier_conf, delay_time), "0", 0, 1e9, NULL,
+     NULL, 0,
+     "hampel, with Delay: also judge a held point once a point this many seconds or more "
+     "after it is known: the output lags by Delay points or this many seconds rounded up to "
+     "the next point, whichever is less; 0 = Delay points only"},
+    {"DiffScale", KTS_OPT_DOUBLE, offsetof(struct outlier_conf, diff_scale), "0", 0, 100, NULL,
+     NULL, 0,
+     "hampel: the window's scale is at most this times the noise scale of successive raw "
+     "differences (EW over ~32 points): the window's MAD also holds the profile's misfit; "
+     "0 = no cap"},
     KTS_OPT_END,
 };
 
@@ -216,6 +246,13 @@ static int outlier_prepare(void *vconf, const char *where)
                 where, (long long)c->delay, method_words[c->method]);
         return -EINVAL;
     }
+    if (c->delay_time > 0 && c->delay == 0) {
+        kts_log(KTS_LOG_ERR,
+                "%s: DelayTime %g needs Delay N > 0 (the most points held; e.g. Delay 2)", where,
+                c->delay_time);
+        return -EINVAL;
+    }
+    c->delay_t = KTS_TIME_FROM_DOUBLE(c->delay_time);
     c->tail_off = (method_state_size(c) + 7) & ~(size_t)7;
     return 0;
 }
@@ -595,11 +632,21 @@ static void warm_judge(const struct outlier_conf *c, struct tail *tl, const stru
     kts_out_push(out, p);
 }
 
-/* Does `q` deviate from (med, mad)? */
-static bool deviates(const struct outlier_conf *c, struct hampel_state *s, double med, double mad,
-                     const struct kts_point *q)
+/* The window's scale, capped by the difference scale (guarantee 18), then floored (3). */
+static double window_scale(const struct outlier_conf *c, struct hampel_state *s,
+                           const struct tail *tl, double med, double mad, const struct kts_point *q)
 {
-    double scale = scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(q->value), med, q);
+    double sc = 1.4826 * mad;
+    if (c->diff_scale > 0 && tl->dn >= 32 && sc > c->diff_scale * tl->dsc)
+        sc = c->diff_scale * tl->dsc;
+    return scale_floor(c, sc, s->nonint == 0 && is_whole(q->value), med, q);
+}
+
+/* Does `q` deviate from (med, mad)? */
+static bool deviates(const struct outlier_conf *c, struct hampel_state *s, const struct tail *tl,
+                     double med, double mad, const struct kts_point *q)
+{
+    double scale = window_scale(c, s, tl, med, mad, q);
     return fabs(q->value - med) > c->threshold * scale;
 }
 
@@ -635,7 +682,7 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
     }
     double med, mad;
     median_mad(h_sorted(s), s->n, &med, &mad);
-    if (deviates(c, s, med, mad, p)) {
+    if (deviates(c, s, tl, med, mad, p)) {
         bool decided = false;
         if (c->delay > 0 && !late) {
             /* Guarantee 12: how long is the deviating run, and does it come back? */
@@ -644,7 +691,7 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
             for (size_t k = 0; k < nlook && ret == NULL; k++) {
                 if (isnan(look[k].value) || (look[k].flags & KTS_PT_WARMING))
                     continue;
-                if (deviates(c, s, med, mad, &look[k]))
+                if (deviates(c, s, tl, med, mad, &look[k]))
                     len++;
                 else
                     ret = &look[k];
@@ -659,8 +706,7 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
                 if (tl->rn > 0 && ret->t > tl->good_t)
                     rep = before +
                           (after - before) * kts_dt(p->t, tl->good_t) / kts_dt(ret->t, tl->good_t);
-                double scale =
-                    scale_floor(c, 1.4826 * mad, s->nonint == 0 && is_whole(p->value), med, p);
+                double scale = window_scale(c, s, tl, med, mad, p);
                 if (tl->rn > 0 && x >= blo && x <= bhi) {
                     s->run = 0; /* guarantee 11: on a ramp */
                 } else if (fabs(x - rep) <= c->threshold * scale) {
@@ -801,6 +847,24 @@ static void outlier_step(const void *vconf, void *vstate, const struct kts_point
             else
                 hampel_judge(c, s, tl, p, NULL, 0, out);
             return;
+        }
+        /* Guarantee 17: a held point DelayTime or more before p is due now, judged with the
+         * held points after it and p itself when p is within DelayTime of it. */
+        while (c->delay_t > 0 && tl->qn > 0 && p->t - q[0].t >= c->delay_t) {
+            struct kts_point look[16];
+            struct kts_point front = q[0];
+            size_t nlook = (size_t)tl->qn - 1;
+            memcpy(look, &q[1], nlook * sizeof(*q));
+            if (p->t - front.t == c->delay_t)
+                look[nlook++] = *p;
+            tl->qn--;
+            memmove(&q[0], &q[1], tl->qn * sizeof(*q));
+            if (isnan(front.value))
+                kts_out_push(out, &front);
+            else if (front.flags & KTS_PT_WARMING)
+                warm_judge(c, tl, &front, look, nlook, out);
+            else
+                hampel_judge(c, s, tl, &front, look, nlook, out);
         }
         if (tl->qn == (uint8_t)c->delay) {
             /* The oldest held point is due: judge it with the others and p after it. */

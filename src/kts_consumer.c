@@ -537,14 +537,6 @@ int kts_consumer_run(struct kts_consumer *c)
     return 0;
 }
 
-void kts_consumer_stop(struct kts_consumer *c)
-{
-    pthread_mutex_lock(&c->lock);
-    c->stop = true;
-    pthread_cond_broadcast(&c->cond);
-    pthread_mutex_unlock(&c->lock);
-}
-
 int kts_consumer_written(struct kts_consumer *c, uint64_t token)
 {
     pthread_mutex_lock(&c->lock);

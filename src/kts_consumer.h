@@ -167,12 +167,9 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
                         const struct kts_consumer_callbacks *cb, unsigned instance_id, char *errbuf,
                         size_t errbuf_size);
 
-/* The consumer loop: poll, decode, dispatch, store offsets, until kts_consumer_drain() or
- * kts_consumer_stop(). Run it on exactly one thread. Returns 0. */
+/* The consumer loop: poll, decode, dispatch, store offsets, until kts_consumer_drain(). Run it
+ * on exactly one thread. Returns 0. */
 int kts_consumer_run(struct kts_consumer *c);
-
-/* Ask run() to return soon (without draining). Thread-safe. */
-void kts_consumer_stop(struct kts_consumer *c);
 
 /* A value with this token has passed the write path. Thread-safe; unknown tokens (other
  * instances, values already timed out, after close) are ignored and return -ENOENT. May

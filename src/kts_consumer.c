@@ -5,9 +5,9 @@
 #include "kts_consumer_impl.h"
 
 #include "build-config.h"
+#include "kts_rdkconf.h"
 #include "kts_rdkprops.h"
 #include "kts_rdkver.h"
-#include "kts_secret.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,12 +20,6 @@
 /* ------------------------------------------------------------------ options */
 
 static const char *const start_words[] = {"earliest", "latest", NULL};
-
-/* Is this librdkafka property's value a secret (never logged, masked in librdkafka's lines)? */
-static bool property_is_secret(const char *key)
-{
-    return kts_rdkprops_is_secret(key);
-}
 
 /* What read_kafka_ts refuses after librdkafka accepted the pair. */
 static int property_extra(const char *key, const char *value, const char *where)
@@ -114,9 +108,7 @@ const struct kts_opt kts_consumer_options[] = {
 
 void kts_consumer_config_free(struct kts_consumer_config *cfg)
 {
-    /* Wipe property values: some are secrets. */
-    for (size_t i = 1; i < cfg->properties.n; i += 2)
-        memset(cfg->properties.v[i], 0, strlen(cfg->properties.v[i]));
+    kts_rdkconf_wipe_values(&cfg->properties); /* some are secrets */
     kts_opt_free(kts_consumer_options, cfg);
     kts_strv_free(&cfg->properties);
 }
@@ -263,35 +255,14 @@ static void handle_message(struct kts_consumer *c, rd_kafka_message_t *km)
 void kts_cons_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     const struct kts_consumer *c = rd_kafka_opaque(rk);
-    char masked[1024];
-    if (kts_rdk_log_is_error_event(level, fac))
-        return; /* on_error logs the same failure, with the error's name */
-    if (level > KTS_LOG_DEBUG)
-        level = KTS_LOG_DEBUG;
-    kts_log(level, "read_kafka_ts plugin (%s): librdkafka %s: %s", c ? c->name : "?", fac,
-            c ? kts_secret_mask(&c->secrets, buf, masked, sizeof(masked)) : "(message withheld)");
+    kts_rdklog_log(c ? &c->log : NULL, level, fac, buf);
 }
 
 void kts_cons_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct kts_consumer *c = opaque;
-    char masked[1024];
     (void)rk;
-    kts_log_limited(kts_rdk_limiter(c->rl_kafka, err, reason), KTS_LOG_WARNING,
-                    "read_kafka_ts plugin (%s): Kafka: %s (%s)", c->name,
-                    kts_secret_mask(&c->secrets, reason, masked, sizeof(masked)),
-                    rd_kafka_err2name(err));
-}
-
-int kts_cons_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf,
-                      size_t errbuf_size)
-{
-    char errstr[512];
-    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
-        return 0;
-    snprintf(errbuf, errbuf_size, "property \"%s\": %s", key,
-             property_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
-    return -EINVAL;
+    kts_rdklog_error(&c->log, err, reason);
 }
 
 static char *dup_or_null(const char *s)
@@ -311,8 +282,6 @@ static int consumer_alloc(struct kts_consumer **out, const struct kts_consumer_c
     pthread_cond_init(&c->cond, NULL);
     c->cb = *cb;
     c->rl_bad.interval_s = c->rl_err.interval_s = c->rl_dlq.interval_s = 10;
-    for (int i = 0; i < KTS_RDK_LIMITERS; i++)
-        c->rl_kafka[i].interval_s = 10;
     /* Keep the scalars; duplicate the naming strings (the only pointers used later). */
     c->cfg = *cfg;
     memset(&c->cfg.topics, 0, sizeof(c->cfg.topics));
@@ -337,11 +306,9 @@ static int consumer_alloc(struct kts_consumer **out, const struct kts_consumer_c
     c->decoder = kts_decoder_create(0);
     if (c->name == NULL || rc < 0 || c->types == NULL || c->decoder == NULL)
         return -ENOMEM;
-    for (size_t i = 0; i + 1 < cfg->properties.n; i += 2)
-        if (property_is_secret(cfg->properties.v[i]) &&
-            kts_strv_push(&c->secrets, cfg->properties.v[i + 1]) < 0)
-            return -ENOMEM;
-    return 0;
+    char where[512];
+    snprintf(where, sizeof(where), "read_kafka_ts plugin (%s)", c->name);
+    return kts_rdklog_init(&c->log, where, &cfg->properties);
 }
 
 static int load_types(struct kts_consumer *c, const struct kts_consumer_config *cfg, char *errbuf,
@@ -370,28 +337,28 @@ static int consumer_conf(rd_kafka_conf_t *conf, const struct kts_consumer_config
             strategy_set = true;
         if (strcasecmp(cfg->properties.v[i], "queued.min.messages") == 0)
             qmin_set = true;
-        rc = kts_cons_conf_set(conf, cfg->properties.v[i], cfg->properties.v[i + 1], errbuf,
-                               errbuf_size);
+        rc = kts_rdkconf_set(conf, cfg->properties.v[i], cfg->properties.v[i + 1], errbuf,
+                             errbuf_size);
     }
     if (rc == 0 && !strategy_set)
-        rc = kts_cons_conf_set(conf, "partition.assignment.strategy", "range,roundrobin", errbuf,
-                               errbuf_size);
+        rc = kts_rdkconf_set(conf, "partition.assignment.strategy", "range,roundrobin", errbuf,
+                             errbuf_size);
     /* With librdkafka 2.0.2's default (100000) the fetcher pauses whenever the local queue is
      * that full and resumes late: a backlog drained at ~120,000 values/s with the CPU mostly
      * idle; 200000 gave ~225,000/s (docs/PERFORMANCE.md, bench/read-bench). The byte limit
      * queued.max.messages.kbytes still applies. */
     if (rc == 0 && !qmin_set)
-        rc = kts_cons_conf_set(conf, "queued.min.messages", "200000", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "queued.min.messages", "200000", errbuf, errbuf_size);
     if (rc == 0)
-        rc = kts_cons_conf_set(conf, "group.id", cfg->group_id, errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "group.id", cfg->group_id, errbuf, errbuf_size);
     if (rc == 0)
-        rc = kts_cons_conf_set(conf, "enable.auto.commit", "true", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "enable.auto.commit", "true", errbuf, errbuf_size);
     if (rc == 0)
-        rc = kts_cons_conf_set(conf, "enable.auto.offset.store", "false", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "enable.auto.offset.store", "false", errbuf, errbuf_size);
     if (rc == 0)
-        rc = kts_cons_conf_set(conf, "auto.offset.reset",
-                               cfg->start_position == KTS_START_LATEST ? "latest" : "earliest",
-                               errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "auto.offset.reset",
+                             cfg->start_position == KTS_START_LATEST ? "latest" : "earliest",
+                             errbuf, errbuf_size);
     return rc;
 }
 
@@ -415,7 +382,7 @@ static int consumer_new(struct kts_consumer *c, const struct kts_consumer_config
         char masked[1024];
         rd_kafka_conf_destroy(conf);
         snprintf(errbuf, errbuf_size, "cannot create the consumer: %s",
-                 kts_secret_mask(&c->secrets, errstr, masked, sizeof(masked)));
+                 kts_rdklog_mask(&c->log, errstr, masked, sizeof(masked)));
         return -EINVAL;
     }
     rd_kafka_poll_set_consumer(c->rk);
@@ -654,9 +621,7 @@ void kts_consumer_destroy(struct kts_consumer *c)
     kts_decoder_destroy(c->decoder);
     kts_typesdb_destroy(c->types);
     free(c->dlq_topic);
-    for (size_t i = 0; i < c->secrets.n; i++)
-        memset(c->secrets.v[i], 0, strlen(c->secrets.v[i]));
-    kts_strv_free(&c->secrets);
+    kts_rdklog_fini(&c->log);
     free(c->name);
     free(c->host_prefix);
     free(c->host_suffix);

@@ -3,7 +3,7 @@
  * (kts_consumer_impl.h); numbers refer to the guarantees in kts_consumer.h (5). */
 #include "kts_consumer_impl.h"
 
-#include "kts_secret.h"
+#include "kts_rdkconf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -72,13 +72,13 @@ static int dlq_conf(rd_kafka_conf_t *pc, const struct kts_consumer_config *cfg, 
         if (strncasecmp(k, "bootstrap", 9) == 0 || strncasecmp(k, "security", 8) == 0 ||
             strncasecmp(k, "sasl", 4) == 0 || strncasecmp(k, "ssl", 3) == 0 ||
             strcasecmp(k, "metadata.broker.list") == 0 || strcasecmp(k, "client.id") == 0)
-            rc = kts_cons_conf_set(pc, k, cfg->properties.v[i + 1], errbuf, errbuf_size);
+            rc = kts_rdkconf_set(pc, k, cfg->properties.v[i + 1], errbuf, errbuf_size);
     }
     if (rc == 0)
-        rc = kts_cons_conf_set(pc, "message.timeout.ms", "30000", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(pc, "message.timeout.ms", "30000", errbuf, errbuf_size);
     /* A bad message may be as large as the broker allows; copy it with its headers. */
     if (rc == 0)
-        rc = kts_cons_conf_set(pc, "message.max.bytes", "16777216", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(pc, "message.max.bytes", "16777216", errbuf, errbuf_size);
     return rc;
 }
 
@@ -101,7 +101,7 @@ int kts_cons_dlq_create(struct kts_consumer *c, const struct kts_consumer_config
     if (rc == 0 && (c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr))) == NULL) {
         char masked[1024];
         snprintf(errbuf, errbuf_size, "cannot create the dead-letter producer: %s",
-                 kts_secret_mask(&c->secrets, errstr, masked, sizeof(masked)));
+                 kts_rdklog_mask(&c->log, errstr, masked, sizeof(masked)));
         rc = -EINVAL;
     }
     if (c->dlq == NULL)

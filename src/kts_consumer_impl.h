@@ -22,6 +22,7 @@
 #include "kts_consumer_inflight.h"
 #include "kts_format.h"
 #include "kts_log.h"
+#include "kts_rdkconf.h"
 #include "kts_typesdb.h"
 
 #include <librdkafka/rdkafka.h>
@@ -60,7 +61,7 @@ struct kts_consumer {
     char *dlq_topic;
     struct kts_typesdb *types;
     struct kts_decoder *decoder;
-    struct kts_strv secrets; /* secret property values, masked in librdkafka's lines */
+    struct kts_rdklog log; /* prefix, secrets masked in librdkafka's lines, limiters */
 
     pthread_mutex_t lock;
     pthread_cond_t cond; /* room freed, value confirmed, run() ended */
@@ -71,7 +72,6 @@ struct kts_consumer {
 
     struct kts_consumer_stats st;
     struct kts_ratelimit rl_bad, rl_err, rl_dlq;
-    struct kts_ratelimit rl_kafka[KTS_RDK_LIMITERS]; /* librdkafka error events, by kind */
 
     /* per-message scratch, consumer thread only */
     struct kts_vl *scratch;
@@ -80,11 +80,10 @@ struct kts_consumer {
     uint64_t scratch_values; /* decoded by the consumer thread, added to st.values under lock */
 };
 
-/* kts_consumer.c: librdkafka setup shared with the dead-letter producer. */
+/* kts_consumer.c: the log and error callbacks (kts_rdkconf.h), shared with the dead-letter
+ * producer. */
 void kts_cons_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 void kts_cons_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
-int kts_cons_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf,
-                      size_t errbuf_size);
 
 /* kts_consumer_offsets.c; every function with the lock held unless noted. */
 struct part *kts_cons_part_find(struct kts_consumer *c, const char *topic, int32_t partition);

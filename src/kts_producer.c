@@ -4,9 +4,9 @@
 
 #include "kts_buf.h"
 #include "kts_log.h"
+#include "kts_rdkconf.h"
 #include "kts_rdkprops.h"
 #include "kts_rdkver.h"
-#include "kts_secret.h"
 #include "kts_spool.h"
 
 #include <errno.h>
@@ -79,9 +79,7 @@ const struct kts_opt kts_producer_options[] = {
 
 void kts_producer_config_free(struct kts_producer_config *cfg)
 {
-    /* Wipe property values: some are secrets. */
-    for (size_t i = 1; i < cfg->properties.n; i += 2)
-        memset(cfg->properties.v[i], 0, strlen(cfg->properties.v[i]));
+    kts_rdkconf_wipe_values(&cfg->properties); /* some are secrets */
     kts_opt_free(kts_producer_options, cfg);
     kts_strv_free(&cfg->properties);
 }
@@ -114,11 +112,6 @@ int kts_producer_config_check(const struct kts_producer_config *cfg, const char 
     return rc;
 }
 
-bool kts_property_is_secret(const char *name)
-{
-    return kts_rdkprops_is_secret(name);
-}
-
 /* ------------------------------------------------------------------ producer */
 
 /* One encode buffer per sending thread (collectd's write threads), found through a key. */
@@ -135,7 +128,7 @@ struct kts_producer {
     enum kts_key_mode key;
     bool skip_marked;
     double block_timeout;
-    struct kts_strv secrets; /* secret property values, masked in librdkafka's lines (7) */
+    struct kts_rdklog log; /* log prefix, secret values masked in librdkafka's lines (7) */
 
     pthread_t poller;
     int stop; /* atomic */
@@ -163,7 +156,6 @@ struct kts_producer {
     uint64_t lat_avg_us, lat_max_us, lat_windows;
 
     struct kts_ratelimit rl_drop, rl_fail;
-    struct kts_ratelimit rl_error[KTS_RDK_LIMITERS]; /* error events, by kind (kts_log.h) */
     pthread_key_t tls_buf;
     pthread_mutex_t bufs_lock;
     struct tls_node *bufs; /* every thread's encode buffer, freed at close */
@@ -210,48 +202,15 @@ struct purged_msg {
 #define ATOMIC_INC(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
 #define ATOMIC_GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
-/* Copies `in` to `out`, replacing every configured secret value by "[redacted]". */
-static const char *mask_secrets(const struct kts_producer *p, const char *in, char *out,
-                                size_t size)
-{
-    snprintf(out, size, "%s", in);
-    for (size_t i = 0; i < p->secrets.n; i++) {
-        const char *s = p->secrets.v[i];
-        size_t sl = strlen(s);
-        if (sl == 0)
-            continue;
-        char *hit;
-        while ((hit = strstr(out, s)) != NULL) {
-            static const char red[] = "[redacted]";
-            size_t tail = strlen(hit + sl);
-            if ((size_t)(hit - out) + sizeof(red) - 1 + tail >= size) {
-                *hit = '\0'; /* no room: cut the line rather than leak */
-                break;
-            }
-            memmove(hit + sizeof(red) - 1, hit + sl, tail + 1);
-            memcpy(hit, red, sizeof(red) - 1);
-        }
-    }
-    return out;
-}
-
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     const struct kts_producer *p = rd_kafka_opaque(rk);
-    char masked[1024];
-    if (kts_rdk_log_is_error_event(level, fac))
-        return; /* on_error logs the same failure, with the error's name */
-    if (level > KTS_LOG_DEBUG)
-        level = KTS_LOG_DEBUG;
-    kts_log(level, "write_kafka_ts plugin (%s): librdkafka %s: %s", p ? p->name : "?", fac,
-            p ? mask_secrets(p, buf, masked, sizeof(masked)) : "(message withheld)");
+    kts_rdklog_log(p ? &p->log : NULL, level, fac, buf);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct kts_producer *p = opaque;
-    char masked[1024];
-    mask_secrets(p, reason, masked, sizeof(masked));
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         __atomic_store_n(&p->brokers_down, 1, __ATOMIC_RELAXED);
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -263,7 +222,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         kts_log(KTS_LOG_ERR,
                 "write_kafka_ts plugin (%s): FATAL producer error %s: %s; nothing more can be "
                 "sent until collectd is restarted%s%s%s",
-                p->name, rd_kafka_err2name(ferr), mask_secrets(p, fatal, fmasked, sizeof(fmasked)),
+                p->name, rd_kafka_err2name(ferr),
+                kts_rdklog_mask(&p->log, fatal, fmasked, sizeof(fmasked)),
                 bug ? " (probably the known enable.idempotence bug: " : "", bug ? bug : "",
                 bug ? "; docs/LIBRDKAFKA.md)" : "");
         return;
@@ -271,9 +231,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     /* Transport errors (broker down, all brokers down) are expected during outages:
      * messages stay queued; say so without flooding the log. The one line for each failure
      * (on_log drops librdkafka's FAIL line of the same event). */
-    kts_log_limited(kts_rdk_limiter(p->rl_error, err, reason), KTS_LOG_WARNING,
-                    "write_kafka_ts plugin (%s): Kafka: %s (%s)", p->name, masked,
-                    rd_kafka_err2name(err));
+    kts_rdklog_error(&p->log, err, reason);
 }
 
 /* Copies a purged message for close to put in front of the spool. Runs only while closing,
@@ -607,17 +565,6 @@ static void *poller_main(void *arg)
     return NULL;
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf,
-                    size_t errbuf_size)
-{
-    char errstr[512];
-    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
-        return 0;
-    snprintf(errbuf, errbuf_size, "property \"%s\": %s", key,
-             kts_property_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
-    return -EINVAL;
-}
-
 /* ------------------------------------------------------------------ topic check (12) */
 
 /* Milliseconds for the next metadata request of a check: 250, 500, 1000 … (a broker that is
@@ -741,9 +688,7 @@ static void producer_free(struct kts_producer *p)
         rd_kafka_topic_destroy(p->rkt);
     if (p->rk != NULL)
         rd_kafka_destroy(p->rk);
-    for (size_t i = 0; i < p->secrets.n; i++)
-        memset(p->secrets.v[i], 0, strlen(p->secrets.v[i]));
-    kts_strv_free(&p->secrets);
+    kts_rdklog_fini(&p->log);
     pthread_key_delete(p->tls_buf);
     for (struct tls_node *n = p->bufs, *next; n != NULL; n = next) {
         next = n->next;
@@ -794,33 +739,38 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     p->skip_marked = cfg->skip_marked;
     p->block_timeout = cfg->block_timeout;
     p->rl_drop.interval_s = p->rl_fail.interval_s = 10;
-    for (int i = 0; i < KTS_RDK_LIMITERS; i++)
-        p->rl_error[i].interval_s = 10;
     p->rl_spool.interval_s = p->rl_spool_on.interval_s = p->rl_spool_off.interval_s = 10;
+    char where[512];
+    snprintf(where, sizeof(where), "write_kafka_ts plugin (%s)", p->name ? p->name : "?");
+    if (p->name == NULL || kts_rdklog_init(&p->log, where, &cfg->properties) < 0) {
+        producer_free(p);
+        return -ENOMEM;
+    }
 
     int rc = 0;
     char num[32];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     /* Our defaults first; the user's Property lines come after and win. (4) (6) */
-    rc = conf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size);
+    rc = kts_rdkconf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size);
     if (!rc)
-        rc = conf_set(conf, "partitioner", "murmur2_random", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "partitioner", "murmur2_random", errbuf, errbuf_size);
     if (!rc)
-        rc = conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size);
     if (!rc)
-        rc = conf_set(conf, "client.id", "collectd-write_kafka_ts", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "client.id", "collectd-write_kafka_ts", errbuf, errbuf_size);
     /* (11) write-ahead needs every acknowledgement to consume the spool */
     p->wal_mode = cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") != 0 &&
                   cfg->spool_mode == KTS_SPOOL_MODE_ALWAYS;
     if (!rc)
-        rc = conf_set(conf, "delivery.report.only.error", p->wal_mode ? "false" : "true", errbuf,
-                      errbuf_size);
+        rc = kts_rdkconf_set(conf, "delivery.report.only.error", p->wal_mode ? "false" : "true",
+                             errbuf, errbuf_size);
     /* Per-series order across broker outages: without idempotence, a retried request can land
      * after a later one that succeeded when several are in flight (seen: 91 of 300,000 values
      * out of order after a broker restart). One request in flight per broker keeps retries in
      * order; each request still carries a whole batch. */
     if (!rc)
-        rc = conf_set(conf, "max.in.flight.requests.per.connection", "1", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "max.in.flight.requests.per.connection", "1", errbuf,
+                             errbuf_size);
     /* Idempotence (docs/LIBRDKAFKA.md): on by default where librdkafka's idempotent producer is
      * safe (>= 2.3.0), so per-series order also holds across a failover of the whole cluster
      * (a retried batch can otherwise land after the next one); off where it can end the
@@ -843,7 +793,7 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
                     "is not guaranteed across a restart of the whole cluster",
                     p->name, u_acks);
         else
-            rc = conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size);
+            rc = kts_rdkconf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size);
     }
     if (!rc && u_idem != NULL && idem_bug != NULL &&
         (strcmp(u_idem, "true") == 0 || strcmp(u_idem, "1") == 0))
@@ -852,13 +802,13 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     snprintf(num, sizeof(num), "%d",
              (int)((cfg->stats_interval > 0 ? cfg->stats_interval : 10.0) * 1000.0));
     if (!rc)
-        rc = conf_set(conf, "statistics.interval.ms", num, errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "statistics.interval.ms", num, errbuf, errbuf_size);
     snprintf(num, sizeof(num), "%lld", (long long)cfg->buffer_messages);
     if (!rc)
-        rc = conf_set(conf, "queue.buffering.max.messages", num, errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "queue.buffering.max.messages", num, errbuf, errbuf_size);
     snprintf(num, sizeof(num), "%lld", (long long)((cfg->buffer_kbytes + 1023) / 1024));
     if (!rc)
-        rc = conf_set(conf, "queue.buffering.max.kbytes", num, errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "queue.buffering.max.kbytes", num, errbuf, errbuf_size);
     for (size_t i = 0; !rc && i + 1 < cfg->properties.n; i += 2) {
         const char *k = cfg->properties.v[i], *v = cfg->properties.v[i + 1];
         if (strcmp(k, "delivery.report.only.error") == 0) {
@@ -869,10 +819,7 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
             rc = -EINVAL;
             break;
         }
-        if (kts_property_is_secret(k))
-            rc = kts_strv_push(&p->secrets, v);
-        if (!rc)
-            rc = conf_set(conf, k, v, errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, k, v, errbuf, errbuf_size);
         if (!rc && strcmp(k, "message.timeout.ms") == 0 && strcmp(v, "0") != 0)
             kts_log(KTS_LOG_NOTICE,
                     "write_kafka_ts plugin (%s): message.timeout.ms is %s: value lists not "
@@ -907,7 +854,7 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     if (p->rk == NULL) {
         char masked[1024];
         snprintf(errbuf, errbuf_size, "cannot create the Kafka producer: %s",
-                 mask_secrets(p, errstr, masked, sizeof(masked)));
+                 kts_rdklog_mask(&p->log, errstr, masked, sizeof(masked)));
         rd_kafka_conf_destroy(conf);
         producer_free(p);
         return -EINVAL;

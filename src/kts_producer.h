@@ -163,7 +163,4 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s);
 /* Free what kts_opt_defaults/kts_opt_apply put into cfg. */
 void kts_producer_config_free(struct kts_producer_config *cfg);
 
-/* Is this librdkafka property name a secret (its value must never be logged)? */
-bool kts_property_is_secret(const char *name);
-
 #endif

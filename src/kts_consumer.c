@@ -110,6 +110,8 @@ void kts_consumer_config_free(struct kts_consumer_config *cfg)
 {
     kts_rdkconf_wipe_values(&cfg->properties); /* some are secrets */
     kts_opt_free(kts_consumer_options, cfg);
+    free(cfg->log_prefix);
+    cfg->log_prefix = NULL;
     kts_strv_free(&cfg->properties);
 }
 
@@ -195,8 +197,8 @@ static void handle_message(struct kts_consumer *c, rd_kafka_message_t *km)
 {
     if (km->err) {
         if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            kts_log_limited(&c->rl_err, KTS_LOG_WARNING, "read_kafka_ts plugin (%s): consumer: %s",
-                            c->name, rd_kafka_message_errstr(km));
+            kts_log_limited(&c->rl_err, KTS_LOG_WARNING, "%s: consumer: %s", c->where,
+                            rd_kafka_message_errstr(km));
         return;
     }
     /* Decode and run the pipeline without the lock: scratch is this thread's. */
@@ -226,8 +228,7 @@ static void handle_message(struct kts_consumer *c, rd_kafka_message_t *km)
     struct msg *m = kts_cons_msg_append(c, p, km->offset);
     if (m == NULL) {
         scratch_clear(c);
-        kts_log_limited(&c->rl_err, KTS_LOG_ERR, "read_kafka_ts plugin (%s): out of memory",
-                        c->name);
+        kts_log_limited(&c->rl_err, KTS_LOG_ERR, "%s: out of memory", c->where);
         pthread_mutex_unlock(&c->lock);
         return; /* not stored: redelivered after a restart */
     }
@@ -241,9 +242,9 @@ static void handle_message(struct kts_consumer *c, rd_kafka_message_t *km)
         if (kts_inflight_add(&c->inf, &c->scratch[i], &m->im) < 0) {
             kts_vl_fini(&c->scratch[i]);
             kts_log_limited(&c->rl_err, KTS_LOG_ERR,
-                            "read_kafka_ts plugin (%s): out of memory; "
+                            "%s: out of memory; "
                             "a value is lost",
-                            c->name);
+                            c->where);
         }
     }
     c->scratch_n = 0;
@@ -287,7 +288,7 @@ static int consumer_alloc(struct kts_consumer **out, const struct kts_consumer_c
     memset(&c->cfg.topics, 0, sizeof(c->cfg.topics));
     memset(&c->cfg.properties, 0, sizeof(c->cfg.properties));
     memset(&c->cfg.typesdb, 0, sizeof(c->cfg.typesdb));
-    c->cfg.group_id = c->cfg.dead_letter_topic = NULL;
+    c->cfg.group_id = c->cfg.dead_letter_topic = c->cfg.log_prefix = NULL;
     c->name = strdup(cfg->name ? cfg->name : cfg->group_id);
     c->cfg.name = c->name;
     c->cfg.host_prefix = c->host_prefix = dup_or_null(cfg->host_prefix);
@@ -298,7 +299,6 @@ static int consumer_alloc(struct kts_consumer **out, const struct kts_consumer_c
     c->inf.instance_bits = (uint64_t)(instance_id & 0xFF) << 56;
     c->inf.dispatch = cb->dispatch;
     c->inf.dispatch_opaque = cb->dispatch_opaque;
-    c->inf.name = c->name;
     c->inf.st = &c->st;
     c->inf.done_cond = &c->cond;
     int rc = kts_inflight_init(&c->inf, (size_t)cfg->max_inflight_values);
@@ -307,8 +307,10 @@ static int consumer_alloc(struct kts_consumer **out, const struct kts_consumer_c
     if (c->name == NULL || rc < 0 || c->types == NULL || c->decoder == NULL)
         return -ENOMEM;
     char where[512];
-    snprintf(where, sizeof(where), "read_kafka_ts plugin (%s)", c->name);
-    return kts_rdklog_init(&c->log, where, &cfg->properties);
+    snprintf(where, sizeof(where), "kts_consumer (%s)", c->name);
+    rc = kts_rdklog_init(&c->log, cfg->log_prefix ? cfg->log_prefix : where, &cfg->properties);
+    c->where = c->inf.where = c->log.where;
+    return rc;
 }
 
 static int load_types(struct kts_consumer *c, const struct kts_consumer_config *cfg, char *errbuf,
@@ -549,15 +551,15 @@ uint64_t kts_consumer_drain(struct kts_consumer *c)
         kts_cons_commit_point(c, true); /* (11) flush once more, then store everything done */
     if (left > 0)
         kts_log(KTS_LOG_WARNING,
-                "read_kafka_ts plugin (%s): shutdown: %llu dispatched value(s) "
+                "%s: shutdown: %llu dispatched value(s) "
                 "were not confirmed written within DrainTimeout; their messages will be "
                 "consumed again",
-                c->name, (unsigned long long)left);
+                c->where, (unsigned long long)left);
     else
         kts_log(KTS_LOG_INFO,
-                "read_kafka_ts plugin (%s): shutdown: every dispatched value was "
+                "%s: shutdown: every dispatched value was "
                 "written (%llu written in total); %llu queued value(s) left for redelivery",
-                c->name, (unsigned long long)c->st.written,
+                c->where, (unsigned long long)c->st.written,
                 (unsigned long long)c->st.inflight_values);
     pthread_mutex_unlock(&c->lock);
     return left;

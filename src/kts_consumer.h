@@ -68,7 +68,10 @@ enum kts_start_position {
 
 /* Settings; the plugin fills this from kts_consumer_options. */
 struct kts_consumer_config {
-    char *name;                 /* instance name in log lines and self-metrics */
+    char *name;                 /* instance name (default: the group id) */
+    char *log_prefix;           /* starts every log line, the caller's (e.g. "read_kafka_ts plugin
+                                 * (NAME)"); NULL: "kts_consumer (NAME)". Not an option: set
+                                 * by the caller, freed by kts_consumer_config_free() */
     char *group_id;             /* required */
     struct kts_strv topics;     /* required; "^regex" subscribes by pattern */
     int start_position;         /* enum kts_start_position (auto.offset.reset) */

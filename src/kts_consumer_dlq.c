@@ -22,9 +22,9 @@ static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
     } else {
         c->st.dead_letter_failed++;
         kts_log_limited(&c->rl_dlq, KTS_LOG_ERR,
-                        "read_kafka_ts plugin (%s): copy to dead-letter topic \"%s\" failed: %s; "
+                        "%s: copy to dead-letter topic \"%s\" failed: %s; "
                         "the bad message is skipped",
-                        c->name, c->dlq_topic, rd_kafka_err2str(m->err));
+                        c->where, c->dlq_topic, rd_kafka_err2str(m->err));
     }
     kts_inflight_msg_done(&msg->im);
     pthread_mutex_unlock(&c->lock);
@@ -37,8 +37,8 @@ void kts_cons_bad_message(struct kts_consumer *c, const rd_kafka_message_t *km, 
     c->st.decode_errors++;
     const char *topic = rd_kafka_topic_name(km->rkt);
     kts_log_limited(&c->rl_bad, KTS_LOG_WARNING,
-                    "read_kafka_ts plugin (%s): bad message at %s [%d] offset %lld (%zu bytes): %s",
-                    c->name, topic, (int)km->partition, (long long)km->offset, km->len, why);
+                    "%s: bad message at %s [%d] offset %lld (%zu bytes): %s", c->where, topic,
+                    (int)km->partition, (long long)km->offset, km->len, why);
     if (c->dlq == NULL)
         return;
     char part[16], off[24];
@@ -55,9 +55,8 @@ void kts_cons_bad_message(struct kts_consumer *c, const rd_kafka_message_t *km, 
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         m->im.pending--;
         c->st.dead_letter_failed++;
-        kts_log_limited(&c->rl_dlq, KTS_LOG_ERR,
-                        "read_kafka_ts plugin (%s): cannot copy to dead-letter topic \"%s\": %s",
-                        c->name, c->dlq_topic, rd_kafka_err2str(err));
+        kts_log_limited(&c->rl_dlq, KTS_LOG_ERR, "%s: cannot copy to dead-letter topic \"%s\": %s",
+                        c->where, c->dlq_topic, rd_kafka_err2str(err));
     }
 }
 

@@ -52,6 +52,7 @@ struct part {
 struct kts_consumer {
     struct kts_consumer_config cfg; /* only the scalar fields and naming strings are used */
     char *name;
+    const char *where; /* starts every log line: log.where (kts_consumer_config.log_prefix) */
     char *host_prefix, *host_suffix, *pi_suffix;
     struct kts_consumer_callbacks cb;
 

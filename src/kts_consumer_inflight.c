@@ -244,9 +244,9 @@ static void series_dispatch_next(struct kts_inflight *f, series_t *s)
         } else if (rc < 0) {
             f->st->dispatch_failed++;
             kts_log_limited(&f->rl_dispatch, KTS_LOG_ERR,
-                            "read_kafka_ts plugin (%s): dispatch failed (%s): a value of %s/%s/%s "
+                            "%s: dispatch failed (%s): a value of %s/%s/%s "
                             "is lost",
-                            f->name, strerror(-rc), p->vl.host, p->vl.plugin, p->vl.type);
+                            f->where, strerror(-rc), p->vl.host, p->vl.plugin, p->vl.type);
         }
         if (rc < 0 || rc == KTS_DISPATCH_SKIPPED) {
             tmap_take(f, p->token);
@@ -304,10 +304,10 @@ void kts_inflight_expire(struct kts_inflight *f, int64_t now_ns)
         pval_t *p = tmap_take(f, f->dhead->token);
         f->st->unconfirmed++;
         kts_log_limited(&f->rl_timeout, KTS_LOG_WARNING,
-                        "read_kafka_ts plugin (%s): a value of %s/%s/%s was dispatched %.0f s ago "
+                        "%s: a value of %s/%s/%s was dispatched %.0f s ago "
                         "and never reached the write path (a filter chain dropping it, or "
                         "WriteQueueLimitHigh?); counting it as done",
-                        f->name, p->vl.host, p->vl.plugin, p->vl.type, f->write_timeout);
+                        f->where, p->vl.host, p->vl.plugin, p->vl.type, f->write_timeout);
         value_done(f, p);
     }
 }

@@ -58,7 +58,7 @@ struct kts_inflight {
     uint64_t instance_bits; /* the top 8 bits of every token */
     kts_dispatch_fn dispatch;
     void *dispatch_opaque;
-    const char *name;              /* instance name in log lines */
+    const char *where;             /* starts every log line (kts_consumer_config.log_prefix) */
     struct kts_consumer_stats *st; /* dispatched … dropped_revoked and inflight_values */
     pthread_cond_t *done_cond;     /* broadcast when a value is done; NULL: none */
 

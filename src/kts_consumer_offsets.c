@@ -60,8 +60,7 @@ static void offsets_store_list(struct kts_consumer *c, rd_kafka_topic_partition_
         return;
     rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, list);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        kts_log_limited(&c->rl_err, KTS_LOG_WARNING,
-                        "read_kafka_ts plugin (%s): storing offsets: %s", c->name,
+        kts_log_limited(&c->rl_err, KTS_LOG_WARNING, "%s: storing offsets: %s", c->where,
                         rd_kafka_err2str(err));
     else
         c->st.offsets_stored += (uint64_t)list->cnt;
@@ -173,9 +172,9 @@ static void rebalance_incremental(struct kts_consumer *c, rd_kafka_t *rk, rd_kaf
             if (kts_cons_part_find(c, parts->elems[i].topic, parts->elems[i].partition) == NULL)
                 part_add(c, parts->elems[i].topic, parts->elems[i].partition);
         kts_log(KTS_LOG_INFO,
-                "read_kafka_ts plugin (%s): assigned %d partition(s) "
+                "%s: assigned %d partition(s) "
                 "(incremental; %d owned now)",
-                c->name, parts->cnt, parts_owned(c));
+                c->where, parts->cnt, parts_owned(c));
         pthread_mutex_unlock(&c->lock);
         e = rd_kafka_incremental_assign(rk, parts);
     } else {
@@ -191,15 +190,15 @@ static void rebalance_incremental(struct kts_consumer *c, rd_kafka_t *rk, rd_kaf
         kts_inflight_drop_revoked(&c->inf);
         kts_cons_store_offsets(c);
         kts_log(KTS_LOG_INFO,
-                "read_kafka_ts plugin (%s): %d partition(s) %s (incremental; %d "
+                "%s: %d partition(s) %s (incremental; %d "
                 "owned now)",
-                c->name, parts->cnt, rd_kafka_assignment_lost(rk) ? "lost" : "revoked",
+                c->where, parts->cnt, rd_kafka_assignment_lost(rk) ? "lost" : "revoked",
                 parts_owned(c));
         pthread_mutex_unlock(&c->lock);
         e = rd_kafka_incremental_unassign(rk, parts);
     }
     if (e != NULL) {
-        kts_log(KTS_LOG_ERR, "read_kafka_ts plugin (%s): incremental %s: %s", c->name,
+        kts_log(KTS_LOG_ERR, "%s: incremental %s: %s", c->where,
                 err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assign" : "unassign",
                 rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
@@ -220,8 +219,7 @@ void kts_cons_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++)
             part_add(c, parts->elems[i].topic, parts->elems[i].partition);
-        kts_log(KTS_LOG_INFO, "read_kafka_ts plugin (%s): assigned %d partition(s)", c->name,
-                parts->cnt);
+        kts_log(KTS_LOG_INFO, "%s: assigned %d partition(s)", c->where, parts->cnt);
         pthread_mutex_unlock(&c->lock);
         rd_kafka_assign(rk, parts);
         return;
@@ -235,8 +233,7 @@ void kts_cons_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         p->revoked = true;
     kts_inflight_drop_revoked(&c->inf);
     kts_cons_store_offsets(c); /* frees what the drop completed; stores nothing for revoked */
-    kts_log(KTS_LOG_INFO, "read_kafka_ts plugin (%s): partitions revoked (%s)", c->name,
-            rd_kafka_err2name(err));
+    kts_log(KTS_LOG_INFO, "%s: partitions revoked (%s)", c->where, rd_kafka_err2name(err));
     pthread_mutex_unlock(&c->lock);
     rd_kafka_assign(rk, NULL);
 }

@@ -58,7 +58,7 @@ static void setup(struct kts_inflight *f, bool ordered)
     f->write_timeout = 1;
     f->instance_bits = (uint64_t)5 << 56;
     f->dispatch = on_dispatch;
-    f->name = "unit";
+    f->where = "read_kafka_ts plugin (unit)";
     f->st = &st;
     if (kts_inflight_init(f, 100) != 0)
         BAIL_OUT("kts_inflight_init");

@@ -81,6 +81,8 @@ void kts_producer_config_free(struct kts_producer_config *cfg)
 {
     kts_rdkconf_wipe_values(&cfg->properties); /* some are secrets */
     kts_opt_free(kts_producer_options, cfg);
+    free(cfg->log_prefix);
+    cfg->log_prefix = NULL;
     kts_strv_free(&cfg->properties);
 }
 
@@ -124,6 +126,7 @@ struct kts_producer {
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
     char *name;
+    const char *where; /* starts every log line: log.where (kts_producer_config.log_prefix) */
     enum kts_format format;
     enum kts_key_mode key;
     bool skip_marked;
@@ -220,9 +223,9 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         /* Blame librdkafka's idempotence bug only where the linked version has it. */
         const char *bug = kts_rdk_limit(KTS_RDK_IDEMPOTENCE, lim, sizeof(lim));
         kts_log(KTS_LOG_ERR,
-                "write_kafka_ts plugin (%s): FATAL producer error %s: %s; nothing more can be "
+                "%s: FATAL producer error %s: %s; nothing more can be "
                 "sent until collectd is restarted%s%s%s",
-                p->name, rd_kafka_err2name(ferr),
+                p->where, rd_kafka_err2name(ferr),
                 kts_rdklog_mask(&p->log, fatal, fmasked, sizeof(fmasked)),
                 bug ? " (probably the known enable.idempotence bug: " : "", bug ? bug : "",
                 bug ? "; docs/LIBRDKAFKA.md)" : "");
@@ -302,9 +305,8 @@ static void wal_report(struct kts_producer *p, const rd_kafka_message_t *m)
     pthread_mutex_lock(&p->spool_lock);
     wal_done(p, seq);
     pthread_mutex_unlock(&p->spool_lock);
-    kts_log_limited(&p->rl_fail, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): delivery failed, value list lost: %s (%s)",
-                    p->name, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
+    kts_log_limited(&p->rl_fail, KTS_LOG_ERR, "%s: delivery failed, value list lost: %s (%s)",
+                    p->where, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
 }
 
 /*
@@ -331,9 +333,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         return;
     }
     ATOMIC_INC(p->failed);
-    kts_log_limited(&p->rl_fail, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): delivery failed, value list lost: %s (%s)",
-                    p->name, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
+    kts_log_limited(&p->rl_fail, KTS_LOG_ERR, "%s: delivery failed, value list lost: %s (%s)",
+                    p->where, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
 }
 
 /* Sums avg and max of one latency object (("min", "max", "avg", "cnt")) into *avg and *max;
@@ -427,8 +428,7 @@ static bool count_replayed(struct kts_producer *p, rd_kafka_resp_err_t err)
         ATOMIC_INC(p->dropped_too_large);
     else
         ATOMIC_INC(p->dropped_error);
-    kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): dropped a spooled value list: %s (%s)", p->name,
+    kts_log_limited(&p->rl_drop, KTS_LOG_ERR, "%s: dropped a spooled value list: %s (%s)", p->where,
                     rd_kafka_err2str(err), rd_kafka_err2name(err));
     return false;
 }
@@ -455,9 +455,9 @@ static void spool_service(struct kts_producer *p)
                  * spooled one (the switch happens under the lock writers append under). */
                 __atomic_store_n(&p->spooling, 0, __ATOMIC_RELEASE);
                 kts_log_limited(&p->rl_spool_off, KTS_LOG_NOTICE,
-                                "write_kafka_ts plugin (%s): spool drained (%llu value lists "
+                                "%s: spool drained (%llu value lists "
                                 "replayed so far); writing to Kafka directly again",
-                                p->name, (unsigned long long)ATOMIC_GET(p->replayed));
+                                p->where, (unsigned long long)ATOMIC_GET(p->replayed));
                 more = false;
                 break;
             }
@@ -609,9 +609,9 @@ static int topic_exists(struct kts_producer *p, const char *topic, double timeou
             else
                 snprintf(why, sizeof(why), "no broker answered within %g s", timeout_s);
             kts_log(KTS_LOG_NOTICE,
-                    "write_kafka_ts plugin (%s): could not check whether topic \"%s\" exists: %s; "
+                    "%s: could not check whether topic \"%s\" exists: %s; "
                     "value lists wait in the queue until a broker answers",
-                    p->name, topic, why);
+                    p->where, topic, why);
             return -1;
         }
     }
@@ -631,9 +631,9 @@ static void topic_check_created(struct kts_producer *p, const char *topic, bool 
         "topic exists; create it, or enable automatic creation";
     if (!client_auto) {
         kts_log(KTS_LOG_WARNING,
-                "write_kafka_ts plugin (%s): topic \"%s\" does not exist and auto-creation is off "
+                "%s: topic \"%s\" does not exist and auto-creation is off "
                 "(Property \"allow.auto.create.topics\" is \"false\"): %s",
-                p->name, topic, lost);
+                p->where, topic, lost);
         return;
     }
     double deadline = now_s() + timeout_s;
@@ -655,19 +655,19 @@ static void topic_check_created(struct kts_producer *p, const char *topic, bool 
         }
         if (partitions > 0) {
             kts_log(KTS_LOG_WARNING,
-                    "write_kafka_ts plugin (%s): topic \"%s\" did not exist: the broker created "
+                    "%s: topic \"%s\" did not exist: the broker created "
                     "it automatically (auto.create.topics.enable) with %d partitions and its "
                     "default replication factor; to choose them, create the topic before "
                     "starting collectd",
-                    p->name, topic, partitions);
+                    p->where, topic, partitions);
             return;
         }
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR && last != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
             last != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE && last != RD_KAFKA_RESP_ERR_NO_ERROR) {
             kts_log(KTS_LOG_WARNING,
-                    "write_kafka_ts plugin (%s): topic \"%s\" does not exist and the broker "
+                    "%s: topic \"%s\" does not exist and the broker "
                     "refuses it: %s (%s)",
-                    p->name, topic, rd_kafka_err2str(last), rd_kafka_err2name(last));
+                    p->where, topic, rd_kafka_err2str(last), rd_kafka_err2name(last));
             return;
         }
         rd_kafka_poll(p->rk, 100);
@@ -675,10 +675,10 @@ static void topic_check_created(struct kts_producer *p, const char *topic, bool 
             break;
     }
     kts_log(KTS_LOG_WARNING,
-            "write_kafka_ts plugin (%s): topic \"%s\" does not exist and the broker did not "
+            "%s: topic \"%s\" does not exist and the broker did not "
             "create it within %g s of being asked: auto-creation is off on the broker "
             "(auto.create.topics.enable=false) or failed: %s",
-            p->name, topic, timeout_s, lost);
+            p->where, topic, timeout_s, lost);
 }
 
 static void producer_free(struct kts_producer *p)
@@ -741,11 +741,13 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     p->rl_drop.interval_s = p->rl_fail.interval_s = 10;
     p->rl_spool.interval_s = p->rl_spool_on.interval_s = p->rl_spool_off.interval_s = 10;
     char where[512];
-    snprintf(where, sizeof(where), "write_kafka_ts plugin (%s)", p->name ? p->name : "?");
-    if (p->name == NULL || kts_rdklog_init(&p->log, where, &cfg->properties) < 0) {
+    snprintf(where, sizeof(where), "kts_producer (%s)", p->name ? p->name : "?");
+    if (p->name == NULL ||
+        kts_rdklog_init(&p->log, cfg->log_prefix ? cfg->log_prefix : where, &cfg->properties) < 0) {
         producer_free(p);
         return -ENOMEM;
     }
+    p->where = p->log.where;
 
     int rc = 0;
     char num[32];
@@ -788,17 +790,16 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     if (!rc && u_idem == NULL && idem_bug == NULL) {
         if (u_acks != NULL && strcmp(u_acks, "all") != 0 && strcmp(u_acks, "-1") != 0)
             kts_log(KTS_LOG_NOTICE,
-                    "write_kafka_ts plugin (%s): enable.idempotence is not turned on because "
+                    "%s: enable.idempotence is not turned on because "
                     "Property \"acks\" is \"%s\" (idempotence needs \"all\"): per-series order "
                     "is not guaranteed across a restart of the whole cluster",
-                    p->name, u_acks);
+                    p->where, u_acks);
         else
             rc = kts_rdkconf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size);
     }
     if (!rc && u_idem != NULL && idem_bug != NULL &&
         (strcmp(u_idem, "true") == 0 || strcmp(u_idem, "1") == 0))
-        kts_log(KTS_LOG_WARNING, "write_kafka_ts plugin (%s): enable.idempotence is on although %s",
-                p->name, idem_bug);
+        kts_log(KTS_LOG_WARNING, "%s: enable.idempotence is on although %s", p->where, idem_bug);
     snprintf(num, sizeof(num), "%d",
              (int)((cfg->stats_interval > 0 ? cfg->stats_interval : 10.0) * 1000.0));
     if (!rc)
@@ -822,9 +823,9 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         rc = kts_rdkconf_set(conf, k, v, errbuf, errbuf_size);
         if (!rc && strcmp(k, "message.timeout.ms") == 0 && strcmp(v, "0") != 0)
             kts_log(KTS_LOG_NOTICE,
-                    "write_kafka_ts plugin (%s): message.timeout.ms is %s: value lists not "
+                    "%s: message.timeout.ms is %s: value lists not "
                     "delivered within it are counted as failed and lost",
-                    p->name, v);
+                    p->where, v);
     }
     if (rc) {
         rd_kafka_conf_destroy(conf);
@@ -902,18 +903,18 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
             if (!kts_spool_empty(p->spool)) {
                 p->wal_backlog = UINT64_MAX / 2; /* until the ahead reader finds the end */
                 kts_log(KTS_LOG_NOTICE,
-                        "write_kafka_ts plugin (%s): spool \"%s\" holds %llu bytes of value lists "
+                        "%s: spool \"%s\" holds %llu bytes of value lists "
                         "the broker had not acknowledged when the previous run ended: sending them "
                         "first (those it received without its answer arriving come twice)",
-                        p->name, cfg->spool_dir, (unsigned long long)st.bytes);
+                        p->where, cfg->spool_dir, (unsigned long long)st.bytes);
             }
         } else if (!kts_spool_empty(p->spool)) {
             /* (10) left from before: replayed before any new value list */
             p->spooling = 1;
             kts_log(KTS_LOG_NOTICE,
-                    "write_kafka_ts plugin (%s): spool \"%s\" holds %llu bytes from a previous "
+                    "%s: spool \"%s\" holds %llu bytes from a previous "
                     "run: replaying them before new value lists",
-                    p->name, cfg->spool_dir, (unsigned long long)st.bytes);
+                    p->where, cfg->spool_dir, (unsigned long long)st.bytes);
         }
     }
     if (pthread_create(&p->poller, NULL, poller_main, p) != 0) {
@@ -922,8 +923,8 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         return -EAGAIN;
     }
     p->poller_started = 1;
-    kts_log(KTS_LOG_INFO, "write_kafka_ts plugin (%s): librdkafka %s, enable.idempotence %s",
-            p->name, kts_rdk_version_str(), kts_producer_idempotent(p) ? "on" : "off");
+    kts_log(KTS_LOG_INFO, "%s: librdkafka %s, enable.idempotence %s", p->where,
+            kts_rdk_version_str(), kts_producer_idempotent(p) ? "on" : "off");
     *out = p;
     return 0;
 }
@@ -1001,17 +1002,18 @@ static int spool_append_locked(struct kts_producer *p, const void *key, size_t k
         struct kts_spool_stats st;
         kts_spool_stats(p->spool, &st);
         kts_log_limited(&p->rl_spool, KTS_LOG_ERR,
-                        "write_kafka_ts plugin (%s): dropped a value list: spool full (%llu "
+                        "%s: dropped a value list: spool full (%llu "
                         "bytes, SpoolMaxBytes); %llu dropped for this reason so far",
-                        p->name, (unsigned long long)st.bytes,
+                        p->where, (unsigned long long)st.bytes,
                         (unsigned long long)ATOMIC_GET(p->dropped_spool_full));
         return -ENOBUFS;
     }
     ATOMIC_INC(p->dropped_spool_error);
     kts_log_limited(&p->rl_spool, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): dropped a value list: cannot write the spool: "
+                    "%s: dropped a value list: cannot write the spool: "
                     "%s; %llu dropped for this reason so far",
-                    p->name, strerror(-rc), (unsigned long long)ATOMIC_GET(p->dropped_spool_error));
+                    p->where, strerror(-rc),
+                    (unsigned long long)ATOMIC_GET(p->dropped_spool_error));
     return -EIO;
 }
 
@@ -1026,9 +1028,9 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
     if (rc < 0) {
         ATOMIC_INC(p->dropped_encode);
         kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                        "write_kafka_ts plugin (%s): dropped a value list of %s/%s: cannot encode "
+                        "%s: dropped a value list of %s/%s: cannot encode "
                         "it (%s)",
-                        p->name, vl->host, vl->plugin, strerror(-rc));
+                        p->where, vl->host, vl->plugin, strerror(-rc));
         return -EINVAL;
     }
     char key[5 * KTS_NAME_MAX + 8];
@@ -1105,10 +1107,10 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
                 if (!p->spooling) {
                     __atomic_store_n(&p->spooling, 1, __ATOMIC_RELEASE);
                     kts_log_limited(&p->rl_spool_on, KTS_LOG_WARNING,
-                                    "write_kafka_ts plugin (%s): local queue full for "
+                                    "%s: local queue full for "
                                     "BlockTimeout %.3g s: spooling to disk until the broker "
                                     "catches up",
-                                    p->name, p->block_timeout);
+                                    p->where, p->block_timeout);
                 }
                 rc = spool_append_locked(p, key, key_len, b->data, b->len);
                 pthread_mutex_unlock(&p->spool_lock);
@@ -1116,23 +1118,22 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
             }
             ATOMIC_INC(p->dropped_queue_full);
             kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                            "write_kafka_ts plugin (%s): dropped a value list: local queue full "
+                            "%s: dropped a value list: local queue full "
                             "(BufferMessages/BufferBytes) for longer than BlockTimeout %.3g s; "
                             "is the broker reachable?",
-                            p->name, p->block_timeout);
+                            p->where, p->block_timeout);
             return -ENOBUFS;
         }
         if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
             ATOMIC_INC(p->dropped_too_large);
             kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                            "write_kafka_ts plugin (%s): dropped a value list: message of %zu "
+                            "%s: dropped a value list: message of %zu "
                             "bytes is larger than message.max.bytes",
-                            p->name, b->len);
+                            p->where, b->len);
             return -EMSGSIZE;
         }
         ATOMIC_INC(p->dropped_error);
-        kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                        "write_kafka_ts plugin (%s): dropped a value list: %s (%s)", p->name,
+        kts_log_limited(&p->rl_drop, KTS_LOG_ERR, "%s: dropped a value list: %s (%s)", p->where,
                         rd_kafka_err2str(err), rd_kafka_err2name(err));
         return -EIO;
     }
@@ -1210,9 +1211,9 @@ static uint64_t requeue_purged(struct kts_producer *p)
         n = 0;
     if ((size_t)n < p->purged_n)
         kts_log(KTS_LOG_ERR,
-                "write_kafka_ts plugin (%s): shutdown: only %ld of %zu undelivered value lists "
+                "%s: shutdown: only %ld of %zu undelivered value lists "
                 "fit in the spool (SpoolMaxBytes); the other %zu are lost",
-                p->name, n, p->purged_n, p->purged_n - (size_t)n);
+                p->where, n, p->purged_n, p->purged_n - (size_t)n);
     __atomic_add_fetch(&p->spooled, (uint64_t)n, __ATOMIC_RELAXED);
     return (uint64_t)n;
 }
@@ -1277,9 +1278,9 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
         spool_left = !kts_spool_empty(p->spool);
         if (kts_spool_close_stats(p->spool, &st) != 0)
             kts_log(KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): shutdown: the spool could not be "
+                    "%s: shutdown: the spool could not be "
                     "closed cleanly (see above)",
-                    p->name);
+                    p->where);
         unwritten = st.unwritten; /* lost at the final write (disk full): logged by the spool */
         p->spool = NULL;
     }
@@ -1297,41 +1298,41 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
                        unwritten;
     if (spool_left)
         kts_log(KTS_LOG_NOTICE,
-                "write_kafka_ts plugin (%s): shutdown: the spool keeps %llu bytes of value lists "
+                "%s: shutdown: the spool keeps %llu bytes of value lists "
                 "for the next start (%llu of them put back from librdkafka's queue; spooled "
                 "%llu, replayed %llu in this run)",
-                p->name, (unsigned long long)spool_bytes, (unsigned long long)requeued,
+                p->where, (unsigned long long)spool_bytes, (unsigned long long)requeued,
                 (unsigned long long)ATOMIC_GET(p->spooled),
                 (unsigned long long)ATOMIC_GET(p->replayed));
     uint64_t unsure = ATOMIC_GET(p->unsure);
     if (undelivered > 0)
         kts_log(KTS_LOG_ERR,
-                "write_kafka_ts plugin (%s): shutdown: %llu value lists were NOT delivered "
+                "%s: shutdown: %llu value lists were NOT delivered "
                 "(%llu still queued after FlushTimeout %.3g s, %llu failed; %llu of them "
                 "possibly written by the broker, whose answer never came); %llu delivered of "
                 "%llu sent; %llu dropped before sending",
-                p->name, (unsigned long long)undelivered,
+                p->where, (unsigned long long)undelivered,
                 (unsigned long long)(undelivered > failed ? undelivered - failed : 0), timeout_s,
                 (unsigned long long)failed, (unsigned long long)unsure,
                 (unsigned long long)delivered, (unsigned long long)sent,
                 (unsigned long long)dropped);
     else if (unsure > 0)
         kts_log(KTS_LOG_NOTICE,
-                "write_kafka_ts plugin (%s): shutdown: %llu value lists put back in the spool "
+                "%s: shutdown: %llu value lists put back in the spool "
                 "were possibly written by the broker already (its answer never came): Kafka "
                 "may get them twice",
-                p->name, (unsigned long long)unsure);
+                p->where, (unsigned long long)unsure);
     else if (requeued > 0)
         kts_log(KTS_LOG_INFO,
-                "write_kafka_ts plugin (%s): shutdown: %llu value lists sent were delivered, "
+                "%s: shutdown: %llu value lists sent were delivered, "
                 "%llu put back in the spool; %llu dropped before sending",
-                p->name, (unsigned long long)delivered, (unsigned long long)requeued,
+                p->where, (unsigned long long)delivered, (unsigned long long)requeued,
                 (unsigned long long)dropped);
     else
         kts_log(KTS_LOG_INFO,
-                "write_kafka_ts plugin (%s): shutdown: all %llu value lists sent were delivered; "
+                "%s: shutdown: all %llu value lists sent were delivered; "
                 "%llu dropped before sending",
-                p->name, (unsigned long long)sent, (unsigned long long)dropped);
+                p->where, (unsigned long long)sent, (unsigned long long)dropped);
     producer_free(p);
     return undelivered;
 }

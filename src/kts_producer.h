@@ -67,7 +67,10 @@ struct kts_producer;
 
 /* Settings; the plugin fills this from its option table (see kts_producer_options). */
 struct kts_producer_config {
-    char *name;                  /* instance name used in log lines, e.g. the topic */
+    char *name;                  /* instance name (default: the topic) */
+    char *log_prefix;            /* starts every log line, the caller's (e.g. "write_kafka_ts
+                                  * plugin (NAME)"); NULL: "kts_producer (NAME)". Not an option:
+                                  * set by the caller, freed by kts_producer_config_free() */
     char *topic;                 /* required */
     int format;                  /* index into kts_producer_format_words */
     int key;                     /* index into kts_producer_key_words */

@@ -709,20 +709,18 @@ static void producer_free(struct kts_producer *p)
     free(p);
 }
 
-int kts_producer_create(struct kts_producer **out, const struct kts_producer_config *cfg,
-                        char *errbuf, size_t errbuf_size)
+/* The object with its settings and locks, no librdkafka handle yet; NULL when out of
+ * resources (*rc says which). */
+static struct kts_producer *producer_alloc(const struct kts_producer_config *cfg, int *rc)
 {
-    *out = NULL;
-    if (cfg->topic == NULL || *cfg->topic == '\0') {
-        snprintf(errbuf, errbuf_size, "Topic is required");
-        return -EINVAL;
-    }
     struct kts_producer *p = calloc(1, sizeof(*p));
+    *rc = -ENOMEM;
     if (p == NULL)
-        return -ENOMEM;
+        return NULL;
     if (pthread_key_create(&p->tls_buf, NULL) != 0) {
         free(p);
-        return -EAGAIN;
+        *rc = -EAGAIN;
+        return NULL;
     }
     /* From here on producer_free() releases everything. */
     pthread_mutex_init(&p->bufs_lock, NULL);
@@ -745,13 +743,21 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     if (p->name == NULL ||
         kts_rdklog_init(&p->log, cfg->log_prefix ? cfg->log_prefix : where, &cfg->properties) < 0) {
         producer_free(p);
-        return -ENOMEM;
+        return NULL;
     }
     p->where = p->log.where;
 
+    *rc = 0;
+    return p;
+}
+
+/* The producer's librdkafka properties: our defaults, then the user's (4) (6). Sets
+ * p->wal_mode. 0 or a negative errno with the reason in errbuf. */
+static int producer_conf(struct kts_producer *p, const struct kts_producer_config *cfg,
+                         rd_kafka_conf_t *conf, char *errbuf, size_t errbuf_size)
+{
     int rc = 0;
     char num[32];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     /* Our defaults first; the user's Property lines come after and win. (4) (6) */
     rc = kts_rdkconf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size);
     if (!rc)
@@ -827,14 +833,14 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
                     "delivered within it are counted as failed and lost",
                     p->where, v);
     }
-    if (rc) {
-        rd_kafka_conf_destroy(conf);
-        producer_free(p);
-        return rc;
-    }
-    /* (11) Whether librdkafka asks brokers to create a topic they do not have: for a producer
-     * true unless a Property says otherwise (the configuration object says false until
-     * rd_kafka_new() applies the producer's default), then read back in librdkafka's words. */
+    return rc;
+}
+
+/* (11) Whether librdkafka asks brokers to create a topic they do not have: for a producer
+ * true unless a Property says otherwise (the configuration object says false until
+ * rd_kafka_new() applies the producer's default), then read back in librdkafka's words. */
+static bool client_auto_create(const struct kts_producer_config *cfg, rd_kafka_conf_t *conf)
+{
     bool client_auto = true;
     for (size_t i = 0; i + 1 < cfg->properties.n; i += 2)
         if (strcmp(cfg->properties.v[i], "allow.auto.create.topics") == 0) {
@@ -844,6 +850,79 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
                               RD_KAFKA_CONF_OK ||
                           strcmp(aac, "false") != 0;
         }
+    return client_auto;
+}
+
+/* The spool (10, 11), when SpoolDirectory is not "none": opened, and what a previous run left
+ * in it scheduled first. 0 or a negative errno with the reason in errbuf. */
+static int spool_setup(struct kts_producer *p, const struct kts_producer_config *cfg, char *errbuf,
+                       size_t errbuf_size)
+{
+    if (cfg->spool_dir == NULL || strcmp(cfg->spool_dir, "none") == 0)
+        return 0;
+    int rc;
+    struct kts_spool_config sc = {.dir = cfg->spool_dir,
+                                  .max_bytes = (uint64_t)cfg->spool_max_bytes,
+                                  .segment_bytes = (uint64_t)cfg->spool_segment_bytes,
+                                  .sync = cfg->spool_sync,
+                                  .write_through = p->wal_mode};
+    char serr[768];
+    rc = kts_spool_open(&p->spool, &sc, serr, sizeof(serr));
+    if (rc != 0) {
+        snprintf(errbuf, errbuf_size, "SpoolDirectory: %s", serr);
+        return rc;
+    }
+    struct kts_spool_stats st;
+    kts_spool_stats(p->spool, &st);
+    if (p->wal_mode) {
+        /* (11) in flight at most BufferMessages (librdkafka's queue) + a margin */
+        uint64_t cap = 1024;
+        while (cap < (uint64_t)cfg->buffer_messages + 1024)
+            cap <<= 1;
+        p->wal = calloc(cap, sizeof(*p->wal));
+        if (p->wal == NULL)
+            return -ENOMEM;
+        p->wal_mask = cap - 1;
+        p->spooling = 1; /* the delivery thread looks every 5 ms */
+        if (!kts_spool_empty(p->spool)) {
+            p->wal_backlog = UINT64_MAX / 2; /* until the ahead reader finds the end */
+            kts_log(KTS_LOG_NOTICE,
+                    "%s: spool \"%s\" holds %llu bytes of value lists "
+                    "the broker had not acknowledged when the previous run ended: sending them "
+                    "first (those it received without its answer arriving come twice)",
+                    p->where, cfg->spool_dir, (unsigned long long)st.bytes);
+        }
+    } else if (!kts_spool_empty(p->spool)) {
+        /* (10) left from before: replayed before any new value list */
+        p->spooling = 1;
+        kts_log(KTS_LOG_NOTICE,
+                "%s: spool \"%s\" holds %llu bytes from a previous "
+                "run: replaying them before new value lists",
+                p->where, cfg->spool_dir, (unsigned long long)st.bytes);
+    }
+    return 0;
+}
+
+int kts_producer_create(struct kts_producer **out, const struct kts_producer_config *cfg,
+                        char *errbuf, size_t errbuf_size)
+{
+    *out = NULL;
+    if (cfg->topic == NULL || *cfg->topic == '\0') {
+        snprintf(errbuf, errbuf_size, "Topic is required");
+        return -EINVAL;
+    }
+    int rc;
+    struct kts_producer *p = producer_alloc(cfg, &rc);
+    if (p == NULL)
+        return rc;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rc = producer_conf(p, cfg, conf, errbuf, errbuf_size);
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        producer_free(p);
+        return rc;
+    }
+    bool client_auto = client_auto_create(cfg, conf);
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
@@ -873,49 +952,10 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     }
     if (exists == 0)
         topic_check_created(p, cfg->topic, client_auto, check_s);
-    if (cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") != 0) {
-        struct kts_spool_config sc = {.dir = cfg->spool_dir,
-                                      .max_bytes = (uint64_t)cfg->spool_max_bytes,
-                                      .segment_bytes = (uint64_t)cfg->spool_segment_bytes,
-                                      .sync = cfg->spool_sync,
-                                      .write_through = p->wal_mode};
-        char serr[768];
-        rc = kts_spool_open(&p->spool, &sc, serr, sizeof(serr));
-        if (rc != 0) {
-            snprintf(errbuf, errbuf_size, "SpoolDirectory: %s", serr);
-            producer_free(p);
-            return rc;
-        }
-        struct kts_spool_stats st;
-        kts_spool_stats(p->spool, &st);
-        if (p->wal_mode) {
-            /* (11) in flight at most BufferMessages (librdkafka's queue) + a margin */
-            uint64_t cap = 1024;
-            while (cap < (uint64_t)cfg->buffer_messages + 1024)
-                cap <<= 1;
-            p->wal = calloc(cap, sizeof(*p->wal));
-            if (p->wal == NULL) {
-                producer_free(p);
-                return -ENOMEM;
-            }
-            p->wal_mask = cap - 1;
-            p->spooling = 1; /* the delivery thread looks every 5 ms */
-            if (!kts_spool_empty(p->spool)) {
-                p->wal_backlog = UINT64_MAX / 2; /* until the ahead reader finds the end */
-                kts_log(KTS_LOG_NOTICE,
-                        "%s: spool \"%s\" holds %llu bytes of value lists "
-                        "the broker had not acknowledged when the previous run ended: sending them "
-                        "first (those it received without its answer arriving come twice)",
-                        p->where, cfg->spool_dir, (unsigned long long)st.bytes);
-            }
-        } else if (!kts_spool_empty(p->spool)) {
-            /* (10) left from before: replayed before any new value list */
-            p->spooling = 1;
-            kts_log(KTS_LOG_NOTICE,
-                    "%s: spool \"%s\" holds %llu bytes from a previous "
-                    "run: replaying them before new value lists",
-                    p->where, cfg->spool_dir, (unsigned long long)st.bytes);
-        }
+    rc = spool_setup(p, cfg, errbuf, errbuf_size);
+    if (rc != 0) {
+        producer_free(p);
+        return rc;
     }
     if (pthread_create(&p->poller, NULL, poller_main, p) != 0) {
         snprintf(errbuf, errbuf_size, "cannot start the delivery report thread");

@@ -68,7 +68,7 @@ enum kts_start_position {
 
 /* Settings; the plugin fills this from kts_consumer_options. */
 struct kts_consumer_config {
-    char *name;                 /* instance name (default: the group id) */
+    char *name;                 /* instance name: self-metrics, default log prefix (group id) */
     char *log_prefix;           /* starts every log line, the caller's (e.g. "read_kafka_ts plugin
                                  * (NAME)"); NULL: "kts_consumer (NAME)". Not an option: set
                                  * by the caller, freed by kts_consumer_config_free() */

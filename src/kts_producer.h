@@ -67,7 +67,7 @@ struct kts_producer;
 
 /* Settings; the plugin fills this from its option table (see kts_producer_options). */
 struct kts_producer_config {
-    char *name;                  /* instance name (default: the topic) */
+    char *name;                  /* instance name in the default log prefix (default: topic) */
     char *log_prefix;            /* starts every log line, the caller's (e.g. "write_kafka_ts
                                   * plugin (NAME)"); NULL: "kts_producer (NAME)". Not an option:
                                   * set by the caller, freed by kts_producer_config_free() */

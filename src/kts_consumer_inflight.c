@@ -44,7 +44,8 @@ static bool msg_revoked(const struct kts_inflight_msg *m)
 
 /* ------------------------------------------------------------------ series identity */
 
-/* The series identity: the five names, each with its NUL. */
+/* The consumer's series identity and its hash are these two functions, used by series_get()
+ * only. The series identity: the five names, each with its NUL. */
 static size_t series_key(const struct kts_vl *vl, char *buf)
 {
     size_t n = 0;

@@ -539,6 +539,9 @@ static int rkt_init(void)
             cb.pipeline = kts_pipeset_process;
             cb.pipeline_opaque = in->pipes;
         }
+        if (in->cfg.log_prefix == NULL &&
+            asprintf(&in->cfg.log_prefix, PLUGIN_NAME " plugin (%s)", in->cfg.name) < 0)
+            in->cfg.log_prefix = NULL; /* the library's own prefix then */
         int rc = kts_consumer_create(&in->consumer, &in->cfg, &cb, (unsigned)i, err, sizeof(err));
         if (rc < 0) {
             ERROR(PLUGIN_NAME " plugin (%s): %s", in->cfg.name, err);

@@ -232,6 +232,9 @@ static int wkt_init(void)
         bool spool_default = in->cfg.spool_dir == NULL;
         if (spool_dir_resolve(in) != 0)
             return -1;
+        if (in->cfg.log_prefix == NULL &&
+            asprintf(&in->cfg.log_prefix, PLUGIN_NAME " plugin (%s)", in->cfg.name) < 0)
+            in->cfg.log_prefix = NULL; /* the library's own prefix then */
         int rc = kts_producer_create(&in->producer, &in->cfg, err, sizeof(err));
         if (rc < 0) {
             ERROR(PLUGIN_NAME " plugin (%s): %s", in->cfg.name, err);

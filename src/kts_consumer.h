@@ -68,7 +68,10 @@ enum kts_start_position {
 
 /* Settings; the plugin fills this from kts_consumer_options. */
 struct kts_consumer_config {
-    char *name;                 /* instance name in log lines and self-metrics */
+    char *name;                 /* instance name: self-metrics, default log prefix (group id) */
+    char *log_prefix;           /* starts every log line, the caller's (e.g. "read_kafka_ts plugin
+                                 * (NAME)"); NULL: "kts_consumer (NAME)". Not an option: set
+                                 * by the caller, freed by kts_consumer_config_free() */
     char *group_id;             /* required */
     struct kts_strv topics;     /* required; "^regex" subscribes by pattern */
     int start_position;         /* enum kts_start_position (auto.offset.reset) */
@@ -167,12 +170,9 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
                         const struct kts_consumer_callbacks *cb, unsigned instance_id, char *errbuf,
                         size_t errbuf_size);
 
-/* The consumer loop: poll, decode, dispatch, store offsets, until kts_consumer_drain() or
- * kts_consumer_stop(). Run it on exactly one thread. Returns 0. */
+/* The consumer loop: poll, decode, dispatch, store offsets, until kts_consumer_drain(). Run it
+ * on exactly one thread. Returns 0. */
 int kts_consumer_run(struct kts_consumer *c);
-
-/* Ask run() to return soon (without draining). Thread-safe. */
-void kts_consumer_stop(struct kts_consumer *c);
 
 /* A value with this token has passed the write path. Thread-safe; unknown tokens (other
  * instances, values already timed out, after close) are ignored and return -ENOENT. May

@@ -5,9 +5,9 @@
 #include "kts_array.h"
 #include "kts_buf.h"
 #include "kts_log.h"
+#include "kts_rdkconf.h"
 #include "kts_rdkprops.h"
 #include "kts_rdkver.h"
-#include "kts_secret.h"
 #include "kts_spool.h"
 
 #include <errno.h>
@@ -80,10 +80,10 @@ const struct kts_opt kts_producer_options[] = {
 
 void kts_producer_config_free(struct kts_producer_config *cfg)
 {
-    /* Wipe property values: some are secrets. */
-    for (size_t i = 1; i < cfg->properties.n; i += 2)
-        memset(cfg->properties.v[i], 0, strlen(cfg->properties.v[i]));
+    kts_rdkconf_wipe_values(&cfg->properties); /* some are secrets */
     kts_opt_free(kts_producer_options, cfg);
+    free(cfg->log_prefix);
+    cfg->log_prefix = NULL;
     kts_strv_free(&cfg->properties);
 }
 
@@ -115,11 +115,6 @@ int kts_producer_config_check(const struct kts_producer_config *cfg, const char 
     return rc;
 }
 
-bool kts_property_is_secret(const char *name)
-{
-    return kts_rdkprops_is_secret(name);
-}
-
 /* ------------------------------------------------------------------ producer */
 
 /* One encode buffer per sending thread (collectd's write threads), found through a key. */
@@ -132,11 +127,12 @@ struct kts_producer {
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
     char *name;
+    const char *where; /* starts every log line: log.where (kts_producer_config.log_prefix) */
     enum kts_format format;
     enum kts_key_mode key;
     bool skip_marked;
     double block_timeout;
-    struct kts_strv secrets; /* secret property values, masked in librdkafka's lines (7) */
+    struct kts_rdklog log; /* log prefix, secret values masked in librdkafka's lines (7) */
 
     pthread_t poller;
     int stop; /* atomic */
@@ -164,7 +160,6 @@ struct kts_producer {
     uint64_t lat_avg_us, lat_max_us, lat_windows;
 
     struct kts_ratelimit rl_drop, rl_fail;
-    struct kts_ratelimit rl_error[KTS_RDK_LIMITERS]; /* error events, by kind (kts_log.h) */
     pthread_key_t tls_buf;
     pthread_mutex_t bufs_lock;
     struct tls_node *bufs; /* every thread's encode buffer, freed at close */
@@ -211,48 +206,15 @@ struct purged_msg {
 #define ATOMIC_INC(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
 #define ATOMIC_GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
-/* Copies `in` to `out`, replacing every configured secret value by "[redacted]". */
-static const char *mask_secrets(const struct kts_producer *p, const char *in, char *out,
-                                size_t size)
-{
-    snprintf(out, size, "%s", in);
-    for (size_t i = 0; i < p->secrets.n; i++) {
-        const char *s = p->secrets.v[i];
-        size_t sl = strlen(s);
-        if (sl == 0)
-            continue;
-        char *hit;
-        while ((hit = strstr(out, s)) != NULL) {
-            static const char red[] = "[redacted]";
-            size_t tail = strlen(hit + sl);
-            if ((size_t)(hit - out) + sizeof(red) - 1 + tail >= size) {
-                *hit = '\0'; /* no room: cut the line rather than leak */
-                break;
-            }
-            memmove(hit + sizeof(red) - 1, hit + sl, tail + 1);
-            memcpy(hit, red, sizeof(red) - 1);
-        }
-    }
-    return out;
-}
-
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     const struct kts_producer *p = rd_kafka_opaque(rk);
-    char masked[1024];
-    if (kts_rdk_log_is_error_event(level, fac))
-        return; /* on_error logs the same failure, with the error's name */
-    if (level > KTS_LOG_DEBUG)
-        level = KTS_LOG_DEBUG;
-    kts_log(level, "write_kafka_ts plugin (%s): librdkafka %s: %s", p ? p->name : "?", fac,
-            p ? mask_secrets(p, buf, masked, sizeof(masked)) : "(message withheld)");
+    kts_rdklog_log(p ? &p->log : NULL, level, fac, buf);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct kts_producer *p = opaque;
-    char masked[1024];
-    mask_secrets(p, reason, masked, sizeof(masked));
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         __atomic_store_n(&p->brokers_down, 1, __ATOMIC_RELAXED);
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -262,9 +224,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         /* Blame librdkafka's idempotence bug only where the linked version has it. */
         const char *bug = kts_rdk_limit(KTS_RDK_IDEMPOTENCE, lim, sizeof(lim));
         kts_log(KTS_LOG_ERR,
-                "write_kafka_ts plugin (%s): FATAL producer error %s: %s; nothing more can be "
+                "%s: FATAL producer error %s: %s; nothing more can be "
                 "sent until collectd is restarted%s%s%s",
-                p->name, rd_kafka_err2name(ferr), mask_secrets(p, fatal, fmasked, sizeof(fmasked)),
+                p->where, rd_kafka_err2name(ferr),
+                kts_rdklog_mask(&p->log, fatal, fmasked, sizeof(fmasked)),
                 bug ? " (probably the known enable.idempotence bug: " : "", bug ? bug : "",
                 bug ? "; docs/LIBRDKAFKA.md)" : "");
         return;
@@ -272,9 +235,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     /* Transport errors (broker down, all brokers down) are expected during outages:
      * messages stay queued; say so without flooding the log. The one line for each failure
      * (on_log drops librdkafka's FAIL line of the same event). */
-    kts_log_limited(kts_rdk_limiter(p->rl_error, err, reason), KTS_LOG_WARNING,
-                    "write_kafka_ts plugin (%s): Kafka: %s (%s)", p->name, masked,
-                    rd_kafka_err2name(err));
+    kts_rdklog_error(&p->log, err, reason);
 }
 
 /* Copies a purged message for close to put in front of the spool. Runs only while closing,
@@ -339,9 +300,8 @@ static void wal_report(struct kts_producer *p, const rd_kafka_message_t *m)
     pthread_mutex_lock(&p->spool_lock);
     wal_done(p, seq);
     pthread_mutex_unlock(&p->spool_lock);
-    kts_log_limited(&p->rl_fail, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): delivery failed, value list lost: %s (%s)",
-                    p->name, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
+    kts_log_limited(&p->rl_fail, KTS_LOG_ERR, "%s: delivery failed, value list lost: %s (%s)",
+                    p->where, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
 }
 
 /*
@@ -368,9 +328,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         return;
     }
     ATOMIC_INC(p->failed);
-    kts_log_limited(&p->rl_fail, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): delivery failed, value list lost: %s (%s)",
-                    p->name, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
+    kts_log_limited(&p->rl_fail, KTS_LOG_ERR, "%s: delivery failed, value list lost: %s (%s)",
+                    p->where, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
 }
 
 /* Sums avg and max of one latency object (("min", "max", "avg", "cnt")) into *avg and *max;
@@ -464,8 +423,7 @@ static bool count_replayed(struct kts_producer *p, rd_kafka_resp_err_t err)
         ATOMIC_INC(p->dropped_too_large);
     else
         ATOMIC_INC(p->dropped_error);
-    kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): dropped a spooled value list: %s (%s)", p->name,
+    kts_log_limited(&p->rl_drop, KTS_LOG_ERR, "%s: dropped a spooled value list: %s (%s)", p->where,
                     rd_kafka_err2str(err), rd_kafka_err2name(err));
     return false;
 }
@@ -492,9 +450,9 @@ static void spool_service(struct kts_producer *p)
                  * spooled one (the switch happens under the lock writers append under). */
                 __atomic_store_n(&p->spooling, 0, __ATOMIC_RELEASE);
                 kts_log_limited(&p->rl_spool_off, KTS_LOG_NOTICE,
-                                "write_kafka_ts plugin (%s): spool drained (%llu value lists "
+                                "%s: spool drained (%llu value lists "
                                 "replayed so far); writing to Kafka directly again",
-                                p->name, (unsigned long long)ATOMIC_GET(p->replayed));
+                                p->where, (unsigned long long)ATOMIC_GET(p->replayed));
                 more = false;
                 break;
             }
@@ -602,17 +560,6 @@ static void *poller_main(void *arg)
     return NULL;
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf,
-                    size_t errbuf_size)
-{
-    char errstr[512];
-    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
-        return 0;
-    snprintf(errbuf, errbuf_size, "property \"%s\": %s", key,
-             kts_property_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
-    return -EINVAL;
-}
-
 /* ------------------------------------------------------------------ topic check (12) */
 
 /* Milliseconds for the next metadata request of a check: 250, 500, 1000 … (a broker that is
@@ -657,9 +604,9 @@ static int topic_exists(struct kts_producer *p, const char *topic, double timeou
             else
                 snprintf(why, sizeof(why), "no broker answered within %g s", timeout_s);
             kts_log(KTS_LOG_NOTICE,
-                    "write_kafka_ts plugin (%s): could not check whether topic \"%s\" exists: %s; "
+                    "%s: could not check whether topic \"%s\" exists: %s; "
                     "value lists wait in the queue until a broker answers",
-                    p->name, topic, why);
+                    p->where, topic, why);
             return -1;
         }
     }
@@ -679,9 +626,9 @@ static void topic_check_created(struct kts_producer *p, const char *topic, bool 
         "topic exists; create it, or enable automatic creation";
     if (!client_auto) {
         kts_log(KTS_LOG_WARNING,
-                "write_kafka_ts plugin (%s): topic \"%s\" does not exist and auto-creation is off "
+                "%s: topic \"%s\" does not exist and auto-creation is off "
                 "(Property \"allow.auto.create.topics\" is \"false\"): %s",
-                p->name, topic, lost);
+                p->where, topic, lost);
         return;
     }
     double deadline = now_s() + timeout_s;
@@ -703,19 +650,19 @@ static void topic_check_created(struct kts_producer *p, const char *topic, bool 
         }
         if (partitions > 0) {
             kts_log(KTS_LOG_WARNING,
-                    "write_kafka_ts plugin (%s): topic \"%s\" did not exist: the broker created "
+                    "%s: topic \"%s\" did not exist: the broker created "
                     "it automatically (auto.create.topics.enable) with %d partitions and its "
                     "default replication factor; to choose them, create the topic before "
                     "starting collectd",
-                    p->name, topic, partitions);
+                    p->where, topic, partitions);
             return;
         }
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR && last != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
             last != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE && last != RD_KAFKA_RESP_ERR_NO_ERROR) {
             kts_log(KTS_LOG_WARNING,
-                    "write_kafka_ts plugin (%s): topic \"%s\" does not exist and the broker "
+                    "%s: topic \"%s\" does not exist and the broker "
                     "refuses it: %s (%s)",
-                    p->name, topic, rd_kafka_err2str(last), rd_kafka_err2name(last));
+                    p->where, topic, rd_kafka_err2str(last), rd_kafka_err2name(last));
             return;
         }
         rd_kafka_poll(p->rk, 100);
@@ -723,10 +670,10 @@ static void topic_check_created(struct kts_producer *p, const char *topic, bool 
             break;
     }
     kts_log(KTS_LOG_WARNING,
-            "write_kafka_ts plugin (%s): topic \"%s\" does not exist and the broker did not "
+            "%s: topic \"%s\" does not exist and the broker did not "
             "create it within %g s of being asked: auto-creation is off on the broker "
             "(auto.create.topics.enable=false) or failed: %s",
-            p->name, topic, timeout_s, lost);
+            p->where, topic, timeout_s, lost);
 }
 
 static void producer_free(struct kts_producer *p)
@@ -736,9 +683,7 @@ static void producer_free(struct kts_producer *p)
         rd_kafka_topic_destroy(p->rkt);
     if (p->rk != NULL)
         rd_kafka_destroy(p->rk);
-    for (size_t i = 0; i < p->secrets.n; i++)
-        memset(p->secrets.v[i], 0, strlen(p->secrets.v[i]));
-    kts_strv_free(&p->secrets);
+    kts_rdklog_fini(&p->log);
     pthread_key_delete(p->tls_buf);
     for (struct tls_node *n = p->bufs, *next; n != NULL; n = next) {
         next = n->next;
@@ -759,20 +704,18 @@ static void producer_free(struct kts_producer *p)
     free(p);
 }
 
-int kts_producer_create(struct kts_producer **out, const struct kts_producer_config *cfg,
-                        char *errbuf, size_t errbuf_size)
+/* The object with its settings and locks, no librdkafka handle yet; NULL when out of
+ * resources (*rc says which). */
+static struct kts_producer *producer_alloc(const struct kts_producer_config *cfg, int *rc)
 {
-    *out = NULL;
-    if (cfg->topic == NULL || *cfg->topic == '\0') {
-        snprintf(errbuf, errbuf_size, "Topic is required");
-        return -EINVAL;
-    }
     struct kts_producer *p = calloc(1, sizeof(*p));
+    *rc = -ENOMEM;
     if (p == NULL)
-        return -ENOMEM;
+        return NULL;
     if (pthread_key_create(&p->tls_buf, NULL) != 0) {
         free(p);
-        return -EAGAIN;
+        *rc = -EAGAIN;
+        return NULL;
     }
     /* From here on producer_free() releases everything. */
     pthread_mutex_init(&p->bufs_lock, NULL);
@@ -789,33 +732,48 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     p->skip_marked = cfg->skip_marked;
     p->block_timeout = cfg->block_timeout;
     p->rl_drop.interval_s = p->rl_fail.interval_s = 10;
-    for (int i = 0; i < KTS_RDK_LIMITERS; i++)
-        p->rl_error[i].interval_s = 10;
     p->rl_spool.interval_s = p->rl_spool_on.interval_s = p->rl_spool_off.interval_s = 10;
+    char where[512];
+    snprintf(where, sizeof(where), "kts_producer (%s)", p->name ? p->name : "?");
+    if (p->name == NULL ||
+        kts_rdklog_init(&p->log, cfg->log_prefix ? cfg->log_prefix : where, &cfg->properties) < 0) {
+        producer_free(p);
+        return NULL;
+    }
+    p->where = p->log.where;
 
+    *rc = 0;
+    return p;
+}
+
+/* The producer's librdkafka properties: our defaults, then the user's (4) (6). Sets
+ * p->wal_mode. 0 or a negative errno with the reason in errbuf. */
+static int producer_conf(struct kts_producer *p, const struct kts_producer_config *cfg,
+                         rd_kafka_conf_t *conf, char *errbuf, size_t errbuf_size)
+{
     int rc = 0;
     char num[32];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     /* Our defaults first; the user's Property lines come after and win. (4) (6) */
-    rc = conf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size);
+    rc = kts_rdkconf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size);
     if (!rc)
-        rc = conf_set(conf, "partitioner", "murmur2_random", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "partitioner", "murmur2_random", errbuf, errbuf_size);
     if (!rc)
-        rc = conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errbuf_size);
     if (!rc)
-        rc = conf_set(conf, "client.id", "collectd-write_kafka_ts", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "client.id", "collectd-write_kafka_ts", errbuf, errbuf_size);
     /* (11) write-ahead needs every acknowledgement to consume the spool */
     p->wal_mode = cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") != 0 &&
                   cfg->spool_mode == KTS_SPOOL_MODE_ALWAYS;
     if (!rc)
-        rc = conf_set(conf, "delivery.report.only.error", p->wal_mode ? "false" : "true", errbuf,
-                      errbuf_size);
+        rc = kts_rdkconf_set(conf, "delivery.report.only.error", p->wal_mode ? "false" : "true",
+                             errbuf, errbuf_size);
     /* Per-series order across broker outages: without idempotence, a retried request can land
      * after a later one that succeeded when several are in flight (seen: 91 of 300,000 values
      * out of order after a broker restart). One request in flight per broker keeps retries in
      * order; each request still carries a whole batch. */
     if (!rc)
-        rc = conf_set(conf, "max.in.flight.requests.per.connection", "1", errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "max.in.flight.requests.per.connection", "1", errbuf,
+                             errbuf_size);
     /* Idempotence (docs/LIBRDKAFKA.md): on by default where librdkafka's idempotent producer is
      * safe (>= 2.3.0), so per-series order also holds across a failover of the whole cluster
      * (a retried batch can otherwise land after the next one); off where it can end the
@@ -833,27 +791,26 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     if (!rc && u_idem == NULL && idem_bug == NULL) {
         if (u_acks != NULL && strcmp(u_acks, "all") != 0 && strcmp(u_acks, "-1") != 0)
             kts_log(KTS_LOG_NOTICE,
-                    "write_kafka_ts plugin (%s): enable.idempotence is not turned on because "
+                    "%s: enable.idempotence is not turned on because "
                     "Property \"acks\" is \"%s\" (idempotence needs \"all\"): per-series order "
                     "is not guaranteed across a restart of the whole cluster",
-                    p->name, u_acks);
+                    p->where, u_acks);
         else
-            rc = conf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size);
+            rc = kts_rdkconf_set(conf, "enable.idempotence", "true", errbuf, errbuf_size);
     }
     if (!rc && u_idem != NULL && idem_bug != NULL &&
         (strcmp(u_idem, "true") == 0 || strcmp(u_idem, "1") == 0))
-        kts_log(KTS_LOG_WARNING, "write_kafka_ts plugin (%s): enable.idempotence is on although %s",
-                p->name, idem_bug);
+        kts_log(KTS_LOG_WARNING, "%s: enable.idempotence is on although %s", p->where, idem_bug);
     snprintf(num, sizeof(num), "%d",
              (int)((cfg->stats_interval > 0 ? cfg->stats_interval : 10.0) * 1000.0));
     if (!rc)
-        rc = conf_set(conf, "statistics.interval.ms", num, errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "statistics.interval.ms", num, errbuf, errbuf_size);
     snprintf(num, sizeof(num), "%lld", (long long)cfg->buffer_messages);
     if (!rc)
-        rc = conf_set(conf, "queue.buffering.max.messages", num, errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "queue.buffering.max.messages", num, errbuf, errbuf_size);
     snprintf(num, sizeof(num), "%lld", (long long)((cfg->buffer_kbytes + 1023) / 1024));
     if (!rc)
-        rc = conf_set(conf, "queue.buffering.max.kbytes", num, errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, "queue.buffering.max.kbytes", num, errbuf, errbuf_size);
     for (size_t i = 0; !rc && i + 1 < cfg->properties.n; i += 2) {
         const char *k = cfg->properties.v[i], *v = cfg->properties.v[i + 1];
         if (strcmp(k, "delivery.report.only.error") == 0) {
@@ -864,24 +821,21 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
             rc = -EINVAL;
             break;
         }
-        if (kts_property_is_secret(k))
-            rc = kts_strv_push(&p->secrets, v);
-        if (!rc)
-            rc = conf_set(conf, k, v, errbuf, errbuf_size);
+        rc = kts_rdkconf_set(conf, k, v, errbuf, errbuf_size);
         if (!rc && strcmp(k, "message.timeout.ms") == 0 && strcmp(v, "0") != 0)
             kts_log(KTS_LOG_NOTICE,
-                    "write_kafka_ts plugin (%s): message.timeout.ms is %s: value lists not "
+                    "%s: message.timeout.ms is %s: value lists not "
                     "delivered within it are counted as failed and lost",
-                    p->name, v);
+                    p->where, v);
     }
-    if (rc) {
-        rd_kafka_conf_destroy(conf);
-        producer_free(p);
-        return rc;
-    }
-    /* (11) Whether librdkafka asks brokers to create a topic they do not have: for a producer
-     * true unless a Property says otherwise (the configuration object says false until
-     * rd_kafka_new() applies the producer's default), then read back in librdkafka's words. */
+    return rc;
+}
+
+/* (11) Whether librdkafka asks brokers to create a topic they do not have: for a producer
+ * true unless a Property says otherwise (the configuration object says false until
+ * rd_kafka_new() applies the producer's default), then read back in librdkafka's words. */
+static bool client_auto_create(const struct kts_producer_config *cfg, rd_kafka_conf_t *conf)
+{
     bool client_auto = true;
     for (size_t i = 0; i + 1 < cfg->properties.n; i += 2)
         if (strcmp(cfg->properties.v[i], "allow.auto.create.topics") == 0) {
@@ -891,6 +845,79 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
                               RD_KAFKA_CONF_OK ||
                           strcmp(aac, "false") != 0;
         }
+    return client_auto;
+}
+
+/* The spool (10, 11), when SpoolDirectory is not "none": opened, and what a previous run left
+ * in it scheduled first. 0 or a negative errno with the reason in errbuf. */
+static int spool_setup(struct kts_producer *p, const struct kts_producer_config *cfg, char *errbuf,
+                       size_t errbuf_size)
+{
+    if (cfg->spool_dir == NULL || strcmp(cfg->spool_dir, "none") == 0)
+        return 0;
+    int rc;
+    struct kts_spool_config sc = {.dir = cfg->spool_dir,
+                                  .max_bytes = (uint64_t)cfg->spool_max_bytes,
+                                  .segment_bytes = (uint64_t)cfg->spool_segment_bytes,
+                                  .sync = cfg->spool_sync,
+                                  .write_through = p->wal_mode};
+    char serr[768];
+    rc = kts_spool_open(&p->spool, &sc, serr, sizeof(serr));
+    if (rc != 0) {
+        snprintf(errbuf, errbuf_size, "SpoolDirectory: %s", serr);
+        return rc;
+    }
+    struct kts_spool_stats st;
+    kts_spool_stats(p->spool, &st);
+    if (p->wal_mode) {
+        /* (11) in flight at most BufferMessages (librdkafka's queue) + a margin */
+        uint64_t cap = 1024;
+        while (cap < (uint64_t)cfg->buffer_messages + 1024)
+            cap <<= 1;
+        p->wal = calloc(cap, sizeof(*p->wal));
+        if (p->wal == NULL)
+            return -ENOMEM;
+        p->wal_mask = cap - 1;
+        p->spooling = 1; /* the delivery thread looks every 5 ms */
+        if (!kts_spool_empty(p->spool)) {
+            p->wal_backlog = UINT64_MAX / 2; /* until the ahead reader finds the end */
+            kts_log(KTS_LOG_NOTICE,
+                    "%s: spool \"%s\" holds %llu bytes of value lists "
+                    "the broker had not acknowledged when the previous run ended: sending them "
+                    "first (those it received without its answer arriving come twice)",
+                    p->where, cfg->spool_dir, (unsigned long long)st.bytes);
+        }
+    } else if (!kts_spool_empty(p->spool)) {
+        /* (10) left from before: replayed before any new value list */
+        p->spooling = 1;
+        kts_log(KTS_LOG_NOTICE,
+                "%s: spool \"%s\" holds %llu bytes from a previous "
+                "run: replaying them before new value lists",
+                p->where, cfg->spool_dir, (unsigned long long)st.bytes);
+    }
+    return 0;
+}
+
+int kts_producer_create(struct kts_producer **out, const struct kts_producer_config *cfg,
+                        char *errbuf, size_t errbuf_size)
+{
+    *out = NULL;
+    if (cfg->topic == NULL || *cfg->topic == '\0') {
+        snprintf(errbuf, errbuf_size, "Topic is required");
+        return -EINVAL;
+    }
+    int rc;
+    struct kts_producer *p = producer_alloc(cfg, &rc);
+    if (p == NULL)
+        return rc;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rc = producer_conf(p, cfg, conf, errbuf, errbuf_size);
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        producer_free(p);
+        return rc;
+    }
+    bool client_auto = client_auto_create(cfg, conf);
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
@@ -902,7 +929,7 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     if (p->rk == NULL) {
         char masked[1024];
         snprintf(errbuf, errbuf_size, "cannot create the Kafka producer: %s",
-                 mask_secrets(p, errstr, masked, sizeof(masked)));
+                 kts_rdklog_mask(&p->log, errstr, masked, sizeof(masked)));
         rd_kafka_conf_destroy(conf);
         producer_free(p);
         return -EINVAL;
@@ -920,49 +947,10 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     }
     if (exists == 0)
         topic_check_created(p, cfg->topic, client_auto, check_s);
-    if (cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") != 0) {
-        struct kts_spool_config sc = {.dir = cfg->spool_dir,
-                                      .max_bytes = (uint64_t)cfg->spool_max_bytes,
-                                      .segment_bytes = (uint64_t)cfg->spool_segment_bytes,
-                                      .sync = cfg->spool_sync,
-                                      .write_through = p->wal_mode};
-        char serr[768];
-        rc = kts_spool_open(&p->spool, &sc, serr, sizeof(serr));
-        if (rc != 0) {
-            snprintf(errbuf, errbuf_size, "SpoolDirectory: %s", serr);
-            producer_free(p);
-            return rc;
-        }
-        struct kts_spool_stats st;
-        kts_spool_stats(p->spool, &st);
-        if (p->wal_mode) {
-            /* (11) in flight at most BufferMessages (librdkafka's queue) + a margin */
-            uint64_t cap = 1024;
-            while (cap < (uint64_t)cfg->buffer_messages + 1024)
-                cap <<= 1;
-            p->wal = calloc(cap, sizeof(*p->wal));
-            if (p->wal == NULL) {
-                producer_free(p);
-                return -ENOMEM;
-            }
-            p->wal_mask = cap - 1;
-            p->spooling = 1; /* the delivery thread looks every 5 ms */
-            if (!kts_spool_empty(p->spool)) {
-                p->wal_backlog = UINT64_MAX / 2; /* until the ahead reader finds the end */
-                kts_log(KTS_LOG_NOTICE,
-                        "write_kafka_ts plugin (%s): spool \"%s\" holds %llu bytes of value lists "
-                        "the broker had not acknowledged when the previous run ended: sending them "
-                        "first (those it received without its answer arriving come twice)",
-                        p->name, cfg->spool_dir, (unsigned long long)st.bytes);
-            }
-        } else if (!kts_spool_empty(p->spool)) {
-            /* (10) left from before: replayed before any new value list */
-            p->spooling = 1;
-            kts_log(KTS_LOG_NOTICE,
-                    "write_kafka_ts plugin (%s): spool \"%s\" holds %llu bytes from a previous "
-                    "run: replaying them before new value lists",
-                    p->name, cfg->spool_dir, (unsigned long long)st.bytes);
-        }
+    rc = spool_setup(p, cfg, errbuf, errbuf_size);
+    if (rc != 0) {
+        producer_free(p);
+        return rc;
     }
     if (pthread_create(&p->poller, NULL, poller_main, p) != 0) {
         snprintf(errbuf, errbuf_size, "cannot start the delivery report thread");
@@ -970,8 +958,8 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
         return -EAGAIN;
     }
     p->poller_started = 1;
-    kts_log(KTS_LOG_INFO, "write_kafka_ts plugin (%s): librdkafka %s, enable.idempotence %s",
-            p->name, kts_rdk_version_str(), kts_producer_idempotent(p) ? "on" : "off");
+    kts_log(KTS_LOG_INFO, "%s: librdkafka %s, enable.idempotence %s", p->where,
+            kts_rdk_version_str(), kts_producer_idempotent(p) ? "on" : "off");
     *out = p;
     return 0;
 }
@@ -1049,17 +1037,18 @@ static int spool_append_locked(struct kts_producer *p, const void *key, size_t k
         struct kts_spool_stats st;
         kts_spool_stats(p->spool, &st);
         kts_log_limited(&p->rl_spool, KTS_LOG_ERR,
-                        "write_kafka_ts plugin (%s): dropped a value list: spool full (%llu "
+                        "%s: dropped a value list: spool full (%llu "
                         "bytes, SpoolMaxBytes); %llu dropped for this reason so far",
-                        p->name, (unsigned long long)st.bytes,
+                        p->where, (unsigned long long)st.bytes,
                         (unsigned long long)ATOMIC_GET(p->dropped_spool_full));
         return -ENOBUFS;
     }
     ATOMIC_INC(p->dropped_spool_error);
     kts_log_limited(&p->rl_spool, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): dropped a value list: cannot write the spool: "
+                    "%s: dropped a value list: cannot write the spool: "
                     "%s; %llu dropped for this reason so far",
-                    p->name, strerror(-rc), (unsigned long long)ATOMIC_GET(p->dropped_spool_error));
+                    p->where, strerror(-rc),
+                    (unsigned long long)ATOMIC_GET(p->dropped_spool_error));
     return -EIO;
 }
 
@@ -1074,9 +1063,9 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
     if (rc < 0) {
         ATOMIC_INC(p->dropped_encode);
         kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                        "write_kafka_ts plugin (%s): dropped a value list of %s/%s: cannot encode "
+                        "%s: dropped a value list of %s/%s: cannot encode "
                         "it (%s)",
-                        p->name, vl->host, vl->plugin, strerror(-rc));
+                        p->where, vl->host, vl->plugin, strerror(-rc));
         return -EINVAL;
     }
     char key[5 * KTS_NAME_MAX + 8];
@@ -1153,10 +1142,10 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
                 if (!p->spooling) {
                     __atomic_store_n(&p->spooling, 1, __ATOMIC_RELEASE);
                     kts_log_limited(&p->rl_spool_on, KTS_LOG_WARNING,
-                                    "write_kafka_ts plugin (%s): local queue full for "
+                                    "%s: local queue full for "
                                     "BlockTimeout %.3g s: spooling to disk until the broker "
                                     "catches up",
-                                    p->name, p->block_timeout);
+                                    p->where, p->block_timeout);
                 }
                 rc = spool_append_locked(p, key, key_len, b->data, b->len);
                 pthread_mutex_unlock(&p->spool_lock);
@@ -1164,23 +1153,22 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
             }
             ATOMIC_INC(p->dropped_queue_full);
             kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                            "write_kafka_ts plugin (%s): dropped a value list: local queue full "
+                            "%s: dropped a value list: local queue full "
                             "(BufferMessages/BufferBytes) for longer than BlockTimeout %.3g s; "
                             "is the broker reachable?",
-                            p->name, p->block_timeout);
+                            p->where, p->block_timeout);
             return -ENOBUFS;
         }
         if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
             ATOMIC_INC(p->dropped_too_large);
             kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                            "write_kafka_ts plugin (%s): dropped a value list: message of %zu "
+                            "%s: dropped a value list: message of %zu "
                             "bytes is larger than message.max.bytes",
-                            p->name, b->len);
+                            p->where, b->len);
             return -EMSGSIZE;
         }
         ATOMIC_INC(p->dropped_error);
-        kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                        "write_kafka_ts plugin (%s): dropped a value list: %s (%s)", p->name,
+        kts_log_limited(&p->rl_drop, KTS_LOG_ERR, "%s: dropped a value list: %s (%s)", p->where,
                         rd_kafka_err2str(err), rd_kafka_err2name(err));
         return -EIO;
     }
@@ -1258,9 +1246,9 @@ static uint64_t requeue_purged(struct kts_producer *p)
         n = 0;
     if ((size_t)n < p->purged_n)
         kts_log(KTS_LOG_ERR,
-                "write_kafka_ts plugin (%s): shutdown: only %ld of %zu undelivered value lists "
+                "%s: shutdown: only %ld of %zu undelivered value lists "
                 "fit in the spool (SpoolMaxBytes); the other %zu are lost",
-                p->name, n, p->purged_n, p->purged_n - (size_t)n);
+                p->where, n, p->purged_n, p->purged_n - (size_t)n);
     __atomic_add_fetch(&p->spooled, (uint64_t)n, __ATOMIC_RELAXED);
     return (uint64_t)n;
 }
@@ -1325,9 +1313,9 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
         spool_left = !kts_spool_empty(p->spool);
         if (kts_spool_close_stats(p->spool, &st) != 0)
             kts_log(KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): shutdown: the spool could not be "
+                    "%s: shutdown: the spool could not be "
                     "closed cleanly (see above)",
-                    p->name);
+                    p->where);
         unwritten = st.unwritten; /* lost at the final write (disk full): logged by the spool */
         p->spool = NULL;
     }
@@ -1345,41 +1333,41 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
                        unwritten;
     if (spool_left)
         kts_log(KTS_LOG_NOTICE,
-                "write_kafka_ts plugin (%s): shutdown: the spool keeps %llu bytes of value lists "
+                "%s: shutdown: the spool keeps %llu bytes of value lists "
                 "for the next start (%llu of them put back from librdkafka's queue; spooled "
                 "%llu, replayed %llu in this run)",
-                p->name, (unsigned long long)spool_bytes, (unsigned long long)requeued,
+                p->where, (unsigned long long)spool_bytes, (unsigned long long)requeued,
                 (unsigned long long)ATOMIC_GET(p->spooled),
                 (unsigned long long)ATOMIC_GET(p->replayed));
     uint64_t unsure = ATOMIC_GET(p->unsure);
     if (undelivered > 0)
         kts_log(KTS_LOG_ERR,
-                "write_kafka_ts plugin (%s): shutdown: %llu value lists were NOT delivered "
+                "%s: shutdown: %llu value lists were NOT delivered "
                 "(%llu still queued after FlushTimeout %.3g s, %llu failed; %llu of them "
                 "possibly written by the broker, whose answer never came); %llu delivered of "
                 "%llu sent; %llu dropped before sending",
-                p->name, (unsigned long long)undelivered,
+                p->where, (unsigned long long)undelivered,
                 (unsigned long long)(undelivered > failed ? undelivered - failed : 0), timeout_s,
                 (unsigned long long)failed, (unsigned long long)unsure,
                 (unsigned long long)delivered, (unsigned long long)sent,
                 (unsigned long long)dropped);
     else if (unsure > 0)
         kts_log(KTS_LOG_NOTICE,
-                "write_kafka_ts plugin (%s): shutdown: %llu value lists put back in the spool "
+                "%s: shutdown: %llu value lists put back in the spool "
                 "were possibly written by the broker already (its answer never came): Kafka "
                 "may get them twice",
-                p->name, (unsigned long long)unsure);
+                p->where, (unsigned long long)unsure);
     else if (requeued > 0)
         kts_log(KTS_LOG_INFO,
-                "write_kafka_ts plugin (%s): shutdown: %llu value lists sent were delivered, "
+                "%s: shutdown: %llu value lists sent were delivered, "
                 "%llu put back in the spool; %llu dropped before sending",
-                p->name, (unsigned long long)delivered, (unsigned long long)requeued,
+                p->where, (unsigned long long)delivered, (unsigned long long)requeued,
                 (unsigned long long)dropped);
     else
         kts_log(KTS_LOG_INFO,
-                "write_kafka_ts plugin (%s): shutdown: all %llu value lists sent were delivered; "
+                "%s: shutdown: all %llu value lists sent were delivered; "
                 "%llu dropped before sending",
-                p->name, (unsigned long long)sent, (unsigned long long)dropped);
+                p->where, (unsigned long long)sent, (unsigned long long)dropped);
     producer_free(p);
     return undelivered;
 }

@@ -67,7 +67,10 @@ struct kts_producer;
 
 /* Settings; the plugin fills this from its option table (see kts_producer_options). */
 struct kts_producer_config {
-    char *name;                  /* instance name used in log lines, e.g. the topic */
+    char *name;                  /* instance name in the default log prefix (default: topic) */
+    char *log_prefix;            /* starts every log line, the caller's (e.g. "write_kafka_ts
+                                  * plugin (NAME)"); NULL: "kts_producer (NAME)". Not an option:
+                                  * set by the caller, freed by kts_producer_config_free() */
     char *topic;                 /* required */
     int format;                  /* index into kts_producer_format_words */
     int key;                     /* index into kts_producer_key_words */
@@ -162,8 +165,5 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s);
 
 /* Free what kts_opt_defaults/kts_opt_apply put into cfg. */
 void kts_producer_config_free(struct kts_producer_config *cfg);
-
-/* Is this librdkafka property name a secret (its value must never be logged)? */
-bool kts_property_is_secret(const char *name);
 
 #endif

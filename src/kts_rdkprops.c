@@ -288,7 +288,7 @@ int kts_rdkprops_option(const struct kts_opt *opt, const struct kts_conf *item, 
     if (rc == 0 && (rc = kts_strv_push(props, key)) == 0 && (rc = kts_strv_push(props, value)) != 0)
         free(props->v[--props->n]);
     if (file_value != NULL) {
-        memset(file_value, 0, strlen(file_value));
+        explicit_bzero(file_value, strlen(file_value));
         free(file_value);
     }
     return rc;

@@ -31,7 +31,7 @@ int kts_secret_read_file(const char *path, char **out, const char *where, const 
     int big = n == sizeof(buf) - 1 && fgetc(f) != EOF;
     fclose(f);
     if (big) {
-        memset(buf, 0, sizeof(buf));
+        explicit_bzero(buf, sizeof(buf));
         kts_log(KTS_LOG_ERR, "%s: PropertyFile \"%s\": \"%s\" is larger than %d bytes", where, key,
                 path, KTS_SECRET_MAX);
         return -EINVAL;
@@ -42,7 +42,7 @@ int kts_secret_read_file(const char *path, char **out, const char *where, const 
     if (n > 0 && buf[n - 1] == '\r')
         buf[--n] = '\0';
     *out = strdup(buf);
-    memset(buf, 0, sizeof(buf));
+    explicit_bzero(buf, sizeof(buf));
     return *out ? 0 : -ENOMEM;
 }
 

@@ -9,8 +9,8 @@
  *     that says how to fix it (chmod 600, owner the collectd user); the value is still used.
  *  3. kts_secret_mask() copies a log line with every listed secret replaced by "[redacted]";
  *     when the result would not fit, the line is cut before the secret rather than leak it.
- * kts_secret_read_file() serves PropertyFile in both plugins; kts_secret_mask() serves
- * read_kafka_ts (write_kafka_ts masks with its own copy in kts_producer.c).
+ * kts_secret_read_file() serves PropertyFile in both plugins; kts_secret_mask() serves both
+ * through kts_rdkconf.h.
  */
 #ifndef KTS_SECRET_H
 #define KTS_SECRET_H

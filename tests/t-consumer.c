@@ -828,6 +828,7 @@ static void test_refused_logged_once(void)
     struct kts_consumer_config cfg = {0};
     base_config(&cfg, "g-refused", "t-refused");
     bootstrap = saved;
+    cfg.log_prefix = strdup("read_kafka_ts plugin (g-refused)"); /* as the plugin passes it */
     cfg.drain_timeout = 1;
     cfg.close_timeout = 1;
     pthread_mutex_lock(&count_lock);

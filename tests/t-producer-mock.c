@@ -99,6 +99,7 @@ static struct kts_producer *make_producer(const char *extra)
     char err[512];
     cfg.stats_interval = 0.5;
     if (make_config(&cfg, extra) == 0 && (cfg.stats_interval = 0.5) > 0 &&
+        (cfg.log_prefix = strdup("write_kafka_ts plugin (metrics)")) != NULL && /* as the plugin */
         kts_producer_create(&p, &cfg, err, sizeof(err)) < 0)
         diag("create: %s", err);
     kts_producer_config_free(&cfg);

@@ -2,6 +2,10 @@
 /* kts_consumer_inflight: see kts_consumer_inflight.h; numbers refer to kts_consumer.h. */
 #include "kts_consumer_inflight.h"
 
+#include "kts_assert.h"
+#include "kts_hash.h"
+#include "kts_series.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +37,10 @@ typedef struct kts_inflight_series series_t;
 
 void kts_inflight_msg_done(struct kts_inflight_msg *m)
 {
+    /* Every done value (or dead-letter copy) was counted in `pending` when it was queued: a
+     * count already at 0 is a bug, which the old silent clamp hid. Assert builds abort; the
+     * others keep the clamp, so a release build never wraps the count around. */
+    KTS_ASSERT(m->pending > 0);
     if (m->pending > 0)
         m->pending--;
 }
@@ -40,32 +48,6 @@ void kts_inflight_msg_done(struct kts_inflight_msg *m)
 static bool msg_revoked(const struct kts_inflight_msg *m)
 {
     return m->revoked != NULL && *m->revoked;
-}
-
-/* ------------------------------------------------------------------ series identity */
-
-/* The consumer's series identity and its hash are these two functions, used by series_get()
- * only. The series identity: the five names, each with its NUL. */
-static size_t series_key(const struct kts_vl *vl, char *buf)
-{
-    size_t n = 0;
-    const char *f[5] = {vl->host, vl->plugin, vl->plugin_instance, vl->type, vl->type_instance};
-    for (int i = 0; i < 5; i++) {
-        size_t l = strlen(f[i]) + 1;
-        memcpy(buf + n, f[i], l);
-        n += l;
-    }
-    return n;
-}
-
-static uint64_t hash_bytes(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
 }
 
 /* ------------------------------------------------------------------ series table */
@@ -91,9 +73,10 @@ static int stab_grow(struct kts_inflight *f)
 
 static series_t *series_get(struct kts_inflight *f, const struct kts_vl *vl)
 {
-    char key[5 * KTS_NAME_MAX];
-    size_t n = series_key(vl, key);
-    uint64_t h = hash_bytes(key, n);
+    /* The library's one series identity and one hash (kts_series.h 7, kts_hash.h). */
+    char key[KTS_SERIES_IDENTITY_MAX];
+    size_t n = kts_series_identity(key, vl);
+    uint64_t h = kts_hash64(key, n, KTS_HASH_SEED);
     if (f->stab_cap) {
         for (series_t *s = f->stab[h & (f->stab_cap - 1)]; s != NULL; s = s->hnext)
             if (s->hash == h && s->key_len == n && memcmp(s->key, key, n) == 0)

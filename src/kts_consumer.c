@@ -93,7 +93,7 @@ const struct kts_opt kts_consumer_options[] = {
      "seconds shutdown waits for the group to take the partitions back"},
     {"OrderedDispatch", KTS_OPT_BOOL, OFF(ordered), "true", 0, 0, NULL, NULL, 0,
      "at most one value per series between dispatch and the write path, in time order (false "
-     "only to measure what collectd's write threads do without it)"},
+     "is a test knob, refused by read_kafka_ts unless KTS_TEST_KNOBS=1: see kts_testhooks.h)"},
     {"OutputHostPrefix", KTS_OPT_STRING, OFF(host_prefix), NULL, 0, 0, NULL, NULL, 0,
      "prepended to the host of every dispatched value list"},
     {"OutputHostSuffix", KTS_OPT_STRING, OFF(host_suffix), NULL, 0, 0, NULL, NULL, 0,

@@ -25,8 +25,10 @@
  *                            check's timeout; < 0 skips it (tests on the mock cluster).
  *   kts_consumer_apply_naming()   (src/kts_consumer.h) read_kafka_ts's output naming
  *                            (prefix, suffixes) alone, for tests/t-consumer.c.
- *   OrderedDispatch false    (read_kafka_ts option, src/kts_consumer.c) documented as existing
- *                            to measure dispatch without per-series ordering.
+ *   OrderedDispatch false    (src/kts_consumer.c's option table) dispatch without per-series
+ *                            ordering, to measure and to show what ordering prevents: refused by
+ *                            plugins/read_kafka_ts.c unless collectd's environment has
+ *                            KTS_TEST_KNOBS=1 (tests/t-read-order.sh, bench/read-bench).
  */
 #ifndef KTS_TESTHOOKS_H
 #define KTS_TESTHOOKS_H

@@ -18,8 +18,8 @@
  *    for the confirmations of what is in flight), stops the thread and closes the consumer,
  *    which commits the offsets stored. The shutdown callback only frees memory.
  *  - DedupStateFile (exactly once into the sinks, docs/read_kafka_ts.md "Exactly once"): a
- *    MAP_SHARED file of per-series "last written time" watermarks (src/kts_wmark.h). Dispatch
- *    looks the series up (key: kts_series_identity() of the five names after naming, the
+ *    MAP_SHARED file of per-series "last written time" watermarks (src/kts_written_times.h).
+ * Dispatch looks the series up (key: kts_series_identity() of the five names after naming, the
  *    consumer's series of kts_consumer.h 3), skips a value whose time is not after the watermark
  *    (KTS_DISPATCH_SKIPPED), and puts the slot in the meta data (RKT_META_WSLOT). Our write
  *    callback raises that slot to the value's time FIRST, before anything else (no lock, no
@@ -41,9 +41,9 @@
 #include "kts_array.h"
 #include "kts_consumer.h"
 #include "kts_log.h"
-#include "kts_pipeset.h"
+#include "kts_plugin_pipelines.h"
 #include "kts_series.h"
-#include "kts_wmark.h"
+#include "kts_written_times.h"
 #include "utils/metadata/meta_data.h"
 
 #include <inttypes.h>
@@ -67,7 +67,7 @@ static const struct kts_opt rkt_dedup_options[] = {
      "file of per-series written watermarks: redelivered values already written are not "
      "dispatched again (exactly once into the writers, docs/read_kafka_ts.md)"},
     {"DedupStateSeries", KTS_OPT_INT, DOFF(state_series), "1000000", 1,
-     (double)KTS_WMARK_SERIES_MAX_LIMIT, NULL, NULL, 0,
+     (double)KTS_WRITTEN_TIMES_SERIES_MAX_LIMIT, NULL, NULL, 0,
      "most series DedupStateFile tracks (fixed when the file is created; 32 to 64 bytes each)"},
     {"FlushBeforeCommit", KTS_OPT_STRINGS, DOFF(flush_plugins), NULL, 0, 0, NULL, NULL, 0,
      "flush callback name (\"rrdtool\", \"write_graphite/<Node>\"; repeatable) flushed before "
@@ -86,15 +86,16 @@ struct rkt_wpend {
 struct rkt_instance {
     struct kts_consumer_config cfg;
     struct kts_consumer *consumer;
-    struct kts_pipeset *pipes; /* <Pipeline> blocks (src/kts_pipeset.h), NULL when none */
+    struct kts_plugin_pipelines
+        *pipes; /* <Pipeline> blocks (src/kts_plugin_pipelines.h), NULL when none */
     pthread_t thread;
     bool thread_started;
     bool drained;
     pthread_mutex_t stop_lock;
     char name[256]; /* callback names: read_kafka_ts/<instance> */
     struct rkt_dedup_config dedup;
-    struct kts_wmark *wm; /* DedupStateFile, NULL when not configured */
-    uint64_t untracked;   /* atomic: values dispatched without a watermark (table full) */
+    struct kts_written_times *wm; /* DedupStateFile, NULL when not configured */
+    uint64_t untracked;           /* atomic: values dispatched without a watermark (table full) */
     struct kts_ratelimit rl_full;
     struct kts_ratelimit rl_skip; /* values not dispatched: their series has a later one written */
     /* FlushBeforeCommit with DedupStateFile: watermarks to raise after a flush */
@@ -133,11 +134,11 @@ static int rkt_config(oconfig_item_t *ci)
         return -1;
     }
     /* One pass over the block, each option to its owner's table: the consumer's, ours, and
-     * the pipelines' (checked below by kts_pipeset_config). */
+     * the pipelines' (checked below by kts_plugin_pipelines_config). */
     const struct kts_opt_set sets[] = {
         {kts_consumer_options, &in->cfg},
         {rkt_dedup_options, &in->dedup},
-        {kts_pipeset_options, NULL},
+        {kts_plugin_pipelines_options, NULL},
     };
     int rc = kts_opt_defaults(kts_consumer_options, &in->cfg);
     if (rc == 0)
@@ -165,7 +166,8 @@ static int rkt_config(oconfig_item_t *ci)
     if (rc == 0) {
         char where[300], err[256];
         snprintf(where, sizeof(where), PLUGIN_NAME " plugin (%s)", in->cfg.name);
-        rc = kts_pipeset_config(conf, &in->cfg.typesdb, where, &in->pipes, err, sizeof(err));
+        rc = kts_plugin_pipelines_config(conf, &in->cfg.typesdb, where, &in->pipes, err,
+                                         sizeof(err));
         if (rc < 0)
             ERROR("%s: %s", where, err);
     }
@@ -184,7 +186,7 @@ static int rkt_config(oconfig_item_t *ci)
         }
     if (rc != 0) {
         ERROR(PLUGIN_NAME " plugin: invalid configuration; the plugin will not start");
-        kts_pipeset_destroy(in->pipes);
+        kts_plugin_pipelines_destroy(in->pipes);
         kts_consumer_config_free(&in->cfg);
         kts_opt_free(rkt_dedup_options, &in->dedup);
         free(in);
@@ -214,7 +216,7 @@ static uint64_t rkt_wm_slot(struct rkt_instance *in, const struct kts_vl *kvl)
     char key[KTS_SERIES_IDENTITY_MAX];
     size_t n = kts_series_identity(key, kvl);
     uint64_t slot = 0;
-    if (kts_wmark_slot(in->wm, key, n, &slot) == 0)
+    if (kts_written_times_slot(in->wm, key, n, &slot) == 0)
         return slot;
     __atomic_fetch_add(&in->untracked, 1, __ATOMIC_RELAXED);
     kts_log_limited(&in->rl_full, KTS_LOG_WARNING,
@@ -233,7 +235,7 @@ static int rkt_dispatch(const struct kts_vl *kvl, uint64_t token, void *opaque)
     uint64_t slot = 0;
     if (in->wm != NULL && kvl->time != 0) {
         slot = rkt_wm_slot(in, kvl);
-        uint64_t wm = slot != 0 ? kts_wmark_get(in->wm, slot) : 0;
+        uint64_t wm = slot != 0 ? kts_written_times_get(in->wm, slot) : 0;
         if (slot != 0 && kvl->time <= wm) {
             /* Written before: a redelivery after a restart, or a value that arrives after a
              * later one of its series was written (a producer retry librdkafka 2.0.2 reordered
@@ -277,7 +279,7 @@ static void rkt_wpend_add(struct rkt_instance *in, uint64_t slot, uint64_t t)
     pthread_mutex_lock(&in->wlock);
     if (KTS_ARRAY_GROW(in->wcur, in->wcur_cap, in->wcur_n + 1) != 0) {
         pthread_mutex_unlock(&in->wlock);
-        kts_wmark_raise(in->wm, slot, t);
+        kts_written_times_raise(in->wm, slot, t);
         return;
     }
     in->wcur[in->wcur_n++] = (struct rkt_wpend){slot, t};
@@ -297,7 +299,7 @@ static int rkt_write(const data_set_t *ds, const value_list_t *vl, user_data_t *
     uint64_t slot;
     if (in->wm != NULL && meta_data_get_unsigned_int(vl->meta, RKT_META_WSLOT, &slot) == 0) {
         if (in->dedup.flush_plugins.n == 0)
-            kts_wmark_raise(in->wm, slot, vl->time); /* first: the residual window (docs) */
+            kts_written_times_raise(in->wm, slot, vl->time); /* first: the residual window (docs) */
         else if (slot != 0)
             rkt_wpend_add(in, slot, vl->time); /* raised after a flush (top of the file) */
     }
@@ -314,7 +316,7 @@ static void rkt_commit_hook(bool final, void *opaque)
     if (in->wm != NULL) {
         pthread_mutex_lock(&in->wlock);
         for (size_t i = 0; i < in->wprev_n; i++)
-            kts_wmark_raise(in->wm, in->wprev[i].slot, in->wprev[i].time);
+            kts_written_times_raise(in->wm, in->wprev[i].slot, in->wprev[i].time);
         struct rkt_wpend *t = in->wprev;
         size_t tcap = in->wprev_cap;
         in->wprev = in->wcur;
@@ -330,7 +332,7 @@ static void rkt_commit_hook(bool final, void *opaque)
     if (final && in->wm != NULL) {
         pthread_mutex_lock(&in->wlock);
         for (size_t i = 0; i < in->wprev_n; i++)
-            kts_wmark_raise(in->wm, in->wprev[i].slot, in->wprev[i].time);
+            kts_written_times_raise(in->wm, in->wprev[i].slot, in->wprev[i].time);
         in->wprev_n = 0;
         pthread_mutex_unlock(&in->wlock);
     }
@@ -355,13 +357,13 @@ static void dispatch_pipe(const char *pinst, const char *type, const char *ti, v
 
 static void read_pipelines(const struct rkt_instance *in)
 {
-    for (size_t i = 0; i < kts_pipeset_count(in->pipes); i++) {
+    for (size_t i = 0; i < kts_plugin_pipelines_count(in->pipes); i++) {
         struct kts_pipeline_stats st;
-        struct kts_pipeset_counters c;
+        struct kts_plugin_pipelines_counters c;
         struct kts_filter_stats fs[32];
-        size_t nf = kts_pipeset_snapshot(in->pipes, i, &st, &c, fs, 32);
+        size_t nf = kts_plugin_pipelines_snapshot(in->pipes, i, &st, &c, fs, 32);
         char pn[DATA_MAX_NAME_LEN];
-        snprintf(pn, sizeof(pn), "%s-%s", in->cfg.name, kts_pipeset_name(in->pipes, i));
+        snprintf(pn, sizeof(pn), "%s-%s", in->cfg.name, kts_plugin_pipelines_name(in->pipes, i));
 #define PD(ti, v) dispatch_pipe(pn, "total_values", ti, (value_t){.derive = (derive_t)(v)})
         PD("in", st.value_lists_in);
         PD("out", st.value_lists_out);
@@ -383,7 +385,7 @@ static void read_pipelines(const struct rkt_instance *in)
         dispatch_pipe(pn, "bytes", "series_table", (value_t){.gauge = (gauge_t)st.bytes});
         for (size_t j = 0; j < nf && j < 32; j++) {
             char ti[DATA_MAX_NAME_LEN];
-            const char *fname = kts_pipeset_filter_name(in->pipes, i, j);
+            const char *fname = kts_plugin_pipelines_filter_name(in->pipes, i, j);
 #define FD(field)                                                                                  \
     do {                                                                                           \
         snprintf(ti, sizeof(ti), "%zu_%s-" #field, j, fname);                                      \
@@ -419,8 +421,8 @@ static int rkt_read(user_data_t *ud)
     DISPATCH_DERIVE(in, "dispatched", st.dispatched);
     DISPATCH_DERIVE(in, "dispatch_failed", st.dispatch_failed);
     if (in->wm != NULL) {
-        struct kts_wmark_stats ws;
-        kts_wmark_stats(in->wm, &ws);
+        struct kts_written_times_stats ws;
+        kts_written_times_stats(in->wm, &ws);
         DISPATCH_DERIVE(in, "already_written", st.skipped);
         DISPATCH_DERIVE(in, "dedup_untracked", __atomic_load_n(&in->untracked, __ATOMIC_RELAXED));
         dispatch_one(in, "count", "dedup_series", (value_t){.gauge = (gauge_t)ws.used});
@@ -469,9 +471,9 @@ static void rkt_stop(struct rkt_instance *in)
         kts_consumer_close(in->consumer);
         if (in->wm != NULL) {
             struct kts_consumer_stats st;
-            struct kts_wmark_stats ws;
+            struct kts_written_times_stats ws;
             kts_consumer_stats(in->consumer, &st);
-            kts_wmark_stats(in->wm, &ws);
+            kts_written_times_stats(in->wm, &ws);
             INFO(PLUGIN_NAME " plugin (%s): DedupStateFile: %" PRIu64 " value(s) not dispatched "
                              "because already written, %" PRIu64
                              " value(s) without a watermark (table "
@@ -521,14 +523,14 @@ static int rkt_init(void)
                  in->cfg.name, in->dedup.commit_interval, in->dedup.flush_plugins.n);
         }
         if (in->dedup.state_file != NULL) {
-            int wrc = kts_wmark_open(&in->wm, in->dedup.state_file,
-                                     (uint64_t)in->dedup.state_series, err, sizeof(err));
+            int wrc = kts_written_times_open(&in->wm, in->dedup.state_file,
+                                             (uint64_t)in->dedup.state_series, err, sizeof(err));
             if (wrc < 0) {
                 ERROR(PLUGIN_NAME " plugin (%s): DedupStateFile: %s", in->cfg.name, err);
                 return -1;
             }
-            struct kts_wmark_stats ws;
-            kts_wmark_stats(in->wm, &ws);
+            struct kts_written_times_stats ws;
+            kts_written_times_stats(in->wm, &ws);
             INFO(PLUGIN_NAME " plugin (%s): DedupStateFile \"%s\": %" PRIu64 " of %" PRIu64
                              " series known (%" PRIu64
                              " bytes): values not after their series' last "
@@ -536,7 +538,7 @@ static int rkt_init(void)
                  in->cfg.name, in->dedup.state_file, ws.used, ws.series_max, ws.file_bytes);
         }
         if (in->pipes != NULL) { /* one set per instance = per consumer thread */
-            cb.pipeline = kts_pipeset_process;
+            cb.pipeline = kts_plugin_pipelines_process;
             cb.pipeline_opaque = in->pipes;
         }
         if (in->cfg.log_prefix == NULL &&
@@ -559,10 +561,11 @@ static int rkt_init(void)
                                      &(user_data_t){.data = in, .free_func = rkt_read_freed});
         INFO(PLUGIN_NAME " plugin (%s): consuming %zu topic(s) in group \"%s\"", in->cfg.name,
              in->cfg.topics.n, in->cfg.group_id);
-        for (size_t k = 0; k < kts_pipeset_count(in->pipes); k++)
+        for (size_t k = 0; k < kts_plugin_pipelines_count(in->pipes); k++)
             INFO(PLUGIN_NAME " plugin (%s): pipeline \"%s\", mode %s", in->cfg.name,
-                 kts_pipeset_name(in->pipes, k),
-                 kts_pipeset_copy_mode(in->pipes, k) ? "copy (raw and filtered)" : "replace");
+                 kts_plugin_pipelines_name(in->pipes, k),
+                 kts_plugin_pipelines_copy_mode(in->pipes, k) ? "copy (raw and filtered)"
+                                                              : "replace");
     }
     return 0;
 }
@@ -576,9 +579,9 @@ static int rkt_shutdown(void)
         plugin_unregister_write(in->name);
         kts_consumer_destroy(in->consumer);
         in->consumer = NULL;
-        kts_pipeset_destroy(in->pipes); /* points still held back are lost (docs) */
+        kts_plugin_pipelines_destroy(in->pipes); /* points still held back are lost (docs) */
         in->pipes = NULL;
-        kts_wmark_close(in->wm); /* msync: also guards against a crash of the machine */
+        kts_written_times_close(in->wm); /* msync: also guards against a crash of the machine */
         in->wm = NULL;
         kts_consumer_config_free(&in->cfg);
         kts_opt_free(rkt_dedup_options, &in->dedup);

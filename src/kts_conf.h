@@ -146,7 +146,7 @@ int kts_opt_apply_sets(const struct kts_opt_set *sets, size_t nsets, const struc
 
 /* A KTS_OPT_CUSTOM callback that accepts the option and does nothing: for a key that belongs in
  * the block but that its owner validates elsewhere (read_kafka_ts's Pipeline and PipelineMode,
- * checked by kts_pipeset_config()). */
+ * checked by kts_plugin_pipelines_config()). */
 int kts_opt_accept(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
                    const char *where);
 

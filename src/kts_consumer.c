@@ -6,7 +6,7 @@
 
 #include "build-config.h"
 #include "kts_array.h"
-#include "kts_rdkprops.h"
+#include "kts_kafka_properties.h"
 #include "kts_rdkver.h"
 
 #include <errno.h>
@@ -55,12 +55,12 @@ static int property_extra(const char *key, const char *value, const char *where)
 }
 
 /* Property "key" "value" and PropertyFile "key" "/path/to/file" (the value read from the file,
- * for secrets: see kts_secret.h): kts_rdkprops_option(), shared with write_kafka_ts. */
+ * for secrets: see kts_secret.h): kts_kafka_properties_option(), shared with write_kafka_ts. */
 static int property_option(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
                            const char *where)
 {
     struct kts_consumer_config *cfg = obj;
-    return kts_rdkprops_option(opt, item, where, &cfg->properties, property_extra);
+    return kts_kafka_properties_option(opt, item, where, &cfg->properties, property_extra);
 }
 
 #define OFF(f) offsetof(struct kts_consumer_config, f)

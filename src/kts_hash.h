@@ -6,12 +6,12 @@
  * kts_hash64(key, len, seed): 64 bits, seeded; each 8-byte word goes through murmur3's 64-bit
  * finaliser (fmix64) before it is folded in, the length is mixed in first and the tail last,
  * so every input bit reaches every output bit. Different seeds give independent hashes (the
- * DedupStateFile identifies a series by two of them, kts_wmark.h guarantee 3).
+ * DedupStateFile identifies a series by two of them, kts_written_times.h guarantee 3).
  *
  * Guarantees:
- *   1. The values never change: the DedupStateFile stores hashes on disk (kts_wmark.c), so a
- *      different function would orphan every watermark of an existing file. tests/t-hash pins
- *      the values for a few keys and seeds.
+ *   1. The values never change: the DedupStateFile stores hashes on disk (kts_written_times.c), so
+ * a different function would orphan every watermark of an existing file. tests/t-hash pins the
+ * values for a few keys and seeds.
  *   2. Words are read in native byte order (like the DedupStateFile itself, which belongs to
  *      one host); keys of any length and alignment are fine.
  * Header only (static inline): it is on the path of every value list.

@@ -4,9 +4,9 @@
 
 #include "kts_array.h"
 #include "kts_buf.h"
+#include "kts_kafka_properties.h"
 #include "kts_log.h"
 #include "kts_rdkconf.h"
-#include "kts_rdkprops.h"
 #include "kts_rdkver.h"
 #include "kts_spool.h"
 
@@ -29,13 +29,13 @@ const char *const kts_producer_spool_mode_words[] = {"overflow", "always", NULL}
 static const enum kts_format format_of_word[] = {KTS_FORMAT_TS, KTS_FORMAT_COLLECTD};
 static const enum kts_key_mode key_of_word[] = {KTS_KEY_SERIES, KTS_KEY_HOST, KTS_KEY_NONE};
 
-/* Property "key" "value" and PropertyFile "key" "/path": kts_rdkprops_option(), shared with
+/* Property "key" "value" and PropertyFile "key" "/path": kts_kafka_properties_option(), shared with
  * read_kafka_ts (librdkafka checks the pair; its errors name the allowed values). */
 static int property_option(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
                            const char *where)
 {
     struct kts_producer_config *cfg = obj;
-    return kts_rdkprops_option(opt, item, where, &cfg->properties, NULL);
+    return kts_kafka_properties_option(opt, item, where, &cfg->properties, NULL);
 }
 
 #define OFF(f) offsetof(struct kts_producer_config, f)

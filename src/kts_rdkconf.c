@@ -2,7 +2,7 @@
 /* kts_rdkconf: see kts_rdkconf.h for the guarantees (numbers below refer to them). */
 #include "kts_rdkconf.h"
 
-#include "kts_rdkprops.h"
+#include "kts_kafka_properties.h"
 #include "kts_secret.h"
 
 #include <errno.h>
@@ -17,7 +17,7 @@ int kts_rdkconf_set(rd_kafka_conf_t *conf, const char *key, const char *value, c
     if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
         return 0;
     snprintf(errbuf, errbuf_size, "property \"%s\": %s", key,
-             kts_rdkprops_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
+             kts_kafka_properties_is_secret(key) ? "invalid value (not shown: secret)" : errstr);
     return -EINVAL;
 }
 
@@ -43,7 +43,7 @@ int kts_rdklog_init(struct kts_rdklog *l, const char *where, const struct kts_st
     if (l->where == NULL)
         return -ENOMEM;
     for (size_t i = 0; properties != NULL && i + 1 < properties->n; i += 2)
-        if (kts_rdkprops_is_secret(properties->v[i]) &&
+        if (kts_kafka_properties_is_secret(properties->v[i]) &&
             kts_strv_push(&l->secrets, properties->v[i + 1]) < 0)
             return -ENOMEM;
     return 0;

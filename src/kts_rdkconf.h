@@ -2,7 +2,8 @@
 /*
  * kts_rdkconf: the librdkafka setup that write_kafka_ts's producer (kts_producer.c),
  * read_kafka_ts's consumer and its dead-letter producer (kts_consumer*.c) share: setting
- * properties, the log and error callbacks, and secret property values (kts_rdkprops_is_secret()).
+ * properties, the log and error callbacks, and secret property values
+ * (kts_kafka_properties_is_secret()).
  *
  * What it guarantees:
  *  1. kts_rdkconf_set() sets one property and, when librdkafka refuses it, writes

@@ -2,7 +2,7 @@
 /*
  * kts_hash64 (src/kts_hash.h):
  *   1. its values never change: pinned here for the two seeds of the DedupStateFile
- *      (kts_wmark.c), whose files store them, computed by the function as it was when
+ *      (kts_written_times.c), whose files store them, computed by the function as it was when
  *      those files were first written;
  *   2. any alignment gives the same value; seeds give different hashes.
  */

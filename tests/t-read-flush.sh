@@ -132,7 +132,7 @@ ok $r "control: without FlushBeforeCommit the RRD lost values in rrdtool's cache
 phase flush 3 "  FlushBeforeCommit \"rrdtool\"
   FlushBeforeCommit \"write_graphite/carbon\"
   CommitInterval 1
-  DedupStateFile \"$COLLECTD_TMP/flush.wmark\"
+  DedupStateFile \"$COLLECTD_TMP/flush.written\"
   DedupStateSeries 1000"
 is "$ROWS/$KILLED" "$N/137" "FlushBeforeCommit: $N values passed the writers, then kill -9"
 ok $STOP_ST "FlushBeforeCommit: restarted and stopped cleanly ($REDELIVERED redelivered)"
@@ -147,7 +147,7 @@ ok $r "FlushBeforeCommit: the plugin says it is on"
 phase early 0 "  FlushBeforeCommit \"rrdtool\"
   FlushBeforeCommit \"write_graphite/carbon\"
   CommitInterval 1
-  DedupStateFile \"$COLLECTD_TMP/early.wmark\"
+  DedupStateFile \"$COLLECTD_TMP/early.written\"
   DedupStateSeries 1000"
 is "$ROWS/$KILLED" "$N/137" "early kill: $N values passed the writers, then at once kill -9"
 ok $STOP_ST "early kill: restarted and stopped cleanly ($REDELIVERED redelivered)"

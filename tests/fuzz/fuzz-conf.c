@@ -3,13 +3,13 @@
  * fuzz-conf: libFuzzer target for configuration: the collectd.conf syntax parser
  * (kts_conf_parse), the option tables of write_kafka_ts (kts_producer_options) and
  * read_kafka_ts (kts_consumer_options), and the <Pipeline> blocks with every filter's option
- * table (kts_pipeset_config → kts_pipeline_config), as the plugins and kts-filter use them.
- * A pipeline set that configures is then run over a few value lists and flushed, so filter
+ * table (kts_plugin_pipelines_config → kts_pipeline_config), as the plugins and kts-filter use
+ * them. A pipeline set that configures is then run over a few value lists and flushed, so filter
  * state sized from fuzzed options is exercised too.
  *
  * Oracles, each an abort() on failure (kts_conf.h guarantees):
  *  1. A failed parse returns -EINVAL with "FILE:LINE: what" in errbuf (2).
- *  2. A block refused by kts_opt_apply() or kts_pipeset_config() logged at least one error
+ *  2. A block refused by kts_opt_apply() or kts_plugin_pipelines_config() logged at least one error
  *     line (3: every problem is reported before failing, none silently).
  *  3. kts_conf_describe_values() stays within its buffer (checked by ASan with exact sizes).
  * Plus ASan/UBSan/LeakSanitizer. Options that read files (PropertyFile, TypesDB) are left
@@ -19,7 +19,7 @@
 
 #include "kts_conf.h"
 #include "kts_consumer.h"
-#include "kts_pipeset.h"
+#include "kts_plugin_pipelines.h"
 #include "kts_producer.h"
 
 #include <stdint.h>
@@ -48,7 +48,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* A shallow view of `block` without the children `skip` says no to (the plugins do the same
- * for the keys kts_pipeset owns). view->children is the caller's to free(). */
+ * for the keys kts_plugin_pipelines owns). view->children is the caller's to free(). */
 static int view_without(const struct kts_conf *block, struct kts_conf *view,
                         bool (*skip)(const char *key))
 {
@@ -71,7 +71,7 @@ static bool reads_files(const char *key)
 
 static bool consumer_skips(const char *key)
 {
-    return reads_files(key) || kts_pipeset_owns_key(key);
+    return reads_files(key) || kts_plugin_pipelines_owns_key(key);
 }
 
 static void check_refusal(int rc, unsigned long before, const char *what)
@@ -101,7 +101,7 @@ static int emit_count(const struct kts_vl *vl, void *ctx)
 }
 
 /* A few value lists through the set: two series, one with a gap and a spike. */
-static void run_pipes(struct kts_pipeset *ps)
+static void run_pipes(struct kts_plugin_pipelines *ps)
 {
     static const double vals[] = {1, 2, 3, 1000, 4, 5, -7, 6, 0.5, 6, 7, 8};
     struct kts_ds ds[2] = {{.name = "value", .type = KTS_DS_GAUGE},
@@ -120,7 +120,7 @@ static void run_pipes(struct kts_pipeset *ps)
         ds[1].value.derive = (int64_t)(i * 1000);
         if (i % 2)
             ds[0].type = KTS_DS_GAUGE;
-        (void)kts_pipeset_process(&vl, emit_count, &emitted, ps);
+        (void)kts_plugin_pipelines_process(&vl, emit_count, &emitted, ps);
     }
 }
 
@@ -176,13 +176,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         free(view.children);
 
-        struct kts_pipeset *ps = NULL;
+        struct kts_plugin_pipelines *ps = NULL;
         unsigned long before = errors_logged;
-        rc = kts_pipeset_config(block, NULL, "fuzz pipelines", &ps, err, sizeof(err));
-        check_refusal(rc, before, "kts_pipeset_config");
+        rc = kts_plugin_pipelines_config(block, NULL, "fuzz pipelines", &ps, err, sizeof(err));
+        check_refusal(rc, before, "kts_plugin_pipelines_config");
         if (rc == 0 && ps != NULL)
             run_pipes(ps);
-        kts_pipeset_destroy(ps);
+        kts_plugin_pipelines_destroy(ps);
     }
     kts_conf_free(root);
     return 0;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kts_wmark: durable per-series watermarks in a MAP_SHARED file (guarantees in kts_wmark.h).
+ * kts_written_times: durable per-series watermarks in a MAP_SHARED file (guarantees in
+ * kts_written_times.h).
  *
  * Layout (native byte order: the file belongs to one host):
  *   [0, 4096)   header: magic "KTSWMRK1", version 1, header size, entry size, slots, series_max,
@@ -12,7 +13,7 @@
  * winner of the k2 CAS owns the slot, a loser with another k2 probes on (5). So a key never gets
  * two slots. k1 and k2 have their lowest bit set, so a key is never 0. t only grows (CAS max).
  */
-#include "kts_wmark.h"
+#include "kts_written_times.h"
 #include "kts_assert.h"
 #include "kts_hash.h"
 
@@ -48,7 +49,7 @@ struct wm_entry {
     uint64_t t;  /* atomic; the watermark */
 };
 
-struct kts_wmark {
+struct kts_written_times {
     struct wm_header *hdr;
     struct wm_entry *tab;
     uint64_t mask;
@@ -106,20 +107,21 @@ static int check_header(const struct wm_header *h, off_t size, const char *path,
     return 0;
 }
 
-int kts_wmark_open(struct kts_wmark **out, const char *path, uint64_t series_max, char *errbuf,
-                   size_t errbuf_size)
+int kts_written_times_open(struct kts_written_times **out, const char *path, uint64_t series_max,
+                           char *errbuf, size_t errbuf_size)
 {
     *out = NULL;
-    if (series_max < 1 || series_max > KTS_WMARK_SERIES_MAX_LIMIT) {
+    if (series_max < 1 || series_max > KTS_WRITTEN_TIMES_SERIES_MAX_LIMIT) {
         snprintf(errbuf, errbuf_size, "series_max %llu outside 1 .. %llu",
-                 (unsigned long long)series_max, (unsigned long long)KTS_WMARK_SERIES_MAX_LIMIT);
+                 (unsigned long long)series_max,
+                 (unsigned long long)KTS_WRITTEN_TIMES_SERIES_MAX_LIMIT);
         return -EINVAL;
     }
     uint64_t slots = slots_for(series_max);
     size_t size = WM_HEADER_SIZE + (size_t)slots * sizeof(struct wm_entry);
     int rc = 0;
     void *map = MAP_FAILED;
-    struct kts_wmark *w = calloc(1, sizeof(*w));
+    struct kts_written_times *w = calloc(1, sizeof(*w));
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (w == NULL) {
         rc = -ENOMEM;
@@ -193,23 +195,23 @@ out:
     return rc;
 }
 
-int kts_wmark_sync(struct kts_wmark *w)
+int kts_written_times_sync(struct kts_written_times *w)
 {
     return msync(w->hdr, w->map_size, MS_SYNC) == 0 ? 0 : -errno;
 }
 
-void kts_wmark_close(struct kts_wmark *w)
+void kts_written_times_close(struct kts_written_times *w)
 {
     if (w == NULL)
         return;
-    kts_wmark_sync(w);
+    kts_written_times_sync(w);
     munmap(w->hdr, w->map_size);
     free(w);
 }
 
 /* ------------------------------------------------------------------ slots */
 
-int kts_wmark_slot(struct kts_wmark *w, const void *key, size_t len, uint64_t *slot)
+int kts_written_times_slot(struct kts_written_times *w, const void *key, size_t len, uint64_t *slot)
 {
     uint64_t k1 = kts_hash64(key, len, WM_SEED1) | 1;
     uint64_t k2 = kts_hash64(key, len, WM_SEED2) | 1;
@@ -251,14 +253,14 @@ int kts_wmark_slot(struct kts_wmark *w, const void *key, size_t len, uint64_t *s
     return -ENOSPC;
 }
 
-uint64_t kts_wmark_get(const struct kts_wmark *w, uint64_t slot)
+uint64_t kts_written_times_get(const struct kts_written_times *w, uint64_t slot)
 {
     if (slot == 0 || slot > w->mask + 1)
         return 0;
     return __atomic_load_n(&w->tab[slot - 1].t, __ATOMIC_ACQUIRE);
 }
 
-void kts_wmark_raise(struct kts_wmark *w, uint64_t slot, uint64_t t)
+void kts_written_times_raise(struct kts_written_times *w, uint64_t slot, uint64_t t)
 {
     if (slot == 0 || slot > w->mask + 1)
         return;
@@ -269,7 +271,7 @@ void kts_wmark_raise(struct kts_wmark *w, uint64_t slot, uint64_t t)
         ;
 }
 
-void kts_wmark_stats(const struct kts_wmark *w, struct kts_wmark_stats *out)
+void kts_written_times_stats(const struct kts_written_times *w, struct kts_written_times_stats *out)
 {
     out->series_max = w->hdr->series_max;
     out->slots = w->mask + 1;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kts_pipeset: the <Pipeline> blocks of one read_kafka_ts instance, between decoding and
+ * kts_plugin_pipelines: the <Pipeline> blocks of one read_kafka_ts instance, between decoding and
  * dispatch (kts_consumer.h's pipeline hook). No collectd headers; the plugin only wires it.
  *
  *   <Plugin read_kafka_ts>
@@ -12,7 +12,7 @@
  * Guarantees:
  *  1. Configuration: every <Pipeline> block is validated completely (kts_pipeline_config) and
  *     so are the checks below; every problem is logged naming the pipeline and the option,
- *     then kts_pipeset_config() fails. Pipeline names are unique within the set (they name
+ *     then kts_plugin_pipelines_config() fails. Pipeline names are unique within the set (they name
  *     the self-metrics).
  *  2. Routing: a value list goes to the first pipeline (in the order written) whose <Match>
  *     selects it; a value list no pipeline selects is emitted unchanged (raw).
@@ -40,11 +40,11 @@
  *     released by it, points of idle series expired by it) belongs to the message of that
  *     value list, so an offset waits only for values actually dispatched; a point the pipeline
  *     drops is simply not waited for, and a point it holds back never holds an offset.
- *  7. One mutex per set: kts_pipeset_process() runs on the one consumer thread; the
- *     statistics may be read from any thread (kts_pipeset_snapshot()).
+ *  7. One mutex per set: kts_plugin_pipelines_process() runs on the one consumer thread; the
+ *     statistics may be read from any thread (kts_plugin_pipelines_snapshot()).
  */
-#ifndef KTS_PIPESET_H
-#define KTS_PIPESET_H
+#ifndef KTS_PLUGIN_PIPELINES_H
+#define KTS_PLUGIN_PIPELINES_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -63,10 +63,10 @@
 #define KTS_META_WARMING "kafka_ts:warming"
 #define KTS_META_ABSENT "kafka_ts:absent"
 
-struct kts_pipeset;
+struct kts_plugin_pipelines;
 
 /* What the set counts per pipeline (beyond kts_pipeline_stats and the filters' counters). */
-struct kts_pipeset_counters {
+struct kts_plugin_pipelines_counters {
     uint64_t raw;          /* raw value lists emitted next to the output (copy mode) */
     uint64_t emitted;      /* filtered value lists emitted */
     uint64_t kept;         /* data-source points emitted that are not filled/replaced/absent */
@@ -81,41 +81,44 @@ struct kts_pipeset_counters {
 
 /* The keys this module reads in the plugin block (Pipeline, PipelineMode): a table whose rows
  * accept them (kts_opt_accept), to pass to kts_opt_apply_sets() next to the caller's own tables;
- * kts_pipeset_config() checks them. */
-extern const struct kts_opt kts_pipeset_options[];
+ * kts_plugin_pipelines_config() checks them. */
+extern const struct kts_opt kts_plugin_pipelines_options[];
 
-/* Whether `key` is one of kts_pipeset_options. */
-bool kts_pipeset_owns_key(const char *key);
+/* Whether `key` is one of kts_plugin_pipelines_options. */
+bool kts_plugin_pipelines_owns_key(const char *key);
 
 /*
  * Build the set from the Pipeline and PipelineMode children of `block` (other children are
  * ignored). `typesdb` lists types.db files (none: the default path of the build). `where`
  * prefixes messages. *out is NULL when the block has no <Pipeline> (not an error), else the
- * caller's (kts_pipeset_destroy). Returns 0, -EINVAL (every problem logged, summary in
+ * caller's (kts_plugin_pipelines_destroy). Returns 0, -EINVAL (every problem logged, summary in
  * errbuf) or -ENOMEM.
  */
-int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *typesdb,
-                       const char *where, struct kts_pipeset **out, char *errbuf,
-                       size_t errbuf_size);
+int kts_plugin_pipelines_config(const struct kts_conf *block, const struct kts_strv *typesdb,
+                                const char *where, struct kts_plugin_pipelines **out, char *errbuf,
+                                size_t errbuf_size);
 
-void kts_pipeset_destroy(struct kts_pipeset *ps); /* NULL is fine; held points are lost */
+void kts_plugin_pipelines_destroy(
+    struct kts_plugin_pipelines *ps); /* NULL is fine; held points are lost */
 
 /* kts_pipeline_fn of kts_consumer.h (opaque = the set): routes `in` (2, 3) and emits. */
-int kts_pipeset_process(struct kts_vl *in, kts_emit_fn emit, void *emit_ctx, void *opaque);
+int kts_plugin_pipelines_process(struct kts_vl *in, kts_emit_fn emit, void *emit_ctx, void *opaque);
 
-size_t kts_pipeset_count(const struct kts_pipeset *ps);
+size_t kts_plugin_pipelines_count(const struct kts_plugin_pipelines *ps);
 /* Name of pipeline i (owned by the set), and whether it runs in copy mode. */
-const char *kts_pipeset_name(const struct kts_pipeset *ps, size_t i);
-bool kts_pipeset_copy_mode(const struct kts_pipeset *ps, size_t i);
+const char *kts_plugin_pipelines_name(const struct kts_plugin_pipelines *ps, size_t i);
+bool kts_plugin_pipelines_copy_mode(const struct kts_plugin_pipelines *ps, size_t i);
 
 /*
  * A consistent copy of pipeline i's counters: `st`, `c`, and up to `fs_max` filter counters
- * into `fs` (caller-owned; filter j is named kts_pipeset_filter_name()). Returns the number of
- * filters. Thread-safe.
+ * into `fs` (caller-owned; filter j is named kts_plugin_pipelines_filter_name()). Returns the
+ * number of filters. Thread-safe.
  */
-size_t kts_pipeset_snapshot(struct kts_pipeset *ps, size_t i, struct kts_pipeline_stats *st,
-                            struct kts_pipeset_counters *c, struct kts_filter_stats *fs,
-                            size_t fs_max);
-const char *kts_pipeset_filter_name(const struct kts_pipeset *ps, size_t i, size_t j);
+size_t kts_plugin_pipelines_snapshot(struct kts_plugin_pipelines *ps, size_t i,
+                                     struct kts_pipeline_stats *st,
+                                     struct kts_plugin_pipelines_counters *c,
+                                     struct kts_filter_stats *fs, size_t fs_max);
+const char *kts_plugin_pipelines_filter_name(const struct kts_plugin_pipelines *ps, size_t i,
+                                             size_t j);
 
 #endif

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* kts_pipeset: see kts_pipeset.h for the guarantees (numbers below refer to them). */
-#include "kts_pipeset.h"
+/* kts_plugin_pipelines: see kts_plugin_pipelines.h for the guarantees (numbers below refer to
+ * them). */
+#include "kts_plugin_pipelines.h"
 
 #include "build-config.h"
 #include "kts_array.h"
@@ -22,11 +23,11 @@ static const char *const mode_words[] = {"auto", "replace", "copy", NULL};
 struct pipe {
     struct kts_pipeline *p;
     bool copy;
-    struct kts_pipeset_counters c;
+    struct kts_plugin_pipelines_counters c;
     struct kts_ratelimit rl;
 };
 
-struct kts_pipeset {
+struct kts_plugin_pipelines {
     char *where; /* message prefix, e.g. "read_kafka_ts plugin (agg)" */
     struct pipe *pipes;
     size_t n;
@@ -35,23 +36,24 @@ struct kts_pipeset {
     struct kts_output out; /* scratch for one output value list (consumer thread, under lock) */
 };
 
-const struct kts_opt kts_pipeset_options[] = {
+const struct kts_opt kts_plugin_pipelines_options[] = {
     {"PipelineMode", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, kts_opt_accept, 0,
-     "auto | replace | copy, for every <Pipeline> of the block (checked by kts_pipeset_config)"},
+     "auto | replace | copy, for every <Pipeline> of the block (checked by "
+     "kts_plugin_pipelines_config)"},
     {"Pipeline", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, kts_opt_accept, 0,
-     "block <Pipeline \"name\"> (docs/FILTERS.md; checked by kts_pipeset_config)"},
+     "block <Pipeline \"name\"> (docs/FILTERS.md; checked by kts_plugin_pipelines_config)"},
     KTS_OPT_END,
 };
 
-bool kts_pipeset_owns_key(const char *key)
+bool kts_plugin_pipelines_owns_key(const char *key)
 {
-    for (const struct kts_opt *o = kts_pipeset_options; o->name != NULL; o++)
+    for (const struct kts_opt *o = kts_plugin_pipelines_options; o->name != NULL; o++)
         if (strcasecmp(o->name, key) == 0)
             return true;
     return false;
 }
 
-void kts_pipeset_destroy(struct kts_pipeset *ps)
+void kts_plugin_pipelines_destroy(struct kts_plugin_pipelines *ps)
 {
     if (ps == NULL)
         return;
@@ -131,7 +133,8 @@ static int scan_block(const struct kts_conf *block, const char *where, int *mode
 }
 
 /* The types.db files (none: the build's default); 0, or the error logged. */
-static int load_types(struct kts_pipeset *ps, const struct kts_strv *typesdb, const char *where)
+static int load_types(struct kts_plugin_pipelines *ps, const struct kts_strv *typesdb,
+                      const char *where)
 {
     char err[512] = "";
     int rc = 0;
@@ -145,8 +148,8 @@ static int load_types(struct kts_pipeset *ps, const struct kts_strv *typesdb, co
 }
 
 /* OutputType (4): a type of types.db whose data sources are all gauges. Returns the problems. */
-static int check_output_type(const struct kts_pipeset *ps, const char *name, const char *ot,
-                             const char *where)
+static int check_output_type(const struct kts_plugin_pipelines *ps, const char *name,
+                             const char *ot, const char *where)
 {
     const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, ot);
     if (t == NULL) {
@@ -171,7 +174,7 @@ static int check_output_type(const struct kts_pipeset *ps, const char *name, con
 
 /* Configure one <Pipeline> block `item` into the set (1, 3, 4). Returns the problems found,
  * or -ENOMEM. `types_ok`: the types.db files loaded (OutputType can be checked). */
-static int add_pipeline(struct kts_pipeset *ps, const struct kts_conf *item, int mode,
+static int add_pipeline(struct kts_plugin_pipelines *ps, const struct kts_conf *item, int mode,
                         bool types_ok, const char *where)
 {
     char err[512] = "";
@@ -210,9 +213,9 @@ static int add_pipeline(struct kts_pipeset *ps, const struct kts_conf *item, int
     return errors;
 }
 
-int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *typesdb,
-                       const char *where, struct kts_pipeset **out, char *errbuf,
-                       size_t errbuf_size)
+int kts_plugin_pipelines_config(const struct kts_conf *block, const struct kts_strv *typesdb,
+                                const char *where, struct kts_plugin_pipelines **out, char *errbuf,
+                                size_t errbuf_size)
 {
     *out = NULL;
     /* The summary counts every problem listed above it: options, <Filter> blocks and their
@@ -226,7 +229,7 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
         snprintf(errbuf, errbuf_size, "invalid PipelineMode");
         return -EINVAL;
     }
-    struct kts_pipeset *ps = calloc(1, sizeof(*ps));
+    struct kts_plugin_pipelines *ps = calloc(1, sizeof(*ps));
     if (ps == NULL)
         return -ENOMEM;
     pthread_mutex_init(&ps->lock, NULL);
@@ -234,7 +237,7 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
     ps->types = kts_typesdb_create();
     ps->where = strdup(where);
     if (ps->pipes == NULL || ps->types == NULL || ps->where == NULL) {
-        kts_pipeset_destroy(ps);
+        kts_plugin_pipelines_destroy(ps);
         return -ENOMEM;
     }
     int rc = load_types(ps, typesdb, where);
@@ -245,7 +248,7 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
             continue;
         int e = add_pipeline(ps, item, mode, rc == 0, where);
         if (e == -ENOMEM) {
-            kts_pipeset_destroy(ps);
+            kts_plugin_pipelines_destroy(ps);
             return -ENOMEM;
         }
         errors += e;
@@ -255,7 +258,7 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
         if (logged > (unsigned long)errors)
             errors = (int)logged;
         snprintf(errbuf, errbuf_size, "%d problem(s) in the <Pipeline> configuration", errors);
-        kts_pipeset_destroy(ps);
+        kts_plugin_pipelines_destroy(ps);
         return -EINVAL;
     }
     *out = ps;
@@ -265,13 +268,13 @@ int kts_pipeset_config(const struct kts_conf *block, const struct kts_strv *type
 /* ------------------------------------------------------------------ processing */
 
 struct emit_ctx {
-    struct kts_pipeset *ps;
+    struct kts_plugin_pipelines *ps;
     struct pipe *pp;
     kts_emit_fn emit;
     void *emit_ctx;
 };
 
-/* The per-point counters of an emitted value list (kts_pipeset_counters). */
+/* The per-point counters of an emitted value list (kts_plugin_pipelines_counters). */
 static void count_points(struct pipe *pp, const uint16_t *flags, size_t n)
 {
     for (size_t d = 0; d < n; d++) {
@@ -296,7 +299,7 @@ static void count_points(struct pipe *pp, const uint16_t *flags, size_t n)
 static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque)
 {
     struct emit_ctx *ec = opaque;
-    struct kts_pipeset *ps = ec->ps;
+    struct kts_plugin_pipelines *ps = ec->ps;
     struct pipe *pp = ec->pp;
     const char *name = kts_pipeline_name(pp->p);
     const struct kts_typesdb_type *t = kts_typesdb_find(ps->types, o->type);
@@ -321,9 +324,9 @@ static int on_output(const struct kts_vl *o, const uint16_t *flags, void *opaque
     return rc;
 }
 
-int kts_pipeset_process(struct kts_vl *in, kts_emit_fn emit, void *emit_ctx, void *opaque)
+int kts_plugin_pipelines_process(struct kts_vl *in, kts_emit_fn emit, void *emit_ctx, void *opaque)
 {
-    struct kts_pipeset *ps = opaque;
+    struct kts_plugin_pipelines *ps = opaque;
     struct pipe *pp = NULL;
     for (size_t i = 0; i < ps->n && pp == NULL; i++)
         if (kts_pipeline_match(ps->pipes[i].p, in))
@@ -349,29 +352,31 @@ int kts_pipeset_process(struct kts_vl *in, kts_emit_fn emit, void *emit_ctx, voi
 
 /* ------------------------------------------------------------------ introspection */
 
-size_t kts_pipeset_count(const struct kts_pipeset *ps)
+size_t kts_plugin_pipelines_count(const struct kts_plugin_pipelines *ps)
 {
     return ps ? ps->n : 0;
 }
 
-const char *kts_pipeset_name(const struct kts_pipeset *ps, size_t i)
+const char *kts_plugin_pipelines_name(const struct kts_plugin_pipelines *ps, size_t i)
 {
     return kts_pipeline_name(ps->pipes[i].p);
 }
 
-bool kts_pipeset_copy_mode(const struct kts_pipeset *ps, size_t i)
+bool kts_plugin_pipelines_copy_mode(const struct kts_plugin_pipelines *ps, size_t i)
 {
     return ps->pipes[i].copy;
 }
 
-const char *kts_pipeset_filter_name(const struct kts_pipeset *ps, size_t i, size_t j)
+const char *kts_plugin_pipelines_filter_name(const struct kts_plugin_pipelines *ps, size_t i,
+                                             size_t j)
 {
     return kts_pipeline_filter_name(ps->pipes[i].p, j);
 }
 
-size_t kts_pipeset_snapshot(struct kts_pipeset *ps, size_t i, struct kts_pipeline_stats *st,
-                            struct kts_pipeset_counters *c, struct kts_filter_stats *fs,
-                            size_t fs_max)
+size_t kts_plugin_pipelines_snapshot(struct kts_plugin_pipelines *ps, size_t i,
+                                     struct kts_pipeline_stats *st,
+                                     struct kts_plugin_pipelines_counters *c,
+                                     struct kts_filter_stats *fs, size_t fs_max)
 {
     pthread_mutex_lock(&ps->lock);
     struct pipe *pp = &ps->pipes[i];

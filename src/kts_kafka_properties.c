@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* kts_rdkprops: see kts_rdkprops.h for the guarantees (numbers below refer to them). */
-#include "kts_rdkprops.h"
+/* kts_kafka_properties: see kts_kafka_properties.h for the guarantees (numbers below refer to
+ * them). */
+#include "kts_kafka_properties.h"
 #include "kts_array.h"
 
 #include "kts_log.h"
@@ -87,7 +88,7 @@ static void load_rows(void)
     size_t size = 0;
     FILE *f = open_memstream(&text, &size);
     if (f == NULL) {
-        kts_log(KTS_LOG_WARNING, "kts_rdkprops: open_memstream: %s", strerror(errno));
+        kts_log(KTS_LOG_WARNING, "kts_kafka_properties: open_memstream: %s", strerror(errno));
         return;
     }
     rd_kafka_conf_properties_show(f);
@@ -102,7 +103,7 @@ static void load_rows(void)
     free(text);
 }
 
-bool kts_rdkprops_is_secret(const char *name)
+bool kts_kafka_properties_is_secret(const char *name)
 {
     return strcasestr(name, "password") != NULL || strcasestr(name, "secret") != NULL ||
            strcasecmp(name, "ssl.key.pem") == 0 ||
@@ -119,7 +120,7 @@ static const struct prop_row *row_of(const char *name)
     return NULL;
 }
 
-const char *kts_rdkprops_allowed(const char *name)
+const char *kts_kafka_properties_allowed(const char *name)
 {
     const struct prop_row *r = row_of(name);
     return r == NULL ? NULL : r->range != NULL ? r->range : r->words;
@@ -177,7 +178,7 @@ static size_t distance(const char *a, const char *b, size_t cap)
     return prev[lb];
 }
 
-const char *kts_rdkprops_closest(const char *name)
+const char *kts_kafka_properties_closest(const char *name)
 {
     pthread_once(&rows_once, load_rows);
     const size_t cap = 3;
@@ -209,7 +210,7 @@ const char *kts_rdkprops_closest(const char *name)
     return NULL;
 }
 
-int kts_rdkprops_check(const char *key, const char *value, char *errbuf, size_t errbuf_size)
+int kts_kafka_properties_check(const char *key, const char *value, char *errbuf, size_t errbuf_size)
 {
     char errstr[512] = "";
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -220,7 +221,7 @@ int kts_rdkprops_check(const char *key, const char *value, char *errbuf, size_t 
         const struct prop_row *r = row_of(key);
         if (r == NULL || r->range != NULL || r->words == NULL || all_listed(value, r->words))
             return 0;
-        if (kts_rdkprops_is_secret(key))
+        if (kts_kafka_properties_is_secret(key))
             snprintf(errbuf, errbuf_size, "invalid value (not shown: secret); allowed: %s",
                      r->words);
         else
@@ -231,9 +232,9 @@ int kts_rdkprops_check(const char *key, const char *value, char *errbuf, size_t 
         return -EINVAL;
     }
     char *msg = trim(errstr); /* librdkafka 2.0.2 ends its range message with "\n" */
-    bool secret = kts_rdkprops_is_secret(key);
+    bool secret = kts_kafka_properties_is_secret(key);
     if (res == RD_KAFKA_CONF_UNKNOWN) {
-        const char *near = kts_rdkprops_closest(key);
+        const char *near = kts_kafka_properties_closest(key);
         if (near != NULL)
             snprintf(errbuf, errbuf_size, "%s; did you mean \"%s\"?", msg, near);
         else
@@ -251,7 +252,7 @@ int kts_rdkprops_check(const char *key, const char *value, char *errbuf, size_t 
         n = snprintf(errbuf, errbuf_size, "%s (value \"%s\")", msg, value);
     else
         n = snprintf(errbuf, errbuf_size, "%s", msg);
-    const char *allowed = kts_rdkprops_allowed(key);
+    const char *allowed = kts_kafka_properties_allowed(key);
     /* Only when librdkafka did not say it itself ("outside allowed range", "true or false"). */
     if (allowed != NULL && n >= 0 && (size_t)n < errbuf_size && strstr(msg, "allowed") == NULL &&
         strstr(msg, "true or false") == NULL)
@@ -259,8 +260,9 @@ int kts_rdkprops_check(const char *key, const char *value, char *errbuf, size_t 
     return -EINVAL;
 }
 
-int kts_rdkprops_option(const struct kts_opt *opt, const struct kts_conf *item, const char *where,
-                        struct kts_strv *props, kts_rdkprops_extra_fn *extra)
+int kts_kafka_properties_option(const struct kts_opt *opt, const struct kts_conf *item,
+                                const char *where, struct kts_strv *props,
+                                kts_kafka_properties_extra_fn *extra)
 {
     bool from_file = strcasecmp(opt->name, "PropertyFile") == 0;
     if (item->values_num != 2 || item->values[0].type != KTS_CONF_STRING ||
@@ -280,7 +282,7 @@ int kts_rdkprops_option(const struct kts_opt *opt, const struct kts_conf *item, 
     }
     /* Check key and value with librdkafka now, before collectd forks: bad ones stop start-up. */
     char msg[1024];
-    int rc = kts_rdkprops_check(key, value, msg, sizeof(msg));
+    int rc = kts_kafka_properties_check(key, value, msg, sizeof(msg));
     if (rc < 0)
         kts_log(KTS_LOG_ERR, "%s: %s \"%s\": %s", where, opt->name, key, msg);
     if (rc == 0 && extra != NULL)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* kts_pipeset: tests named after the guarantees in src/kts_pipeset.h. */
+/* kts_plugin_pipelines: tests named after the guarantees in src/kts_plugin_pipelines.h. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 #include "kts_conf.h"
 #include "kts_format.h"
 #include "kts_log.h"
-#include "kts_pipeset.h"
+#include "kts_plugin_pipelines.h"
 #include "tap.h"
 
 static char logbuf[16384];
@@ -23,7 +23,7 @@ static void sink(int level, const char *msg, void *opaque)
     printf("# log: %s\n", msg);
 }
 
-static char typesdb_path[] = "/tmp/t-pipeset-types.XXXXXX";
+static char typesdb_path[] = "/tmp/t-plugin-pipelines-types.XXXXXX";
 static struct kts_strv typesdb;
 
 #define MAXO 256
@@ -56,22 +56,22 @@ static const struct kts_meta *meta(const struct kts_vl *vl, const char *key)
     return NULL;
 }
 
-static char last_err[512]; /* kts_pipeset_config()'s error text of the last setup() */
+static char last_err[512]; /* kts_plugin_pipelines_config()'s error text of the last setup() */
 
-static struct kts_pipeset *setup(const char *text, int *rc)
+static struct kts_plugin_pipelines *setup(const char *text, int *rc)
 {
     struct kts_conf *root = NULL;
     char *err = last_err;
     const size_t errsz = sizeof(last_err);
-    struct kts_pipeset *ps = NULL;
+    struct kts_plugin_pipelines *ps = NULL;
     logbuf[0] = '\0';
     err[0] = '\0';
-    *rc = kts_conf_parse(text, strlen(text), "t-pipeset", &root, err, errsz);
+    *rc = kts_conf_parse(text, strlen(text), "t-plugin-pipelines", &root, err, errsz);
     if (*rc < 0) {
         diag("parse: %s", err);
         return NULL;
     }
-    *rc = kts_pipeset_config(root, &typesdb, "t-pipeset", &ps, err, errsz);
+    *rc = kts_plugin_pipelines_config(root, &typesdb, "t-plugin-pipelines", &ps, err, errsz);
     kts_conf_free(root);
     return ps;
 }
@@ -103,17 +103,17 @@ static struct kts_vl mk(const char *plugin, const char *type, double t, enum kts
     return vl;
 }
 
-static int feed(struct kts_pipeset *ps, const char *plugin, const char *type, double t,
+static int feed(struct kts_plugin_pipelines *ps, const char *plugin, const char *type, double t,
                 enum kts_ds_type dt, double v)
 {
     struct kts_vl vl = mk(plugin, type, t, dt, v);
-    return kts_pipeset_process(&vl, collect, NULL, ps);
+    return kts_plugin_pipelines_process(&vl, collect, NULL, ps);
 }
 
 static void test_1_config(void)
 {
     int rc;
-    struct kts_pipeset *ps = setup("Topic \"x\"\n", &rc);
+    struct kts_plugin_pipelines *ps = setup("Topic \"x\"\n", &rc);
     ok(rc == 0 && ps == NULL, "1: a block without <Pipeline> gives no set and no error");
 
     ps = setup("PipelineMode \"copy\"\n"
@@ -157,17 +157,18 @@ static void test_1_config(void)
 static void test_2_3_routing_modes(void)
 {
     int rc;
-    struct kts_pipeset *ps = setup("<Pipeline \"first\">\n <Match>\n  Plugin \"p\"\n </Match>\n"
-                                   " <Filter \"smooth\">\n  Tau 10\n </Filter>\n"
-                                   " OutputPluginInstanceSuffix \"-f\"\n</Pipeline>\n"
-                                   "<Pipeline \"second\">\n <Match>\n  Plugin \"p\" \"q\"\n"
-                                   " </Match>\n <Filter \"smooth\">\n  Tau 10\n </Filter>\n"
-                                   "</Pipeline>\n",
-                                   &rc);
-    ok(rc == 0 && ps != NULL && kts_pipeset_count(ps) == 2, "2: two pipelines configured");
+    struct kts_plugin_pipelines *ps =
+        setup("<Pipeline \"first\">\n <Match>\n  Plugin \"p\"\n </Match>\n"
+              " <Filter \"smooth\">\n  Tau 10\n </Filter>\n"
+              " OutputPluginInstanceSuffix \"-f\"\n</Pipeline>\n"
+              "<Pipeline \"second\">\n <Match>\n  Plugin \"p\" \"q\"\n"
+              " </Match>\n <Filter \"smooth\">\n  Tau 10\n </Filter>\n"
+              "</Pipeline>\n",
+              &rc);
+    ok(rc == 0 && ps != NULL && kts_plugin_pipelines_count(ps) == 2, "2: two pipelines configured");
     if (ps == NULL)
         return;
-    ok(kts_pipeset_copy_mode(ps, 0) && !kts_pipeset_copy_mode(ps, 1),
+    ok(kts_plugin_pipelines_copy_mode(ps, 0) && !kts_plugin_pipelines_copy_mode(ps, 1),
        "3: auto = copy with an Output* option, replace without");
     feed(ps, "other", "gauge", 100, KTS_DS_GAUGE, 1.5);
     ok(nouts == 1 && strcmp(outs[0].plugin, "other") == 0 && outs[0].ds[0].value.gauge == 1.5 &&
@@ -190,13 +191,13 @@ static void test_2_3_routing_modes(void)
            strcmp(meta(&outs[0], KTS_META_PIPELINE)->value.string, "second") == 0,
        "3: replace mode emits only the pipeline's output, under the input's name");
     outs_clear();
-    kts_pipeset_destroy(ps);
+    kts_plugin_pipelines_destroy(ps);
 }
 
 static void test_4_types(void)
 {
     int rc;
-    struct kts_pipeset *ps =
+    struct kts_plugin_pipelines *ps =
         setup("<Pipeline \"rate\">\n <Match>\n  Plugin \"r\"\n </Match>\n"
               " <Filter \"difference\">\n </Filter>\n OutputType \"gauge\"\n"
               " OutputPluginInstanceSuffix \"-rate\"\n</Pipeline>\n"
@@ -222,9 +223,9 @@ static void test_4_types(void)
     feed(ps, "b", "derive", 100, KTS_DS_DERIVE, 1000);
     feed(ps, "b", "derive", 110, KTS_DS_DERIVE, 1250);
     struct kts_pipeline_stats st;
-    struct kts_pipeset_counters c;
+    struct kts_plugin_pipelines_counters c;
     struct kts_filter_stats fs[4];
-    kts_pipeset_snapshot(ps, 1, &st, &c, fs, 4);
+    kts_plugin_pipelines_snapshot(ps, 1, &st, &c, fs, 4);
     ok(nouts == 2 && c.type_refused == 1 && strcmp(outs[1].plugin_instance, "") == 0,
        "4: without OutputType a changed value for a DERIVE data source is refused and counted; "
        "the raw values still go out");
@@ -240,13 +241,13 @@ static void test_4_types(void)
            outs[1].ds[0].value.gauge == (double)(int64_t)9007199254740993.0,
        "4: an unchanged integer into a gauge output type is converted");
     outs_clear();
-    kts_pipeset_destroy(ps);
+    kts_plugin_pipelines_destroy(ps);
 }
 
 static void test_5_6_flags_held(void)
 {
     int rc;
-    struct kts_pipeset *ps =
+    struct kts_plugin_pipelines *ps =
         setup("<Pipeline \"fill\">\n <Match>\n  Plugin \"f\"\n </Match>\n"
               " <Filter \"fill\">\n  MaxGap 3\n </Filter>\n OutputHostSuffix \"-f\"\n"
               "</Pipeline>\n"
@@ -288,13 +289,13 @@ static void test_5_6_flags_held(void)
        "6: held points come out while the value list that releases them is processed");
     outs_clear();
     struct kts_pipeline_stats st;
-    struct kts_pipeset_counters c;
+    struct kts_plugin_pipelines_counters c;
     struct kts_filter_stats fs[4];
-    size_t nf = kts_pipeset_snapshot(ps, 0, &st, &c, fs, 4);
+    size_t nf = kts_plugin_pipelines_snapshot(ps, 0, &st, &c, fs, 4);
     ok(nf == 1 && c.filled == 2 && c.kept == 2 && c.raw == 2 && c.emitted == 4 &&
            fs[0].filled == 2 && st.series == 1,
        "7: snapshot: fill pipeline counted 2 filled, 2 kept, 2 raw, 4 emitted, 1 series");
-    kts_pipeset_destroy(ps);
+    kts_plugin_pipelines_destroy(ps);
 }
 
 int main(void)

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* t-rdkprops: src/kts_rdkprops.c (Property / PropertyFile of both plugins) against the real
- * librdkafka (no mock: its property table and its rd_kafka_conf_set() are what is tested);
- * numbers are the guarantees of kts_rdkprops.h. */
+/* t-kafka-properties: src/kts_kafka_properties.c (Property / PropertyFile of both plugins) against
+ * the real librdkafka (no mock: its property table and its rd_kafka_conf_set() are what is tested);
+ * numbers are the guarantees of kts_kafka_properties.h. */
 #include "kts_conf.h"
+#include "kts_kafka_properties.h"
 #include "kts_log.h"
-#include "kts_rdkprops.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -70,52 +70,57 @@ int main(void)
     char msg[1024];
 
     /* 1: the Range column */
-    is_str(kts_rdkprops_allowed("security.protocol"), "plaintext, ssl, sasl_plaintext, sasl_ssl",
-           "1: security.protocol's values");
-    is_str(kts_rdkprops_allowed("BATCH.NUM.MESSAGES"), "1 .. 1000000",
+    is_str(kts_kafka_properties_allowed("security.protocol"),
+           "plaintext, ssl, sasl_plaintext, sasl_ssl", "1: security.protocol's values");
+    is_str(kts_kafka_properties_allowed("BATCH.NUM.MESSAGES"), "1 .. 1000000",
            "1: batch.num.messages's range, name case-insensitive");
-    ok(kts_rdkprops_allowed("bootstrap.servers") == NULL, "1: a string property has no range");
-    ok(kts_rdkprops_allowed("no.such.property") == NULL, "1: an unknown one neither");
+    ok(kts_kafka_properties_allowed("bootstrap.servers") == NULL,
+       "1: a string property has no range");
+    ok(kts_kafka_properties_allowed("no.such.property") == NULL, "1: an unknown one neither");
 
     /* 2: enumerations: property, value and every allowed word in the message */
     for (size_t i = 0; i < n_enums; i++) {
-        int rc = kts_rdkprops_check(enums[i].key, enums[i].value, msg, sizeof(msg));
+        int rc = kts_kafka_properties_check(enums[i].key, enums[i].value, msg, sizeof(msg));
         is_int(rc, -EINVAL, "2: %s \"%s\" refused", enums[i].key, enums[i].value);
         ok(strstr(msg, enums[i].value) != NULL && strstr(msg, "; allowed: ") != NULL,
            "2: %s: names the value and what is allowed: %s", enums[i].key, msg);
         ok(has_each(msg, enums[i].words), "2: %s: every allowed word", enums[i].key);
     }
-    is_int(kts_rdkprops_check("security.protocol", "SASL_SSL", msg, sizeof(msg)), 0,
+    is_int(kts_kafka_properties_check("security.protocol", "SASL_SSL", msg, sizeof(msg)), 0,
            "2: a valid enum value is accepted");
-    is_int(kts_rdkprops_check("sasl.mechanisms", "SCRAM-SHA-512", msg, sizeof(msg)), 0,
+    is_int(kts_kafka_properties_check("sasl.mechanisms", "SCRAM-SHA-512", msg, sizeof(msg)), 0,
            "2: a listed SASL mechanism is accepted");
-    is_int(
-        kts_rdkprops_check("partition.assignment.strategy", "range, roundrobin", msg, sizeof(msg)),
-        0, "2: a list of listed strategies is accepted");
-    is_int(kts_rdkprops_check("partition.assignment.strategy", "range,sticky", msg, sizeof(msg)),
+    is_int(kts_kafka_properties_check("partition.assignment.strategy", "range, roundrobin", msg,
+                                      sizeof(msg)),
+           0, "2: a list of listed strategies is accepted");
+    is_int(kts_kafka_properties_check("partition.assignment.strategy", "range,sticky", msg,
+                                      sizeof(msg)),
            -EINVAL, "2: one unknown strategy in the list is refused: %s", msg);
     /* An integer with words (acks: -1 .. 1000 or "all"): librdkafka names neither the value
      * nor the range. */
-    is_int(kts_rdkprops_check("acks", "most", msg, sizeof(msg)), -EINVAL, "2: acks \"most\"");
+    is_int(kts_kafka_properties_check("acks", "most", msg, sizeof(msg)), -EINVAL,
+           "2: acks \"most\"");
     ok(strstr(msg, "\"most\"") && strstr(msg, "; allowed: -1 .. 1000"), "2: %s", msg);
     /* librdkafka says it itself: nothing appended, no trailing newline. */
-    kts_rdkprops_check("batch.num.messages", "0", msg, sizeof(msg));
+    kts_kafka_properties_check("batch.num.messages", "0", msg, sizeof(msg));
     is_str(msg,
            "Configuration property \"batch.num.messages\" value 0 is outside allowed range "
            "1..1000000",
            "2: a range message as librdkafka writes it, trimmed");
-    kts_rdkprops_check("enable.idempotence", "maybe", msg, sizeof(msg));
+    kts_kafka_properties_check("enable.idempotence", "maybe", msg, sizeof(msg));
     ok(strstr(msg, "true or false") && !strstr(msg, "; allowed"), "2: bool: %s", msg);
 
     /* 3: unknown names */
-    is_int(kts_rdkprops_check("bootstrap.server", "x:9092", msg, sizeof(msg)), -EINVAL,
+    is_int(kts_kafka_properties_check("bootstrap.server", "x:9092", msg, sizeof(msg)), -EINVAL,
            "3: unknown property refused");
     ok(strstr(msg, "No such configuration property") &&
            strstr(msg, "did you mean \"bootstrap.servers\"?"),
        "3: %s", msg);
-    is_str(kts_rdkprops_closest("secrity.protocol"), "security.protocol", "3: one letter missing");
-    is_str(kts_rdkprops_closest("servers"), "bootstrap.servers", "3: a dot-separated part");
-    ok(kts_rdkprops_closest("zzzzzz.qqqqqq.wwww") == NULL, "3: nothing close: no suggestion");
+    is_str(kts_kafka_properties_closest("secrity.protocol"), "security.protocol",
+           "3: one letter missing");
+    is_str(kts_kafka_properties_closest("servers"), "bootstrap.servers", "3: a dot-separated part");
+    ok(kts_kafka_properties_closest("zzzzzz.qqqqqq.wwww") == NULL,
+       "3: nothing close: no suggestion");
 
     /* 4: the option handler */
     struct kts_strv props = {0};
@@ -128,17 +133,18 @@ int main(void)
         kts_conf_add_string(bad, "compression.codec") || kts_conf_add_string(bad, "brotli") ||
         kts_conf_add_string(extra, "client.id") || kts_conf_add_string(extra, "foo"))
         BAIL_OUT("kts_conf");
-    is_int(kts_rdkprops_option(&opt, good, "p", &props, refuse_foo), 0, "4: a good pair");
+    is_int(kts_kafka_properties_option(&opt, good, "p", &props, refuse_foo), 0, "4: a good pair");
     ok(props.n == 2 && strcmp(props.v[0], "compression.codec") == 0 &&
            strcmp(props.v[1], "zstd") == 0,
        "4: appended as key, value");
     logged[0] = '\0';
-    is_int(kts_rdkprops_option(&opt, bad, "p", &props, refuse_foo), -EINVAL, "4: a bad value");
+    is_int(kts_kafka_properties_option(&opt, bad, "p", &props, refuse_foo), -EINVAL,
+           "4: a bad value");
     ok(strstr(logged, "p: Property \"compression.codec\": Invalid value \"brotli\"") &&
            strstr(logged, "; allowed: none, gzip, snappy, lz4, zstd") && props.n == 2,
        "4: logged with where and option, nothing appended: %s", logged);
     logged[0] = '\0';
-    is_int(kts_rdkprops_option(&opt, extra, "p", &props, refuse_foo), -EINVAL,
+    is_int(kts_kafka_properties_option(&opt, extra, "p", &props, refuse_foo), -EINVAL,
            "4: the caller's extra check refuses");
     ok(strstr(logged, "p: foo refused") && props.n == 2, "4: %s", logged);
     kts_conf_free(good);

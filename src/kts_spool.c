@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -22,14 +23,42 @@
 #define SEQ_BASE 0x8000000000000000ull /* first segment; prepends count down from here */
 #define WBUF_SIZE (256u << 10)
 #define RBUF_MIN (256u << 10)
+#define WMAP_CHUNK (1u << 20) /* (8) the mapped writer allocates file space 1 MiB at a time */
 
 /* ------------------------------------------------------------------ CRC-32C */
 
 static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define KTS_CRC_HW 1
+static bool crc_hw; /* SSE 4.2's crc32 instruction computes exactly CRC-32C */
+
+/* The same CRC with the crc32 instruction: 8 bytes per instruction instead of 8 table lookups
+ * (a spool record of some 250 bytes costs ~35 instructions instead of ~300). */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p,
+                                                            size_t len)
+{
+    uint64_t c = ~crc;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+        p += 8;
+        len -= 8;
+    }
+    while (len--)
+        c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
+    return ~(uint32_t)c;
+}
+#endif
+
 static void crc_init(void)
 {
+#ifdef KTS_CRC_HW
+    __builtin_cpu_init();
+    crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
         for (int k = 0; k < 8; k++)
@@ -44,6 +73,10 @@ static void crc_init(void)
 uint32_t kts_crc32c(uint32_t crc, const void *buf, size_t len)
 {
     pthread_once(&crc_once, crc_init);
+#ifdef KTS_CRC_HW
+    if (crc_hw)
+        return crc32c_hw(crc, buf, len);
+#endif
     const unsigned char *p = buf;
     crc = ~crc;
     while (len >= 8) { /* slicing by 8 */
@@ -87,6 +120,14 @@ struct kts_spool {
     unsigned char *wbuf;
     size_t wlen;
     uint64_t wdisk; /* bytes of the tail segment already in the file */
+    /* (8) write-through: records are copied into a shared mapping of the tail segment (the
+     * kernel's page cache, so a kill -9 keeps them) instead of one write() each. The file is
+     * extended with fallocate() ahead of the records (walloc bytes; never a SIGBUS for want of
+     * space: a full disk fails the fallocate) and cut back to wdisk when the writer closes;
+     * the zeros after the last record that a crash leaves are cut at open. NULL: write(). */
+    unsigned char *wmap;
+    size_t wmap_len;
+    uint64_t walloc;
 
     /* reader: segs[0] at roff */
     int rfd;
@@ -149,6 +190,23 @@ static void reader_reset(struct kts_spool *sp)
     sp->roff = sp->nsegs > 0 ? sp->segs[0].start : 0;
 }
 
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const unsigned char *p = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
 static int write_all(int fd, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
@@ -171,9 +229,9 @@ static int wbuf_flush(struct kts_spool *sp)
 {
     if (sp->wfd < 0 || sp->wlen == 0)
         return 0;
-    int rc = write_all(sp->wfd, sp->wbuf, sp->wlen);
+    int rc = pwrite_all(sp->wfd, sp->wbuf, sp->wlen, sp->wdisk);
     if (rc < 0) {
-        if (ftruncate(sp->wfd, (off_t)sp->wdisk) != 0 || lseek(sp->wfd, 0, SEEK_END) < 0) {
+        if (ftruncate(sp->wfd, (off_t)sp->wdisk) != 0) {
             /* nothing more to do: the torn tail is found at the next open (3) */
         }
         sp->wfail = true;
@@ -188,10 +246,36 @@ static int wbuf_flush(struct kts_spool *sp)
     return 0;
 }
 
+/* (8) Unmaps the mapped writer's segment; with cut, the file space allocated past the last
+ * record is given back (a crash leaves it: cut at the next open). */
+static void wmap_drop(struct kts_spool *sp, bool cut)
+{
+    if (sp->wmap == NULL)
+        return;
+    munmap(sp->wmap, sp->wmap_len);
+    sp->wmap = NULL;
+    if (cut && sp->walloc > sp->wdisk && ftruncate(sp->wfd, (off_t)sp->wdisk) != 0) {
+        /* the zeros are cut at the next open */
+    }
+    sp->walloc = 0;
+}
+
+/* Closes the writer's file without writing anything (its segment is being deleted). */
+static void writer_forget(struct kts_spool *sp)
+{
+    wmap_drop(sp, false);
+    close(sp->wfd);
+    sp->wfd = -1;
+    sp->wlen = 0;
+    sp->wrecs = 0;
+}
+
 static int writer_close(struct kts_spool *sp)
 {
     int rc = wbuf_flush(sp);
     if (sp->wfd >= 0) {
+        wmap_drop(sp, true);
+        /* fdatasync writes the pages written through the mapping too (Linux: one page cache) */
         if (rc == 0 && sp->sync && fdatasync(sp->wfd) != 0)
             rc = -errno;
         close(sp->wfd);
@@ -263,12 +347,8 @@ static int write_cursor(struct kts_spool *sp)
 static void pop_head(struct kts_spool *sp)
 {
     char name[64];
-    if (sp->nsegs == 1 && sp->wfd >= 0) {
-        close(sp->wfd); /* every record in it was read, the buffered ones too */
-        sp->wfd = -1;
-        sp->wlen = 0;
-        sp->wrecs = 0;
-    }
+    if (sp->nsegs == 1 && sp->wfd >= 0)
+        writer_forget(sp); /* every record in it was read, the buffered ones too */
     seg_name(name, sizeof(name), sp->segs[0].seq, "");
     if (unlinkat(sp->dirfd, name, 0) != 0 && errno != ENOENT)
         kts_log(KTS_LOG_ERR, "spool %s: cannot delete %s: %s", sp->dir, name, strerror(errno));
@@ -364,8 +444,17 @@ static int scan_tail(struct kts_spool *sp)
     uint64_t off = 0, n;
     while (rc == 0 && off < got && (n = record_ok(buf + off, got - off)) > 0)
         off += n;
+    /* (8) Zeros after the last record are file space the mapped writer allocated ahead and a
+     * crash left behind, not a torn record: cut without a word. */
+    uint64_t zeros = off;
+    while (rc == 0 && zeros < got && buf[zeros] == 0)
+        zeros++;
     free(buf);
-    if (rc == 0 && off < s->size) {
+    if (rc == 0 && off < s->size && zeros == s->size) {
+        if (ftruncate(fd, (off_t)off) != 0)
+            rc = -errno;
+        s->size = off;
+    } else if (rc == 0 && off < s->size) {
         sp->st.torn_records++;
         sp->st.torn_bytes += s->size - off;
         kts_log(KTS_LOG_WARNING,
@@ -553,7 +642,9 @@ static int writer_open_new(struct kts_spool *sp)
     char name[64];
     uint64_t seq = sp->next_seq++;
     seg_name(name, sizeof(name), seq, "");
-    int fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    /* (8) read-write for the mapping; appends go to wdisk either way (pwrite) */
+    int flags = sp->write_through ? O_RDWR : O_WRONLY | O_APPEND;
+    int fd = openat(sp->dirfd, name, flags | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
         sp->next_seq--; /* not created: the next try uses the same name */
@@ -574,6 +665,63 @@ static int writer_open_new(struct kts_spool *sp)
     sp->wfd = fd;
     sp->wdisk = 0;
     sp->wlen = 0;
+    if (sp->write_through) {
+        /* Room for a full segment and one largest record past it (a segment ends at the first
+         * record that does not fit); address space only, the file grows as records come. */
+        size_t len = (size_t)sp->segment_bytes + HDR + KTS_SPOOL_BODY_MAX;
+        long page = sysconf(_SC_PAGESIZE);
+        len = (len + (size_t)page - 1) / (size_t)page * (size_t)page;
+        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m != MAP_FAILED) { /* otherwise: one write() per record, as without a mapping */
+            sp->wmap = m;
+            sp->wmap_len = len;
+            sp->walloc = 0;
+        }
+    }
+    return 0;
+}
+
+/* (8) Makes the file of the mapped writer hold at least `end` bytes of allocated space, in
+ * chunks of WMAP_CHUNK (or just what is needed when the chunk does not fit on the disk), so
+ * that the pages written through the mapping are backed: never a SIGBUS. 0, -EOPNOTSUPP (a
+ * file system without fallocate: use write()) or -errno. */
+static int wmap_reserve(struct kts_spool *sp, uint64_t end)
+{
+    uint64_t want = (end + WMAP_CHUNK - 1) / WMAP_CHUNK * WMAP_CHUNK;
+    if (want > sp->segment_bytes)
+        want = end > sp->segment_bytes ? end : sp->segment_bytes; /* the segment's last record */
+    if (fallocate(sp->wfd, 0, (off_t)sp->walloc, (off_t)(want - sp->walloc)) != 0) {
+        int rc = -errno;
+        if (rc != -ENOSPC && rc != -EDQUOT)
+            return rc;
+        want = end; /* the disk is nearly full: only what this record needs */
+        if (fallocate(sp->wfd, 0, (off_t)sp->walloc, (off_t)(want - sp->walloc)) != 0)
+            return -errno;
+    }
+    sp->walloc = want;
+    return 0;
+}
+
+/* (8) Copies one record into the mapped writer's segment. 0 or -errno (logged). */
+static int wmap_append(struct kts_spool *sp, const void *key, size_t key_len, const void *payload,
+                       size_t payload_len, uint64_t rec)
+{
+    uint64_t end = sp->wdisk + rec;
+    int rc = 0;
+    if (end > sp->walloc && (rc = wmap_reserve(sp, end)) != 0) {
+        if (rc == -EOPNOTSUPP || rc == -ENOSYS)
+            return rc; /* the caller writes instead */
+        sp->wfail = true;
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot write %llu bytes: %s",
+                        sp->dir, (unsigned long long)rec, strerror(-rc));
+        return rc;
+    }
+    unsigned char *r = sp->wmap + sp->wdisk;
+    put_header(r, key, key_len, payload, payload_len);
+    memcpy(r + HDR + 2, key, key_len);
+    memcpy(r + HDR + 2 + key_len, payload, payload_len);
+    sp->wdisk = end;
+    sp->wfail = false;
     return 0;
 }
 
@@ -591,6 +739,15 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
         if ((rc = writer_open_new(sp)) != 0)
             return rc;
     }
+    if (sp->wmap != NULL) {
+        rc = wmap_append(sp, key, key_len, payload, payload_len, rec);
+        if (rc == -EOPNOTSUPP || rc == -ENOSYS)
+            wmap_drop(sp, true); /* no fallocate here: write() from now on */
+        else if (rc != 0)
+            return rc;
+        else
+            goto appended;
+    }
     if (sp->wlen + rec > WBUF_SIZE && (rc = wbuf_flush(sp)) != 0)
         return rc;
     unsigned char h[HDR + 2];
@@ -598,7 +755,7 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
     if (rec > WBUF_SIZE) {
         struct iovec iov[3] = {
             {h, sizeof(h)}, {(void *)key, key_len}, {(void *)payload, payload_len}};
-        ssize_t n = writev(sp->wfd, iov, 3);
+        ssize_t n = pwritev(sp->wfd, iov, 3, (off_t)sp->wdisk);
         if (n != (ssize_t)rec) {
             rc = n < 0 ? -errno : -EIO;
             if (ftruncate(sp->wfd, (off_t)sp->wdisk) != 0) {
@@ -620,6 +777,7 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
             return rc;
         }
     }
+appended:
     sp->segs[sp->nsegs - 1].size += rec;
     sp->bytes += rec;
     sp->st.appended++;

@@ -1,12 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_producer: see kts_producer.h for the guarantees (numbers below refer to them). */
 #include "kts_producer.h"
+#include "kts_producer_impl.h"
 
-#include "kts_buf.h"
-#include "kts_log.h"
-#include "kts_rdkprops.h"
 #include "kts_secret.h"
-#include "kts_spool.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -18,198 +15,11 @@
 #include <time.h>
 #include <yajl/yajl_tree.h>
 
-/* ------------------------------------------------------------------ options */
-
-const char *const kts_producer_format_words[] = {"json", "collectd", NULL};
-const char *const kts_producer_key_words[] = {"series", "host", "none", NULL};
-const char *const kts_producer_spool_mode_words[] = {"overflow", "always", NULL};
-/* What the words mean, in the same order. */
+/* What the words of Format and Key (kts_producer_options.c) mean, in the same order. */
 static const enum kts_format format_of_word[] = {KTS_FORMAT_TS, KTS_FORMAT_COLLECTD};
 static const enum kts_key_mode key_of_word[] = {KTS_KEY_SERIES, KTS_KEY_HOST, KTS_KEY_NONE};
 
-/* Property "key" "value" and PropertyFile "key" "/path": kts_rdkprops_option(), shared with
- * read_kafka_ts (librdkafka checks the pair; its errors name the allowed values). */
-static int property_option(const struct kts_opt *opt, void *obj, const struct kts_conf *item,
-                           const char *where)
-{
-    struct kts_producer_config *cfg = obj;
-    return kts_rdkprops_option(opt, item, where, &cfg->properties, NULL);
-}
-
-#define OFF(f) offsetof(struct kts_producer_config, f)
-const struct kts_opt kts_producer_options[] = {
-    {"Topic", KTS_OPT_STRING, OFF(topic), NULL, 0, 0, NULL, NULL, KTS_OPT_REQUIRED,
-     "Kafka topic every value list is written to"},
-    {"Format", KTS_OPT_ENUM, OFF(format), "json", 0, 0, kts_producer_format_words, NULL, 0,
-     "message format: json (time-series JSON v1, docs/FORMAT.md) or collectd (stock write_kafka "
-     "JSON)"},
-    {"Key", KTS_OPT_ENUM, OFF(key), "series", 0, 0, kts_producer_key_words, NULL, 0,
-     "message key: series (host/plugin-instance/type-instance), host, or none"},
-    {"Property", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, property_option, 0,
-     "any librdkafka property, e.g. Property \"bootstrap.servers\" \"host:9092\" (repeatable)"},
-    {"PropertyFile", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, property_option, 0,
-     "a librdkafka property whose value is read from a file (for secrets; repeatable)"},
-    {"BufferMessages", KTS_OPT_INT, OFF(buffer_messages), "100000", 1, 10000000, NULL, NULL, 0,
-     "most value lists waiting for delivery (queue.buffering.max.messages)"},
-    {"BufferBytes", KTS_OPT_INT, OFF(buffer_kbytes), "268435456", 1024, 2147483647.0 * 1024, NULL,
-     NULL, 0, "most payload bytes waiting for delivery (queue.buffering.max.kbytes × 1024)"},
-    {"BlockTimeout", KTS_OPT_DURATION, OFF(block_timeout), "5", 0, 3600, NULL, NULL, 0,
-     "seconds a write waits for queue space before the value list is dropped"},
-    {"FlushTimeout", KTS_OPT_DURATION, OFF(flush_timeout), "10", 0, 3600, NULL, NULL, 0,
-     "seconds shutdown waits for outstanding deliveries"},
-    {"SkipMarked", KTS_OPT_BOOL, OFF(skip_marked), "true", 0, 0, NULL, NULL, 0,
-     "skip value lists dispatched by read_kafka_ts (loop prevention)"},
-    {"Instance", KTS_OPT_STRING, OFF(name), NULL, 0, 0, NULL, NULL, 0,
-     "name in log lines and self-metrics (default: the topic)"},
-    {"SpoolDirectory", KTS_OPT_STRING, OFF(spool_dir), NULL, 0, 0, NULL, NULL, 0,
-     "absolute path of the on-disk spool for outages longer than the buffer, or \"none\" "
-     "(default: BaseDir/write_kafka_ts/<Instance>)"},
-    {"SpoolMaxBytes", KTS_OPT_INT, OFF(spool_max_bytes), "1073741824", 1048576, 1125899906842624.0,
-     NULL, NULL, 0, "most bytes the spool files may hold; when full, value lists are dropped"},
-    {"SpoolSync", KTS_OPT_BOOL, OFF(spool_sync), "false", 0, 0, NULL, NULL, 0,
-     "fdatasync the spool once a second (survives power loss, not only a crash)"},
-    {"SpoolMode", KTS_OPT_ENUM, OFF(spool_mode), "overflow", 0, 0, kts_producer_spool_mode_words,
-     NULL, 0,
-     "overflow: spool what the memory buffer cannot hold; always: write-ahead, every value list "
-     "on disk until the broker acknowledges it"},
-    KTS_OPT_END,
-};
-#undef OFF
-
-void kts_producer_config_free(struct kts_producer_config *cfg)
-{
-    /* Wipe property values: some are secrets. */
-    for (size_t i = 1; i < cfg->properties.n; i += 2)
-        memset(cfg->properties.v[i], 0, strlen(cfg->properties.v[i]));
-    kts_opt_free(kts_producer_options, cfg);
-    kts_strv_free(&cfg->properties);
-}
-
-int kts_producer_config_check(const struct kts_producer_config *cfg, const char *where)
-{
-    int rc = 0;
-    bool off = cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") == 0;
-    if (cfg->spool_dir != NULL && !off && cfg->spool_dir[0] != '/') {
-        kts_log(KTS_LOG_ERR,
-                "%s: invalid value \"%s\" for option \"SpoolDirectory\"; allowed: an "
-                "absolute path, or \"none\" (no spool)",
-                where, cfg->spool_dir);
-        rc = -EINVAL;
-    }
-    if (off && cfg->spool_sync) {
-        kts_log(KTS_LOG_ERR,
-                "%s: option \"SpoolSync\" needs a spool: remove it or "
-                "SpoolDirectory \"none\"",
-                where);
-        rc = -EINVAL;
-    }
-    if (off && cfg->spool_mode == KTS_SPOOL_MODE_ALWAYS) {
-        kts_log(KTS_LOG_ERR,
-                "%s: option \"SpoolMode\" \"always\" needs a spool: remove it or "
-                "SpoolDirectory \"none\"",
-                where);
-        rc = -EINVAL;
-    }
-    return rc;
-}
-
-bool kts_property_is_secret(const char *name)
-{
-    return kts_rdkprops_is_secret(name);
-}
-
 /* ------------------------------------------------------------------ producer */
-
-/* One encode buffer per sending thread (collectd's write threads), found through a key. */
-struct tls_node {
-    struct kts_buf buf;
-    struct tls_node *next;
-};
-
-struct kts_producer {
-    rd_kafka_t *rk;
-    rd_kafka_topic_t *rkt;
-    char *name;
-    enum kts_format format;
-    enum kts_key_mode key;
-    bool skip_marked;
-    double block_timeout;
-    struct kts_strv secrets; /* secret property values, masked in librdkafka's lines (7) */
-
-    pthread_t poller;
-    int stop; /* atomic */
-    int poller_started;
-    int overflowing;  /* atomic: a drop for queue_full happened and no space freed since (3) */
-    int closing;      /* atomic: purge reports are expected */
-    int brokers_down; /* atomic: librdkafka said all brokers are down (ends the topic check) */
-
-    /* atomic counters. Successful deliveries have no report of their own (8 in the file
-     * comment below): delivered = sent - failed - purged - still in librdkafka's queue. */
-    uint64_t sent, failed, purged;
-    uint64_t unsure; /* failed or purged, but possibly written by the broker (request sent, no
-                      * answer: rd_kafka_message_status() POSSIBLY_PERSISTED) */
-    uint64_t delivered_seen; /* highest delivered count reported, so the counter never falls */
-    uint64_t dropped_queue_full, dropped_too_large, dropped_encode, dropped_error, skipped;
-
-    /* Back-pressure (3): senders wait on space_cond; the delivery thread wakes them after a
-     * poll that served delivery reports, instead of each sender polling the queue. */
-    pthread_mutex_t space_lock;
-    pthread_cond_t space_cond;
-    int waiters;      /* atomic */
-    uint64_t blocked; /* atomic: sends that had to wait for queue space */
-
-    /* Delivery latency from librdkafka's statistics (µs; atomic; see on_stats). */
-    uint64_t lat_avg_us, lat_max_us, lat_windows;
-
-    struct kts_ratelimit rl_drop, rl_fail;
-    struct kts_ratelimit rl_error[KTS_RDK_LIMITERS]; /* error events, by kind (kts_log.h) */
-    pthread_key_t tls_buf;
-    pthread_mutex_t bufs_lock;
-    struct tls_node *bufs; /* every thread's encode buffer, freed at close */
-
-    /* Spool (10). spool and the counters below it are guarded by spool_lock; `spooling`
-     * (atomic) is set under the lock and says new value lists go to the spool. */
-    struct kts_spool *spool;
-    pthread_mutex_t spool_lock;
-    int spooling;
-    uint64_t msg_seq; /* atomic: produce order, each message's opaque */
-    uint64_t spooled, replayed, dropped_spool_full, dropped_spool_error; /* atomic */
-    struct kts_ratelimit rl_spool, rl_spool_on, rl_spool_off; /* drops; the two switches */
-    double last_flush, last_sync;
-    /* Write-ahead (11): messages produced from the spool, in order, by seq (their opaque):
-     * wal[seq & wal_mask] says where each one ends in the spool and whether it is done
-     * (acknowledged, or failed for good). [wal_lo, wal_hi) are in librdkafka's hands;
-     * wal_acked is the end of the last message before the first not done. Guarded by
-     * spool_lock (writers produce directly when nothing waits in the spool), except `done`:
-     * set by the delivery reports without the lock (only the delivery thread, or close once it
-     * has stopped, serves them and sweeps), swept per batch of reports (wal_sweep). A slot is
-     * filled before its message is produced, so its report always finds it. */
-    bool wal_mode;
-    uint64_t wal_backlog; /* records appended but not yet produced (under spool_lock) */
-    struct wal_slot *wal;
-    uint64_t wal_mask, wal_lo, wal_hi;
-    struct kts_spool_pos wal_acked;
-    uint64_t acked; /* atomic */
-    /* close: purged messages collected by on_delivery, to be requeued in produce order */
-    struct purged_msg *purged_list;
-    size_t purged_n, purged_cap;
-};
-
-struct wal_slot {
-    struct kts_spool_pos end;
-    bool done;
-};
-
-struct purged_msg {
-    uint64_t seq;
-    void *key;
-    size_t key_len;
-    void *payload;
-    size_t payload_len;
-};
-
-#define ATOMIC_INC(x) __atomic_add_fetch(&(x), 1, __ATOMIC_RELAXED)
-#define ATOMIC_GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 /* Copies `in` to `out`, replacing every configured secret value by "[redacted]". */
 static const char *mask_secrets(const struct kts_producer *p, const char *in, char *out,
@@ -274,82 +84,6 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                     rd_kafka_err2name(err));
 }
 
-/* Copies a purged message for close to put in front of the spool. Runs only while closing,
- * from close's own rd_kafka_poll (the delivery thread has stopped): no lock needed. A copy
- * that cannot be made is simply not requeued (counted as not delivered). */
-static void keep_purged(struct kts_producer *p, const rd_kafka_message_t *m)
-{
-    if (p->purged_n == p->purged_cap) {
-        size_t cap = p->purged_cap ? p->purged_cap * 2 : 1024;
-        struct purged_msg *n = realloc(p->purged_list, cap * sizeof(*n));
-        if (n == NULL)
-            return;
-        p->purged_list = n;
-        p->purged_cap = cap;
-    }
-    struct purged_msg *pm = &p->purged_list[p->purged_n];
-    pm->seq = (uint64_t)(uintptr_t)m->_private;
-    pm->key_len = m->key_len;
-    pm->payload_len = m->len;
-    pm->key = malloc(m->key_len ? m->key_len : 1);
-    pm->payload = malloc(m->len ? m->len : 1);
-    if (pm->key == NULL || pm->payload == NULL) {
-        free(pm->key);
-        free(pm->payload);
-        return;
-    }
-    if (m->key_len)
-        memcpy(pm->key, m->key, m->key_len);
-    if (m->len)
-        memcpy(pm->payload, m->payload, m->len);
-    p->purged_n++;
-}
-
-/* (11) Marks one message done (acknowledged, or failed for good); the delivery thread's. */
-static void wal_done(struct kts_producer *p, uint64_t seq)
-{
-    p->wal[seq & p->wal_mask].done = true;
-}
-
-/* (11) Moves the acknowledged end over every done message in produce order and consumes the
- * spool up to it: once per batch of delivery reports. spool_lock held. */
-static void wal_sweep(struct kts_producer *p)
-{
-    bool moved = false;
-    while (p->wal_lo < p->wal_hi && p->wal[p->wal_lo & p->wal_mask].done) {
-        p->wal_acked = p->wal[p->wal_lo & p->wal_mask].end;
-        p->wal_lo++;
-        moved = true;
-    }
-    if (moved)
-        kts_spool_ack_to(p->spool, p->wal_acked);
-}
-
-/* (11) Every delivery is reported in write-ahead mode: an acknowledged message may leave the
- * spool; a failed one is lost (counted, logged) and leaves it too; a purged one (close) stays
- * in the spool for the next start. */
-static void wal_report(struct kts_producer *p, const rd_kafka_message_t *m)
-{
-    uint64_t seq = (uint64_t)(uintptr_t)m->_private;
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ATOMIC_INC(p->acked);
-        wal_done(p, seq); /* swept by wal_service, once per batch of reports */
-        return;
-    }
-    if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
-        ATOMIC_INC(p->unsure);
-    if (ATOMIC_GET(p->closing) &&
-        (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
-        ATOMIC_INC(p->purged); /* not done: stays in the spool */
-        return;
-    }
-    ATOMIC_INC(p->failed);
-    wal_done(p, seq);
-    kts_log_limited(&p->rl_fail, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): delivery failed, value list lost: %s (%s)",
-                    p->name, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
-}
-
 /*
  * Delivery reports come for failures only (delivery.report.only.error): a report per
  * successful message doubled write_kafka_ts's CPU cost per value list (docs/PERFORMANCE.md).
@@ -359,7 +93,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
     struct kts_producer *p = opaque;
     if (p->wal_mode) {
-        wal_report(p, m);
+        kts_prod_wal_report(p, m);
         return;
     }
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -370,7 +104,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
         ATOMIC_INC(p->purged); /* counted and logged once by close (5) */
         if (p->spool != NULL)
-            keep_purged(p, m); /* requeued in front of the spool by close (10) */
+            kts_prod_keep_purged(p, m); /* requeued in front of the spool by close (10) */
         return;
     }
     ATOMIC_INC(p->failed);
@@ -430,149 +164,15 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     return 0; /* librdkafka frees json */
 }
 
-static double now_s(void);
-
 /* Hands one message to librdkafka; its opaque is its place in produce order (10). */
-static rd_kafka_resp_err_t produce(struct kts_producer *p, const void *key, size_t key_len,
-                                   const void *payload, size_t len)
+rd_kafka_resp_err_t kts_prod_produce(struct kts_producer *p, const void *key, size_t key_len,
+                                     const void *payload, size_t len)
 {
     uint64_t seq = __atomic_add_fetch(&p->msg_seq, 1, __ATOMIC_RELAXED);
     return rd_kafka_producev(
         p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(key_len ? key : NULL, key_len), RD_KAFKA_V_VALUE((void *)payload, len),
         RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
-}
-
-/* Flushes the spool every 200 ms and syncs it every second (SpoolSync), t being now. */
-static void spool_flush_due(struct kts_producer *p, double t)
-{
-    if (t - p->last_flush < 0.2)
-        return;
-    bool sync = t - p->last_sync >= 1.0;
-    pthread_mutex_lock(&p->spool_lock);
-    kts_spool_flush(p->spool, sync);
-    pthread_mutex_unlock(&p->spool_lock);
-    p->last_flush = t;
-    if (sync)
-        p->last_sync = t;
-}
-
-/* Counts the result of producing one spooled value list (err is not QUEUE_FULL): sent and
- * replayed, or dropped by reason with a rate-limited log line. Returns true if it was sent. */
-static bool count_replayed(struct kts_producer *p, rd_kafka_resp_err_t err)
-{
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ATOMIC_INC(p->sent);
-        ATOMIC_INC(p->replayed);
-        return true;
-    }
-    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
-        ATOMIC_INC(p->dropped_too_large);
-    else
-        ATOMIC_INC(p->dropped_error);
-    kts_log_limited(&p->rl_drop, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): dropped a spooled value list: %s (%s)", p->name,
-                    rd_kafka_err2str(err), rd_kafka_err2name(err));
-    return false;
-}
-
-/*
- * (10) Moves spooled messages into librdkafka's queue while it has room (the memory bound
- * stays BufferMessages/BufferBytes); when the spool is empty, new value lists go straight to
- * librdkafka again. Holds spool_lock for at most 1000 messages at a time so that writers
- * appending to the spool are not held up for long. Also flushes the spool every 200 ms and
- * syncs it every second (SpoolSync).
- */
-static void spool_service(struct kts_producer *p)
-{
-    double t = now_s();
-    for (int batch = 0; batch < 100 && ATOMIC_GET(p->spooling); batch++) {
-        bool more = true;
-        pthread_mutex_lock(&p->spool_lock);
-        for (int i = 0; i < 1000; i++) {
-            const void *key, *payload;
-            size_t key_len, len;
-            int rc = kts_spool_peek(p->spool, &key, &key_len, &payload, &len);
-            if (rc == -ENOENT) {
-                /* Drained: from now on value lists go to librdkafka directly, after every
-                 * spooled one (the switch happens under the lock writers append under). */
-                __atomic_store_n(&p->spooling, 0, __ATOMIC_RELEASE);
-                kts_log_limited(&p->rl_spool_off, KTS_LOG_NOTICE,
-                                "write_kafka_ts plugin (%s): spool drained (%llu value lists "
-                                "replayed so far); writing to Kafka directly again",
-                                p->name, (unsigned long long)ATOMIC_GET(p->replayed));
-                more = false;
-                break;
-            }
-            if (rc < 0) { /* read error (logged): try again later */
-                more = false;
-                break;
-            }
-            rd_kafka_resp_err_t err = produce(p, key, key_len, payload, len);
-            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                more = false;
-                break;
-            }
-            count_replayed(p, err);
-            kts_spool_advance(p->spool);
-        }
-        pthread_mutex_unlock(&p->spool_lock);
-        if (!more)
-            break;
-    }
-    spool_flush_due(p, t);
-}
-
-/* (11) Consumes the spool up to what the broker acknowledged, then moves records from the
- * spool into librdkafka's queue in order while it (and the in-flight table) has room.
- * Flushes the spool's cursor every 200 ms and syncs every second (SpoolSync). Returns true
- * when records are left to produce. */
-static bool wal_service(struct kts_producer *p)
-{
-    double t = now_s();
-    bool more = true;
-    for (int batch = 0; batch < 100 && more; batch++) {
-        pthread_mutex_lock(&p->spool_lock);
-        wal_sweep(p);
-        for (int i = 0; i < 1000; i++) {
-            if (p->wal_hi - p->wal_lo > p->wal_mask)
-                break; /* as many in flight as the table holds: wait for acknowledgements */
-            const void *key, *payload;
-            size_t key_len, len;
-            struct kts_spool_pos end;
-            if (p->wal_backlog == 0) {
-                more = false; /* every record appended has been produced */
-                break;
-            }
-            int rc = kts_spool_ahead_peek(p->spool, &key, &key_len, &payload, &len, &end);
-            if (rc != 0) {
-                if (rc == -ENOENT)
-                    p->wal_backlog = 0;
-                more = false; /* everything produced (-ENOENT) or a read error (logged) */
-                break;
-            }
-            uint64_t seq = p->wal_hi;
-            p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
-                RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq),
-                RD_KAFKA_V_END);
-            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                break;
-            p->wal_hi++;
-            if (!count_replayed(p, err))
-                wal_done(p, seq); /* lost (counted): it leaves the spool */
-            kts_spool_ahead_advance(p->spool);
-            p->wal_backlog--;
-        }
-        bool table_full = p->wal_hi - p->wal_lo > p->wal_mask;
-        pthread_mutex_unlock(&p->spool_lock);
-        if (table_full)
-            break;
-    }
-    spool_flush_due(p, t);
-    return more;
 }
 
 static void *poller_main(void *arg)
@@ -582,9 +182,9 @@ static void *poller_main(void *arg)
     while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
         bool backlog = false; /* (11) records wait in the spool to be produced */
         if (p->wal_mode)
-            backlog = wal_service(p);
+            backlog = kts_prod_wal_service(p);
         else if (p->spool != NULL)
-            spool_service(p);
+            kts_prod_spool_service(p);
         /* Serve delivery and error reports, logs and statistics (the poll returns as soon as
          * it has served some: acknowledgements are swept per batch of reports); look more
          * often while senders wait or the spool is being replayed. */
@@ -625,7 +225,7 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, c
  * time), never past the deadline. */
 static int check_slice_ms(int *slice, double deadline)
 {
-    double left_ms = (deadline - now_s()) * 1000.0;
+    double left_ms = (deadline - kts_prod_now_s()) * 1000.0;
     int ms = *slice < left_ms ? *slice : (int)left_ms;
     if (*slice < 4000)
         *slice *= 2;
@@ -637,7 +237,7 @@ static int check_slice_ms(int *slice, double deadline)
  * -1 not checked (no broker answered; logged). */
 static int topic_exists(struct kts_producer *p, const char *topic, double timeout_s)
 {
-    double deadline = now_s() + timeout_s;
+    double deadline = kts_prod_now_s() + timeout_s;
     int slice = 250;
     for (;;) {
         const struct rd_kafka_metadata *md = NULL;
@@ -654,7 +254,7 @@ static int topic_exists(struct kts_producer *p, const char *topic, double timeou
         /* Serve the error events (logged as they come): they say when every broker is down. */
         rd_kafka_poll(p->rk, 10);
         bool down = ATOMIC_GET(p->brokers_down);
-        if (down || now_s() >= deadline) {
+        if (down || kts_prod_now_s() >= deadline) {
             char why[128];
             if (down)
                 snprintf(why, sizeof(why),
@@ -689,10 +289,10 @@ static void topic_check_created(struct kts_producer *p, const char *topic, bool 
                 p->name, topic, lost);
         return;
     }
-    double deadline = now_s() + timeout_s;
+    double deadline = kts_prod_now_s() + timeout_s;
     int slice = 250;
     rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-    while (now_s() < deadline) {
+    while (kts_prod_now_s() < deadline) {
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t err =
             rd_kafka_metadata(p->rk, 0, p->rkt, &md, check_slice_ms(&slice, deadline));
@@ -764,20 +364,19 @@ static void producer_free(struct kts_producer *p)
     free(p);
 }
 
-int kts_producer_create(struct kts_producer **out, const struct kts_producer_config *cfg,
-                        char *errbuf, size_t errbuf_size)
+/* A producer with its locks and cfg's plain settings, nothing started; NULL with *rc when out
+ * of resources. producer_free() releases it. */
+static struct kts_producer *producer_alloc(const struct kts_producer_config *cfg, int *rc)
 {
-    *out = NULL;
-    if (cfg->topic == NULL || *cfg->topic == '\0') {
-        snprintf(errbuf, errbuf_size, "Topic is required");
-        return -EINVAL;
-    }
     struct kts_producer *p = calloc(1, sizeof(*p));
-    if (p == NULL)
-        return -ENOMEM;
+    if (p == NULL) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
     if (pthread_key_create(&p->tls_buf, NULL) != 0) {
         free(p);
-        return -EAGAIN;
+        *rc = -EAGAIN;
+        return NULL;
     }
     /* From here on producer_free() releases everything. */
     pthread_mutex_init(&p->bufs_lock, NULL);
@@ -797,10 +396,16 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     for (int i = 0; i < KTS_RDK_LIMITERS; i++)
         p->rl_error[i].interval_s = 10;
     p->rl_spool.interval_s = p->rl_spool_on.interval_s = p->rl_spool_off.interval_s = 10;
+    return p;
+}
 
+/* Fills librdkafka's configuration: our defaults first, then the user's Property lines. 0 or
+ * -EINVAL with the reason in errbuf. Sets p->wal_mode (11) and the secrets to mask (7). */
+static int rdkafka_conf_fill(struct kts_producer *p, const struct kts_producer_config *cfg,
+                             rd_kafka_conf_t *conf, char *errbuf, size_t errbuf_size)
+{
     int rc = 0;
     char num[32];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     /* Our defaults first; the user's Property lines come after and win. (4) (6) */
     rc = conf_set(conf, "message.timeout.ms", "0", errbuf, errbuf_size);
     if (!rc)
@@ -851,14 +456,14 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
                     "delivered within it are counted as failed and lost",
                     p->name, v);
     }
-    if (rc) {
-        rd_kafka_conf_destroy(conf);
-        producer_free(p);
-        return rc;
-    }
-    /* (11) Whether librdkafka asks brokers to create a topic they do not have: for a producer
-     * true unless a Property says otherwise (the configuration object says false until
-     * rd_kafka_new() applies the producer's default), then read back in librdkafka's words. */
+    return rc;
+}
+
+/* (12) Whether librdkafka asks brokers to create a topic they do not have: for a producer true
+ * unless a Property says otherwise (the configuration object says false until rd_kafka_new()
+ * applies the producer's default), then read back in librdkafka's words. */
+static bool client_auto_create(const struct kts_producer_config *cfg, rd_kafka_conf_t *conf)
+{
     bool client_auto = true;
     for (size_t i = 0; i + 1 < cfg->properties.n; i += 2)
         if (strcmp(cfg->properties.v[i], "allow.auto.create.topics") == 0) {
@@ -868,6 +473,29 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
                               RD_KAFKA_CONF_OK ||
                           strcmp(aac, "false") != 0;
         }
+    return client_auto;
+}
+
+int kts_producer_create(struct kts_producer **out, const struct kts_producer_config *cfg,
+                        char *errbuf, size_t errbuf_size)
+{
+    *out = NULL;
+    if (cfg->topic == NULL || *cfg->topic == '\0') {
+        snprintf(errbuf, errbuf_size, "Topic is required");
+        return -EINVAL;
+    }
+    int rc = 0;
+    struct kts_producer *p = producer_alloc(cfg, &rc);
+    if (p == NULL)
+        return rc;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rc = rdkafka_conf_fill(p, cfg, conf, errbuf, errbuf_size);
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        producer_free(p);
+        return rc;
+    }
+    bool client_auto = client_auto_create(cfg, conf);
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
@@ -897,48 +525,10 @@ int kts_producer_create(struct kts_producer **out, const struct kts_producer_con
     }
     if (exists == 0)
         topic_check_created(p, cfg->topic, client_auto, check_s);
-    if (cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") != 0) {
-        struct kts_spool_config sc = {.dir = cfg->spool_dir,
-                                      .max_bytes = (uint64_t)cfg->spool_max_bytes,
-                                      .segment_bytes = (uint64_t)cfg->spool_segment_bytes,
-                                      .sync = cfg->spool_sync,
-                                      .write_through = p->wal_mode};
-        char serr[768];
-        rc = kts_spool_open(&p->spool, &sc, serr, sizeof(serr));
-        if (rc != 0) {
-            snprintf(errbuf, errbuf_size, "SpoolDirectory: %s", serr);
-            producer_free(p);
-            return rc;
-        }
-        struct kts_spool_stats st;
-        kts_spool_stats(p->spool, &st);
-        if (p->wal_mode) {
-            /* (11) in flight at most BufferMessages (librdkafka's queue) + a margin */
-            uint64_t cap = 1024;
-            while (cap < (uint64_t)cfg->buffer_messages + 1024)
-                cap <<= 1;
-            p->wal = calloc(cap, sizeof(*p->wal));
-            if (p->wal == NULL) {
-                producer_free(p);
-                return -ENOMEM;
-            }
-            p->wal_mask = cap - 1;
-            if (!kts_spool_empty(p->spool)) {
-                p->wal_backlog = UINT64_MAX / 2; /* until the ahead reader finds the end */
-                kts_log(KTS_LOG_NOTICE,
-                        "write_kafka_ts plugin (%s): spool \"%s\" holds %llu bytes of value lists "
-                        "the broker had not acknowledged when the previous run ended: sending them "
-                        "first (those it received without its answer arriving come twice)",
-                        p->name, cfg->spool_dir, (unsigned long long)st.bytes);
-            }
-        } else if (!kts_spool_empty(p->spool)) {
-            /* (10) left from before: replayed before any new value list */
-            p->spooling = 1;
-            kts_log(KTS_LOG_NOTICE,
-                    "write_kafka_ts plugin (%s): spool \"%s\" holds %llu bytes from a previous "
-                    "run: replaying them before new value lists",
-                    p->name, cfg->spool_dir, (unsigned long long)st.bytes);
-        }
+    if (cfg->spool_dir != NULL && strcmp(cfg->spool_dir, "none") != 0 &&
+        (rc = kts_prod_spool_open(p, cfg, errbuf, errbuf_size)) != 0) {
+        producer_free(p);
+        return rc;
     }
     if (pthread_create(&p->poller, NULL, poller_main, p) != 0) {
         snprintf(errbuf, errbuf_size, "cannot start the delivery report thread");
@@ -976,7 +566,7 @@ static struct kts_buf *thread_buf(struct kts_producer *p)
     return &n->buf;
 }
 
-static double now_s(void)
+double kts_prod_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -987,7 +577,7 @@ static double now_s(void)
  * whichever comes first; at most 100 ms per call so a missed wake-up costs little. */
 static void wait_for_space(struct kts_producer *p, double until)
 {
-    double t = now_s();
+    double t = kts_prod_now_s();
     if (until > t + 0.1)
         until = t + 0.1;
     struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
@@ -996,35 +586,6 @@ static void wait_for_space(struct kts_producer *p, double until)
     pthread_cond_timedwait(&p->space_cond, &p->space_lock, &ts);
     pthread_mutex_unlock(&p->space_lock);
     __atomic_sub_fetch(&p->waiters, 1, __ATOMIC_SEQ_CST);
-}
-
-/* Writes one message to the spool; spool_lock held. 0, or -ENOBUFS/-EIO when dropped (counted
- * and logged by reason). */
-static int spool_append_locked(struct kts_producer *p, const void *key, size_t key_len,
-                               const void *payload, size_t len)
-{
-    int rc = kts_spool_append(p->spool, key, key_len, payload, len);
-    if (rc == 0) {
-        ATOMIC_INC(p->spooled);
-        return 0;
-    }
-    if (rc == -EFBIG) {
-        ATOMIC_INC(p->dropped_spool_full);
-        struct kts_spool_stats st;
-        kts_spool_stats(p->spool, &st);
-        kts_log_limited(&p->rl_spool, KTS_LOG_ERR,
-                        "write_kafka_ts plugin (%s): dropped a value list: spool full (%llu "
-                        "bytes, SpoolMaxBytes); %llu dropped for this reason so far",
-                        p->name, (unsigned long long)st.bytes,
-                        (unsigned long long)ATOMIC_GET(p->dropped_spool_full));
-        return -ENOBUFS;
-    }
-    ATOMIC_INC(p->dropped_spool_error);
-    kts_log_limited(&p->rl_spool, KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): dropped a value list: cannot write the spool: "
-                    "%s; %llu dropped for this reason so far",
-                    p->name, strerror(-rc), (unsigned long long)ATOMIC_GET(p->dropped_spool_error));
-    return -EIO;
 }
 
 int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
@@ -1051,39 +612,13 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
             key_len = sizeof(key) - 1;
     }
 
-    if (p->wal_mode) {
-        /* (11) write-ahead: on disk before we return. When nothing waits in the spool, it is
-         * produced here at once (the same order: under the lock appends take); otherwise the
-         * delivery thread reads it back in its turn. */
-        pthread_mutex_lock(&p->spool_lock);
-        rc = spool_append_locked(p, key, key_len, b->data, b->len);
-        if (rc == 0 && p->wal_backlog == 0 && p->wal_hi - p->wal_lo <= p->wal_mask) {
-            uint64_t seq = p->wal_hi;
-            struct kts_spool_pos end = kts_spool_tail(p->spool);
-            p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
-                RD_KAFKA_V_VALUE((void *)b->data, b->len),
-                RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
-            if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                p->wal_hi++;
-                ATOMIC_INC(p->sent);
-                kts_spool_ahead_skip(p->spool, end);
-            } else {
-                p->wal_backlog++; /* queue full or refused: the delivery thread's turn */
-            }
-        } else if (rc == 0) {
-            p->wal_backlog++;
-        }
-        pthread_mutex_unlock(&p->spool_lock);
-        return rc;
-    }
+    if (p->wal_mode)
+        return kts_prod_wal_send(p, key, key_len, b->data, b->len); /* (11) */
     if (p->spool != NULL && __atomic_load_n(&p->spooling, __ATOMIC_ACQUIRE)) {
         /* (10) the spool is not drained: behind what is in it */
         pthread_mutex_lock(&p->spool_lock);
         if (p->spooling) {
-            rc = spool_append_locked(p, key, key_len, b->data, b->len);
+            rc = kts_prod_spool_append_locked(p, key, key_len, b->data, b->len);
             pthread_mutex_unlock(&p->spool_lock);
             return rc;
         }
@@ -1092,7 +627,7 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
 
     double deadline = -1;
     for (;;) {
-        rd_kafka_resp_err_t err = produce(p, key, key_len, b->data, b->len);
+        rd_kafka_resp_err_t err = kts_prod_produce(p, key, key_len, b->data, b->len);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             ATOMIC_INC(p->sent);
             return 0;
@@ -1100,7 +635,7 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             /* (3) back-pressure, unless we already gave up on this full queue */
             if (!ATOMIC_GET(p->overflowing)) {
-                double t = now_s();
+                double t = kts_prod_now_s();
                 if (deadline < 0) {
                     deadline = t + p->block_timeout;
                     ATOMIC_INC(p->blocked);
@@ -1122,7 +657,7 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
                                     "catches up",
                                     p->name, p->block_timeout);
                 }
-                rc = spool_append_locked(p, key, key_len, b->data, b->len);
+                rc = kts_prod_spool_append_locked(p, key, key_len, b->data, b->len);
                 pthread_mutex_unlock(&p->spool_lock);
                 return rc;
             }
@@ -1198,51 +733,16 @@ void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out)
     }
 }
 
-static int cmp_purged(const void *a, const void *b)
+/* Close, step 1: with the delivery thread stopped, drain the spool (10) (11) and librdkafka's
+ * queue within timeout_s; purge what is left so that every message gets its report (5). */
+static void close_drain(struct kts_producer *p, double timeout_s)
 {
-    const struct purged_msg *x = a, *y = b;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* (10) Puts the purged messages in front of the spool in produce order; returns how many. */
-static uint64_t requeue_purged(struct kts_producer *p)
-{
-    if (p->purged_n == 0)
-        return 0;
-    qsort(p->purged_list, p->purged_n, sizeof(*p->purged_list), cmp_purged);
-    struct kts_spool_rec *recs = malloc(p->purged_n * sizeof(*recs));
-    if (recs == NULL)
-        return 0;
-    for (size_t i = 0; i < p->purged_n; i++)
-        recs[i] = (struct kts_spool_rec){p->purged_list[i].key, p->purged_list[i].key_len,
-                                         p->purged_list[i].payload, p->purged_list[i].payload_len};
-    long n = kts_spool_prepend(p->spool, recs, p->purged_n);
-    free(recs);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n < p->purged_n)
-        kts_log(KTS_LOG_ERR,
-                "write_kafka_ts plugin (%s): shutdown: only %ld of %zu undelivered value lists "
-                "fit in the spool (SpoolMaxBytes); the other %zu are lost",
-                p->name, n, p->purged_n, p->purged_n - (size_t)n);
-    __atomic_add_fetch(&p->spooled, (uint64_t)n, __ATOMIC_RELAXED);
-    return (uint64_t)n;
-}
-
-uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
-{
-    if (p == NULL)
-        return 0;
-    if (p->poller_started) {
-        __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
-        pthread_join(p->poller, NULL);
-    }
-    double deadline = now_s() + timeout_s;
+    double deadline = kts_prod_now_s() + timeout_s;
     if (p->wal_mode) {
         /* (11) With the broker back, send what the spool holds within FlushTimeout; what is
          * not acknowledged by then stays in the spool for the next start. */
-        while (now_s() < deadline) {
-            bool more = wal_service(p);
+        while (kts_prod_now_s() < deadline) {
+            bool more = kts_prod_wal_service(p);
             if (!more && rd_kafka_outq_len(p->rk) == 0)
                 break;
             rd_kafka_poll(p->rk, 10);
@@ -1250,15 +750,15 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
     } else if (p->spool != NULL) {
         /* (10) With the broker back, drain the spool within FlushTimeout too, so that nothing
          * is left behind needlessly; what is left then stays for the next start. */
-        while (now_s() < deadline) {
+        while (kts_prod_now_s() < deadline) {
             if (ATOMIC_GET(p->spooling))
-                spool_service(p);
+                kts_prod_spool_service(p);
             if (!ATOMIC_GET(p->spooling) && rd_kafka_outq_len(p->rk) == 0)
                 break;
             rd_kafka_poll(p->rk, 10);
         }
     }
-    double left = deadline - now_s();
+    double left = deadline - kts_prod_now_s();
     int timeout_ms = left > 0 ? (int)(left * 1000.0 + 0.5) : 0;
     rd_kafka_resp_err_t ferr = rd_kafka_flush(p->rk, timeout_ms);
 
@@ -1270,79 +770,108 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
         for (int i = 0; i < 50 && rd_kafka_outq_len(p->rk) > 0; i++)
             rd_kafka_poll(p->rk, 100);
     }
-    /* The queue is empty now: every message sent was delivered, failed or purged. */
-    uint64_t sent = ATOMIC_GET(p->sent);
-    uint64_t failed = ATOMIC_GET(p->failed), purged = ATOMIC_GET(p->purged);
-    uint64_t requeued = 0, spool_bytes = 0, spool_left = 0;
-    if (p->wal_mode) {
-        requeued = purged; /* (11) never acknowledged: still in the spool */
-        wal_sweep(p);
-    }
-    uint64_t unwritten = 0;
-    if (p->spool != NULL) {
-        if (!p->wal_mode)
-            requeued = requeue_purged(p);
-        struct kts_spool_stats st;
-        kts_spool_stats(p->spool, &st);
-        spool_bytes = st.bytes;
-        spool_left = !kts_spool_empty(p->spool);
-        if (kts_spool_close_stats(p->spool, &st) != 0)
-            kts_log(KTS_LOG_ERR,
-                    "write_kafka_ts plugin (%s): shutdown: the spool could not be "
-                    "closed cleanly (see above)",
-                    p->name);
-        unwritten = st.unwritten; /* lost at the final write (disk full): logged by the spool */
-        p->spool = NULL;
-    }
-    uint64_t undelivered = failed + purged - requeued;
-    if (rd_kafka_outq_len(p->rk) > 0) {
-        /* Purge reports not served in 5 s: count what is left as not delivered too. */
-        undelivered += (uint64_t)rd_kafka_outq_len(p->rk);
-    }
-    if (undelivered > sent)
-        undelivered = sent;
-    uint64_t delivered = sent - undelivered - requeued;
-    uint64_t dropped = ATOMIC_GET(p->dropped_queue_full) + ATOMIC_GET(p->dropped_too_large) +
-                       ATOMIC_GET(p->dropped_encode) + ATOMIC_GET(p->dropped_error) +
-                       ATOMIC_GET(p->dropped_spool_full) + ATOMIC_GET(p->dropped_spool_error) +
-                       unwritten;
-    if (spool_left)
+}
+
+/* What close counts and reports. */
+struct close_counts {
+    uint64_t sent, failed, purged, requeued, undelivered, delivered, dropped;
+    uint64_t spool_bytes, spool_left, unwritten;
+};
+
+/* Close, step 2: put purged messages in front of the spool (10), close it; counts in c. */
+static void close_spool(struct kts_producer *p, struct close_counts *c)
+{
+    if (!p->wal_mode)
+        c->requeued = kts_prod_requeue_purged(p);
+    struct kts_spool_stats st;
+    kts_spool_stats(p->spool, &st);
+    c->spool_bytes = st.bytes;
+    c->spool_left = !kts_spool_empty(p->spool);
+    if (kts_spool_close_stats(p->spool, &st) != 0)
+        kts_log(KTS_LOG_ERR,
+                "write_kafka_ts plugin (%s): shutdown: the spool could not be "
+                "closed cleanly (see above)",
+                p->name);
+    c->unwritten = st.unwritten; /* lost at the final write (disk full): logged by the spool */
+    p->spool = NULL;
+}
+
+/* Close, step 3: one line for the outcome (5). */
+static void close_report(const struct kts_producer *p, double timeout_s,
+                         const struct close_counts *c)
+{
+    if (c->spool_left)
         kts_log(KTS_LOG_NOTICE,
                 "write_kafka_ts plugin (%s): shutdown: the spool keeps %llu bytes of value lists "
                 "for the next start (%llu of them put back from librdkafka's queue; spooled "
                 "%llu, replayed %llu in this run)",
-                p->name, (unsigned long long)spool_bytes, (unsigned long long)requeued,
+                p->name, (unsigned long long)c->spool_bytes, (unsigned long long)c->requeued,
                 (unsigned long long)ATOMIC_GET(p->spooled),
                 (unsigned long long)ATOMIC_GET(p->replayed));
     uint64_t unsure = ATOMIC_GET(p->unsure);
-    if (undelivered > 0)
+    if (c->undelivered > 0)
         kts_log(KTS_LOG_ERR,
                 "write_kafka_ts plugin (%s): shutdown: %llu value lists were NOT delivered "
                 "(%llu still queued after FlushTimeout %.3g s, %llu failed; %llu of them "
                 "possibly written by the broker, whose answer never came); %llu delivered of "
                 "%llu sent; %llu dropped before sending",
-                p->name, (unsigned long long)undelivered,
-                (unsigned long long)(undelivered > failed ? undelivered - failed : 0), timeout_s,
-                (unsigned long long)failed, (unsigned long long)unsure,
-                (unsigned long long)delivered, (unsigned long long)sent,
-                (unsigned long long)dropped);
+                p->name, (unsigned long long)c->undelivered,
+                (unsigned long long)(c->undelivered > c->failed ? c->undelivered - c->failed : 0),
+                timeout_s, (unsigned long long)c->failed, (unsigned long long)unsure,
+                (unsigned long long)c->delivered, (unsigned long long)c->sent,
+                (unsigned long long)c->dropped);
     else if (unsure > 0)
         kts_log(KTS_LOG_NOTICE,
                 "write_kafka_ts plugin (%s): shutdown: %llu value lists put back in the spool "
                 "were possibly written by the broker already (its answer never came): Kafka "
                 "may get them twice",
                 p->name, (unsigned long long)unsure);
-    else if (requeued > 0)
+    else if (c->requeued > 0)
         kts_log(KTS_LOG_INFO,
                 "write_kafka_ts plugin (%s): shutdown: %llu value lists sent were delivered, "
                 "%llu put back in the spool; %llu dropped before sending",
-                p->name, (unsigned long long)delivered, (unsigned long long)requeued,
-                (unsigned long long)dropped);
+                p->name, (unsigned long long)c->delivered, (unsigned long long)c->requeued,
+                (unsigned long long)c->dropped);
     else
         kts_log(KTS_LOG_INFO,
                 "write_kafka_ts plugin (%s): shutdown: all %llu value lists sent were delivered; "
                 "%llu dropped before sending",
-                p->name, (unsigned long long)sent, (unsigned long long)dropped);
+                p->name, (unsigned long long)c->sent, (unsigned long long)c->dropped);
+}
+
+uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
+{
+    if (p == NULL)
+        return 0;
+    if (p->poller_started) {
+        __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+        pthread_join(p->poller, NULL);
+    }
+    close_drain(p, timeout_s);
+    /* The queue is empty now: every message sent was delivered, failed or purged. */
+    struct close_counts c = {.sent = ATOMIC_GET(p->sent),
+                             .failed = ATOMIC_GET(p->failed),
+                             .purged = ATOMIC_GET(p->purged)};
+    if (p->wal_mode) {
+        c.requeued = c.purged; /* (11) never acknowledged: still in the spool */
+        kts_prod_wal_sweep(p);
+    }
+    if (p->spool != NULL)
+        close_spool(p, &c);
+    c.undelivered = c.failed + c.purged - c.requeued;
+    if (rd_kafka_outq_len(p->rk) > 0) {
+        /* Purge reports not served in 5 s: count what is left as not delivered too. */
+        c.undelivered += (uint64_t)rd_kafka_outq_len(p->rk);
+    }
+    if (c.undelivered > c.sent)
+        c.undelivered = c.sent;
+    c.delivered = c.sent - c.undelivered - c.requeued;
+    c.dropped = ATOMIC_GET(p->dropped_queue_full) + ATOMIC_GET(p->dropped_too_large) +
+                ATOMIC_GET(p->dropped_encode) + ATOMIC_GET(p->dropped_error) +
+                ATOMIC_GET(p->dropped_spool_full) + ATOMIC_GET(p->dropped_spool_error) +
+                c.unwritten;
+    close_report(p, timeout_s, &c);
+    uint64_t undelivered = c.undelivered;
     producer_free(p);
     return undelivered;
 }

@@ -36,8 +36,6 @@ static int cmp_seg(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-
-
 /* (3) Finds the end of the last whole record of the newest segment and cuts what follows. */
 static int scan_tail(struct kts_spool *sp)
 {

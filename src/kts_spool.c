@@ -120,6 +120,7 @@ static void wmap_drop(struct kts_spool *sp, bool cut)
         /* the zeros are cut at the next open */
     }
     sp->walloc = 0;
+    sp->wmap_released = 0;
 }
 
 /* Closes the writer's file without writing anything (its segment is being deleted). */
@@ -323,6 +324,7 @@ static int writer_open_new(struct kts_spool *sp)
             sp->wmap = m;
             sp->wmap_len = len;
             sp->walloc = 0;
+            sp->wmap_released = 0;
         }
     }
     return 0;
@@ -346,6 +348,14 @@ static int wmap_reserve(struct kts_spool *sp, uint64_t end)
             return -errno;
     }
     sp->walloc = want;
+    /* Let go of the pages of the chunks before the one being written: they stay in the page
+     * cache (dirty ones are written back as usual) but no longer count in the process's
+     * resident memory, which would otherwise grow by a whole segment during an outage. */
+    uint64_t keep_from = sp->wdisk / WMAP_CHUNK * WMAP_CHUNK;
+    if (keep_from > sp->wmap_released &&
+        madvise(sp->wmap + sp->wmap_released, (size_t)(keep_from - sp->wmap_released),
+                MADV_DONTNEED) == 0)
+        sp->wmap_released = keep_from;
     return 0;
 }
 

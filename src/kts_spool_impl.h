@@ -51,6 +51,7 @@ struct kts_spool {
     unsigned char *wmap;
     size_t wmap_len;
     uint64_t walloc;
+    uint64_t wmap_released; /* pages before this offset were given back (MADV_DONTNEED) */
 
     /* reader: segs[0] at roff */
     int rfd;

@@ -116,6 +116,19 @@ static int segment_path(char *out, size_t size, int last)
     return best[0] ? 0 : -1;
 }
 
+/* Resident memory of this process, KiB (/proc/self/statm). */
+static long resident_kib(void)
+{
+    long pages = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 static void empty_dir(void)
 {
     DIR *d = opendir(dir);
@@ -133,7 +146,7 @@ static void empty_dir(void)
 
 int main(void)
 {
-    plan(66);
+    plan(67);
     kts_log_set_sink(sink, NULL);
     snprintf(dir, sizeof(dir), "%s/kts-t-spool.XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -491,6 +504,25 @@ int main(void)
         ok((uint64_t)sb.st_size == st.bytes,
            "8: a clean close cuts the space allocated ahead (%lld bytes, %" PRIu64 " in records)",
            (long long)sb.st_size, st.bytes);
+
+        /* 16 MiB through the mapping of one 64 MiB segment: the process's resident memory does
+         * not grow with it */
+        empty_dir();
+        struct kts_spool_config big_cfg = cfg;
+        big_cfg.segment_bytes = 64u << 20;
+        sp = NULL;
+        kts_spool_open(&sp, &big_cfg, e, sizeof(e));
+        static char big[4000];
+        memset(big, 'v', sizeof(big));
+        long rss0 = resident_kib();
+        bad = 0;
+        for (unsigned i = 0; sp != NULL && i < 4200; i++)
+            bad += kts_spool_append(sp, "k", 1, big, sizeof(big)) != 0;
+        long rss1 = resident_kib();
+        kts_spool_stats(sp, &st);
+        ok(sp != NULL && bad == 0 && st.segments == 1 && rss1 - rss0 < 6 * 1024,
+           "8: 16 MiB appended to one segment, resident memory grew by %ld KiB", rss1 - rss0);
+        kts_spool_close(sp);
     }
 
     empty_dir();

@@ -132,8 +132,8 @@ bool kts_prod_wal_service(struct kts_producer *p);
 int kts_prod_spool_append_locked(struct kts_producer *p, const void *key, size_t key_len,
                                  const void *payload, size_t len);
 /* (10) (11) Opens the spool at create; 0 or a negative errno with the reason in errbuf. */
-int kts_prod_spool_open(struct kts_producer *p, const struct kts_producer_config *cfg,
-                        char *errbuf, size_t errbuf_size);
+int kts_prod_spool_open(struct kts_producer *p, const struct kts_producer_config *cfg, char *errbuf,
+                        size_t errbuf_size);
 /* (11) kts_producer_send's write-ahead path: append, then produce when nothing waits. */
 int kts_prod_wal_send(struct kts_producer *p, const char *key, size_t key_len, const void *payload,
                       size_t len);

@@ -222,7 +222,7 @@ bool kts_prod_wal_service(struct kts_producer *p)
 /* Writes one message to the spool; spool_lock held. 0, or -ENOBUFS/-EIO when dropped (counted
  * and logged by reason). */
 int kts_prod_spool_append_locked(struct kts_producer *p, const void *key, size_t key_len,
-                               const void *payload, size_t len)
+                                 const void *payload, size_t len)
 {
     int rc = kts_spool_append(p->spool, key, key_len, payload, len);
     if (rc == 0) {
@@ -281,8 +281,8 @@ uint64_t kts_prod_requeue_purged(struct kts_producer *p)
 
 /* Opens the spool (10) (11) and sets up what its mode needs; a spool left by the previous run
  * is sent first. 0, or a negative errno with the reason in errbuf. */
-int kts_prod_spool_open(struct kts_producer *p, const struct kts_producer_config *cfg,
-                        char *errbuf, size_t errbuf_size)
+int kts_prod_spool_open(struct kts_producer *p, const struct kts_producer_config *cfg, char *errbuf,
+                        size_t errbuf_size)
 {
     struct kts_spool_config sc = {.dir = cfg->spool_dir,
                                   .max_bytes = (uint64_t)cfg->spool_max_bytes,
@@ -341,8 +341,7 @@ int kts_prod_wal_send(struct kts_producer *p, const char *key, size_t key_len, c
         p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
         rd_kafka_resp_err_t err = rd_kafka_producev(
             p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
-            RD_KAFKA_V_VALUE((void *)payload, len),
+            RD_KAFKA_V_KEY(key_len ? key : NULL, key_len), RD_KAFKA_V_VALUE((void *)payload, len),
             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             p->wal_hi++;

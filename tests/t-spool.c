@@ -505,8 +505,8 @@ int main(void)
            "8: a clean close cuts the space allocated ahead (%lld bytes, %" PRIu64 " in records)",
            (long long)sb.st_size, st.bytes);
 
-        /* 16 MiB through the mapping of one 64 MiB segment: the process's resident memory does
-         * not grow with it */
+        /* 32 MiB through the mapping of one 64 MiB segment: the process's resident memory does
+         * not grow with it (by less than half of it: valgrind's shadow memory grows too) */
         empty_dir();
         struct kts_spool_config big_cfg = cfg;
         big_cfg.segment_bytes = 64u << 20;
@@ -516,12 +516,12 @@ int main(void)
         memset(big, 'v', sizeof(big));
         long rss0 = resident_kib();
         bad = 0;
-        for (unsigned i = 0; sp != NULL && i < 4200; i++)
+        for (unsigned i = 0; sp != NULL && i < 8400; i++)
             bad += kts_spool_append(sp, "k", 1, big, sizeof(big)) != 0;
         long rss1 = resident_kib();
         kts_spool_stats(sp, &st);
-        ok(sp != NULL && bad == 0 && st.segments == 1 && rss1 - rss0 < 6 * 1024,
-           "8: 16 MiB appended to one segment, resident memory grew by %ld KiB", rss1 - rss0);
+        ok(sp != NULL && bad == 0 && st.segments == 1 && rss1 - rss0 < 16 * 1024,
+           "8: 32 MiB appended to one segment, resident memory grew by %ld KiB", rss1 - rss0);
         kts_spool_close(sp);
     }
 

@@ -96,7 +96,7 @@ struct kts_producer {
 
 struct wal_slot {
     struct kts_spool_pos end;
-    bool done;
+    bool done; /* atomic: set by delivery reports without spool_lock */
 };
 
 struct purged_msg {

@@ -42,10 +42,18 @@ void kts_prod_keep_purged(struct kts_producer *p, const rd_kafka_message_t *m)
     p->purged_n++;
 }
 
+/* (11) Fills the slot of message seq (spool_lock held) before it is produced, so that its
+ * report always finds it. `done` is atomic: reports set it without the lock. */
+static void wal_fill(struct kts_producer *p, uint64_t seq, struct kts_spool_pos end)
+{
+    p->wal[seq & p->wal_mask].end = end;
+    __atomic_store_n(&p->wal[seq & p->wal_mask].done, false, __ATOMIC_RELAXED);
+}
+
 /* (11) Marks one message done (acknowledged, or failed for good); the delivery thread's. */
 static void wal_done(struct kts_producer *p, uint64_t seq)
 {
-    p->wal[seq & p->wal_mask].done = true;
+    __atomic_store_n(&p->wal[seq & p->wal_mask].done, true, __ATOMIC_RELEASE);
 }
 
 /* (11) Moves the acknowledged end over every done message in produce order and consumes the
@@ -53,7 +61,8 @@ static void wal_done(struct kts_producer *p, uint64_t seq)
 void kts_prod_wal_sweep(struct kts_producer *p)
 {
     bool moved = false;
-    while (p->wal_lo < p->wal_hi && p->wal[p->wal_lo & p->wal_mask].done) {
+    while (p->wal_lo < p->wal_hi &&
+           __atomic_load_n(&p->wal[p->wal_lo & p->wal_mask].done, __ATOMIC_ACQUIRE)) {
         p->wal_acked = p->wal[p->wal_lo & p->wal_mask].end;
         p->wal_lo++;
         moved = true;
@@ -196,7 +205,7 @@ bool kts_prod_wal_service(struct kts_producer *p)
                 break;
             }
             uint64_t seq = p->wal_hi;
-            p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
+            wal_fill(p, seq, end);
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
@@ -338,7 +347,7 @@ int kts_prod_wal_send(struct kts_producer *p, const char *key, size_t key_len, c
     if (rc == 0 && p->wal_backlog == 0 && p->wal_hi - p->wal_lo <= p->wal_mask) {
         uint64_t seq = p->wal_hi;
         struct kts_spool_pos end = kts_spool_tail(p->spool);
-        p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
+        wal_fill(p, seq, end);
         rd_kafka_resp_err_t err = rd_kafka_producev(
             p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_KEY(key_len ? key : NULL, key_len), RD_KAFKA_V_VALUE((void *)payload, len),

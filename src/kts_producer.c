@@ -177,13 +177,15 @@ struct kts_producer {
      * wal[seq & wal_mask] says where each one ends in the spool and whether it is done
      * (acknowledged, or failed for good). [wal_lo, wal_hi) are in librdkafka's hands;
      * wal_acked is the end of the last message before the first not done. Guarded by
-     * spool_lock (writers produce directly when nothing waits in the spool). */
+     * spool_lock (writers produce directly when nothing waits in the spool), except `done`:
+     * set by the delivery reports without the lock (only the delivery thread, or close once it
+     * has stopped, serves them and sweeps), swept per batch of reports (wal_sweep). A slot is
+     * filled before its message is produced, so its report always finds it. */
     bool wal_mode;
     uint64_t wal_backlog; /* records appended but not yet produced (under spool_lock) */
     struct wal_slot *wal;
     uint64_t wal_mask, wal_lo, wal_hi;
     struct kts_spool_pos wal_acked;
-    bool wal_acked_new;
     uint64_t acked; /* atomic */
     /* close: purged messages collected by on_delivery, to be requeued in produce order */
     struct purged_msg *purged_list;
@@ -192,7 +194,7 @@ struct kts_producer {
 
 struct wal_slot {
     struct kts_spool_pos end;
-    bool done;
+    bool done; /* atomic: set by delivery reports without spool_lock */
 };
 
 struct purged_msg {
@@ -263,17 +265,33 @@ static void keep_purged(struct kts_producer *p, const rd_kafka_message_t *m)
     p->purged_n++;
 }
 
-/* (11) Marks one message done and moves the acknowledged end over every done one in order. */
+/* (11) Marks one message done (acknowledged, or failed for good); the delivery thread's. */
 static void wal_done(struct kts_producer *p, uint64_t seq)
 {
-    if (seq < p->wal_lo || seq >= p->wal_hi)
-        return;
-    p->wal[seq & p->wal_mask].done = true;
-    while (p->wal_lo < p->wal_hi && p->wal[p->wal_lo & p->wal_mask].done) {
+    __atomic_store_n(&p->wal[seq & p->wal_mask].done, true, __ATOMIC_RELEASE);
+}
+
+/* (11) Fills the slot of message seq (spool_lock held) before it is produced, so that its
+ * report always finds it. `done` is atomic: reports set it without the lock. */
+static void wal_fill(struct kts_producer *p, uint64_t seq, struct kts_spool_pos end)
+{
+    p->wal[seq & p->wal_mask].end = end;
+    __atomic_store_n(&p->wal[seq & p->wal_mask].done, false, __ATOMIC_RELAXED);
+}
+
+/* (11) Moves the acknowledged end over every done message in produce order and consumes the
+ * spool up to it: once per batch of delivery reports. spool_lock held. */
+static void wal_sweep(struct kts_producer *p)
+{
+    bool moved = false;
+    while (p->wal_lo < p->wal_hi &&
+           __atomic_load_n(&p->wal[p->wal_lo & p->wal_mask].done, __ATOMIC_ACQUIRE)) {
         p->wal_acked = p->wal[p->wal_lo & p->wal_mask].end;
-        p->wal_acked_new = true;
         p->wal_lo++;
+        moved = true;
     }
+    if (moved)
+        kts_spool_ack_to(p->spool, p->wal_acked);
 }
 
 /* (11) Every delivery is reported in write-ahead mode: an acknowledged message may leave the
@@ -284,9 +302,7 @@ static void wal_report(struct kts_producer *p, const rd_kafka_message_t *m)
     uint64_t seq = (uint64_t)(uintptr_t)m->_private;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         ATOMIC_INC(p->acked);
-        pthread_mutex_lock(&p->spool_lock);
-        wal_done(p, seq);
-        pthread_mutex_unlock(&p->spool_lock);
+        wal_done(p, seq); /* swept by wal_service, once per batch of reports */
         return;
     }
     if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
@@ -297,9 +313,7 @@ static void wal_report(struct kts_producer *p, const rd_kafka_message_t *m)
         return;
     }
     ATOMIC_INC(p->failed);
-    pthread_mutex_lock(&p->spool_lock);
     wal_done(p, seq);
-    pthread_mutex_unlock(&p->spool_lock);
     kts_log_limited(&p->rl_fail, KTS_LOG_ERR, "%s: delivery failed, value list lost: %s (%s)",
                     p->where, rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
 }
@@ -485,10 +499,7 @@ static bool wal_service(struct kts_producer *p)
     bool more = true;
     for (int batch = 0; batch < 100 && more; batch++) {
         pthread_mutex_lock(&p->spool_lock);
-        if (p->wal_acked_new) {
-            kts_spool_ack_to(p->spool, p->wal_acked);
-            p->wal_acked_new = false;
-        }
+        wal_sweep(p);
         for (int i = 0; i < 1000; i++) {
             if (p->wal_hi - p->wal_lo > p->wal_mask)
                 break; /* as many in flight as the table holds: wait for acknowledgements */
@@ -507,6 +518,7 @@ static bool wal_service(struct kts_producer *p)
                 break;
             }
             uint64_t seq = p->wal_hi;
+            wal_fill(p, seq, end);
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
@@ -514,7 +526,6 @@ static bool wal_service(struct kts_producer *p)
                 RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 break;
-            p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
             p->wal_hi++;
             if (!count_replayed(p, err))
                 wal_done(p, seq); /* lost (counted): it leaves the spool */
@@ -535,14 +546,16 @@ static void *poller_main(void *arg)
     struct kts_producer *p = arg;
     int last_outq = rd_kafka_outq_len(p->rk);
     while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+        bool backlog = false; /* (11) records wait in the spool to be produced */
         if (p->wal_mode)
-            wal_service(p);
+            backlog = wal_service(p);
         else if (p->spool != NULL)
             spool_service(p);
-        /* Serve error reports, logs and statistics; look more often while senders wait or
-         * the spool is being replayed. */
+        /* Serve delivery and error reports, logs and statistics (the poll returns as soon as
+         * it has served some: acknowledgements are swept per batch of reports); look more
+         * often while senders wait or the spool is being replayed. */
         rd_kafka_poll(p->rk, ATOMIC_GET(p->waiters) > 0 || ATOMIC_GET(p->overflowing) ||
-                                     ATOMIC_GET(p->spooling)
+                                     ATOMIC_GET(p->spooling) || backlog
                                  ? 5
                                  : 100);
         int outq = rd_kafka_outq_len(p->rk);
@@ -878,7 +891,6 @@ static int spool_setup(struct kts_producer *p, const struct kts_producer_config 
         if (p->wal == NULL)
             return -ENOMEM;
         p->wal_mask = cap - 1;
-        p->spooling = 1; /* the delivery thread looks every 5 ms */
         if (!kts_spool_empty(p->spool)) {
             p->wal_backlog = UINT64_MAX / 2; /* until the ahead reader finds the end */
             kts_log(KTS_LOG_NOTICE,
@@ -1084,14 +1096,14 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
         rc = spool_append_locked(p, key, key_len, b->data, b->len);
         if (rc == 0 && p->wal_backlog == 0 && p->wal_hi - p->wal_lo <= p->wal_mask) {
             uint64_t seq = p->wal_hi;
+            struct kts_spool_pos end = kts_spool_tail(p->spool);
+            wal_fill(p, seq, end);
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
                 RD_KAFKA_V_VALUE((void *)b->data, b->len),
                 RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                struct kts_spool_pos end = kts_spool_tail(p->spool);
-                p->wal[seq & p->wal_mask] = (struct wal_slot){end, false};
                 p->wal_hi++;
                 ATOMIC_INC(p->sent);
                 kts_spool_ahead_skip(p->spool, end);
@@ -1300,8 +1312,7 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
     uint64_t requeued = 0, spool_bytes = 0, spool_left = 0;
     if (p->wal_mode) {
         requeued = purged; /* (11) never acknowledged: still in the spool */
-        if (p->wal_acked_new)
-            kts_spool_ack_to(p->spool, p->wal_acked);
+        wal_sweep(p);
     }
     uint64_t unwritten = 0;
     if (p->spool != NULL) {

@@ -40,7 +40,8 @@
  *     loss keeps all but the last second) and leaves the spool only when the broker has
  *     acknowledged it, or it failed for good (counted). The delivery thread reads the spool in
  *     order into librdkafka's queue; librdkafka reports every delivery (not only errors), and
- *     the spool is consumed up to the oldest message not yet acknowledged. After a restart,
+ *     after each batch of reports the spool is consumed up to the oldest message not yet
+ *     acknowledged. After a restart,
  *     everything not acknowledged is sent again first, in order (at least once: what the broker
  *     acknowledged in the last cursor interval, 200 ms, comes again). A full or failing spool
  *     drops the value list (counted, logged): nothing bypasses the spool, so order holds.

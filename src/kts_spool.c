@@ -1,129 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_spool: see kts_spool.h for the layout and the guarantees (numbers below refer to them). */
 #include "kts_spool.h"
+#include "kts_spool_impl.h"
 
 #include "kts_array.h"
 #include "kts_log.h"
 
-#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define HDR 8u                         /* u32 body_len, u32 crc32c(body) */
-#define SEQ_BASE 0x8000000000000000ull /* first segment; prepends count down from here */
-#define WBUF_SIZE (256u << 10)
-#define RBUF_MIN (256u << 10)
+/* ------------------------------------------------------------------ helpers */
 
-/* ------------------------------------------------------------------ CRC-32C */
-
-static uint32_t crc_table[8][256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-        crc_table[0][i] = c;
-    }
-    for (uint32_t i = 0; i < 256; i++)
-        for (int t = 1; t < 8; t++)
-            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
-}
-
-uint32_t kts_crc32c(uint32_t crc, const void *buf, size_t len)
-{
-    pthread_once(&crc_once, crc_init);
-    const unsigned char *p = buf;
-    crc = ~crc;
-    while (len >= 8) { /* slicing by 8 */
-        uint64_t w;
-        memcpy(&w, p, 8);
-        w = le64toh(w) ^ crc;
-        crc = crc_table[7][w & 0xff] ^ crc_table[6][(w >> 8) & 0xff] ^
-              crc_table[5][(w >> 16) & 0xff] ^ crc_table[4][(w >> 24) & 0xff] ^
-              crc_table[3][(w >> 32) & 0xff] ^ crc_table[2][(w >> 40) & 0xff] ^
-              crc_table[1][(w >> 48) & 0xff] ^ crc_table[0][w >> 56];
-        p += 8;
-        len -= 8;
-    }
-    while (len--)
-        crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
-    return ~crc;
-}
-
-/* ------------------------------------------------------------------ state */
-
-struct seg {
-    uint64_t seq;
-    uint64_t size;  /* bytes, including the writer's buffered bytes for the tail */
-    uint64_t start; /* first unconsumed offset when this segment becomes the head (cursor) */
-};
-
-struct kts_spool {
-    char *dir;
-    int dirfd;
-    int lockfd;
-    uint64_t max_bytes, segment_bytes;
-    bool sync;
-
-    struct seg *segs; /* ascending seq; segs[0] is read, segs[nsegs-1] written */
-    size_t nsegs, segs_cap;
-    uint64_t next_seq;
-    uint64_t bytes;
-
-    /* writer: appends to segs[nsegs-1] when wfd >= 0 */
-    int wfd;
-    unsigned char *wbuf;
-    size_t wlen;
-    uint64_t wdisk; /* bytes of the tail segment already in the file */
-
-    /* reader: segs[0] at roff */
-    int rfd;
-    uint64_t roff;
-    unsigned char *rbuf;
-    size_t rcap, rlen;
-    uint64_t rbuf_off; /* file offset of rbuf[0] */
-    uint64_t peeked;   /* size of the record the last peek returned, 0 if none */
-
-    /* ahead reader (8): the record at aoff of segment aseq (aseq 0: not placed yet) */
-    bool write_through;
-    uint64_t aseq, aoff;
-    int afd;
-    uint64_t afd_seq;
-    unsigned char *abuf;
-    size_t acap, alen;
-    uint64_t abuf_off;
-    uint64_t apeeked;
-
-    uint64_t cursor_seq, cursor_off; /* as last written */
-    bool cursor_valid;
-    bool dir_dirty; /* a file was created, renamed or deleted since the last fsync of dirfd */
-
-    struct kts_spool_stats st;
-    struct kts_ratelimit rl_read;  /* a read error is retried by the caller: log it sparingly */
-    struct kts_ratelimit rl_write; /* so is a write error (disk full: every append tries) */
-    size_t wrecs;                  /* records in wbuf */
-    bool wfail;                    /* the last write failed (disk full, read-only, ...) */
-};
-
-static void seg_name(char *buf, size_t size, uint64_t seq, const char *suffix)
+void kts_spool_seg_name(char *buf, size_t size, uint64_t seq, const char *suffix)
 {
     snprintf(buf, size, "%016" PRIx64 ".seg%s", seq, suffix);
 }
 
-static int segs_insert(struct kts_spool *sp, size_t at, struct seg s)
+int kts_spool_segs_insert(struct kts_spool *sp, size_t at, struct seg s)
 {
     if (KTS_ARRAY_GROW(sp->segs, sp->segs_cap, sp->nsegs + 1) != 0)
         return -ENOMEM;
@@ -133,7 +36,7 @@ static int segs_insert(struct kts_spool *sp, size_t at, struct seg s)
     return 0;
 }
 
-static void reader_reset(struct kts_spool *sp)
+void kts_spool_reader_reset(struct kts_spool *sp)
 {
     if (sp->rfd >= 0)
         close(sp->rfd);
@@ -142,6 +45,23 @@ static void reader_reset(struct kts_spool *sp)
     sp->rbuf_off = 0;
     sp->peeked = 0;
     sp->roff = sp->nsegs > 0 ? sp->segs[0].start : 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const unsigned char *p = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
 }
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -166,9 +86,9 @@ static int wbuf_flush(struct kts_spool *sp)
 {
     if (sp->wfd < 0 || sp->wlen == 0)
         return 0;
-    int rc = write_all(sp->wfd, sp->wbuf, sp->wlen);
+    int rc = pwrite_all(sp->wfd, sp->wbuf, sp->wlen, sp->wdisk);
     if (rc < 0) {
-        if (ftruncate(sp->wfd, (off_t)sp->wdisk) != 0 || lseek(sp->wfd, 0, SEEK_END) < 0) {
+        if (ftruncate(sp->wfd, (off_t)sp->wdisk) != 0) {
             /* nothing more to do: the torn tail is found at the next open (3) */
         }
         sp->wfail = true;
@@ -183,10 +103,37 @@ static int wbuf_flush(struct kts_spool *sp)
     return 0;
 }
 
+/* (8) Unmaps the mapped writer's segment; with cut, the file space allocated past the last
+ * record is given back (a crash leaves it: cut at the next open). */
+static void wmap_drop(struct kts_spool *sp, bool cut)
+{
+    if (sp->wmap == NULL)
+        return;
+    munmap(sp->wmap, sp->wmap_len);
+    sp->wmap = NULL;
+    if (cut && sp->walloc > sp->wdisk && ftruncate(sp->wfd, (off_t)sp->wdisk) != 0) {
+        /* the zeros are cut at the next open */
+    }
+    sp->walloc = 0;
+    sp->wmap_released = 0;
+}
+
+/* Closes the writer's file without writing anything (its segment is being deleted). */
+static void writer_forget(struct kts_spool *sp)
+{
+    wmap_drop(sp, false);
+    close(sp->wfd);
+    sp->wfd = -1;
+    sp->wlen = 0;
+    sp->wrecs = 0;
+}
+
 static int writer_close(struct kts_spool *sp)
 {
     int rc = wbuf_flush(sp);
     if (sp->wfd >= 0) {
+        wmap_drop(sp, true);
+        /* fdatasync writes the pages written through the mapping too (Linux: one page cache) */
         if (rc == 0 && sp->sync && fdatasync(sp->wfd) != 0)
             rc = -errno;
         close(sp->wfd);
@@ -258,47 +205,21 @@ static int write_cursor(struct kts_spool *sp)
 static void pop_head(struct kts_spool *sp)
 {
     char name[64];
-    if (sp->nsegs == 1 && sp->wfd >= 0) {
-        close(sp->wfd); /* every record in it was read, the buffered ones too */
-        sp->wfd = -1;
-        sp->wlen = 0;
-        sp->wrecs = 0;
-    }
-    seg_name(name, sizeof(name), sp->segs[0].seq, "");
+    if (sp->nsegs == 1 && sp->wfd >= 0)
+        writer_forget(sp); /* every record in it was read, the buffered ones too */
+    kts_spool_seg_name(name, sizeof(name), sp->segs[0].seq, "");
     if (unlinkat(sp->dirfd, name, 0) != 0 && errno != ENOENT)
         kts_log(KTS_LOG_ERR, "spool %s: cannot delete %s: %s", sp->dir, name, strerror(errno));
     sp->dir_dirty = true; /* synced at the next flush or close: a lost delete only replays */
     sp->bytes -= sp->segs[0].size;
     memmove(sp->segs, sp->segs + 1, (sp->nsegs - 1) * sizeof(*sp->segs));
     sp->nsegs--;
-    reader_reset(sp);
+    kts_spool_reader_reset(sp);
     if (sp->nsegs == 0)
         write_cursor(sp); /* (5) empty: no file but the cursor and the lock */
 }
 
-/* ------------------------------------------------------------------ open */
-
-static int parse_seg_name(const char *name, uint64_t *seq)
-{
-    size_t len = strlen(name);
-    if (len != 16 + 4 || strcmp(name + 16, ".seg") != 0)
-        return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(name, &end, 16);
-    if (errno != 0 || end != name + 16)
-        return -1;
-    *seq = v;
-    return 0;
-}
-
-static int cmp_seg(const void *a, const void *b)
-{
-    const struct seg *x = a, *y = b;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static int pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *got)
+int kts_spool_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *got)
 {
     unsigned char *p = buf;
     *got = 0;
@@ -320,7 +241,7 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *got)
 }
 
 /* Checks header + body of a record at buf (avail bytes): its total size, or 0 if torn. */
-static uint64_t record_ok(const unsigned char *buf, uint64_t avail)
+uint64_t kts_spool_record_ok(const unsigned char *buf, uint64_t avail)
 {
     if (avail < HDR)
         return 0;
@@ -338,190 +259,6 @@ static uint64_t record_ok(const unsigned char *buf, uint64_t avail)
     if (2u + le16toh(klen) > len)
         return 0;
     return HDR + len;
-}
-
-/* (3) Finds the end of the last whole record of the newest segment and cuts what follows. */
-static int scan_tail(struct kts_spool *sp)
-{
-    struct seg *s = &sp->segs[sp->nsegs - 1];
-    char name[64];
-    seg_name(name, sizeof(name), s->seq, "");
-    int fd = openat(sp->dirfd, name, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    unsigned char *buf = malloc((size_t)s->size > 0 ? (size_t)s->size : 1);
-    if (buf == NULL) {
-        close(fd);
-        return -ENOMEM;
-    }
-    size_t got;
-    int rc = pread_all(fd, buf, (size_t)s->size, 0, &got);
-    uint64_t off = 0, n;
-    while (rc == 0 && off < got && (n = record_ok(buf + off, got - off)) > 0)
-        off += n;
-    free(buf);
-    if (rc == 0 && off < s->size) {
-        sp->st.torn_records++;
-        sp->st.torn_bytes += s->size - off;
-        kts_log(KTS_LOG_WARNING,
-                "spool %s: %s ends in a torn record (%" PRIu64 " bytes after offset %" PRIu64
-                ", from a crash): cut, not replayed",
-                sp->dir, name, s->size - off, off);
-        if (ftruncate(fd, (off_t)off) != 0)
-            rc = -errno;
-        s->size = off;
-    }
-    close(fd);
-    if (rc == 0 && s->size == 0) {
-        unlinkat(sp->dirfd, name, 0);
-        sp->nsegs--;
-    }
-    return rc;
-}
-
-static int load_dir(struct kts_spool *sp)
-{
-    int fd = dup(sp->dirfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return -errno;
-    }
-    int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d)) != NULL) {
-        uint64_t seq;
-        size_t len = strlen(e->d_name);
-        if (len > 4 && strcmp(e->d_name + len - 4, ".tmp") == 0 &&
-            strcmp(e->d_name, "cursor.tmp")) {
-            unlinkat(sp->dirfd, e->d_name, 0); /* an unfinished prepend: never renamed */
-            continue;
-        }
-        if (parse_seg_name(e->d_name, &seq) != 0)
-            continue;
-        struct stat stb;
-        if (fstatat(sp->dirfd, e->d_name, &stb, 0) != 0) {
-            rc = -errno;
-            break;
-        }
-        if (stb.st_size == 0) {
-            unlinkat(sp->dirfd, e->d_name, 0);
-            continue;
-        }
-        rc = segs_insert(sp, sp->nsegs, (struct seg){seq, (uint64_t)stb.st_size, 0});
-    }
-    closedir(d);
-    if (rc != 0)
-        return rc;
-    if (sp->nsegs > 1)
-        qsort(sp->segs, sp->nsegs, sizeof(*sp->segs), cmp_seg);
-    if (sp->nsegs > 0 && (rc = scan_tail(sp)) != 0)
-        return rc;
-    /* The cursor: how far the segment it names was consumed (4). */
-    FILE *f = NULL;
-    int cfd = openat(sp->dirfd, "cursor", O_RDONLY | O_CLOEXEC);
-    if (cfd >= 0)
-        f = fdopen(cfd, "r");
-    if (f != NULL) {
-        unsigned long long seq, off;
-        if (fscanf(f, "%llx %llu", &seq, &off) == 2)
-            for (size_t i = 0; i < sp->nsegs; i++)
-                if (sp->segs[i].seq == seq && off <= sp->segs[i].size)
-                    sp->segs[i].start = off;
-        fclose(f);
-    } else if (cfd >= 0) {
-        close(cfd);
-    }
-    sp->bytes = 0;
-    for (size_t i = 0; i < sp->nsegs; i++)
-        sp->bytes += sp->segs[i].size;
-    sp->next_seq = sp->nsegs > 0 ? sp->segs[sp->nsegs - 1].seq + 1 : SEQ_BASE;
-    reader_reset(sp);
-    return 0;
-}
-
-/* fsync the directory that holds the new spool directory `dir` (borrowed), so that the spool's
- * own entry survives a power loss (6). Best effort: a failure is logged. */
-static void sync_parent(const char *dir)
-{
-    char *copy = strdup(dir);
-    if (copy == NULL)
-        return;
-    char *slash = strrchr(copy, '/');
-    const char *parent = slash == NULL ? "." : slash == copy ? "/" : copy;
-    if (slash != NULL && slash != copy)
-        *slash = '\0';
-    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0)
-        kts_log(KTS_LOG_WARNING, "spool %s: cannot fsync its parent directory: %s", dir,
-                strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(copy);
-}
-
-int kts_spool_open(struct kts_spool **out, const struct kts_spool_config *cfg, char *errbuf,
-                   size_t errbuf_size)
-{
-    *out = NULL;
-    struct kts_spool *sp = calloc(1, sizeof(*sp));
-    if (sp == NULL)
-        return -ENOMEM;
-    sp->dirfd = sp->lockfd = sp->wfd = sp->rfd = sp->afd = -1;
-    sp->write_through = cfg->write_through;
-    sp->max_bytes = cfg->max_bytes;
-    sp->segment_bytes = cfg->segment_bytes > 0 ? cfg->segment_bytes : 64u << 20;
-    sp->sync = cfg->sync;
-    sp->dir = strdup(cfg->dir);
-    sp->wbuf = malloc(WBUF_SIZE);
-    int rc = 0;
-    if (sp->dir == NULL || sp->wbuf == NULL) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    bool created = mkdir(cfg->dir, 0700) == 0;
-    if (!created && errno != EEXIST) {
-        rc = -errno;
-        snprintf(errbuf, errbuf_size, "cannot create the spool directory \"%s\": %s", cfg->dir,
-                 strerror(errno));
-        goto fail;
-    }
-    if (created && sp->sync)
-        sync_parent(cfg->dir);
-    sp->dirfd = open(cfg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (sp->dirfd < 0) {
-        rc = -errno;
-        snprintf(errbuf, errbuf_size, "cannot open the spool directory \"%s\": %s", cfg->dir,
-                 strerror(errno));
-        goto fail;
-    }
-    /* read-only: no file of an idle spool is open for writing (a read-only remount works) */
-    sp->lockfd = openat(sp->dirfd, "lock", O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (sp->lockfd < 0 || flock(sp->lockfd, LOCK_EX | LOCK_NB) != 0) {
-        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        if (rc == -EBUSY)
-            snprintf(errbuf, errbuf_size,
-                     "spool directory \"%s\" is in use by another write_kafka_ts instance or "
-                     "collectd process (each needs its own)",
-                     cfg->dir);
-        else
-            snprintf(errbuf, errbuf_size, "cannot lock the spool directory \"%s\": %s", cfg->dir,
-                     strerror(-rc));
-        goto fail;
-    }
-    sp->dir_dirty = true; /* the lock file; load_dir() may delete leftovers */
-    rc = load_dir(sp);
-    if (rc != 0) {
-        snprintf(errbuf, errbuf_size, "cannot read the spool directory \"%s\": %s", cfg->dir,
-                 strerror(-rc));
-        goto fail;
-    }
-    *out = sp;
-    return 0;
-fail:
-    kts_spool_close(sp);
-    return rc;
 }
 
 /* ------------------------------------------------------------------ write */
@@ -547,8 +284,10 @@ static int writer_open_new(struct kts_spool *sp)
         return rc;
     char name[64];
     uint64_t seq = sp->next_seq++;
-    seg_name(name, sizeof(name), seq, "");
-    int fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    kts_spool_seg_name(name, sizeof(name), seq, "");
+    /* (8) read-write for the mapping; appends go to wdisk either way (pwrite) */
+    int flags = sp->write_through ? O_RDWR : O_WRONLY | O_APPEND;
+    int fd = openat(sp->dirfd, name, flags | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
         sp->next_seq--; /* not created: the next try uses the same name */
@@ -558,17 +297,83 @@ static int writer_open_new(struct kts_spool *sp)
         return rc;
     }
     sp->dir_dirty = true; /* its records are synced with the directory at the next flush */
-    rc = segs_insert(sp, sp->nsegs, (struct seg){seq, 0, 0});
+    rc = kts_spool_segs_insert(sp, sp->nsegs, (struct seg){seq, 0, 0});
     if (rc != 0) {
         close(fd);
         unlinkat(sp->dirfd, name, 0);
         return rc;
     }
     if (sp->nsegs == 1)
-        reader_reset(sp);
+        kts_spool_reader_reset(sp);
     sp->wfd = fd;
     sp->wdisk = 0;
     sp->wlen = 0;
+    if (sp->write_through) {
+        /* Room for a full segment and one largest record past it (a segment ends at the first
+         * record that does not fit); address space only, the file grows as records come. */
+        size_t len = (size_t)sp->segment_bytes + HDR + KTS_SPOOL_BODY_MAX;
+        long page = sysconf(_SC_PAGESIZE);
+        len = (len + (size_t)page - 1) / (size_t)page * (size_t)page;
+        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m != MAP_FAILED) { /* otherwise: one write() per record, as without a mapping */
+            sp->wmap = m;
+            sp->wmap_len = len;
+            sp->walloc = 0;
+            sp->wmap_released = 0;
+        }
+    }
+    return 0;
+}
+
+/* (8) Makes the file of the mapped writer hold at least `end` bytes of allocated space, in
+ * chunks of WMAP_CHUNK (or just what is needed when the chunk does not fit on the disk), so
+ * that the pages written through the mapping are backed: never a SIGBUS. 0, -EOPNOTSUPP (a
+ * file system without fallocate: use write()) or -errno. */
+static int wmap_reserve(struct kts_spool *sp, uint64_t end)
+{
+    uint64_t want = (end + WMAP_CHUNK - 1) / WMAP_CHUNK * WMAP_CHUNK;
+    if (want > sp->segment_bytes)
+        want = end > sp->segment_bytes ? end : sp->segment_bytes; /* the segment's last record */
+    if (fallocate(sp->wfd, 0, (off_t)sp->walloc, (off_t)(want - sp->walloc)) != 0) {
+        int rc = -errno;
+        if (rc != -ENOSPC && rc != -EDQUOT)
+            return rc;
+        want = end; /* the disk is nearly full: only what this record needs */
+        if (fallocate(sp->wfd, 0, (off_t)sp->walloc, (off_t)(want - sp->walloc)) != 0)
+            return -errno;
+    }
+    sp->walloc = want;
+    /* Let go of the pages of the chunks before the one being written: they stay in the page
+     * cache (dirty ones are written back as usual) but no longer count in the process's
+     * resident memory, which would otherwise grow by a whole segment during an outage. */
+    uint64_t keep_from = sp->wdisk / WMAP_CHUNK * WMAP_CHUNK;
+    if (keep_from > sp->wmap_released &&
+        madvise(sp->wmap + sp->wmap_released, (size_t)(keep_from - sp->wmap_released),
+                MADV_DONTNEED) == 0)
+        sp->wmap_released = keep_from;
+    return 0;
+}
+
+/* (8) Copies one record into the mapped writer's segment. 0 or -errno (logged). */
+static int wmap_append(struct kts_spool *sp, const void *key, size_t key_len, const void *payload,
+                       size_t payload_len, uint64_t rec)
+{
+    uint64_t end = sp->wdisk + rec;
+    int rc = 0;
+    if (end > sp->walloc && (rc = wmap_reserve(sp, end)) != 0) {
+        if (rc == -EOPNOTSUPP || rc == -ENOSYS)
+            return rc; /* the caller writes instead */
+        sp->wfail = true;
+        kts_log_limited(&sp->rl_write, KTS_LOG_ERR, "spool %s: cannot write %llu bytes: %s",
+                        sp->dir, (unsigned long long)rec, strerror(-rc));
+        return rc;
+    }
+    unsigned char *r = sp->wmap + sp->wdisk;
+    put_header(r, key, key_len, payload, payload_len);
+    memcpy(r + HDR + 2, key, key_len);
+    memcpy(r + HDR + 2 + key_len, payload, payload_len);
+    sp->wdisk = end;
+    sp->wfail = false;
     return 0;
 }
 
@@ -586,6 +391,15 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
         if ((rc = writer_open_new(sp)) != 0)
             return rc;
     }
+    if (sp->wmap != NULL) {
+        rc = wmap_append(sp, key, key_len, payload, payload_len, rec);
+        if (rc == -EOPNOTSUPP || rc == -ENOSYS)
+            wmap_drop(sp, true); /* no fallocate here: write() from now on */
+        else if (rc != 0)
+            return rc;
+        else
+            goto appended;
+    }
     if (sp->wlen + rec > WBUF_SIZE && (rc = wbuf_flush(sp)) != 0)
         return rc;
     unsigned char h[HDR + 2];
@@ -593,7 +407,7 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
     if (rec > WBUF_SIZE) {
         struct iovec iov[3] = {
             {h, sizeof(h)}, {(void *)key, key_len}, {(void *)payload, payload_len}};
-        ssize_t n = writev(sp->wfd, iov, 3);
+        ssize_t n = pwritev(sp->wfd, iov, 3, (off_t)sp->wdisk);
         if (n != (ssize_t)rec) {
             rc = n < 0 ? -errno : -EIO;
             if (ftruncate(sp->wfd, (off_t)sp->wdisk) != 0) {
@@ -615,53 +429,40 @@ int kts_spool_append(struct kts_spool *sp, const void *key, size_t key_len, cons
             return rc;
         }
     }
+appended:
     sp->segs[sp->nsegs - 1].size += rec;
     sp->bytes += rec;
     sp->st.appended++;
     return 0;
 }
 
-long kts_spool_prepend(struct kts_spool *sp, const struct kts_spool_rec *recs, size_t n)
+/* How many of recs, from the first, fit in room bytes (each within the size limits); *total is
+ * their bytes on disk. */
+static size_t prepend_fit(const struct kts_spool_rec *recs, size_t n, uint64_t room,
+                          uint64_t *total)
 {
-    if (n == 0)
-        return 0;
-    int rc = writer_close(sp); /* later appends go to a new segment after this one */
-    if (rc != 0)
-        return rc;
-    /* A partly consumed head is copied behind the new records, so that only the head ever has
-     * a consumed part and one cursor says where it ends. */
-    uint64_t copy_from = 0, copy_len = 0;
-    if (sp->nsegs > 0 && sp->roff > 0) {
-        copy_from = sp->roff;
-        copy_len = sp->segs[0].size > sp->roff ? sp->segs[0].size - sp->roff : 0;
-    }
-    /* Afterwards the spool holds bytes - (old head, if copied) + copy_len + the new records. */
-    uint64_t keep = sp->bytes - (copy_from > 0 ? sp->segs[0].size : 0);
-    uint64_t room = keep < sp->max_bytes ? sp->max_bytes - keep : 0;
-    uint64_t total = 0;
     size_t fit = 0;
+    *total = 0;
     for (; fit < n; fit++) {
         if (recs[fit].key_len > KTS_SPOOL_KEY_MAX ||
             2 + recs[fit].key_len + recs[fit].payload_len > KTS_SPOOL_BODY_MAX)
             break;
         uint64_t r = HDR + 2 + recs[fit].key_len + recs[fit].payload_len;
-        if (copy_len + total + r > room)
+        if (*total + r > room)
             break;
-        total += r;
+        *total += r;
     }
-    if (fit == 0)
-        return 0;
-    uint64_t seq = sp->nsegs > 0 ? sp->segs[0].seq - 1 : sp->next_seq++;
-    char name[64], tmp[64], old[64];
-    seg_name(name, sizeof(name), seq, "");
-    seg_name(tmp, sizeof(tmp), seq, ".tmp");
-    int fd = openat(sp->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    unsigned char *buf = sp->wbuf; /* free: the writer is closed */
+    return fit;
+}
+
+/* Writes recs[0..fit) as records to fd, through the writer's buffer (free: the writer is
+ * closed). 0 or -errno. */
+static int prepend_write_records(struct kts_spool *sp, int fd, const struct kts_spool_rec *recs,
+                                 size_t fit)
+{
+    unsigned char *buf = sp->wbuf;
     size_t blen = 0;
+    int rc = 0;
     for (size_t i = 0; i < fit && rc == 0; i++) {
         const struct kts_spool_rec *r = &recs[i];
         size_t rl = HDR + 2 + r->key_len + r->payload_len;
@@ -686,26 +487,88 @@ long kts_spool_prepend(struct kts_spool *sp, const struct kts_spool_rec *recs, s
     }
     if (rc == 0 && blen > 0)
         rc = write_all(fd, buf, blen);
-    if (rc == 0 && copy_len > 0) {
-        seg_name(old, sizeof(old), sp->segs[0].seq, "");
-        int ofd = openat(sp->dirfd, old, O_RDONLY | O_CLOEXEC);
-        if (ofd < 0)
-            rc = -errno;
-        for (uint64_t off = copy_from; rc == 0 && off < copy_from + copy_len;) {
-            size_t want = copy_from + copy_len - off > WBUF_SIZE
-                              ? WBUF_SIZE
-                              : (size_t)(copy_from + copy_len - off);
-            size_t got;
-            rc = pread_all(ofd, buf, want, off, &got);
-            if (rc == 0 && got != want)
-                rc = -EIO;
-            if (rc == 0)
-                rc = write_all(fd, buf, got);
-            off += got;
-        }
-        if (ofd >= 0)
-            close(ofd);
+    return rc;
+}
+
+/* Appends [from, from + len) of the head segment to fd (through the writer's buffer). */
+static int prepend_copy_head(struct kts_spool *sp, int fd, uint64_t from, uint64_t len)
+{
+    char old[64];
+    kts_spool_seg_name(old, sizeof(old), sp->segs[0].seq, "");
+    int ofd = openat(sp->dirfd, old, O_RDONLY | O_CLOEXEC);
+    int rc = ofd < 0 ? -errno : 0;
+    for (uint64_t off = from; rc == 0 && off < from + len;) {
+        size_t want = from + len - off > WBUF_SIZE ? WBUF_SIZE : (size_t)(from + len - off);
+        size_t got;
+        rc = kts_spool_pread_all(ofd, sp->wbuf, want, off, &got);
+        if (rc == 0 && got != want)
+            rc = -EIO;
+        if (rc == 0)
+            rc = write_all(fd, sp->wbuf, got);
+        off += got;
     }
+    if (ofd >= 0)
+        close(ofd);
+    return rc;
+}
+
+/* Makes the segment s, just renamed into place, the head: it replaces the old head when that
+ * was copied into it or wholly consumed, else goes in front of it. 0 or -ENOMEM. */
+static int prepend_install(struct kts_spool *sp, struct seg s, bool copied)
+{
+    if (copied || (sp->nsegs > 0 && sp->roff >= sp->segs[0].size)) {
+        /* The new segment replaces the head: delete the old one, after the new one's entry is
+         * on disk (6; otherwise a power loss could keep the delete and lose the copy). */
+        char old[64];
+        dir_sync(sp);
+        sp->bytes -= sp->segs[0].size;
+        kts_spool_seg_name(old, sizeof(old), sp->segs[0].seq, "");
+        unlinkat(sp->dirfd, old, 0);
+        sp->dir_dirty = true;
+        sp->segs[0] = s;
+    } else {
+        int rc = kts_spool_segs_insert(sp, 0, s);
+        if (rc != 0)
+            return rc;
+    }
+    sp->segs[0].start = 0;
+    sp->bytes += s.size;
+    return 0;
+}
+
+long kts_spool_prepend(struct kts_spool *sp, const struct kts_spool_rec *recs, size_t n)
+{
+    if (n == 0)
+        return 0;
+    int rc = writer_close(sp); /* later appends go to a new segment after this one */
+    if (rc != 0)
+        return rc;
+    /* A partly consumed head is copied behind the new records, so that only the head ever has
+     * a consumed part and one cursor says where it ends. */
+    uint64_t copy_from = 0, copy_len = 0;
+    if (sp->nsegs > 0 && sp->roff > 0) {
+        copy_from = sp->roff;
+        copy_len = sp->segs[0].size > sp->roff ? sp->segs[0].size - sp->roff : 0;
+    }
+    /* Afterwards the spool holds bytes - (old head, if copied) + copy_len + the new records. */
+    uint64_t keep = sp->bytes - (copy_from > 0 ? sp->segs[0].size : 0);
+    uint64_t room = keep < sp->max_bytes ? sp->max_bytes - keep : 0;
+    uint64_t total;
+    size_t fit = prepend_fit(recs, n, room > copy_len ? room - copy_len : 0, &total);
+    if (fit == 0)
+        return 0;
+    uint64_t seq = sp->nsegs > 0 ? sp->segs[0].seq - 1 : sp->next_seq++;
+    char name[64], tmp[64];
+    kts_spool_seg_name(name, sizeof(name), seq, "");
+    kts_spool_seg_name(tmp, sizeof(tmp), seq, ".tmp");
+    int fd = openat(sp->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = prepend_write_records(sp, fd, recs, fit);
+    if (rc == 0 && copy_len > 0)
+        rc = prepend_copy_head(sp, fd, copy_from, copy_len);
     if (rc == 0 && sp->sync && fdatasync(fd) != 0)
         rc = -errno;
     close(fd);
@@ -716,23 +579,10 @@ long kts_spool_prepend(struct kts_spool *sp, const struct kts_spool_rec *recs, s
         unlinkat(sp->dirfd, tmp, 0);
         goto fail;
     }
-    struct seg s = {seq, total + copy_len, 0};
-    if (copy_len > 0 || (sp->nsegs > 0 && sp->roff >= sp->segs[0].size)) {
-        /* The new segment replaces the head: delete the old one, after the new one's entry is
-         * on disk (6; otherwise a power loss could keep the delete and lose the copy). */
-        dir_sync(sp);
-        sp->bytes -= sp->segs[0].size;
-        seg_name(old, sizeof(old), sp->segs[0].seq, "");
-        unlinkat(sp->dirfd, old, 0);
-        sp->dir_dirty = true;
-        sp->segs[0] = s;
-    } else if ((rc = segs_insert(sp, 0, s)) != 0) {
+    if ((rc = prepend_install(sp, (struct seg){seq, total + copy_len, 0}, copy_len > 0)) != 0)
         goto fail;
-    }
-    sp->segs[0].start = 0;
-    sp->bytes += s.size;
     sp->st.appended += fit;
-    reader_reset(sp);
+    kts_spool_reader_reset(sp);
     write_cursor(sp);
     return (long)fit;
 fail:
@@ -780,7 +630,7 @@ static int fill(struct kts_spool *sp, uint64_t off, size_t n, uint64_t *avail)
     }
     if (sp->rfd < 0) {
         char name[64];
-        seg_name(name, sizeof(name), s->seq, "");
+        kts_spool_seg_name(name, sizeof(name), s->seq, "");
         sp->rfd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);
         if (sp->rfd < 0)
             return -errno;
@@ -796,7 +646,7 @@ static int fill(struct kts_spool *sp, uint64_t off, size_t n, uint64_t *avail)
     if (off + want > end)
         want = end > off ? (size_t)(end - off) : 0;
     size_t got;
-    int rc = pread_all(sp->rfd, sp->rbuf, want, off, &got);
+    int rc = kts_spool_pread_all(sp->rfd, sp->rbuf, want, off, &got);
     if (rc != 0)
         return rc;
     sp->rbuf_off = off;
@@ -842,7 +692,7 @@ int kts_spool_peek(struct kts_spool *sp, const void **key, size_t *key_len, cons
             if (len >= 2 && len <= KTS_SPOOL_BODY_MAX)
                 rc = fill(sp, sp->roff, HDR + len, &avail);
             if (rc == 0)
-                rec = record_ok(sp->rbuf + (sp->roff - sp->rbuf_off), avail);
+                rec = kts_spool_record_ok(sp->rbuf + (sp->roff - sp->rbuf_off), avail);
         }
         if (rc != 0) {
             kts_log_limited(&sp->rl_read, KTS_LOG_ERR,
@@ -853,7 +703,7 @@ int kts_spool_peek(struct kts_spool *sp, const void **key, size_t *key_len, cons
         if (rec == 0) {
             /* (3) torn or corrupt: the rest of this segment cannot be trusted */
             char name[64];
-            seg_name(name, sizeof(name), s->seq, "");
+            kts_spool_seg_name(name, sizeof(name), s->seq, "");
             sp->st.torn_records++;
             sp->st.torn_bytes += s->size - sp->roff;
             kts_log(KTS_LOG_WARNING,
@@ -901,7 +751,7 @@ static int ahead_fill(struct kts_spool *sp, const struct seg *s, bool tail, uint
         if (sp->afd >= 0)
             close(sp->afd);
         char name[64];
-        seg_name(name, sizeof(name), s->seq, "");
+        kts_spool_seg_name(name, sizeof(name), s->seq, "");
         sp->afd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);
         if (sp->afd < 0)
             return -errno;
@@ -919,7 +769,7 @@ static int ahead_fill(struct kts_spool *sp, const struct seg *s, bool tail, uint
     if (off + want > s->size)
         want = s->size > off ? (size_t)(s->size - off) : 0;
     size_t got;
-    int rc = pread_all(sp->afd, sp->abuf, want, off, &got);
+    int rc = kts_spool_pread_all(sp->afd, sp->abuf, want, off, &got);
     if (rc != 0)
         return rc;
     sp->abuf_off = off;
@@ -961,7 +811,7 @@ int kts_spool_ahead_peek(struct kts_spool *sp, const void **key, size_t *key_len
             if (len >= 2 && len <= KTS_SPOOL_BODY_MAX)
                 rc = ahead_fill(sp, s, tail, sp->aoff, HDR + len, &avail);
             if (rc == 0)
-                rec = record_ok(sp->abuf + (sp->aoff - sp->abuf_off), avail);
+                rec = kts_spool_record_ok(sp->abuf + (sp->aoff - sp->abuf_off), avail);
         }
         if (rc != 0) {
             kts_log_limited(&sp->rl_read, KTS_LOG_ERR,

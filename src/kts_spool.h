@@ -39,11 +39,16 @@
  *     open fails with -EBUSY.
  *  8. Write-ahead use (write_kafka_ts SpoolMode "always"): with write_through, an append is in
  *     the file (the kernel's page cache) when it returns, so it survives a kill -9 of the
- *     process. A second reader, "ahead", reads records in order without consuming them
- *     (kts_spool_ahead_peek/advance, each record's end position given); kts_spool_ack_to()
- *     consumes everything before such a position (what the broker acknowledged). The cursor
- *     (4) then says how far records were acknowledged, so a restart replays everything not
- *     acknowledged; the ahead reader starts where the consumed part ends.
+ *     process. It is copied into a shared memory mapping of the segment file (MAP_SHARED: the
+ *     pages are the file's page cache), not written with a system call each; the file's space
+ *     is allocated ahead with fallocate() (a full disk fails the append with -ENOSPC, never a
+ *     SIGBUS), cut back to the records at close, and the zeros a crash leaves after the last
+ *     record are cut at open without counting a torn record (3). Where the mapping or
+ *     fallocate() is not available, each append is one write(). A second reader, "ahead", reads
+ * records in order without consuming them (kts_spool_ahead_peek/advance, each record's end position
+ * given); kts_spool_ack_to() consumes everything before such a position (what the broker
+ * acknowledged). The cursor (4) then says how far records were acknowledged, so a restart replays
+ * everything not acknowledged; the ahead reader starts where the consumed part ends.
  */
 #ifndef KTS_SPOOL_H
 #define KTS_SPOOL_H

@@ -111,10 +111,10 @@ struct kts_opt {
     unsigned flags;
     const char *help; /* one line, used by the configuration reference */
 };
-#define KTS_OPT_END                                                                                \
-    {                                                                                              \
-        NULL, 0, 0, NULL, 0, 0, NULL, NULL, 0, NULL                                                \
-    }
+/* clang-format 14 and 19 lay a braced macro out differently: by hand */
+/* clang-format off */
+#define KTS_OPT_END {NULL, 0, 0, NULL, 0, 0, NULL, NULL, 0, NULL}
+/* clang-format on */
 
 /* Set every option of `table` that has a default (and zero the rest). 0 or -ENOMEM/-EINVAL. */
 int kts_opt_defaults(const struct kts_opt *table, void *obj);

@@ -35,7 +35,7 @@ enum kts_ds_type {
 typedef uint64_t kts_time_t;
 #define KTS_TIME_FROM_S(s) ((kts_time_t)(s) << 30)
 #define KTS_TIME_TO_DOUBLE(t) ((double)(t) / 1073741824.0)
-#define KTS_TIME_FROM_DOUBLE(d) ((kts_time_t)((d)*1073741824.0 + 0.5))
+#define KTS_TIME_FROM_DOUBLE(d) ((kts_time_t)(1073741824.0 * (d) + 0.5))
 
 union kts_value {
     uint64_t counter;

@@ -15,7 +15,9 @@ SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib/tap.sh"
 cd "$SRCDIR" || exit 1
 # clang-format-14 is the reference (Debian 12); on Debian 13, whose test set has clang-format-19
-# instead, that one is used (contrib/install-deps)
+# instead, that one is used (contrib/install-deps): both give the committed layout on every file
+# (where they differ, e.g. braced macros, the code is laid out by hand between
+# /* clang-format off */ and /* clang-format on */)
 CF=${CLANG_FORMAT:-clang-format-14}
 command -v "$CF" >/dev/null 2>&1 || ! command -v clang-format-19 >/dev/null 2>&1 || CF=clang-format-19
 mapfile -t FILES < <(contrib/clang-format-all --list)

@@ -103,7 +103,7 @@ static void fill_step(const void *vconf, void *vstate, const struct kts_point *p
                 f.t = s->last_t + k * iv;
                 f.type = KTS_DS_GAUGE;
                 f.flags = (uint16_t)((p->flags & ~KTS_PT_RAW) | KTS_PT_FILLED);
-                f.flags &= (uint16_t) ~(KTS_PT_MARKED | KTS_PT_REPLACED);
+                f.flags &= (uint16_t)(~(KTS_PT_MARKED | KTS_PT_REPLACED));
                 double w = kts_dt(f.t, s->last_t) / span;
                 if (c->method == F_LINEAR)
                     f.value = s->last_v + (p->value - s->last_v) * w;

@@ -112,22 +112,13 @@ struct tg_golden {
 };
 
 #define TG_S(s) ((cdtime_t)(s) << 30)
-#define TG_G(v)                                                                                    \
-    {                                                                                              \
-        .gauge = (v)                                                                               \
-    }
-#define TG_C(v)                                                                                    \
-    {                                                                                              \
-        .counter = (v)                                                                             \
-    }
-#define TG_D(v)                                                                                    \
-    {                                                                                              \
-        .derive = (v)                                                                              \
-    }
-#define TG_A(v)                                                                                    \
-    {                                                                                              \
-        .absolute = (v)                                                                            \
-    }
+/* clang-format 14 and 19 lay a braced macro out differently: by hand */
+/* clang-format off */
+#define TG_G(v) {.gauge = (v)}
+#define TG_C(v) {.counter = (v)}
+#define TG_D(v) {.derive = (v)}
+#define TG_A(v) {.absolute = (v)}
+/* clang-format on */
 
 /* 127 bytes: the longest name collectd can hold. */
 #define TG_LONG_NAME                                                                               \

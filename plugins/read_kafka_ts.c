@@ -2,7 +2,7 @@
 /*
  * read_kafka_ts: Kafka → collectd, at least once (docs/read_kafka_ts.md).
  *
- * Thin glue around src/kts_consumer.c (option table, bookkeeping, Kafka hygiene):
+ * Thin glue around src/kafka/kts_consumer.c (option table, bookkeeping, Kafka hygiene):
  *  - config: each <Plugin read_kafka_ts> block is one instance, validated completely;
  *  - init: consumer created, our write callback registered (after every writer registered
  *    at config time, so when it sees a value, those writers have returned), consumer thread
@@ -18,7 +18,7 @@
  *    for the confirmations of what is in flight), stops the thread and closes the consumer,
  *    which commits the offsets stored. The shutdown callback only frees memory.
  *  - DedupStateFile (exactly once into the sinks, docs/read_kafka_ts.md "Exactly once"): a
- *    MAP_SHARED file of per-series "last written time" watermarks (src/kts_written_times.h).
+ *    MAP_SHARED file of per-series "last written time" watermarks (src/kafka/kts_written_times.h).
  * Dispatch looks the series up (key: kts_series_identity() of the five names after naming, the
  *    consumer's series of kts_consumer.h 3), skips a value whose time is not after the watermark
  *    (KTS_DISPATCH_SKIPPED), and puts the slot in the meta data (RKT_META_WSLOT). Our write
@@ -87,7 +87,7 @@ struct rkt_instance {
     struct kts_consumer_config cfg;
     struct kts_consumer *consumer;
     struct kts_plugin_pipelines
-        *pipes; /* <Pipeline> blocks (src/kts_plugin_pipelines.h), NULL when none */
+        *pipes; /* <Pipeline> blocks (src/pipeline/kts_plugin_pipelines.h), NULL when none */
     pthread_t thread;
     bool thread_started;
     bool drained;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ts_filter: the streaming filters (src/kts_pipeline.h) as a collectd filter-chain target
+ * ts_filter: the streaming filters (src/pipeline/kts_pipeline.h) as a collectd filter-chain target
  * (docs/ts_filter.md).
  *
  *   LoadPlugin ts_filter                # before the chain: create runs while it is parsed
@@ -38,7 +38,7 @@
  *     for a COUNTER/DERIVE/ABSOLUTE data source is rounded to the nearest integer (counted
  *     "rounded"); NaN or a negative value for an unsigned one cannot be written: that value
  *     list is dropped (counted "unrepresentable"). (kts_output_typed() with the policy
- *     kts_output_ts_filter, src/kts_output.h.)
+ *     kts_output_ts_filter, src/pipeline/kts_output.h.)
  *  8. Thread safety: invoke runs in collectd's write threads concurrently; each pipeline has a
  *     mutex held while it processes one value list and dispatches its outputs (dispatch only
  *     enqueues). Value lists carrying read_kafka_ts's marker pass untouched unless

@@ -30,7 +30,7 @@
  *  5. create sends CreateTopics (RF -1 = the broker's default.replication.factor) and then waits
  *     until metadata shows every partition with a leader. It fails if the topic exists.
  *  6. -X sets any librdkafka property after the defaults above (SASL settings, compression …).
- *  7. kafka-pc limit FEATURE (a feature name of src/kts_rdkver.h: idempotence, scram-kafka4,
+ *  7. kafka-pc limit FEATURE (a feature name of src/kafka/kts_rdkver.h: idempotence, scram-kafka4,
  *     cooperative, kip848) asks the linked librdkafka, through the plugins' own version table:
  *     it prints the limitation and exits 0 when the linked librdkafka lacks FEATURE, prints
  *     nothing and exits 1 when it has it. So a shell test marks a point TODO only where the

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* kts_array_grow (src/kts_array.h): tests named after its guarantees. */
+/* kts_array_grow (src/util/kts_array.h): tests named after its guarantees. */
 #include "kts_array.h"
 #include "tap.h"
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * KTS_ASSERT (src/kts_assert.h):
+ * KTS_ASSERT (src/util/kts_assert.h):
  *   1. a true assertion does nothing, whether assertions are on or off;
  *   2. with --enable-asserts (KTS_ENABLE_ASSERTS), a false one logs "assertion failed:
  *      FILE:LINE: FUNC: EXPR" through kts_log() and aborts (SIGABRT), in a child process here;

@@ -11,8 +11,8 @@
 #   - the log has the row's expected text, which must name the option and the bad value (checked
 #     here, so a row cannot pass with a vague message) and what is allowed (checked by review of
 #     the table).
-# Test 1 keeps the table complete: every option in the code's option tables (src/kts_producer.c,
-# src/kts_consumer.c, src/kts_pipeline.c, plugins/*.c, the filters through
+# Test 1 keeps the table complete: every option in the code's option tables (src/kafka/kts_producer.c,
+# src/kafka/kts_consumer.c, src/pipeline/kts_pipeline.c, plugins/*.c, the filters through
 # `kts-filter --options-markdown`) and in the option tables of docs/write_kafka_ts.md,
 # docs/read_kafka_ts.md and docs/ts_filter.md has a row.
 # KTS_BAD_CONFIG_ONLY=REGEX runs only the rows whose "component option" matches (for debugging).
@@ -39,17 +39,17 @@ doc_opts() { # FILE COMPONENT: first column of every "| option |" table in the d
         t && !/^\|/ { t = 0 }' "$SRCDIR/$1"
 }
 {
-    table_opts src/kts_producer.c write_kafka_ts
-    table_opts src/kts_consumer.c read_kafka_ts
+    table_opts src/kafka/kts_producer.c write_kafka_ts
+    table_opts src/kafka/kts_consumer.c read_kafka_ts
     table_opts plugins/read_kafka_ts.c read_kafka_ts
     table_opts plugins/write_kafka_ts.c write_kafka_ts
-    table_opts src/kts_pipeline.c pipeline
+    table_opts src/pipeline/kts_pipeline.c pipeline
     table_opts plugins/ts_filter.c ts_filter
     doc_opts docs/write_kafka_ts.md write_kafka_ts
     doc_opts docs/read_kafka_ts.md read_kafka_ts
     doc_opts docs/ts_filter.md ts_filter
-    # <Match> fields: the field_names[] of src/kts_pipeline.c
-    sed -n '/field_names\[[A-Z_]*\] *=/,/};/p' "$SRCDIR/src/kts_pipeline.c" | grep -o '"[A-Za-z]*"' |
+    # <Match> fields: the field_names[] of src/pipeline/kts_pipeline.c
+    sed -n '/field_names\[[A-Z_]*\] *=/,/};/p' "$SRCDIR/src/pipeline/kts_pipeline.c" | grep -o '"[A-Za-z]*"' |
         tr -d '"' | sed 's/^/match /'
     # Every filter's table, as kts-filter prints the option reference (docs/FILTERS.md).
     "$KF" --options-markdown | awk '/^### `<Filter "/ { f = $0; sub(/^### `<Filter "/, "", f); sub(/".*/, "", f); next }

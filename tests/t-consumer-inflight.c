@@ -2,7 +2,7 @@
 /*
  * kts_consumer_inflight alone, without librdkafka: series queues, tokens, ordered dispatch,
  * write timeouts, revoked partitions. Numbers in test names refer to the guarantees in
- * src/kts_consumer.h (C). The consumer on librdkafka's mock cluster is tests/t-consumer.c.
+ * src/kafka/kts_consumer.h (C). The consumer on librdkafka's mock cluster is tests/t-consumer.c.
  */
 #include "tap.h"
 

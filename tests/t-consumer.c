@@ -2,8 +2,8 @@
 /*
  * kts_typesdb and kts_consumer: unit tests (types.db parser, naming) and librdkafka's mock
  * cluster for the consumer's offset bookkeeping, ordering, bad messages and rebalances.
- * Numbers in test names refer to the guarantees in src/kts_typesdb.h (T) and
- * src/kts_consumer.h (C). The real broker and collectd are in tests/t-read-*.sh.
+ * Numbers in test names refer to the guarantees in src/format/kts_typesdb.h (T) and
+ * src/kafka/kts_consumer.h (C). The real broker and collectd are in tests/t-read-*.sh.
  */
 #include "lib/closed_port.h"
 #include "tap.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* dedup: tests named after the guarantees in src/filters/dedup.c. */
+/* dedup: tests named after the guarantees in src/pipeline/filters/dedup.c. */
 #include "filter-harness.h"
 #include "tap.h"
 

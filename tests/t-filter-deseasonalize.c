@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* deseasonalize: tests named after the guarantees in src/filters/deseasonalize.c. */
+/* deseasonalize: tests named after the guarantees in src/pipeline/filters/deseasonalize.c. */
 #include "filter-harness.h"
 #include "tap.h"
 

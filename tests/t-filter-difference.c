@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* difference: tests named after the guarantees in src/filters/difference.c. */
+/* difference: tests named after the guarantees in src/pipeline/filters/difference.c. */
 #include "filter-harness.h"
 #include "tap.h"
 

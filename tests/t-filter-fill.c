@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* fill: tests named after the guarantees in src/filters/fill.c. */
+/* fill: tests named after the guarantees in src/pipeline/filters/fill.c. */
 #include "filter-harness.h"
 #include "tap.h"
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* outlier: tests named after the guarantees in src/filters/outlier.c. */
+/* outlier: tests named after the guarantees in src/pipeline/filters/outlier.c. */
 #include "filter-harness.h"
 #include "tap.h"
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* smooth: tests named after the guarantees in src/filters/smooth.c. */
+/* smooth: tests named after the guarantees in src/pipeline/filters/smooth.c. */
 #include "filter-harness.h"
 #include "tap.h"
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kts_format fast path (src/kts_format_fast.c, guarantees 1-7) against the yajl path
+ * kts_format fast path (src/format/kts_format_fast.c, guarantees 1-7) against the yajl path
  * (KTS_DECODE_NO_FAST):
  *
  *  - golden files tests/data/format/NAME.ts.json and 100,000 random value lists encoded by

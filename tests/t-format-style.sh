@@ -5,7 +5,7 @@
 #
 #   1   clang-format-14 is installed (missing is a failure, not a skip: contrib/install-deps
 #       installs it)
-#   2   contrib/clang-format-all --list covers the C code of src/, src/filters/, plugins/,
+#   2   contrib/clang-format-all --list covers the C code of src/, src/pipeline/filters/, plugins/,
 #       tools/, tests/ (with lib/, plugins/, fuzz/) and bench/
 #   3-  one test point per file: clang-format would change nothing; on failure the first lines
 #       of the diff it would apply
@@ -28,7 +28,7 @@ ok $? "$CF is installed" || diag "install it: contrib/install-deps --test (clang
 
 problems=""
 [ -f .clang-format ] || problems="$problems no-.clang-format"
-for f in src/kts_conf.c src/kts_conf.h src/filters/dedup.c plugins/write_kafka_ts.c \
+for f in src/util/kts_conf.c src/util/kts_conf.h src/pipeline/filters/dedup.c plugins/write_kafka_ts.c \
     tools/kts-filter.c tests/t-conf.c tests/tap.h tests/lib/vl_same.h tests/plugins/kts_testgen.c \
     tests/fuzz/fuzz-conf.c bench/bench-filters.c; do
     printf '%s\n' "${FILES[@]}" | grep -qxF -- "$f" || problems="$problems missing:$f"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kts_format: encoder, decoder and series keys (guarantees 1-9 of src/kts_format.h).
+ * kts_format: encoder, decoder and series keys (guarantees 1-9 of src/format/kts_format.h).
  *
  * Golden files: tests/data/format/NAME.vl describes a value list (tests/lib/vl_desc.h);
  * NAME.ts.json and NAME.collectd.json are the exact bytes expected from the encoders. Every golden

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kts_hash64 (src/kts_hash.h):
+ * kts_hash64 (src/util/kts_hash.h):
  *   1. its values never change: pinned here for the two seeds of the DedupStateFile
  *      (kts_written_times.c), whose files store them, computed by the function as it was when
  *      those files were first written;

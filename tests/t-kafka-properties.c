@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* t-kafka-properties: src/kts_kafka_properties.c (Property / PropertyFile of both plugins) against
- * the real librdkafka (no mock: its property table and its rd_kafka_conf_set() are what is tested);
- * numbers are the guarantees of kts_kafka_properties.h. */
+/* t-kafka-properties: src/kafka/kts_kafka_properties.c (Property / PropertyFile of both plugins)
+ * against the real librdkafka (no mock: its property table and its rd_kafka_conf_set() are what is
+ * tested); numbers are the guarantees of kts_kafka_properties.h. */
 #include "kts_conf.h"
 #include "kts_kafka_properties.h"
 #include "kts_log.h"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_output: the pipeline output → typed value list policies, named after the guarantees in
- * src/kts_output.h. */
+ * src/pipeline/kts_output.h. */
 #include <errno.h>
 #include <math.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* kts_pipeline: tests named after the guarantees in src/kts_pipeline.h. */
+/* kts_pipeline: tests named after the guarantees in src/pipeline/kts_pipeline.h. */
 #include <errno.h>
 
 #include "filter-harness.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* kts_plugin_pipelines: tests named after the guarantees in src/kts_plugin_pipelines.h. */
+/* kts_plugin_pipelines: tests named after the guarantees in src/pipeline/kts_plugin_pipelines.h. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>

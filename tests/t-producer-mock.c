@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kts_producer against librdkafka's mock cluster: the guarantees of src/kts_producer.h
+ * kts_producer against librdkafka's mock cluster: the guarantees of src/kafka/kts_producer.h
  * (numbers in test names) under injected faults. The real broker is exercised end to end by
  * tests/t-write-e2e.sh; the mock is what lets us set brokers down and inject errors here.
  */

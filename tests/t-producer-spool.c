@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kts_producer with a spool (guarantee 10 of src/kts_producer.h) against librdkafka's mock
+ * kts_producer with a spool (guarantee 10 of src/kafka/kts_producer.h) against librdkafka's mock
  * cluster, whose broker can be set down and up at will. The real broker and the real collectd
  * are exercised by tests/t-write-outage.sh, t-write-outage-3node.sh and t-write-restart.sh.
  *   a  broker up: nothing is spooled

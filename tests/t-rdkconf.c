@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* src/kts_rdkconf.c: the librdkafka setup both plugins share. Numbers in test names refer to
- * the guarantees in src/kts_rdkconf.h. */
+/* src/kafka/kts_rdkconf.c: the librdkafka setup both plugins share. Numbers in test names refer to
+ * the guarantees in src/kafka/kts_rdkconf.h. */
 #include "tap.h"
 
 #include "kts_log.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* t-rdkver: src/kts_rdkver.c, the librdkafka version table (docs/LIBRDKAFKA.md); numbers are
+/* t-rdkver: src/kafka/kts_rdkver.c, the librdkafka version table (docs/LIBRDKAFKA.md); numbers are
  * the guarantees of kts_rdkver.h. The table is checked at fixed versions (Debian 12's 2.0.2,
  * Debian 13's 2.8.0, unstable's 2.14.2 and each boundary), then once against the linked one. */
 #include "kts_rdkver.h"

@@ -86,7 +86,7 @@ if command -v git >/dev/null; then
     st=$?
     [ "$st" -eq 0 ] && [ "$got" = "$C/.build/src" ] && [ -x "$got/configure" ] &&
         [ ! -e "$got/config.status" ] && [ ! -e "$got/Makefile" ] && [ ! -e "$got/build" ] &&
-        [ ! -e "$got/.git" ] && [ -f "$got/src/kts_format.c" ]
+        [ ! -e "$got/.git" ] && [ -f "$got/src/format/kts_format.c" ]
     ok $? "the same tree as a git checkout: --prepare-only copies git's file list only" ||
         diag "exit $st, printed '$got'" "$(cat "$W/git.out" "$W/prep2.err")"
 else

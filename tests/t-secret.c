@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* t-secret: src/kts_secret.c (read_kafka_ts's PropertyFile and masking); numbers are the
+/* t-secret: src/kafka/kts_secret.c (read_kafka_ts's PropertyFile and masking); numbers are the
  * guarantees of kts_secret.h. */
 #include "kts_log.h"
 #include "kts_secret.h"

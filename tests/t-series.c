@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* kts_series: tests named after the guarantees in src/kts_series.h. */
+/* kts_series: tests named after the guarantees in src/pipeline/kts_series.h. */
 #include <errno.h>
 #include <string.h>
 

@@ -22,7 +22,7 @@ CHECK=contrib/spdx-check
 
 list=$("$CHECK" --list)
 problems=""
-for f in src/kts_conf.c src/kts_conf.h src/filters/dedup.c plugins/write_kafka_ts.c \
+for f in src/util/kts_conf.c src/util/kts_conf.h src/pipeline/filters/dedup.c plugins/write_kafka_ts.c \
     tools/kts-filter.c tests/tap.h tests/t-spdx.sh tests/lib/tap.sh tests/run-suite run-tests \
     .ci/run autogen.sh Makefile.am configure.ac contrib/debian/rules contrib/kafka/pom.xml \
     contrib/kafka/kafka-local contrib/spdx-check docs/collectd-kafka-ts.pod \

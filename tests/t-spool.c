@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kts_spool (src/kts_spool.h); test groups named after its guarantees:
+ * kts_spool (src/kafka/kts_spool.h); test groups named after its guarantees:
  *   1 order (append, segments, prepend in front of a partly consumed head, across restarts)
  *   2 bounded size (-EFBIG, nothing written; room again after consuming; prepend partial)
  *   3 torn last record after a "crash" (cut tail, flipped byte in an older segment)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# t-testhooks.sh: test knobs stay behind one door (src/kts_testhooks.h, docs/DESIGN.md).
+# t-testhooks.sh: test knobs stay behind one door (src/util/kts_testhooks.h, docs/DESIGN.md).
 #
 #   1   nothing in plugins/ or tools/ includes kts_testhooks.h
 #   2   what kts_testhooks.h declares (KTS_DECODE_NO_FAST, kts_format_decode_array) is declared
@@ -13,7 +13,7 @@ SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$SRCDIR/tests/lib/tap.sh"
 plan 3
 cd "$SRCDIR" || bail_out "cannot cd to $SRCDIR"
-HOOKS=src/kts_testhooks.h
+HOOKS=src/util/kts_testhooks.h
 [ -f "$HOOKS" ] || bail_out "$HOOKS is missing"
 
 users=$(grep -rlE '#include +"kts_testhooks\.h"' plugins tools 2>/dev/null | tr '\n' ' ')

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* kts_written_times: tests named after the guarantees in src/kts_written_times.h. Real files, real
- * processes, real SIGKILL. */
+/* kts_written_times: tests named after the guarantees in src/kafka/kts_written_times.h. Real files,
+ * real processes, real SIGKILL. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>

@@ -72,7 +72,7 @@ def golden(expect_path, csvdir, prefix='', suffix='', pi_suffix=''):
             n += 1
             host = prefix + o['host'] + suffix
             pi = o.get('plugin_instance', '')
-            # the plugins' naming rule (src/kts_value.h, kts_name_suffix): a suffix appended to
+            # the plugins' naming rule (src/format/kts_value.h, kts_name_suffix): a suffix appended to
             # an empty name loses its leading separators
             pi += pi_suffix if pi else pi_suffix.lstrip('-_.')
             pdir = o['plugin'] + ('-' + pi if pi else '')

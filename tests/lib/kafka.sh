@@ -200,7 +200,7 @@ kafka_rdkafka_version() {
 }
 
 # kafka_rdkafka_limit FEATURE: prints the limitation of the linked librdkafka for FEATURE
-# (src/kts_rdkver.h: idempotence, scram-kafka4, cooperative, kip848) and returns 0 when it has
+# (src/kafka/kts_rdkver.h: idempotence, scram-kafka4, cooperative, kip848) and returns 0 when it has
 # one; prints nothing and returns 1 when that librdkafka has the fix. For version-aware TODOs:
 #   TAP_TODO=$(kafka_rdkafka_limit scram-kafka4)
 kafka_rdkafka_limit() {

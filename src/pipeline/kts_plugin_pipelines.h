@@ -30,7 +30,7 @@
  *     that differs, an unknown type) is not emitted: counted ("type_refused") and logged
  *     rate-limited with advice. An unchanged integer value into a GAUGE data source is
  *     converted exactly; data source names are those of the output type. (The conversion is
- *     kts_output_typed() with the policy kts_output_read_kafka_ts, src/kts_output.h.)
+ *     kts_output_typed() with the policy kts_output_read_kafka_ts, src/pipeline/kts_output.h.)
  *  5. Point flags become boolean meta data on the emitted value list, true when any data
  *     source has the flag: "kafka_ts:filled", "kafka_ts:replaced", "kafka_ts:marked",
  *     "kafka_ts:warming", "kafka_ts:absent"; and "kafka_ts:pipeline" (string) names the

@@ -5,7 +5,7 @@
  * plugins/ or tools/ includes this header (docs/DESIGN.md). A knob that a user should set
  * is an option in a component's table instead, documented with the others.
  *
- * Declared here (the decoder, src/kts_format_decode.c):
+ * Declared here (the decoder, src/format/kts_format_decode.c):
  *
  *   KTS_DECODE_NO_FAST       kts_decoder_create() flag: never take the fast path for our own
  *                            encoder's messages (kts_format_fast.c), always the yajl path. The
@@ -19,13 +19,13 @@
  * Kept by their owners, next to what they tune, and listed here so that every test knob is
  * found from one place:
  *
- *   struct kts_producer_config.spool_segment_bytes   (src/kts_producer.h) the spool's segment
+ *   struct kts_producer_config.spool_segment_bytes   (src/kafka/kts_producer.h) the spool's segment
  *                            size, so tests reach many segments with little data; 0 = 64 MiB.
- *   struct kts_producer_config.topic_check_timeout   (src/kts_producer.h) the start-up topic
+ *   struct kts_producer_config.topic_check_timeout   (src/kafka/kts_producer.h) the start-up topic
  *                            check's timeout; < 0 skips it (tests on the mock cluster).
- *   kts_consumer_apply_naming()   (src/kts_consumer.h) read_kafka_ts's output naming
+ *   kts_consumer_apply_naming()   (src/kafka/kts_consumer.h) read_kafka_ts's output naming
  *                            (prefix, suffixes) alone, for tests/t-consumer.c.
- *   OrderedDispatch false    (src/kts_consumer.c's option table) dispatch without per-series
+ *   OrderedDispatch false    (src/kafka/kts_consumer.c's option table) dispatch without per-series
  *                            ordering, to measure and to show what ordering prevents: refused by
  *                            plugins/read_kafka_ts.c unless collectd's environment has
  *                            KTS_TEST_KNOBS=1 (tests/t-read-order.sh, bench/read-bench).

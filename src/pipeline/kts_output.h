@@ -2,8 +2,8 @@
 /*
  * kts_output: a pipeline's output value list (kts_pipeline_emit_fn) written in the types of its
  * output type, with the point flags as meta data: the one conversion read_kafka_ts
- * (src/kts_plugin_pipelines.c), the ts_filter target and kts-filter share. What differs between
- * them is a policy, passed explicitly (struct kts_output_policy).
+ * (src/pipeline/kts_plugin_pipelines.c), the ts_filter target and kts-filter share. What differs
+ * between them is a policy, passed explicitly (struct kts_output_policy).
  *
  * Guarantees:
  *  1. A data source whose value already has the type the output type wants is copied bit for

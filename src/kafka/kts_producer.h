@@ -27,7 +27,7 @@
  *     success reports cost as much CPU as everything else the plugin does. `delivered` is
  *     derived (sent − failed − purged − queued), exact once the queue is empty (at close), never
  *     decreasing; request latency comes from librdkafka's statistics.
- * 10. With a spool (SpoolDirectory, src/kts_spool.h): a value list that finds the queue full
+ * 10. With a spool (SpoolDirectory, src/kafka/kts_spool.h): a value list that finds the queue full
  *     after BlockTimeout is written to the spool instead of being dropped, and so is every value
  *     list after it until the spool has been drained (replayed into librdkafka's queue by the
  *     delivery thread as space frees), so per-series order is kept memory queue → spool →

@@ -785,7 +785,8 @@ static void key_put(char *dst, size_t dst_size, size_t *pos, const char *s, size
     *pos += n;
 }
 
-size_t kts_series_key(char *dst, size_t dst_size, const struct kts_vl *vl, enum kts_key_mode mode)
+size_t kts_series_message_key(char *dst, size_t dst_size, const struct kts_vl *vl,
+                              enum kts_key_mode mode)
 {
     size_t pos = 0;
     if (mode == KTS_KEY_SERIES || mode == KTS_KEY_HOST)

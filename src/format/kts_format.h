@@ -86,10 +86,6 @@ int kts_format_encode(struct kts_buf *out, const struct kts_vl *vl, enum kts_for
  */
 size_t kts_series_message_key(char *dst, size_t dst_size, const struct kts_vl *vl,
                               enum kts_key_mode mode);
-/* The function's former name, for the two sources that still spell it (the definition in
- * kts_format.c and write_kafka_ts's call in kts_producer.c): remove this line once both say
- * kts_series_message_key. */
-#define kts_series_key kts_series_message_key
 
 /* ------------------------------------------------------------------ decoder */
 

@@ -1083,7 +1083,7 @@ int kts_producer_send(struct kts_producer *p, const struct kts_vl *vl)
     char key[5 * KTS_NAME_MAX + 8];
     size_t key_len = 0;
     if (p->key != KTS_KEY_NONE) {
-        key_len = kts_series_key(key, sizeof(key), vl, p->key);
+        key_len = kts_series_message_key(key, sizeof(key), vl, p->key);
         if (key_len >= sizeof(key))
             key_len = sizeof(key) - 1;
     }

@@ -2,6 +2,8 @@
 /* kts_output: see kts_output.h for the guarantees (numbers below refer to them). */
 #include "kts_output.h"
 
+#include "kts_array.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -46,21 +48,6 @@ void kts_output_fini(struct kts_output *out)
     free(out->ds);
     free(out->meta);
     memset(out, 0, sizeof(*out));
-}
-
-static int grow(void **buf, size_t *cap, size_t want, size_t elem)
-{
-    if (want <= *cap)
-        return 0;
-    size_t nc = *cap ? *cap : 8;
-    while (nc < want)
-        nc *= 2;
-    void *n = realloc(*buf, nc * elem);
-    if (n == NULL)
-        return -ENOMEM;
-    *buf = n;
-    *cap = nc;
-    return 0;
 }
 
 /* A value of another type for the integer data source `dst` (2): 0, or -ERANGE with *why. */
@@ -168,8 +155,8 @@ int kts_output_typed(const struct kts_vl *o, const uint16_t *flags,
     size_t meta_want = policy->meta_prefix == NULL ? 0
                        : policy->keep_meta         ? o->meta_len + EXTRA_META
                                                    : EXTRA_META;
-    if (grow((void **)&out->ds, &out->ds_cap, o->ds_len, sizeof(*out->ds)) < 0 ||
-        grow((void **)&out->meta, &out->meta_cap, meta_want, sizeof(*out->meta)) < 0)
+    if (KTS_ARRAY_GROW(out->ds, out->ds_cap, o->ds_len) < 0 ||
+        KTS_ARRAY_GROW(out->meta, out->meta_cap, meta_want) < 0)
         return -ENOMEM;
     int rc = convert_values(o, flags, type, policy, out);
     if (rc < 0)

@@ -278,7 +278,16 @@ static void *run_thread(void *arg)
     return NULL;
 }
 
-static void base_config(struct kts_consumer_config *cfg, const char *group, const char *topic)
+/* Group members of the tests with several members (rebalances) use 3 s sessions, so that a
+ * member that went away without leaving is noticed quickly. A test with a single member uses
+ * 30 s (SINGLE_SESSION): nothing waits for its session there, and under valgrind on a loaded
+ * machine a 3 s session expired before the member's heartbeats came, the group expelled it and
+ * it rejoined again and again (seen: C2 got no partition in 90 s). */
+#define MULTI_SESSION "3000"
+#define SINGLE_SESSION "30000"
+
+static void base_config_session(struct kts_consumer_config *cfg, const char *group,
+                                const char *topic, const char *session_ms)
 {
     kts_opt_defaults(kts_consumer_options, cfg);
     cfg->group_id = strdup(group);
@@ -286,10 +295,16 @@ static void base_config(struct kts_consumer_config *cfg, const char *group, cons
     kts_strv_push(&cfg->properties, "bootstrap.servers");
     kts_strv_push(&cfg->properties, bootstrap);
     kts_strv_push(&cfg->properties, "session.timeout.ms");
-    kts_strv_push(&cfg->properties, getenv("KTS_SESSION_MS") ? getenv("KTS_SESSION_MS") : "3000");
+    kts_strv_push(&cfg->properties,
+                  getenv("KTS_SESSION_MS") ? getenv("KTS_SESSION_MS") : session_ms);
     kts_strv_push(&cfg->properties, "auto.commit.interval.ms");
     kts_strv_push(&cfg->properties, "200");
     kts_strv_push(&cfg->typesdb, KTS_TYPESDB_DEFAULT);
+}
+
+static void base_config(struct kts_consumer_config *cfg, const char *group, const char *topic)
+{
+    base_config_session(cfg, group, topic, MULTI_SESSION);
 }
 
 static int64_t stored_of(struct kts_consumer *c, int32_t partition)
@@ -372,7 +387,7 @@ static void test_offsets_and_dlq(void)
     rd_kafka_flush(mock_rk, 5000);
 
     struct kts_consumer_config cfg = {0};
-    base_config(&cfg, "g-offsets", topic);
+    base_config_session(&cfg, "g-offsets", topic, SINGLE_SESSION);
     cfg.dead_letter_topic = strdup("t-dlq");
     static struct sink s;
     pthread_mutex_init(&s.lock, NULL);
@@ -479,7 +494,7 @@ static void test_commit_hook(void)
         produce_value(topic, 0, 1, k);
     rd_kafka_flush(mock_rk, 5000);
     struct kts_consumer_config cfg = {0};
-    base_config(&cfg, "g-commit-hook", topic);
+    base_config_session(&cfg, "g-commit-hook", topic, SINGLE_SESSION);
     static struct sink s;
     pthread_mutex_init(&s.lock, NULL);
     static struct hook_rec h;
@@ -826,7 +841,7 @@ static void test_refused_logged_once(void)
     const char *saved = bootstrap;
     bootstrap = addr;
     struct kts_consumer_config cfg = {0};
-    base_config(&cfg, "g-refused", "t-refused");
+    base_config_session(&cfg, "g-refused", "t-refused", SINGLE_SESSION);
     bootstrap = saved;
     cfg.log_prefix = strdup("read_kafka_ts plugin (g-refused)"); /* as the plugin passes it */
     cfg.drain_timeout = 1;

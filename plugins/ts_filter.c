@@ -112,6 +112,7 @@ struct tsf_target {
     bool filter_read_kafka; /* KTS_OPT_BOOL */
     struct tsf_pipe **pipes;
     size_t npipes;
+    size_t pipes_cap;
     bool failed;
 };
 
@@ -119,6 +120,7 @@ struct tsf_target {
  * write thread runs; entries are cleared by destroy/shutdown). */
 static struct tsf_target **targets;
 static size_t targets_num;
+static size_t targets_cap;
 static bool config_failed;
 static pthread_mutex_t targets_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -166,15 +168,11 @@ static int opt_pipeline(const struct kts_opt *opt, void *obj, const struct kts_c
         if (strncasecmp(item->children[i].key, "Output", 6) == 0)
             renames = true;
     struct tsf_pipe *tp = calloc(1, sizeof(*tp));
-    struct tsf_pipe **np = realloc(tg->pipes, (tg->npipes + 1) * sizeof(*np));
-    if (tp == NULL || np == NULL) {
+    if (tp == NULL || KTS_ARRAY_GROW(tg->pipes, tg->pipes_cap, tg->npipes + 1) != 0) {
         free(tp);
-        if (np != NULL)
-            tg->pipes = np;
         kts_pipeline_destroy(p);
         return -ENOMEM;
     }
-    tg->pipes = np;
     tp->p = p;
     tp->copy = renames; /* the auto mode; Mode overrides after all options are applied */
     tp->own_tag = own_tag_storage;
@@ -276,11 +274,9 @@ static int tsf_create(const oconfig_item_t *ci, void **user_data)
         }
     }
     if (rc == 0) {
-        struct tsf_target **nt = realloc(targets, (targets_num + 1) * sizeof(*nt));
-        if (nt == NULL) {
+        if (KTS_ARRAY_GROW(targets, targets_cap, targets_num + 1) != 0) {
             rc = -ENOMEM;
         } else {
-            targets = nt;
             targets[targets_num++] = tg;
             *user_data = (void *)(uintptr_t)targets_num;
         }

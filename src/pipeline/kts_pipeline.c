@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kts_array.h"
 #include "kts_log.h"
 #include "kts_series.h"
 
@@ -48,8 +49,10 @@ struct kts_pipeline {
     struct pipe_conf conf;
     struct pattern *match[F_NUM];
     size_t match_n[F_NUM];
+    size_t match_cap[F_NUM];
     struct pipe_filter *filters;
     size_t nfilters;
+    size_t filters_cap;
     size_t filter_blocks; /* <Filter> blocks seen, valid or not: "filter #N" counts from 1 */
     size_t ds_stride;
     size_t buf_cap;
@@ -176,11 +179,9 @@ static int match_custom(const struct kts_opt *opt, void *obj, const struct kts_c
                 continue;
             }
             const char *s = c->values[v].v.string;
-            struct pattern *np = realloc(p->match[f], (p->match_n[f] + 1) * sizeof(*np));
-            if (np == NULL)
+            if (KTS_ARRAY_GROW(p->match[f], p->match_cap[f], p->match_n[f] + 1) != 0)
                 return -ENOMEM;
-            p->match[f] = np;
-            struct pattern *pt = &np[p->match_n[f]];
+            struct pattern *pt = &p->match[f][p->match_n[f]];
             memset(pt, 0, sizeof(*pt));
             size_t len = strlen(s);
             if (len >= 2 && s[0] == '/' && s[len - 1] == '/') {
@@ -245,11 +246,9 @@ static int filter_custom(const struct kts_opt *opt, void *obj, const struct kts_
                 pos, name, known);
         return -EINVAL;
     }
-    struct pipe_filter *nf = realloc(p->filters, (p->nfilters + 1) * sizeof(*nf));
-    if (nf == NULL)
+    if (KTS_ARRAY_GROW(p->filters, p->filters_cap, p->nfilters + 1) != 0)
         return -ENOMEM;
-    p->filters = nf;
-    struct pipe_filter *f = &nf[p->nfilters];
+    struct pipe_filter *f = &p->filters[p->nfilters];
     memset(f, 0, sizeof(*f));
     f->ops = ops;
     f->conf = calloc(1, ops->conf_size);
@@ -301,31 +300,24 @@ void kts_pipeline_destroy(struct kts_pipeline *p)
     free(p);
 }
 
+/* Room for `ds` data sources in the per-data-source output arrays (all share ds_cap). */
 static int ensure_ds(struct kts_pipeline *p, size_t ds)
 {
     if (ds <= p->ds_cap)
         return 0;
     size_t n = ds < 8 ? 8 : ds;
-    struct kts_point *o = realloc(p->ds_out, n * p->buf_cap * sizeof(*o));
-    if (o == NULL)
+    size_t points; /* n * buf_cap: the ds_out and taken arrays hold buf_cap per data source */
+    if (__builtin_mul_overflow(n, p->buf_cap, &points))
         return -ENOMEM;
-    p->ds_out = o;
-    size_t *dn = realloc(p->ds_n, n * sizeof(*dn));
-    if (dn == NULL)
+    /* Each array keeps its own capacity while they grow one by one, so a failure half way
+     * leaves every array valid; ds_cap is the smallest, set once all have grown. */
+    size_t cap_out = p->ds_cap * p->buf_cap, cap_taken = cap_out, cap_n = p->ds_cap,
+           cap_ods = p->ds_cap, cap_of = p->ds_cap;
+    if (KTS_ARRAY_GROW(p->ds_out, cap_out, points) != 0 ||
+        KTS_ARRAY_GROW(p->taken, cap_taken, points) != 0 ||
+        KTS_ARRAY_GROW(p->ds_n, cap_n, n) != 0 || KTS_ARRAY_GROW(p->out_ds, cap_ods, n) != 0 ||
+        KTS_ARRAY_GROW(p->out_flags, cap_of, n) != 0)
         return -ENOMEM;
-    p->ds_n = dn;
-    bool *tk = realloc(p->taken, n * p->buf_cap * sizeof(*tk));
-    if (tk == NULL)
-        return -ENOMEM;
-    p->taken = tk;
-    struct kts_ds *od = realloc(p->out_ds, n * sizeof(*od));
-    if (od == NULL)
-        return -ENOMEM;
-    p->out_ds = od;
-    uint16_t *of = realloc(p->out_flags, n * sizeof(*of));
-    if (of == NULL)
-        return -ENOMEM;
-    p->out_flags = of;
     p->ds_cap = n;
     return 0;
 }

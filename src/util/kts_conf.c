@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include "kts_conf.h"
 
+#include "kts_array.h"
 #include "kts_log.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,11 +31,10 @@ struct kts_conf *kts_conf_new(const char *key)
 
 struct kts_conf *kts_conf_add_child(struct kts_conf *parent, const char *key)
 {
-    struct kts_conf *n = realloc(parent->children, sizeof(*n) * (size_t)(parent->children_num + 1));
-    if (n == NULL)
+    if (parent->children_num == INT_MAX || KTS_ARRAY_GROW(parent->children, parent->children_cap,
+                                                          (size_t)parent->children_num + 1) != 0)
         return NULL;
-    parent->children = n;
-    struct kts_conf *c = &n[parent->children_num];
+    struct kts_conf *c = &parent->children[parent->children_num];
     memset(c, 0, sizeof(*c));
     c->key = strdup(key);
     if (c->key == NULL)
@@ -45,11 +46,10 @@ struct kts_conf *kts_conf_add_child(struct kts_conf *parent, const char *key)
 
 static struct kts_conf_value *conf_add_value(struct kts_conf *item)
 {
-    struct kts_conf_value *n = realloc(item->values, sizeof(*n) * (size_t)(item->values_num + 1));
-    if (n == NULL)
+    if (item->values_num == INT_MAX ||
+        KTS_ARRAY_GROW(item->values, item->values_cap, (size_t)item->values_num + 1) != 0)
         return NULL;
-    item->values = n;
-    struct kts_conf_value *v = &n[item->values_num++];
+    struct kts_conf_value *v = &item->values[item->values_num++];
     memset(v, 0, sizeof(*v));
     return v;
 }
@@ -477,17 +477,16 @@ void kts_strv_free(struct kts_strv *sv)
     free(sv->v);
     sv->v = NULL;
     sv->n = 0;
+    sv->cap = 0;
 }
 
 int kts_strv_push(struct kts_strv *sv, const char *s)
 {
     char *copy = strdup(s);
-    char **n = copy ? realloc(sv->v, sizeof(*n) * (sv->n + 1)) : NULL;
-    if (n == NULL) {
+    if (copy == NULL || KTS_ARRAY_GROW(sv->v, sv->cap, sv->n + 1) != 0) {
         free(copy);
         return -ENOMEM;
     }
-    sv->v = n;
     sv->v[sv->n++] = copy;
     return 0;
 }

@@ -42,8 +42,10 @@ struct kts_conf {
     int values_num;
     struct kts_conf *children; /* array of children_num items */
     int children_num;
-    const char *file; /* where it came from, for messages; may be NULL */
-    int line;         /* 0 when unknown (collectd's tree has no line numbers) */
+    size_t values_cap;   /* room in `values` (kts_array.h); 0 for a borrowed array */
+    size_t children_cap; /* room in `children` (kts_array.h); 0 for a borrowed array */
+    const char *file;    /* where it came from, for messages; may be NULL */
+    int line;            /* 0 when unknown (collectd's tree has no line numbers) */
 };
 
 /*
@@ -88,6 +90,7 @@ enum kts_opt_type {
 struct kts_strv {
     char **v;
     size_t n;
+    size_t cap; /* room in `v` (kts_array.h); 0 for a borrowed array */
 };
 void kts_strv_free(struct kts_strv *sv);
 int kts_strv_push(struct kts_strv *sv, const char *s);

@@ -56,6 +56,7 @@ static int view_without(const struct kts_conf *block, struct kts_conf *view,
     view->children =
         calloc(block->children_num > 0 ? (size_t)block->children_num : 1, sizeof(*view->children));
     view->children_num = 0;
+    view->children_cap = block->children_num > 0 ? (size_t)block->children_num : 1;
     if (view->children == NULL)
         return -ENOMEM;
     for (int i = 0; i < block->children_num; i++)

@@ -428,15 +428,9 @@ void kts_producer_stats(struct kts_producer *p, struct kts_producer_stats *out)
     }
 }
 
-uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
+/* Close's first step with a spool: send what it holds until the deadline (10, 11). */
+static void close_drain_spool(struct kts_producer *p, double deadline)
 {
-    if (p == NULL)
-        return 0;
-    if (p->poller_started) {
-        __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
-        pthread_join(p->poller, NULL);
-    }
-    double deadline = kts_prod_now_s() + timeout_s;
     if (p->wal_mode) {
         /* (11) With the broker back, send what the spool holds within FlushTimeout; what is
          * not acknowledged by then stays in the spool for the next start. */
@@ -457,6 +451,12 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
             rd_kafka_poll(p->rk, 10);
         }
     }
+}
+
+/* (5) Flushes librdkafka's queue until the deadline, then purges what is still in it, so that
+ * every message has had its report when this returns (or 5 s of polling have passed). */
+static void close_flush(struct kts_producer *p, double deadline)
+{
     double left = deadline - kts_prod_now_s();
     int timeout_ms = left > 0 ? (int)(left * 1000.0 + 0.5) : 0;
     rd_kafka_resp_err_t ferr = rd_kafka_flush(p->rk, timeout_ms);
@@ -469,22 +469,32 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
         for (int i = 0; i < 50 && rd_kafka_outq_len(p->rk) > 0; i++)
             rd_kafka_poll(p->rk, 100);
     }
-    /* The queue is empty now: every message sent was delivered, failed or purged. */
-    uint64_t sent = ATOMIC_GET(p->sent);
-    uint64_t failed = ATOMIC_GET(p->failed), purged = ATOMIC_GET(p->purged);
-    uint64_t requeued = 0, spool_bytes = 0, spool_left = 0;
+}
+
+/* What close found, for its last log line. */
+struct close_tally {
+    uint64_t sent, failed, undelivered, delivered, requeued, dropped;
+    uint64_t spool_bytes; /* what the spool keeps for the next start */
+    bool spool_left;      /* the spool is not empty */
+};
+
+/* The spool at close: the purged messages put back in front of it (10) or left in it (11),
+ * its size, then closed. Sets t->requeued, t->spool_bytes and t->spool_left; returns how many
+ * records its final write lost (disk full: logged by the spool). */
+static uint64_t close_spool(struct kts_producer *p, uint64_t purged, struct close_tally *t)
+{
     if (p->wal_mode) {
-        requeued = purged; /* (11) never acknowledged: still in the spool */
+        t->requeued = purged; /* (11) never acknowledged: still in the spool */
         kts_prod_wal_sweep(p);
     }
     uint64_t unwritten = 0;
     if (p->spool != NULL) {
         if (!p->wal_mode)
-            requeued = kts_prod_requeue_purged(p);
+            t->requeued = kts_prod_requeue_purged(p);
         struct kts_spool_stats st;
         kts_spool_stats(p->spool, &st);
-        spool_bytes = st.bytes;
-        spool_left = !kts_spool_empty(p->spool);
+        t->spool_bytes = st.bytes;
+        t->spool_left = !kts_spool_empty(p->spool);
         if (kts_spool_close_stats(p->spool, &st) != 0)
             kts_log(KTS_LOG_ERR,
                     "%s: shutdown: the spool could not be "
@@ -493,55 +503,81 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
         unwritten = st.unwritten; /* lost at the final write (disk full): logged by the spool */
         p->spool = NULL;
     }
-    uint64_t undelivered = failed + purged - requeued;
-    if (rd_kafka_outq_len(p->rk) > 0) {
-        /* Purge reports not served in 5 s: count what is left as not delivered too. */
-        undelivered += (uint64_t)rd_kafka_outq_len(p->rk);
-    }
-    if (undelivered > sent)
-        undelivered = sent;
-    uint64_t delivered = sent - undelivered - requeued;
-    uint64_t dropped = ATOMIC_GET(p->dropped_queue_full) + ATOMIC_GET(p->dropped_too_large) +
-                       ATOMIC_GET(p->dropped_encode) + ATOMIC_GET(p->dropped_error) +
-                       ATOMIC_GET(p->dropped_spool_full) + ATOMIC_GET(p->dropped_spool_error) +
-                       unwritten;
-    if (spool_left)
+    return unwritten;
+}
+
+/* (5) The lines that say what became of every value list sent: what the spool keeps, then
+ * how many were not delivered, or else that all were. */
+static void close_report(struct kts_producer *p, double timeout_s, const struct close_tally *t)
+{
+    if (t->spool_left)
         kts_log(KTS_LOG_NOTICE,
                 "%s: shutdown: the spool keeps %llu bytes of value lists "
                 "for the next start (%llu of them put back from librdkafka's queue; spooled "
                 "%llu, replayed %llu in this run)",
-                p->where, (unsigned long long)spool_bytes, (unsigned long long)requeued,
+                p->where, (unsigned long long)t->spool_bytes, (unsigned long long)t->requeued,
                 (unsigned long long)ATOMIC_GET(p->spooled),
                 (unsigned long long)ATOMIC_GET(p->replayed));
     uint64_t unsure = ATOMIC_GET(p->unsure);
-    if (undelivered > 0)
+    if (t->undelivered > 0)
         kts_log(KTS_LOG_ERR,
                 "%s: shutdown: %llu value lists were NOT delivered "
                 "(%llu still queued after FlushTimeout %.3g s, %llu failed; %llu of them "
                 "possibly written by the broker, whose answer never came); %llu delivered of "
                 "%llu sent; %llu dropped before sending",
-                p->where, (unsigned long long)undelivered,
-                (unsigned long long)(undelivered > failed ? undelivered - failed : 0), timeout_s,
-                (unsigned long long)failed, (unsigned long long)unsure,
-                (unsigned long long)delivered, (unsigned long long)sent,
-                (unsigned long long)dropped);
+                p->where, (unsigned long long)t->undelivered,
+                (unsigned long long)(t->undelivered > t->failed ? t->undelivered - t->failed : 0),
+                timeout_s, (unsigned long long)t->failed, (unsigned long long)unsure,
+                (unsigned long long)t->delivered, (unsigned long long)t->sent,
+                (unsigned long long)t->dropped);
     else if (unsure > 0)
         kts_log(KTS_LOG_NOTICE,
                 "%s: shutdown: %llu value lists put back in the spool "
                 "were possibly written by the broker already (its answer never came): Kafka "
                 "may get them twice",
                 p->where, (unsigned long long)unsure);
-    else if (requeued > 0)
+    else if (t->requeued > 0)
         kts_log(KTS_LOG_INFO,
                 "%s: shutdown: %llu value lists sent were delivered, "
                 "%llu put back in the spool; %llu dropped before sending",
-                p->where, (unsigned long long)delivered, (unsigned long long)requeued,
-                (unsigned long long)dropped);
+                p->where, (unsigned long long)t->delivered, (unsigned long long)t->requeued,
+                (unsigned long long)t->dropped);
     else
         kts_log(KTS_LOG_INFO,
                 "%s: shutdown: all %llu value lists sent were delivered; "
                 "%llu dropped before sending",
-                p->where, (unsigned long long)sent, (unsigned long long)dropped);
+                p->where, (unsigned long long)t->sent, (unsigned long long)t->dropped);
+}
+
+uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
+{
+    if (p == NULL)
+        return 0;
+    if (p->poller_started) {
+        __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+        pthread_join(p->poller, NULL);
+    }
+    double deadline = kts_prod_now_s() + timeout_s;
+    close_drain_spool(p, deadline);
+    close_flush(p, deadline);
+
+    /* The queue is empty now: every message sent was delivered, failed or purged. */
+    struct close_tally t = {.sent = ATOMIC_GET(p->sent), .failed = ATOMIC_GET(p->failed)};
+    uint64_t purged = ATOMIC_GET(p->purged);
+    uint64_t unwritten = close_spool(p, purged, &t);
+    uint64_t undelivered = t.failed + purged - t.requeued;
+    if (rd_kafka_outq_len(p->rk) > 0) {
+        /* Purge reports not served in 5 s: count what is left as not delivered too. */
+        undelivered += (uint64_t)rd_kafka_outq_len(p->rk);
+    }
+    if (undelivered > t.sent)
+        undelivered = t.sent;
+    t.undelivered = undelivered;
+    t.delivered = t.sent - undelivered - t.requeued;
+    t.dropped = ATOMIC_GET(p->dropped_queue_full) + ATOMIC_GET(p->dropped_too_large) +
+                ATOMIC_GET(p->dropped_encode) + ATOMIC_GET(p->dropped_error) +
+                ATOMIC_GET(p->dropped_spool_full) + ATOMIC_GET(p->dropped_spool_error) + unwritten;
+    close_report(p, timeout_s, &t);
     producer_free(p);
     return undelivered;
 }

@@ -2,8 +2,9 @@
 /*
  * write_kafka_ts: collectd → Kafka as time-series JSON (docs/write_kafka_ts.md).
  *
- * Thin glue: collectd config → kts_producer_config (option table in src/kafka/kts_producer.c),
- * value_list_t → struct kts_vl → kts_producer_send(), producer counters → collectd values.
+ * Thin glue: collectd config → kts_producer_config (option table in
+ * src/kafka/kts_producer_options.c), value_list_t → struct kts_vl → kts_producer_send(),
+ * producer counters → collectd values.
  * Each <Plugin write_kafka_ts> block is one independent instance (its own producer).
  *
  * Life cycle: collectd runs config callbacks before it forks into the background (threads made

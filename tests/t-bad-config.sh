@@ -11,10 +11,10 @@
 #   - the log has the row's expected text, which must name the option and the bad value (checked
 #     here, so a row cannot pass with a vague message) and what is allowed (checked by review of
 #     the table).
-# Test 1 keeps the table complete: every option in the code's option tables (src/kafka/kts_producer.c,
-# src/kafka/kts_consumer.c, src/pipeline/kts_pipeline.c, plugins/*.c, the filters through
-# `kts-filter --options-markdown`) and in the option tables of docs/write_kafka_ts.md,
-# docs/read_kafka_ts.md and docs/ts_filter.md has a row.
+# Test 1 keeps the table complete: every option in the code's option tables
+# (src/kafka/kts_producer_options.c, src/kafka/kts_consumer.c, src/pipeline/kts_pipeline.c,
+# plugins/*.c, the filters through `kts-filter --options-markdown`) and in the option tables of
+# docs/write_kafka_ts.md, docs/read_kafka_ts.md and docs/ts_filter.md has a row.
 # KTS_BAD_CONFIG_ONLY=REGEX runs only the rows whose "component option" matches (for debugging).
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -39,7 +39,7 @@ doc_opts() { # FILE COMPONENT: first column of every "| option |" table in the d
         t && !/^\|/ { t = 0 }' "$SRCDIR/$1"
 }
 {
-    table_opts src/kafka/kts_producer.c write_kafka_ts
+    table_opts src/kafka/kts_producer_options.c write_kafka_ts
     table_opts src/kafka/kts_consumer.c read_kafka_ts
     table_opts plugins/read_kafka_ts.c read_kafka_ts
     table_opts plugins/write_kafka_ts.c write_kafka_ts

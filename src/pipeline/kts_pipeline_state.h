@@ -147,6 +147,9 @@ struct kts_state_info {
     size_t identity_len;
     uint16_t ds_num;
     uint16_t nfilters;
+    uint32_t ds_bytes;              /* blob bytes per data source (the sum of the lengths) */
+    const unsigned char *blob_lens; /* nfilters little-endian u32, in the record */
+    const unsigned char *blobs;     /* ds_num * ds_bytes bytes, in the record */
 };
 int kts_state_record_check(const void *rec, size_t rlen, struct kts_state_info *info,
                            enum kts_state_refusal *why);

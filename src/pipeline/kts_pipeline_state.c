@@ -335,6 +335,8 @@ int kts_state_record_check(const void *rec, size_t rlen, struct kts_state_info *
     info->time = (int64_t)get_le(r + 16, 8);
     info->partition = (int32_t)(uint32_t)get_le(r + 24, 4);
     info->offset = (int64_t)get_le(r + 28, 8);
+    if (info->partition < -1 || (info->partition == -1 && info->offset != -1))
+        return refuse(KTS_STATE_CORRUPT, why);
     size_t pos = REC_FIXED, end = rlen - 4;
     info->identity_len = get_le(r + pos, 2);
     pos += 2;
@@ -417,8 +419,8 @@ static int install(struct kts_pipeline *p, const char *id, size_t id_len,
         }
     }
     struct pipe_series_hdr *h = st;
-    h->partition = in->partition < 0 ? -1 : in->partition;
-    h->offset = in->partition < 0 ? -1 : in->offset;
+    h->partition = in->partition;
+    h->offset = in->offset;
     h->flags = SERIES_PERSISTED;
     if ((kts_time_t)in->time > p->clock)
         p->clock = (kts_time_t)in->time;

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* kts_pipeline_state: tests named after the guarantees in src/pipeline/kts_pipeline_state.h. */
+#include <dirent.h>
 #include <errno.h>
+#include <unistd.h>
 
 #include "filter-harness.h"
 #include "kts_log.h"
 #include "kts_pipeline_state.h"
+#include "kts_state_file.h"
 #include "tap.h"
 
 static unsigned seed = 4242;
@@ -491,6 +494,54 @@ static void test_changed_only(void)
     kts_pipeline_destroy(p);
 }
 
+/* kts_state_file.h: save, load, missing, damaged; no temporary file left. */
+static void test_state_file(void)
+{
+    char dir[] = "/tmp/t-pipeline-state.XXXXXX", path[256], err[512];
+    ok(mkdtemp(dir) != NULL, "state file: a temporary directory");
+    snprintf(path, sizeof(path), "%s/state", dir);
+    struct kts_pipeline *a[2] = {fh_pipeline_new(configs[15]), fh_pipeline_new(configs[12])};
+    run(a[0], 0, NV / 2, NULL);
+    run(a[1], 0, NV / 2, NULL);
+    size_t records = 0;
+    ok(kts_state_file_save(path, a, 1, &records, err, sizeof(err)) == 0 && records == NSERIES,
+       "state file 1.: saved (%zu records)", records);
+    struct kts_pipeline *b[2] = {fh_pipeline_new(configs[15]), fh_pipeline_new(configs[12])};
+    struct kts_state_load_stats st;
+    ok(kts_state_file_load(path, b, 1, &st, err, sizeof(err)) == 0 && st.imported == NSERIES &&
+           st.refused == 0,
+       "state file: loaded into a pipeline of the same configuration");
+    struct capture ca = {0}, cb = {0};
+    run(a[0], NV / 2, NV, &ca);
+    run(b[0], NV / 2, NV, &cb);
+    ok(ca.len > 0 && ca.len == cb.len && memcmp(ca.buf, cb.buf, ca.len) == 0,
+       "state file: the loaded pipeline continues exactly as the saved one");
+    /* configs[12]'s pipeline is also named "p": its records are refused (config), not unknown */
+    ok(kts_state_file_load(path, &b[1], 1, &st, err, sizeof(err)) == 0 && st.refused == NSERIES,
+       "state file 2.: records of another configuration are refused, the load goes on");
+    snprintf(path, sizeof(path), "%s/missing", dir);
+    ok(kts_state_file_load(path, b, 1, &st, err, sizeof(err)) == -ENOENT,
+       "state file 3.: a missing file is -ENOENT");
+    snprintf(path, sizeof(path), "%s/state", dir);
+    ok(truncate(path, 8 + 4 + 20 + 4 + 1000) == 0 &&
+           kts_state_file_load(path, b, 1, &st, err, sizeof(err)) == -EBADMSG,
+       "state file 3.: a file cut inside an entry is damaged (%s)", err);
+    size_t files = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;)
+        files += e->d_name[0] != '.';
+    closedir(d);
+    is_int((long long)files, 1, "state file 1.: no temporary file is left behind");
+    unlink(path);
+    rmdir(dir);
+    for (int i = 0; i < 2; i++) {
+        kts_pipeline_destroy(a[i]);
+        kts_pipeline_destroy(b[i]);
+    }
+    free(ca.buf);
+    free(cb.buf);
+}
+
 /* Record sizes of the shipped pipelines, for the docs. */
 static void sizes(void)
 {
@@ -507,13 +558,14 @@ static void sizes(void)
 int main(void)
 {
     kts_log_set_sink(sink, NULL);
-    plan((int)NCONFIGS + 6 + 6 + 3 + 8);
+    plan((int)NCONFIGS + 6 + 6 + 3 + 8 + 8);
     gen_stream();
     test_restore();
     test_refused_config();
     test_corrupt();
     test_absorbed();
     test_changed_only();
+    test_state_file();
     sizes();
     kts_log_set_sink(NULL, NULL);
     return done_testing();

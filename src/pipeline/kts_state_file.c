@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kts_pipeline_state.h"
@@ -140,7 +142,8 @@ static int sync_dir(const char *path)
 }
 
 /* Write the header and every pipeline's records into w->f, flushed and synced. */
-static int write_all(struct writer *w, struct kts_pipeline *const *pipes, size_t n)
+static int write_all(struct writer *w, struct kts_pipeline *const *pipes, size_t n,
+                     kts_state_file_lock_fn lock, void *opaque)
 {
     unsigned char hdr[8] = {0};
     put_le32(hdr, KTS_STATE_FILE_MAGIC);
@@ -148,7 +151,11 @@ static int write_all(struct writer *w, struct kts_pipeline *const *pipes, size_t
     if (fwrite(hdr, 1, 8, w->f) != 8)
         return -EIO;
     for (size_t i = 0; i < n; i++) {
+        if (lock != NULL)
+            lock(i, true, opaque);
         int rc = kts_pipeline_state_export(pipes[i], -1, false, write_entry, w);
+        if (lock != NULL)
+            lock(i, false, opaque);
         if (rc != 0)
             return rc < 0 ? rc : -EIO;
     }
@@ -159,6 +166,13 @@ static int write_all(struct writer *w, struct kts_pipeline *const *pipes, size_t
 
 int kts_state_file_save(const char *path, struct kts_pipeline *const *pipes, size_t n,
                         size_t *records, char *err, size_t errsz)
+{
+    return kts_state_file_save_locked(path, pipes, n, NULL, NULL, records, err, errsz);
+}
+
+int kts_state_file_save_locked(const char *path, struct kts_pipeline *const *pipes, size_t n,
+                               kts_state_file_lock_fn lock, void *opaque, size_t *records,
+                               char *err, size_t errsz)
 {
     size_t len = strlen(path);
     char *tmp = malloc(len + 12);
@@ -174,7 +188,7 @@ int kts_state_file_save(const char *path, struct kts_pipeline *const *pipes, siz
         return -e;
     }
     struct writer w = {fdopen(fd, "wb"), 0};
-    int rc = w.f == NULL ? -errno : write_all(&w, pipes, n);
+    int rc = w.f == NULL ? -errno : write_all(&w, pipes, n, lock, opaque);
     if (w.f != NULL && fclose(w.f) != 0 && rc == 0)
         rc = -errno;
     else if (w.f == NULL)
@@ -193,6 +207,25 @@ int kts_state_file_save(const char *path, struct kts_pipeline *const *pipes, siz
     if (records != NULL)
         *records = w.records;
     return rc;
+}
+
+int kts_state_file_set_aside(const char *path, char *dst, size_t dstsz)
+{
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
+    for (int k = 1; k < 100; k++) {
+        struct stat sb;
+        int n = k == 1 ? snprintf(dst, dstsz, "%s.bad-%s", path, stamp)
+                       : snprintf(dst, dstsz, "%s.bad-%s-%d", path, stamp, k);
+        if (n < 0 || (size_t)n >= dstsz)
+            return -ENAMETOOLONG;
+        if (lstat(dst, &sb) == 0)
+            continue;
+        return rename(path, dst) < 0 ? -errno : 0;
+    }
+    return -EEXIST;
 }
 
 /* ------------------------------------------------------------------ loading */

@@ -54,6 +54,21 @@ int kts_state_file_read(const char *path, kts_state_entry_fn fn, void *opaque, c
 int kts_state_file_save(const char *path, struct kts_pipeline *const *pipes, size_t n,
                         size_t *records, char *err, size_t errsz);
 
+/* Called around the export of pipeline i (lock true before, false after), e.g. to hold the
+ * mutex of a pipeline that other threads run; only the export is under it, not the fsync. */
+typedef void (*kts_state_file_lock_fn)(size_t i, bool lock, void *opaque);
+
+/* kts_state_file_save() with `lock` (may be NULL) called around each pipeline's export. */
+int kts_state_file_save_locked(const char *path, struct kts_pipeline *const *pipes, size_t n,
+                               kts_state_file_lock_fn lock, void *opaque, size_t *records,
+                               char *err, size_t errsz);
+
+/*
+ * Set a damaged file aside: rename `path` to PATH.bad-YYYYMMDDTHHMMSSZ (UTC, now), or with a
+ * suffix -2, -3 ... when that exists. The new name goes to dst. 0 or a negative errno.
+ */
+int kts_state_file_set_aside(const char *path, char *dst, size_t dstsz);
+
 struct kts_state_load_stats {
     uint64_t entries;  /* entries read */
     uint64_t imported; /* records installed */

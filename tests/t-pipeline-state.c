@@ -402,6 +402,7 @@ static struct kts_vl mkvl(const char *host, double t, double v, struct kts_ds *d
     snprintf(vl.type, sizeof(vl.type), "gauge");
     vl.time = KTS_TIME_FROM_DOUBLE(t);
     vl.interval = KTS_TIME_FROM_S(10);
+    memset(ds, 0, sizeof(*ds));
     ds->type = KTS_DS_GAUGE;
     ds->value.gauge = v;
     vl.ds = ds;

@@ -11,6 +11,7 @@
  *     Rate 0                       # burst: value lists per second; 0 = as fast as possible
  *     Host "kts-burst"             # host of every value list (golden default "kts-golden")
  *     CountWritten false           # also count our own value lists in a write callback
+ *     CallgrindWindow false        # burst, CountWritten: callgrind counts a steady window only
  *     MetaString "key" "value"     # meta data put on every value list (repeatable);
  *     MetaSignedInt "key" -1       #   also MetaUnsignedInt, MetaDouble, MetaBoolean
  *   </Plugin>
@@ -41,11 +42,17 @@
  *  6. With CountWritten, a write callback counts value lists with plugin "kts_testgen" and
  *     logs once when the burst's Count have been written (by every writer before it).
  *  7. The generator thread stops within ~0.1 s of shutdown, also in the middle of a burst.
+ *  8. With CallgrindWindow (and CountWritten, Count > 0), under valgrind --tool=callgrind: the
+ *     counters are zeroed just before value list Count/10 is dispatched (the first tenth warms
+ *     up: cache entries, connections, buffers) and dumped once the burst has been written, so
+ *     the first dump (callgrind.out.1 …) holds the instructions of the whole process for the
+ *     other Count - Count/10 value lists; logged. Outside valgrind it does nothing.
  *
  * Log lines (INFO, matched by tests and bench/write-bench):
  *   "kts_testgen: golden done: N value lists"
  *   "kts_testgen: burst done: N value lists in X s"
  *   "kts_testgen: burst written: N value lists in X s"      (CountWritten only)
+ *   "kts_testgen: callgrind window: N value lists"          (CallgrindWindow only)
  *   "kts_testgen: stopped after N value lists"               (shutdown before the end)
  *   "kts_testgen: N dispatch failures"                       (ERROR, if any)
  */
@@ -61,6 +68,17 @@
 #include <time.h>
 
 #define TG_NAME "kts_testgen"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#define TG_HAVE_CALLGRIND 1
+#endif
+#endif
+#ifndef TG_HAVE_CALLGRIND
+#define CALLGRIND_ZERO_STATS
+#define CALLGRIND_DUMP_STATS_AT(s) ((void)(s))
+#endif
 
 enum tg_mode { TG_MODE_NONE, TG_MODE_GOLDEN, TG_MODE_BURST };
 
@@ -84,6 +102,7 @@ static struct {
     double rate;
     char *host;
     bool count_written;
+    bool callgrind_window;
     struct tg_meta *meta;
     size_t meta_num;
 
@@ -521,6 +540,10 @@ static void tg_log_written(uint64_t written)
     if (!tg.count_written || tg.mode != TG_MODE_BURST || tg.count == 0 || written < tg.count ||
         !atomic_load(&tg.burst_dispatched) || atomic_exchange(&tg.written_logged, true))
         return;
+    if (tg.callgrind_window) {
+        CALLGRIND_DUMP_STATS_AT("kts_testgen burst written");
+        INFO(TG_NAME ": callgrind window: %" PRIu64 " value lists", tg.count - tg.count / 10);
+    }
     INFO(TG_NAME ": burst written: %" PRIu64 " value lists in %.3f s", written,
          CDTIME_T_TO_DOUBLE(cdtime() - tg.burst_start));
 }
@@ -557,6 +580,8 @@ static uint64_t tg_run_burst(uint64_t *failures)
         } else if (atomic_load(&tg.stop)) {
             break;
         }
+        if (tg.callgrind_window && i == tg.count / 10)
+            CALLGRIND_ZERO_STATS; /* (8) */
 
         switch (s % 3) {
         case 0:
@@ -758,6 +783,8 @@ static int tg_config(oconfig_item_t *ci)
             }
         } else if (strcasecmp(c->key, "Host") == 0)
             st = cf_util_get_string(c, &tg.host);
+        else if (strcasecmp(c->key, "CallgrindWindow") == 0)
+            st = cf_util_get_boolean(c, &tg.callgrind_window);
         else if (strcasecmp(c->key, "CountWritten") == 0)
             st = cf_util_get_boolean(c, &tg.count_written);
         else if (strcasecmp(c->key, "MetaString") == 0)

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * outlier's local model (guarantee 19 of outlier.c): a Theil-Sen line through the last good raw
+ * values and the points after the judged one, with the MAD of the residuals as its scale.
+ * At most KTS_LOCAL_MAX points: at most 120 pairwise slopes, sorted by insertion.
+ */
+#include "outlier-local.h"
+
+#include <float.h>
+#include <math.h>
+
+/* Median of a[0..n-1] (n >= 1), sorting a in place. */
+static double median_sort(double *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        double x = a[i];
+        size_t j = i;
+        while (j > 0 && a[j - 1] > x) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = x;
+    }
+    return (n & 1) ? a[n / 2] : (a[n / 2 - 1] + a[n / 2]) / 2;
+}
+
+void kts_local_fit(const double *pos, const double *v, size_t n, double *centre, double *slope,
+                   double *scale)
+{
+    double s[KTS_LOCAL_MAX * (KTS_LOCAL_MAX - 1) / 2], r[KTS_LOCAL_MAX];
+    size_t ns = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (pos[j] != pos[i])
+                s[ns++] = (v[j] - v[i]) / (pos[j] - pos[i]);
+    double b = ns > 0 ? median_sort(s, ns) : 0;
+    for (size_t k = 0; k < n; k++)
+        r[k] = v[k] - b * pos[k];
+    double a = median_sort(r, n);
+    for (size_t k = 0; k < n; k++)
+        r[k] = fabs(v[k] - b * pos[k] - a);
+    *centre = a;
+    *slope = b;
+    *scale = 1.4826 * median_sort(r, n);
+}
+
+long kts_local_run(const double *v, size_t nb, size_t n, double x, double dsc, double threshold,
+                   bool whole, size_t maxlen, double *lim)
+{
+    double pos[KTS_LOCAL_MAX], centre, slope, sc;
+    for (size_t k = 0; k < n; k++)
+        pos[k] = k < nb ? (double)k - (double)nb : (double)(k - nb + 1);
+    *lim = INFINITY;
+    if (n <= nb || nb < 2)
+        return -1;
+    kts_local_fit(pos, v, n, &centre, &slope, &sc);
+    /* The EW difference scale, or half the line's residual scale when that is larger: a local
+     * spread twice the EW scale means the noise changed faster than the EW scale follows. */
+    sc *= 0.5;
+    if (sc < dsc)
+        sc = dsc;
+    if (whole && sc < 1)
+        sc = 1;
+    if (sc < fabs(centre) * 4 * DBL_EPSILON)
+        sc = fabs(centre) * 4 * DBL_EPSILON;
+    if (sc < DBL_MIN)
+        sc = DBL_MIN;
+    *lim = threshold * sc;
+    double e = x - centre;
+    if (fabs(e) <= *lim)
+        return -1;
+    /* The run: the values after x off the line on x's side; the first one back ends it. */
+    size_t len = 1;
+    for (size_t k = nb; k < n; k++) {
+        double ek = v[k] - (centre + slope * pos[k]);
+        if (!(fabs(ek) > *lim && (ek > 0) == (e > 0)))
+            return len <= maxlen ? (long)k : -1;
+        len++;
+    }
+    return -1;
+}

@@ -52,9 +52,34 @@ static void warm_local(const char *opts, double spike, int *hits, int *fps, int 
     fh_free(h);
 }
 
+/* 20. LocalFallback: a fast sine the trailing window cannot follow, spikes of 7 noise sd. */
+static void fallback_run(const char *opts, int *hits, int *fps, int *range_bad)
+{
+    struct fh *h = fh_filter_new("outlier", opts);
+    unsigned seed = 23;
+    double vals[4000];
+    *hits = *fps = *range_bad = 0;
+    for (int i = 0; i < 4000; i++) {
+        bool spk = i % 50 == 25;
+        vals[i] = 100 + 20 * sin(i / 15.0) + noise(&seed) + (spk ? (i % 100 == 25 ? 7 : -7) : 0);
+        fh_step(h, 10.0 * i, vals[i]);
+        for (size_t k = 0; k < h->n; k++) {
+            if (!(h->out[k].flags & KTS_PT_REPLACED))
+                continue;
+            int j = (int)(fh_t(&h->out[k]) / 10);
+            *hits += j % 50 == 25;
+            *fps += j % 50 != 25;
+            double lo = vals[j - 1] < vals[j + 1] ? vals[j - 1] : vals[j + 1];
+            double hi = vals[j - 1] < vals[j + 1] ? vals[j + 1] : vals[j - 1];
+            *range_bad += !(h->out[k].value >= lo && h->out[k].value <= hi);
+        }
+    }
+    fh_free(h);
+}
+
 int main(void)
 {
-    plan(68);
+    plan(72);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -395,6 +420,20 @@ int main(void)
                &bad19[1]);
     is_int(hit19[1], 90, "19. spikes of 30 sd: all 90 points replaced");
     is_int(fp19[1], 0, "19. and nothing else (the step at 2000 is kept)");
+    /* 20. LocalFallback: where the window's spread exceeds the line's, the line judges too */
+    int hit20[2], fp20[2], bad20[2];
+    fallback_run("Window 600\nMaxPoints 21\nMinPoints 10\nThreshold 5\nDelay 2\nMaxRun 2",
+                 &hit20[0], &fp20[0], &bad20[0]);
+    fallback_run("Window 600\nMaxPoints 21\nMinPoints 10\nThreshold 5\nDelay 2\nMaxRun 2\n"
+                 "LocalFallback 1",
+                 &hit20[1], &fp20[1], &bad20[1]);
+    ok(hit20[1] > hit20[0] + 10, "20. the fallback finds more of the 80 spikes: %d, without %d",
+       hit20[1], hit20[0]);
+    ok(fp20[1] <= fp20[0] + 1, "20. and (almost) no more false positives: %d, without %d", fp20[1],
+       fp20[0]);
+    is_int(bad20[1], 0, "20. every replacement between its two raw neighbours");
+    h = fh_filter_new("outlier", "LocalFallback 101");
+    ok(h == NULL, "20. a LocalFallback out of range is refused");
     h = fh_filter_new("outlier", "WarmModel \"profile\"");
     ok(h == NULL, "19. an unknown WarmModel is refused");
     h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");

@@ -1,8 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * outlier's local model (guarantee 19 of outlier.c): a Theil-Sen line through the last good raw
- * values and the points after the judged one, with the MAD of the residuals as its scale.
- * At most KTS_LOCAL_MAX points: at most 120 pairwise slopes, sorted by insertion.
+ * outlier's local model: a Theil-Sen line through the last good raw values and the points after
+ * the judged one, with the MAD of the residuals as its scale. At most KTS_LOCAL_MAX points: at
+ * most 120 pairwise slopes, sorted by insertion. Guarantees 19 and 20 of the outlier filter
+ * (1-18: src/pipeline/filters/outlier.c):
+ *
+ * 19. Local model (Delay > 0, WarmModel "local"; default "neighbours" keeps guarantee 15): a
+ *     point flagged warming upstream is judged against a robust local line instead: Theil-Sen
+ *     (median pairwise slope, median intercept) through the last 8 good raw values and the
+ *     held points after it, positions by order; s = max(EW difference scale of guarantee 15,
+ *     half the line's residual scale 1.4826 * MAD; a local spread twice the EW scale is noise
+ *     the EW scale has not caught up with), at least 1 for whole numbers. A spike: the point
+ *     lies more than Threshold * s off the line, the points after it on the same side off it
+ *     too, and one within min(MaxRun, Delay) points comes back; judged once 8 differences are
+ *     in. Guarantees 10, 11, 13 and 14 hold (replaced by interpolation between the good points
+ *     around the run, kept when between them or near their line); the rest pass flagged
+ *     warming. Work: 45 pairwise slopes per warming point with Delay 2; no extra state.
+ * 20. Fallback (Delay > 0, LocalFallback r > 0), after the warm-up: when the window's scale
+ *     (1.4826 * MAD of the deseasonalized window: what the profile leaves around the point)
+ *     exceeds r times the local line's (guarantee 19's, with all of the line's MAD scale), the
+ *     profile explains the neighbourhood worse than the line (a weekly pattern, a drift, a
+ *     level shift not yet learned): the point is judged by the line first, a spike by it is
+ *     replaced as in 19; otherwise it is judged by the window as before. The line is fitted
+ *     only when the window's scale exceeds r times the difference scale. No extra state.
  */
 #include "outlier-local.h"
 
@@ -44,8 +64,8 @@ void kts_local_fit(const double *pos, const double *v, size_t n, double *centre,
     *scale = 1.4826 * median_sort(r, n);
 }
 
-long kts_local_run(const double *v, size_t nb, size_t n, double x, double dsc, double threshold,
-                   bool whole, size_t maxlen, double *lim)
+long kts_local_run(const double *v, size_t nb, size_t n, double x, double dsc, double share,
+                   double threshold, bool whole, size_t maxlen, double *lim)
 {
     double pos[KTS_LOCAL_MAX], centre, slope, sc;
     for (size_t k = 0; k < n; k++)
@@ -54,9 +74,8 @@ long kts_local_run(const double *v, size_t nb, size_t n, double x, double dsc, d
     if (n <= nb || nb < 2)
         return -1;
     kts_local_fit(pos, v, n, &centre, &slope, &sc);
-    /* The EW difference scale, or half the line's residual scale when that is larger: a local
-     * spread twice the EW scale means the noise changed faster than the EW scale follows. */
-    sc *= 0.5;
+    /* The EW difference scale, or `share` of the line's residual scale when that is larger. */
+    sc *= share;
     if (sc < dsc)
         sc = dsc;
     if (whole && sc < 1)

@@ -19,12 +19,12 @@ void kts_local_fit(const double *pos, const double *v, size_t n, double *centre,
 /*
  * Guarantee 19's test. v[0..nb) are the good raw values before x (positions -nb..-1, oldest
  * first), v[nb..n) the values known after it (positions 1, 2, ...). With the line through all
- * of them (x excluded) and s = max(dsc, scale / 2) (at least 1 when `whole`), x deviates when
+ * of them (x excluded) and s = max(dsc, share * scale) (at least 1 when `whole`), x deviates when
  * |x - line(0)| > threshold * s (*lim). Returns the index (>= nb) of the first value after x
  * back within *lim of the line or on the other side, when x deviates and at most maxlen values
  * deviate (x included) before it; -1 otherwise.
  */
-long kts_local_run(const double *v, size_t nb, size_t n, double x, double dsc, double threshold,
-                   bool whole, size_t maxlen, double *lim);
+long kts_local_run(const double *v, size_t nb, size_t n, double x, double dsc, double share,
+                   double threshold, bool whole, size_t maxlen, double *lim);
 
 #endif

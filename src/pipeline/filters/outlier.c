@@ -93,17 +93,8 @@
  *     difference scale, so the cap only ever lowers the scale where the series is locally
  *     smooth. The same scale is used by guarantee 14. DiffScale 0 (the default): no cap.
  *     No extra state.
- * 19. Local model (Delay > 0, WarmModel "local"; default "neighbours" keeps guarantee 15): a
- *     point flagged warming upstream is judged against a robust local line instead: Theil-Sen
- *     (median pairwise slope, median intercept) through the last 8 good raw values and the
- *     held points after it, positions by order; s = max(EW difference scale of guarantee 15,
- *     half the line's residual scale 1.4826 * MAD; a local spread twice the EW scale is noise
- *     the EW scale has not caught up with), at least 1 for whole numbers. A spike: the point
- *     lies more than Threshold * s off the line, the points after it on the same side off it
- *     too, and one within min(MaxRun, Delay) points comes back; judged once 8 differences are
- *     in. Guarantees 10, 11, 13 and 14 hold (replaced by interpolation between the good points
- *     around the run, kept when between them or near their line); the rest pass flagged
- *     warming. Work: 45 pairwise slopes per warming point with Delay 2; no extra state.
+ * 19. Local model while warming (WarmModel "local") and 20. fallback to it after the warm-up
+ *     (LocalFallback): stated in outlier-local.c, where the model is.
  */
 #include <errno.h>
 #include <float.h>
@@ -134,6 +125,7 @@ struct outlier_conf {
     double delay_time;
     double diff_scale;
     int warm_model;
+    double local_fallback;
     /* derived */
     size_t tail_off; /* offset of struct tail (guarantees 10-13) in the state */
     kts_time_t window_t;
@@ -234,6 +226,10 @@ static const struct kts_opt outlier_options[] = {
      "with Delay: judge points an earlier filter flags warming by their two good neighbours, "
      "or by a robust local line (Theil-Sen, MAD) through the last good values and the held "
      "points"},
+    {"LocalFallback", KTS_OPT_DOUBLE, offsetof(struct outlier_conf, local_fallback), "0", 0, 100,
+     NULL, NULL, 0,
+     "with Delay, after the warm-up: a point is also judged against the robust local line "
+     "when the window's scale (1.4826 * MAD) exceeds this times the line's; 0 = never"},
     KTS_OPT_END,
 };
 
@@ -643,11 +639,12 @@ static bool neighbour_spike(const struct outlier_conf *c, struct tail *tl,
 }
 
 /* Guarantee 19: is p a spike against the local line through the good values around it? */
-static bool local_spike(const struct outlier_conf *c, struct tail *tl, const struct kts_point *p,
-                        const struct kts_point *look, size_t nlook, struct kts_out *out)
+static int local_spike(const struct outlier_conf *c, struct tail *tl, const struct kts_point *p,
+                       const struct kts_point *look, size_t nlook, double wscale,
+                       struct kts_out *out)
 {
     if (tl->dn < 8)
-        return false;
+        return -1;
     double v[KTS_LOCAL_MAX], lim;
     const struct kts_point *after[KTS_LOCAL_MAX];
     size_t n = 0, nb = tl->rn;
@@ -663,23 +660,28 @@ static bool local_spike(const struct outlier_conf *c, struct tail *tl, const str
         }
     uint64_t maxlen = c->max_run == 0 ? (uint64_t)c->delay : (uint64_t)c->max_run;
     double x = p->value + p->offset, before = ring_newest(tl);
-    long r = kts_local_run(v, nb, n, x, tl->dsc, c->threshold, whole, (size_t)maxlen, &lim);
+    /* Warming: half the line's MAD scale (a local spread twice the EW scale is noise the EW
+     * scale has not caught up with); fallback (20): all of it, the profile judges as well. */
+    long r = kts_local_run(v, nb, n, x, tl->dsc, wscale > 0 ? 1.0 : 0.5, c->threshold, whole,
+                           (size_t)maxlen, &lim);
+    if (wscale > 0 && !(wscale > c->local_fallback * lim / c->threshold))
+        return -1; /* guarantee 20: the profile explains the neighbourhood as well */
     if (r < 0 || after[r - (long)nb]->t <= tl->good_t)
-        return false; /* not off the line, or no return within MaxRun: not a spike */
+        return 0; /* not off the line, or no return within MaxRun: not a spike */
     const struct kts_point *ret = after[r - (long)nb];
     double a = v[r], lo = before < a ? before : a, hi = before < a ? a : before;
     double rep = before + (a - before) * kts_dt(p->t, tl->good_t) / kts_dt(ret->t, tl->good_t);
     if ((x >= lo && x <= hi) || fabs(x - rep) <= lim)
-        return false; /* guarantees 11 and 14: on a ramp, or near its neighbours' line */
+        return 0; /* guarantees 11 and 14: on a ramp, or near its neighbours' line */
     act_raw(c, p, rep, lo, hi, out);
-    return true;
+    return 1;
 }
 
 /* Guarantees 15 and 19: judge a point flagged warming upstream by its neighbours alone. */
 static void warm_judge(const struct outlier_conf *c, struct tail *tl, const struct kts_point *p,
                        const struct kts_point *look, size_t nlook, struct kts_out *out)
 {
-    if (c->warm_model == W_LOCAL ? local_spike(c, tl, p, look, nlook, out)
+    if (c->warm_model == W_LOCAL ? local_spike(c, tl, p, look, nlook, 0, out) == 1
                                  : neighbour_spike(c, tl, p, look, nlook, 1.0, out))
         return;
     ring_push(tl, p);
@@ -736,6 +738,14 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
     }
     double med, mad;
     median_mad(h_sorted(s), s->n, &med, &mad);
+    /* Guarantee 20: the window's scale against the difference scale first (cheap: the line's
+     * scale is at least that), then against the line's. */
+    if (c->local_fallback > 0 && c->delay > 0 && !late &&
+        1.4826 * mad > c->local_fallback * tl->dsc &&
+        local_spike(c, tl, p, look, nlook, 1.4826 * mad, out) == 1) {
+        s->run = 0;
+        return;
+    }
     if (deviates(c, s, tl, med, mad, p)) {
         bool decided = false;
         if (c->delay > 0 && !late) {

@@ -9,12 +9,13 @@
 enum { KTS_LOCAL_MAX = 16 };
 
 /*
- * Theil-Sen line through (pos[k], v[k]), k < n (2 <= n <= KTS_LOCAL_MAX): slope = median of the
- * pairwise slopes, centre = median of v[k] - slope * pos[k] (the line's value at position 0),
- * scale = 1.4826 * median |residual| (the robust scale of the points around the line).
+ * Robust line through (pos[k], v[k]), k < n (2 <= n <= KTS_LOCAL_MAX, pos ascending): slope =
+ * median of the pairwise slopes (Theil-Sen, `pairs`) or the slope between the medians of the
+ * first and the last third (Tukey's resistant line); centre = median of v[k] - slope * pos[k]
+ * (the line's value at position 0); scale = 1.4826 * median |residual|.
  */
-void kts_local_fit(const double *pos, const double *v, size_t n, double *centre, double *slope,
-                   double *scale);
+void kts_local_fit(const double *pos, const double *v, size_t n, bool pairs, double *centre,
+                   double *slope, double *scale);
 
 /*
  * Guarantee 19's test. v[0..nb) are the good raw values before x (positions -nb..-1, oldest

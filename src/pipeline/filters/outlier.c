@@ -738,10 +738,11 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
     }
     double med, mad;
     median_mad(h_sorted(s), s->n, &med, &mad);
-    /* Guarantee 20: the window's scale against the difference scale first (cheap: the line's
-     * scale is at least that), then against the line's. */
-    if (c->local_fallback > 0 && c->delay > 0 && !late &&
+    /* Guarantee 20: cheap tests first (the line's scale is at least the difference scale; a
+     * spike by the line stands out from the last good point by more than Threshold times it). */
+    if (c->local_fallback > 0 && c->delay > 0 && !late && tl->rn > 0 &&
         1.4826 * mad > c->local_fallback * tl->dsc &&
+        fabs(p->value + p->offset - ring_newest(tl)) > c->threshold * tl->dsc &&
         local_spike(c, tl, p, look, nlook, 1.4826 * mad, out) == 1) {
         s->run = 0;
         return;

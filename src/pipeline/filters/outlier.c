@@ -744,7 +744,8 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
         1.4826 * mad > c->local_fallback * tl->dsc &&
         fabs(p->value + p->offset - ring_newest(tl)) > c->threshold * tl->dsc &&
         local_spike(c, tl, p, look, nlook, 1.4826 * mad, out) == 1) {
-        s->run = 0;
+        if (s->run < 65536)
+            s->run++; /* a replaced spike counts as an outlier (guarantee 4), as in 12 */
         return;
     }
     if (deviates(c, s, tl, med, mad, p)) {

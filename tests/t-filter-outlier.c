@@ -79,7 +79,7 @@ static void fallback_run(const char *opts, int *hits, int *fps, int *range_bad)
 
 int main(void)
 {
-    plan(72);
+    plan(74);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -434,6 +434,25 @@ int main(void)
     is_int(bad20[1], 0, "20. every replacement between its two raw neighbours");
     h = fh_filter_new("outlier", "LocalFallback 101");
     ok(h == NULL, "20. a LocalFallback out of range is refused");
+    /* 19. a count series near zero: replacements never negative (guarantee 10) */
+    h = fh_filter_new("outlier", "Threshold 5\nDelay 2\nMaxRun 2\nWarmModel \"local\"");
+    seed = 29;
+    int nrep19 = 0, neg19 = 0;
+    for (int i = 0; i < 2000; i++) {
+        double v = floor(2 + noise(&seed));
+        v = (v < 0 ? 0 : v) + (i % 50 == 25 ? 40 : 0);
+        struct kts_point wp = fh_point(60.0 * i, v);
+        wp.flags |= KTS_PT_WARMING;
+        fh_push(h, &wp);
+        for (size_t k = 0; k < h->n; k++)
+            if (h->out[k].flags & KTS_PT_REPLACED) {
+                nrep19++;
+                neg19 += h->out[k].value < 0;
+            }
+    }
+    fh_free(h);
+    ok(nrep19 >= 35, "19. counts near zero: the spikes of 40 are replaced (%d of 40)", nrep19);
+    is_int(neg19, 0, "19. and no replacement is negative");
     h = fh_filter_new("outlier", "WarmModel \"profile\"");
     ok(h == NULL, "19. an unknown WarmModel is refused");
     h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");

@@ -80,7 +80,8 @@ static const struct bench_case cases[] = {
      "<Filter \"dedup\">\n</Filter>\n"
      "<Filter \"deseasonalize\">\nPeriod 86400\nBins 288\n</Filter>\n"
      "<Filter \"outlier\">\nMethod \"hampel\"\nWindow 86400\nMaxPoints 21\nMinPoints 10\n"
-     "Threshold 5\nDiffScale 1.2\nMaxRun 2\nDelay 2\nAction \"replace\"\n</Filter>\n"
+     "Threshold 5\nDiffScale 1.2\nMaxRun 2\nDelay 2\nWarmModel \"local\"\nLocalFallback 1\n"
+     "Action \"replace\"\n</Filter>\n"
      "<Filter \"reseasonalize\">\n</Filter>\n"},
     {"full without a profile (deseasonalize left out)", true,
      "<Filter \"dedup\">\n</Filter>\n<Filter \"difference\">\n</Filter>\n"

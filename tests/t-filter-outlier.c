@@ -12,9 +12,74 @@ static double noise(unsigned *seed)
     return s - 6;
 }
 
+/* 19. WarmModel "local": warming points judged against a robust local line. Returns the
+ * replacements at spike positions and elsewhere (ok() checks inside). */
+static void warm_local(const char *opts, double spike, int *hits, int *fps, int *range_bad)
+{
+    struct fh *h = fh_filter_new("outlier", opts);
+    unsigned seed = 17;
+    double vals[3000];
+    *hits = *fps = *range_bad = 0;
+    for (int i = 0; i < 3000; i++) {
+        /* a ramp (0.3 per point, noise sd 1) with a step of +40 at 2000 that stays; spikes
+         * every 50 points, one point wide, two points wide every 100 */
+        int m = i % 100;
+        bool spk = m == 25 || m == 75 || m == 76;
+        double v = 100 + 0.3 * i + noise(&seed) + (i >= 2000 ? 40 : 0) +
+                   (spk ? (m == 25 ? spike : -spike) : 0);
+        vals[i] = v;
+        struct kts_point wp = fh_point(10.0 * i, v);
+        wp.flags |= KTS_PT_WARMING;
+        fh_push(h, &wp);
+        for (size_t k = 0; k < h->n; k++) {
+            if (!(h->out[k].flags & KTS_PT_REPLACED))
+                continue;
+            int j = (int)(fh_t(&h->out[k]) / 10), mj = j % 100;
+            bool at = mj == 25 || mj == 75 || mj == 76;
+            *hits += at;
+            *fps += !at;
+            /* guarantee 10: within the raw values around it (3 on either side) */
+            double lo = INFINITY, hi = -INFINITY;
+            for (int d = -3; d <= 3; d++) {
+                double u = j + d >= 0 && j + d < i + 1 && d != 0 ? vals[j + d] : vals[j];
+                lo = d != 0 && u < lo ? u : lo;
+                hi = d != 0 && u > hi ? u : hi;
+            }
+            *range_bad += !(h->out[k].value >= lo && h->out[k].value <= hi);
+        }
+    }
+    ok(h->st.warming == 3000, "19. every point counted warming");
+    fh_free(h);
+}
+
+/* 20. LocalFallback: a fast sine the trailing window cannot follow, spikes of 7 noise sd. */
+static void fallback_run(const char *opts, int *hits, int *fps, int *range_bad)
+{
+    struct fh *h = fh_filter_new("outlier", opts);
+    unsigned seed = 23;
+    double vals[4000];
+    *hits = *fps = *range_bad = 0;
+    for (int i = 0; i < 4000; i++) {
+        bool spk = i % 50 == 25;
+        vals[i] = 100 + 20 * sin(i / 15.0) + noise(&seed) + (spk ? (i % 100 == 25 ? 7 : -7) : 0);
+        fh_step(h, 10.0 * i, vals[i]);
+        for (size_t k = 0; k < h->n; k++) {
+            if (!(h->out[k].flags & KTS_PT_REPLACED))
+                continue;
+            int j = (int)(fh_t(&h->out[k]) / 10);
+            *hits += j % 50 == 25;
+            *fps += j % 50 != 25;
+            double lo = vals[j - 1] < vals[j + 1] ? vals[j - 1] : vals[j + 1];
+            double hi = vals[j - 1] < vals[j + 1] ? vals[j + 1] : vals[j - 1];
+            *range_bad += !(h->out[k].value >= lo && h->out[k].value <= hi);
+        }
+    }
+    fh_free(h);
+}
+
 int main(void)
 {
-    plan(59);
+    plan(74);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -340,6 +405,56 @@ int main(void)
        n18[0]);
     ok(fp18[1] <= fp18[0] + 1, "18. and (almost) no more false positives: %d, without %d", fp18[1],
        fp18[0]);
+    /* 19. WarmModel local against the neighbour rule on spikes of 6 noise sd */
+    int hit19[2], fp19[2], bad19[2];
+    warm_local("Threshold 5\nDelay 2\nMaxRun 2", 6, &hit19[0], &fp19[0], &bad19[0]);
+    warm_local("Threshold 5\nDelay 2\nMaxRun 2\nWarmModel \"local\"", 6, &hit19[1], &fp19[1],
+               &bad19[1]);
+    ok(hit19[1] > hit19[0] + 10,
+       "19. the local line finds more of the 90 spike points: %d, the neighbours %d", hit19[1],
+       hit19[0]);
+    ok(fp19[1] <= 2, "19. with (almost) no false positive on the ramp and the step: %d (%d)",
+       fp19[1], fp19[0]);
+    is_int(bad19[1], 0, "19. and every replacement within the 6 raw values around it");
+    warm_local("Threshold 5\nDelay 2\nMaxRun 2\nWarmModel \"local\"", 30, &hit19[1], &fp19[1],
+               &bad19[1]);
+    is_int(hit19[1], 90, "19. spikes of 30 sd: all 90 points replaced");
+    is_int(fp19[1], 0, "19. and nothing else (the step at 2000 is kept)");
+    /* 20. LocalFallback: where the window's spread exceeds the line's, the line judges too */
+    int hit20[2], fp20[2], bad20[2];
+    fallback_run("Window 600\nMaxPoints 21\nMinPoints 10\nThreshold 5\nDelay 2\nMaxRun 2",
+                 &hit20[0], &fp20[0], &bad20[0]);
+    fallback_run("Window 600\nMaxPoints 21\nMinPoints 10\nThreshold 5\nDelay 2\nMaxRun 2\n"
+                 "LocalFallback 1",
+                 &hit20[1], &fp20[1], &bad20[1]);
+    ok(hit20[1] > hit20[0] + 10, "20. the fallback finds more of the 80 spikes: %d, without %d",
+       hit20[1], hit20[0]);
+    ok(fp20[1] <= fp20[0] + 1, "20. and (almost) no more false positives: %d, without %d", fp20[1],
+       fp20[0]);
+    is_int(bad20[1], 0, "20. every replacement between its two raw neighbours");
+    h = fh_filter_new("outlier", "LocalFallback 101");
+    ok(h == NULL, "20. a LocalFallback out of range is refused");
+    /* 19. a count series near zero: replacements never negative (guarantee 10) */
+    h = fh_filter_new("outlier", "Threshold 5\nDelay 2\nMaxRun 2\nWarmModel \"local\"");
+    seed = 29;
+    int nrep19 = 0, neg19 = 0;
+    for (int i = 0; i < 2000; i++) {
+        double v = floor(2 + noise(&seed));
+        v = (v < 0 ? 0 : v) + (i % 50 == 25 ? 40 : 0);
+        struct kts_point wp = fh_point(60.0 * i, v);
+        wp.flags |= KTS_PT_WARMING;
+        fh_push(h, &wp);
+        for (size_t k = 0; k < h->n; k++)
+            if (h->out[k].flags & KTS_PT_REPLACED) {
+                nrep19++;
+                neg19 += h->out[k].value < 0;
+            }
+    }
+    fh_free(h);
+    ok(nrep19 >= 35, "19. counts near zero: the spikes of 40 are replaced (%d of 40)", nrep19);
+    is_int(neg19, 0, "19. and no replacement is negative");
+    h = fh_filter_new("outlier", "WarmModel \"profile\"");
+    ok(h == NULL, "19. an unknown WarmModel is refused");
     h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");
     ok(h == NULL, "12. Delay needs Method hampel");
 

@@ -93,6 +93,8 @@
  *     difference scale, so the cap only ever lowers the scale where the series is locally
  *     smooth. The same scale is used by guarantee 14. DiffScale 0 (the default): no cap.
  *     No extra state.
+ * 19. Local model while warming (WarmModel "local") and 20. fallback to it after the warm-up
+ *     (LocalFallback): stated in outlier-local.c, where the model is.
  */
 #include <errno.h>
 #include <float.h>
@@ -102,9 +104,11 @@
 
 #include "kts_filter.h"
 #include "kts_log.h"
+#include "outlier-local.h"
 
 enum { O_HAMPEL, O_ROBUST, O_EWZ };
 enum { A_DROP, A_REPLACE, A_MARK };
+enum { W_NEIGHBOURS, W_LOCAL };
 
 struct outlier_conf {
     int method;
@@ -120,6 +124,8 @@ struct outlier_conf {
     int64_t delay;
     double delay_time;
     double diff_scale;
+    int warm_model;
+    double local_fallback;
     /* derived */
     size_t tail_off; /* offset of struct tail (guarantees 10-13) in the state */
     kts_time_t window_t;
@@ -174,6 +180,7 @@ struct tail {
 
 static const char *const method_words[] = {"hampel", "robust", "ewz", NULL};
 static const char *const action_words[] = {"drop", "replace", "mark", NULL};
+static const char *const warm_words[] = {"neighbours", "local", NULL};
 
 static const struct kts_opt outlier_options[] = {
     {"Method", KTS_OPT_ENUM, offsetof(struct outlier_conf, method), "hampel", 0, 0, method_words,
@@ -214,6 +221,15 @@ static const struct kts_opt outlier_options[] = {
      "hampel: the window's scale is at most this times the noise scale of successive raw "
      "differences (EW over ~32 points): the window's MAD also holds the profile's misfit; "
      "0 = no cap"},
+    {"WarmModel", KTS_OPT_ENUM, offsetof(struct outlier_conf, warm_model), "neighbours", 0, 0,
+     warm_words, NULL, 0,
+     "with Delay: judge points an earlier filter flags warming by their two good neighbours, "
+     "or by a robust local line (Theil-Sen, MAD) through the last good values and the held "
+     "points"},
+    {"LocalFallback", KTS_OPT_DOUBLE, offsetof(struct outlier_conf, local_fallback), "0", 0, 100,
+     NULL, NULL, 0,
+     "with Delay, after the warm-up: a point is also judged against the robust local line "
+     "when the window's scale (1.4826 * MAD) exceeds this times the line's; 0 = never"},
     KTS_OPT_END,
 };
 
@@ -622,11 +638,51 @@ static bool neighbour_spike(const struct outlier_conf *c, struct tail *tl,
     return false;
 }
 
-/* Guarantee 15: judge a point flagged warming upstream by its neighbours alone. */
+/* Guarantee 19: is p a spike against the local line through the good values around it? */
+static int local_spike(const struct outlier_conf *c, struct tail *tl, const struct kts_point *p,
+                       const struct kts_point *look, size_t nlook, double wscale,
+                       struct kts_out *out)
+{
+    if (tl->dn < 8)
+        return -1;
+    double v[KTS_LOCAL_MAX], lim;
+    const struct kts_point *after[KTS_LOCAL_MAX];
+    size_t n = 0, nb = tl->rn;
+    bool whole = is_whole(p->value + p->offset);
+    for (unsigned k = 0; k < tl->rn; k++, n++) {
+        v[n] = tl->rv[(tl->rhead + k) % RING];
+        whole = whole && is_whole(v[n]);
+    }
+    for (size_t k = 0; k < nlook && n < KTS_LOCAL_MAX; k++)
+        if (!isnan(look[k].value)) {
+            after[n - nb] = &look[k];
+            v[n++] = look[k].value + look[k].offset;
+        }
+    uint64_t maxlen = c->max_run == 0 ? (uint64_t)c->delay : (uint64_t)c->max_run;
+    double x = p->value + p->offset, before = ring_newest(tl);
+    /* Warming: half the line's MAD scale (a local spread twice the EW scale is noise the EW
+     * scale has not caught up with); fallback (20): all of it, the profile judges as well. */
+    long r = kts_local_run(v, nb, n, x, tl->dsc, wscale > 0 ? 1.0 : 0.5, c->threshold, whole,
+                           (size_t)maxlen, &lim);
+    if (wscale > 0 && !(wscale > c->local_fallback * lim / c->threshold))
+        return -1; /* guarantee 20: the profile explains the neighbourhood as well */
+    if (r < 0 || after[r - (long)nb]->t <= tl->good_t)
+        return 0; /* not off the line, or no return within MaxRun: not a spike */
+    const struct kts_point *ret = after[r - (long)nb];
+    double a = v[r], lo = before < a ? before : a, hi = before < a ? a : before;
+    double rep = before + (a - before) * kts_dt(p->t, tl->good_t) / kts_dt(ret->t, tl->good_t);
+    if ((x >= lo && x <= hi) || fabs(x - rep) <= lim)
+        return 0; /* guarantees 11 and 14: on a ramp, or near its neighbours' line */
+    act_raw(c, p, rep, lo, hi, out);
+    return 1;
+}
+
+/* Guarantees 15 and 19: judge a point flagged warming upstream by its neighbours alone. */
 static void warm_judge(const struct outlier_conf *c, struct tail *tl, const struct kts_point *p,
                        const struct kts_point *look, size_t nlook, struct kts_out *out)
 {
-    if (neighbour_spike(c, tl, p, look, nlook, 1.0, out))
+    if (c->warm_model == W_LOCAL ? local_spike(c, tl, p, look, nlook, 0, out) == 1
+                                 : neighbour_spike(c, tl, p, look, nlook, 1.0, out))
         return;
     ring_push(tl, p);
     kts_out_push(out, p);
@@ -682,6 +738,16 @@ static void hampel_judge(const struct outlier_conf *c, struct hampel_state *s, s
     }
     double med, mad;
     median_mad(h_sorted(s), s->n, &med, &mad);
+    /* Guarantee 20: cheap tests first (the line's scale is at least the difference scale; a
+     * spike by the line stands out from the last good point by more than Threshold times it). */
+    if (c->local_fallback > 0 && c->delay > 0 && !late && tl->rn > 0 &&
+        1.4826 * mad > c->local_fallback * tl->dsc &&
+        fabs(p->value + p->offset - ring_newest(tl)) > c->threshold * tl->dsc &&
+        local_spike(c, tl, p, look, nlook, 1.4826 * mad, out) == 1) {
+        if (s->run < 65536)
+            s->run++; /* a replaced spike counts as an outlier (guarantee 4), as in 12 */
+        return;
+    }
     if (deviates(c, s, tl, med, mad, p)) {
         bool decided = false;
         if (c->delay > 0 && !late) {

@@ -7,7 +7,8 @@ baselines tuned per series with hindsight, on
   * gen:  seeded synthetic host metrics (see make_series below): a daily pattern with
           harmonics, weaker weekends, slow drift, one level shift, noise that grows with the
           level, integer counts for one kind, a few short gaps, and spikes of 4-15 local
-          standard deviations, up or down, one or two points wide; at 10 s (4 days), 1 min
+          standard deviations, up or down, one or two points wide, spread uniformly over the
+          series (the kit exits if a third of it holds under 20 %); at 10 s (4 days), 1 min
           (14 days) and 5 min (35 days);
   * nab+: the NAB series with spikes injected as bench/spike-quality.py does (1 % of the points
           after the first two days, +-4, 6, 10, 20 sigma);
@@ -67,6 +68,16 @@ KINDS = {
 }
 
 
+def check_spread(pos, lo, hi, what):
+    """Exit unless each third of [lo, hi) holds at least 20 % of the spikes (15 or more)."""
+    if len(pos) < 15:
+        return
+    thirds = np.bincount(np.minimum(3 * (np.asarray(pos) - lo) // (hi - lo), 2), minlength=3)
+    if thirds.min() < 0.2 * len(pos):
+        sys.exit('filter-eval: %s: spikes not spread over the series (thirds %s of %d)' % (
+            what, '/'.join(map(str, thirds)), len(pos)))
+
+
 def make_series(kind, seed):
     """(t seconds, x with spikes and NaN in the gaps, clean, truth) for one kind and seed."""
     step, days, base, amp, integer = KINDS[kind]
@@ -98,13 +109,19 @@ def make_series(kind, seed):
     clean = np.maximum(clean, 0)
     # Spikes: 0.5 % of the points, at least 20 apart, one or two wide, 4-15 local sd.
     nsp = max(5, int(0.005 * n))
-    pos = np.sort(rng.choice(np.arange(5, n - 5), nsp * 3, replace=False))
+    # Candidates in random order (choice shuffles), each accepted when >= 20 points from every
+    # accepted one: spread uniformly over the series. (Taking the first of the candidates in
+    # sorted order put nearly all spikes in the first third, overweighting the warm-up.)
+    cand = rng.choice(np.arange(5, n - 5), nsp * 3, replace=False)
     chosen = []
-    for p in pos:
-        if not chosen or p - chosen[-1] >= 20:
+    for p in cand:
+        if all(abs(p - q) >= 20 for q in chosen):
             chosen.append(p)
         if len(chosen) == nsp:
             break
+    assert len(chosen) == nsp, (kind, seed, len(chosen), nsp)
+    chosen.sort()
+    check_spread(chosen, 0, n, '%s seed %d' % (kind, seed))
     x = clean.copy()
     truth = np.zeros(n, bool)
     for p in chosen:
@@ -240,7 +257,7 @@ def load_nab(name):
     return t, df.value.to_numpy(dtype=float)
 
 
-def inject_nab(t, clean, seed):
+def inject_nab(name, t, clean, seed):
     """bench/spike-quality.py's injection."""
     n = len(clean)
     step = float(np.median(np.diff(t)))
@@ -257,6 +274,7 @@ def inject_nab(t, clean, seed):
         if len(pos) == k:
             break
     pos = np.array(sorted(pos))
+    check_spread(pos, start, n, '%s seed %d' % (name, seed))
     x = clean.copy()
     x[pos] += rng.choice([4, 6, 10, 20], len(pos)) * rng.choice([-1, 1], len(pos)) * sigma
     truth = np.zeros(n, bool)
@@ -282,7 +300,7 @@ if 'nab+' in ONLY:
     for name in nab_files():
         t, clean = load_nab(name)
         for seed in SEEDS:
-            x, truth, mask = inject_nab(t, clean, seed)
+            x, truth, mask = inject_nab(name, t, clean, seed)
             sys.stdout.write('| nab+ ')
             rows.append(('nab+',) + evaluate(name, seed, t, x, clean, truth, mask))
 if 'nab' in ONLY:

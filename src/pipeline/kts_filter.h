@@ -94,6 +94,11 @@ struct kts_filter_ops {
     const char *summary;           /* one line, for docs and --help */
     const struct kts_opt *options; /* option table over the filter's config struct */
     size_t conf_size;              /* sizeof the filter's config struct */
+    /* Version of the per-series state's layout and meaning, part of every saved state's
+     * configuration fingerprint (kts_pipeline_state.h): raise it whenever the state struct or
+     * what its fields mean changes, even at the same size, so saved states are refused, never
+     * misread. 0 until the first change. */
+    unsigned state_version;
     /* Check option combinations and derive constants after kts_opt_apply(). `where` prefixes
      * messages. 0 or -EINVAL (after logging every problem). May be NULL. */
     int (*prepare)(void *conf, const char *where);

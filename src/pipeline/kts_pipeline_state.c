@@ -121,8 +121,10 @@ uint64_t kts_pipeline_compute_fingerprint(const struct kts_pipeline *p)
     for (size_t i = 0; i < p->nfilters; i++) {
         const struct pipe_filter *pf = &p->filters[i];
         size_t sz = pf->ops->state_size(pf->conf);
+        unsigned version = pf->ops->state_version;
         fp_str(&h, pf->ops->name);
         fp_add(&h, &sz, sizeof(sz));
+        fp_add(&h, &version, sizeof(version));
         fp_options(&h, pf->ops->options, pf->conf, NULL);
     }
     return h;

@@ -11,10 +11,13 @@
  *   - the event time of the newest value applied (the series table's idle-expiry time) and
  *     the Kafka position (partition, offset) of the last value applied (-1/-1: none);
  *   - the configuration fingerprint: a 64-bit hash (kts_hash64) of the layout tag and of every
- *     option that can change a series' state or output: each filter's name and every option of
- *     its table (defaults included, in table order), the <Match> patterns, the Output* options
- *     and ExpireAfter. MemoryLimit and WhenFull are left out (they decide whether a series is
- *     kept, not what a kept series computes).
+ *     option that can change a series' state or output: each filter's name, state size and
+ *     state version (kts_filter_ops.state_version) and every option of its table (defaults
+ *     included, in table order), the <Match> patterns, the Output* options and ExpireAfter. So a
+ *     release that adds an option to a filter, or changes a filter's state, makes the saved
+ *     states of the pipelines using that filter refused (counted): they relearn once.
+ *     MemoryLimit and WhenFull are left out (they decide whether a series is kept, not what a
+ *     kept series computes).
  *
  * Record format, version 1 (integers little-endian, whatever the host):
  *     u32 magic "KTSS" (0x5353544b) | u16 version (1) | u16 layout tag |

@@ -46,6 +46,13 @@
  *     <Pipeline> blocks).
  *  9. Self-metrics: a read callback dispatches each pipeline's counters and memory under
  *     plugin "ts_filter", plugin instance = the pipeline name.
+ * 10. StateFile: the target's pipelines' per-series state is loaded from the file at init,
+ *     and written atomically (src/pipeline/kts_state_file.h) every StateInterval seconds (by
+ *     the read callback, so at most as often as collectd's Interval) and at shutdown, when
+ *     nothing is flushed: held points stay in the state. A missing file is a fresh start; a
+ *     damaged one is logged and renamed to PATH.bad-TIMESTAMP; a record of another
+ *     configuration is refused for its series (counted, logged once); none of it is fatal. A
+ *     file is used by one target only.
  */
 #include "kts_collectd.h"
 
@@ -54,6 +61,8 @@
 #include "kts_log.h"
 #include "kts_output.h"
 #include "kts_pipeline.h"
+#include "kts_pipeline_state.h"
+#include "kts_state_file.h"
 #include "utils/metadata/meta_data.h"
 
 #include <pthread.h>
@@ -110,6 +119,9 @@ struct tsf_pipe {
 struct tsf_target {
     int mode;               /* enum tsf_mode (KTS_OPT_ENUM) */
     bool filter_read_kafka; /* KTS_OPT_BOOL */
+    char *state_file;       /* KTS_OPT_STRING; NULL = no state kept */
+    double state_interval;  /* KTS_OPT_DURATION, seconds */
+    cdtime_t state_next;    /* when the read callback saves next */
     struct tsf_pipe **pipes;
     size_t npipes;
     bool failed;
@@ -145,6 +157,7 @@ static void target_free(struct tsf_target *tg)
     for (size_t i = 0; i < tg->npipes; i++)
         pipe_free(tg->pipes[i]);
     free(tg->pipes);
+    free(tg->state_file);
     free(tg);
 }
 
@@ -194,6 +207,12 @@ static const struct kts_opt tsf_options[] = {
     {"FilterReadKafka", KTS_OPT_BOOL, TO(filter_read_kafka), "false", 0, 0, NULL, NULL, 0,
      "also filter value lists dispatched by read_kafka_ts (by default they pass untouched; use "
      "read_kafka_ts's own <Pipeline> blocks)"},
+    {"StateFile", KTS_OPT_STRING, TO(state_file), NULL, 0, 0, NULL, NULL, 0,
+     "file that keeps the pipelines' per-series state across restarts: loaded at start, written "
+     "atomically every StateInterval seconds and at shutdown (missing: fresh start; damaged: set "
+     "aside); unset: nothing kept"},
+    {"StateInterval", KTS_OPT_DURATION, TO(state_interval), "300", 1, 86400, NULL, NULL, 0,
+     "seconds between two writes of StateFile (also written at shutdown)"},
     {"Pipeline", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, opt_pipeline, 0,
      "block <Pipeline \"name\">: the same syntax as in read_kafka_ts and kts-filter "
      "(docs/FILTERS.md); several: the first whose <Match> selects the value list runs"},
@@ -275,6 +294,14 @@ static int tsf_create(const oconfig_item_t *ci, void **user_data)
             rc = -EINVAL;
         }
     }
+    for (size_t t = 0; rc == 0 && tg->state_file != NULL && t < targets_num; t++)
+        if (targets[t] != NULL && targets[t]->state_file != NULL &&
+            strcmp(targets[t]->state_file, tg->state_file) == 0) {
+            ERROR(PLUGIN_NAME " target: invalid value \"%s\" for option \"StateFile\"; allowed: "
+                              "a file no other ts_filter target uses",
+                  tg->state_file);
+            rc = -EINVAL;
+        }
     if (rc == 0) {
         struct tsf_target **nt = realloc(targets, (targets_num + 1) * sizeof(*nt));
         if (nt == NULL) {
@@ -584,8 +611,90 @@ static void read_pipe(struct tsf_pipe *tp)
     }
 }
 
+/* ------------------------------------------------------------------ StateFile */
+
+static void state_lock(size_t i, bool lock, void *opaque)
+{
+    struct tsf_target *tg = opaque;
+    if (lock)
+        pthread_mutex_lock(&tg->pipes[i]->lock);
+    else
+        pthread_mutex_unlock(&tg->pipes[i]->lock);
+}
+
+/* The target's pipelines, in an array for kts_state_file (freed by the caller). */
+static struct kts_pipeline **state_pipes(const struct tsf_target *tg)
+{
+    struct kts_pipeline **pp = calloc(tg->npipes, sizeof(*pp));
+    for (size_t i = 0; pp != NULL && i < tg->npipes; i++)
+        pp[i] = tg->pipes[i]->p;
+    return pp;
+}
+
+/* Write the target's StateFile; `say` logs the success too (at shutdown). */
+static void state_save(struct tsf_target *tg, bool say)
+{
+    struct kts_pipeline **pp = state_pipes(tg);
+    char err[512];
+    size_t records = 0;
+    cdtime_t t0 = cdtime();
+    if (pp == NULL) {
+        ERROR(PLUGIN_NAME " target: StateFile \"%s\": out of memory", tg->state_file);
+        return;
+    }
+    if (kts_state_file_save_locked(tg->state_file, pp, tg->npipes, state_lock, tg, &records, err,
+                                   sizeof(err)) < 0)
+        ERROR(PLUGIN_NAME " target: StateFile: %s (the previous file is kept)", err);
+    else if (say)
+        INFO(PLUGIN_NAME " target: StateFile \"%s\": %zu series written in %.3f s", tg->state_file,
+             records, CDTIME_T_TO_DOUBLE(cdtime() - t0));
+    free(pp);
+}
+
+/* At init: a missing file is a fresh start, a damaged one is set aside; never fatal. */
+static void state_load(struct tsf_target *tg)
+{
+    struct kts_pipeline **pp = state_pipes(tg);
+    struct kts_state_load_stats st = {0};
+    char err[512], aside[4096];
+    if (pp == NULL)
+        return;
+    for (size_t i = 0; i < tg->npipes; i++)
+        state_lock(i, true, tg);
+    int rc = kts_state_file_load(tg->state_file, pp, tg->npipes, &st, err, sizeof(err));
+    for (size_t i = 0; i < tg->npipes; i++)
+        state_lock(i, false, tg);
+    free(pp);
+    if (rc == -ENOENT) {
+        INFO(PLUGIN_NAME " target: StateFile \"%s\" does not exist yet: every series starts "
+                         "fresh",
+             tg->state_file);
+    } else if (rc == -EBADMSG) {
+        int arc = kts_state_file_set_aside(tg->state_file, aside, sizeof(aside));
+        ERROR(PLUGIN_NAME " target: StateFile: %s; %llu series restored before the damage, the "
+                          "others start fresh; the file %s%s",
+              err, (unsigned long long)st.imported, arc == 0 ? "is set aside as " : "",
+              arc == 0 ? aside : "could not be set aside");
+    } else if (rc < 0) {
+        ERROR(PLUGIN_NAME " target: StateFile: %s; every series starts fresh", err);
+    } else {
+        INFO(PLUGIN_NAME " target: StateFile \"%s\": %llu series restored, %llu refused (another "
+                         "configuration or damaged: they start fresh), %llu of pipelines no "
+                         "longer configured",
+             tg->state_file, (unsigned long long)st.imported, (unsigned long long)st.refused,
+             (unsigned long long)st.unknown);
+    }
+    tg->state_next = cdtime() + DOUBLE_TO_CDTIME_T(tg->state_interval);
+}
+
 static int tsf_read(void)
 {
+    cdtime_t now = cdtime();
+    for (size_t t = 0; t < targets_num; t++)
+        if (targets[t] != NULL && targets[t]->state_file != NULL && now >= targets[t]->state_next) {
+            state_save(targets[t], false);
+            targets[t]->state_next = now + DOUBLE_TO_CDTIME_T(targets[t]->state_interval);
+        }
     /* targets[] only changes at config time and when destroyed (not during reads). */
     for (size_t t = 0; t < targets_num; t++)
         for (size_t i = 0; targets[t] != NULL && i < targets[t]->npipes; i++)
@@ -608,16 +717,22 @@ static int tsf_init(void)
         INFO(PLUGIN_NAME " target: loaded but no <Target \"" PLUGIN_NAME "\"> block in a chain");
         return 0;
     }
+    for (size_t t = 0; t < targets_num; t++)
+        if (targets[t] != NULL && targets[t]->state_file != NULL)
+            state_load(targets[t]);
     plugin_register_read(PLUGIN_NAME, tsf_read);
     return 0;
 }
 
 /* The write threads are stopped: no invoke runs any more. What pipelines hold back (e.g.
- * dedup's end of a flat run) is lost: there is nobody left to write it (docs/ts_filter.md). */
+ * dedup's end of a flat run) is lost: there is nobody left to write it (docs/ts_filter.md),
+ * unless a StateFile keeps it (guarantee 10). */
 static int tsf_shutdown(void)
 {
     pthread_mutex_lock(&targets_lock);
     for (size_t t = 0; t < targets_num; t++) {
+        if (targets[t] != NULL && targets[t]->state_file != NULL)
+            state_save(targets[t], true);
         target_free(targets[t]);
         targets[t] = NULL;
     }

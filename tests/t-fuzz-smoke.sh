@@ -12,9 +12,9 @@
 FUZZ="$KTS_TOP_SRCDIR/tests/fuzz"
 export KTS_FUZZ_BUILD="$KTS_TOP_BUILDDIR/fuzz-smoke"
 secs=${KTS_FUZZ_SMOKE_SECONDS:-15}
-targets="decode-ts decode-collectd conf"
+targets="decode-ts decode-collectd conf state-record"
 
-plan 8
+plan 10
 
 cc=$("$FUZZ/find-cc" 2>"$KTS_TOP_BUILDDIR/fuzz-find-cc.err")
 ok $? "a clang that links libFuzzer targets is installed (${cc:-none})" ||
@@ -22,7 +22,7 @@ ok $? "a clang that links libFuzzer targets is installed (${cc:-none})" ||
 export KTS_FUZZ_CC=${cc:-clang}
 # A fresh work corpus every run: the result depends only on the committed seeds.
 rm -rf "$KTS_FUZZ_BUILD/corpus" "$KTS_FUZZ_BUILD/artifacts" "$KTS_FUZZ_BUILD/log"
-run_ok "tests/fuzz/build: the three targets build with ${cc:-clang}" "$FUZZ/build" "$KTS_FUZZ_BUILD"
+run_ok "tests/fuzz/build: the four targets build with ${cc:-clang}" "$FUZZ/build" "$KTS_FUZZ_BUILD"
 
 # Every committed input once (seeds and regression inputs of earlier findings): libFuzzer
 # runs the files given and exits non-zero on the first crash, leak or sanitizer report.

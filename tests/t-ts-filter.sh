@@ -15,6 +15,9 @@
 #         writers exactly once through the target (CountWritten), self-metric "in" = 3000
 #   19-21 a bad <Pipeline> stops start-up with a message naming the option; Mode "copy"
 #         without an Output* name is refused
+#   22-29 StateFile: the first 100 points, collectd stopped (state written at shutdown and every
+#         StateInterval), restarted with the rest: the CSV of both runs equals kts-filter's
+#         uninterrupted run; a damaged state file is logged and set aside, collectd runs
 set -u
 SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILDDIR=${KTS_TOP_BUILDDIR:-$SRCDIR}
@@ -24,7 +27,7 @@ ok() { collectd_tap_ok "$@"; }
 is() { collectd_tap_is "$@"; }
 diag() { collectd_tap_diag "$@"; }
 
-collectd_tap_plan 21
+collectd_tap_plan 29
 KF="$BUILDDIR/tools/kts-filter"
 [ -x "$KF" ] || { echo "Bail out! $KF is not built"; exit 255; }
 
@@ -374,5 +377,93 @@ COLLECTD_START_TIMEOUT=10 collectd_start "$Y/collectd.conf" copymode 2>/dev/null
 rc=$?
 grep -q 'Mode "copy" needs an Output\* option' "$Y/collectd.log" "$Y/collectd.stderr"
 is "$rc/$?" "1/0" "Mode copy without Output* names: refused, naming the problem"
+
+# ------------------------------------------------------------------ StateFile
+S=$(collectd_dir state1)
+PIPE_ST=${PIPE_EDGE//tsf_in/tsf_st}
+PIPE_ST=${PIPE_ST//\"edge\"/\"st\"}
+# state_conf NAME: the same daemon each time (the csv and the state file are in $S)
+state_conf() {
+    {
+        collectd_conf_header "$1"
+        echo "WriteThreads 1"
+        collectd_conf_stock csv unixsock match_regex
+        cat <<EOF
+<Plugin csv>
+  DataDir "$S/csv"
+  StoreRates false
+</Plugin>
+<Plugin unixsock>
+  SocketFile "$S/sock"
+</Plugin>
+EOF
+        collectd_conf_ours ts_filter
+        cat <<EOF
+<Chain "PreCache">
+  <Rule "st">
+    <Match "regex">
+      Plugin "^tsf_st$"
+    </Match>
+    <Target "ts_filter">
+      StateFile "$S/state"
+      StateInterval 1
+$PIPE_ST
+    </Target>
+  </Rule>
+</Chain>
+EOF
+    } >"$S/$1.conf"
+}
+# putval_rows FIRST LAST SENTINEL: rows FIRST..LAST-1 of input.csv as tsf_st, then a sentinel
+putval_rows() {
+    python3 - "$S/sock" "$D/input.csv" "$1" "$2" "$3" <<'EOF'
+import socket, sys
+sock, path, first, last, sentinel = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+f = s.makefile("rw")
+rows = [l.strip().split(",") for l in open(path).read().splitlines()[1:]][first:last]
+rows.append(("1700009999", "1"))
+for i, (t, v) in enumerate(rows):
+    p = "tsf_st" if i < len(rows) - 1 else sentinel
+    f.write('PUTVAL "kts-test/%s/gauge" interval=10 %s:%s\n' % (p, t, v))
+    f.flush()
+    if not f.readline().startswith("0 "):
+        sys.exit("PUTVAL failed")
+EOF
+}
+state_conf state1
+collectd_start "$S/state1.conf" state1 && putval_rows 0 100 sentinel1 &&
+    wait_file "$S/csv/kts-test/sentinel1/gauge-*" && wait_file "$S/state"
+ok $? "StateFile: 100 points filtered, the state file written while running (StateInterval 1)"
+collectd_stop state1
+collectd_log_has 'StateFile ".*/state": 1 series written' state1
+ok $? "StateFile: written at shutdown (1 series)"
+state_conf state2
+collectd_start "$S/state2.conf" state2 && putval_rows 100 1000 sentinel2 &&
+    wait_file "$S/csv/kts-test/sentinel2/gauge-*"
+ok $? "StateFile: restarted, the rest of the points sent"
+collectd_log_has 'StateFile ".*/state": 1 series restored, 0 refused' state2
+ok $? "StateFile: the series' state restored at start"
+for _ in $(seq 50); do
+    [ "$(cat "$S"/csv/kts-test/tsf_st/gauge-* 2>/dev/null | grep -vc epoch)" -ge 200 ] && break
+    sleep 0.1
+done
+collectd_stop state2
+"$KF" --config <(echo "$PIPE_ST") --interval 10 --host kts-test --plugin tsf_st --type gauge \
+    "$D/input.csv" >"$S/offline.csv" 2>/dev/null
+res=$(compare "$S/offline.csv" "$S/csv/kts-test/tsf_st/gauge-*")
+echo "$res" | grep '^#' >&2
+is "$(echo "$res" | tail -n 1)" "rows 200/200 mismatches 0" \
+    "StateFile: the CSV of the two runs equals one uninterrupted run (kts-filter)"
+printf 'KTSF\001\000\000\000\377\377' >"$S/state"
+state_conf state3
+collectd_start "$S/state3.conf" state3
+ok $? "StateFile damaged: collectd starts anyway"
+collectd_log_has 'StateFile: .*/state: entry 1: cut short .*set aside as .*/state\.bad-' state3
+ok $? "StateFile damaged: logged, with the name it was set aside as"
+collectd_stop state3
+ls "$S"/state.bad-* >/dev/null 2>&1 && [ -f "$S/state" ]
+ok $? "StateFile damaged: the bad file kept aside, a new state written at shutdown"
 
 collectd_tap_status

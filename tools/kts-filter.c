@@ -26,6 +26,10 @@
  * pipelines' <Match>; the first pipeline that matches runs, or the one named --pipeline.
  * The interval of the series is --interval, else the most common spacing of the first 1000
  * points. A summary goes to stderr. Exit status: 0, 1 on bad input or configuration.
+ * --state-in FILE restores the pipelines' per-series state from FILE before the input, and
+ * --state-out FILE saves it after the input (atomically; src/pipeline/kts_state_file.h), without
+ * flushing: what the filters hold back at the end stays in the state and comes out in the run
+ * that continues from it (as "delayed" lines). The same file is ts_filter's StateFile.
  * `kts-filter --options-markdown` prints the option reference of docs/FILTERS.md;
  * `kts-filter --config FILE --check` validates FILE and lists its pipelines.
  *
@@ -34,6 +38,8 @@
  * one named --pipeline) and the output has two more leading columns, `series,ds` (the series
  * key host/plugin[-instance]/type[-instance] and the data source index).
  */
+#include "kts_pipeline_state.h"
+#include "kts_state_file.h"
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -70,6 +76,7 @@ static struct emitted *em;
 static size_t em_n, em_cap;
 static bool dates;     /* print timestamps as dates (the input had dates) */
 static bool json_mode; /* input is time-series JSON: print series and data source columns */
+static bool no_flush;  /* --state-out: the held points stay in the state */
 static uint64_t counts[7];
 static const char *const action_names[7] = {"kept",    "replaced", "marked", "warming",
                                             "dropped", "filled",   "delayed"};
@@ -505,7 +512,7 @@ static int run_json(FILE *f, const char *input, struct kts_pipeline **pipes, siz
         }
     }
     free(line);
-    for (size_t i = 0; rc == 0 && i < npipes; i++) {
+    for (size_t i = 0; rc == 0 && i < npipes && !no_flush; i++) {
         if (kts_pipeline_flush(pipes[i], collect, NULL) != 0)
             rc = 1;
         report(NULL);
@@ -524,7 +531,8 @@ static int run_json(FILE *f, const char *input, struct kts_pipeline **pipes, siz
 static void usage(FILE *f)
 {
     fprintf(f, "usage: kts-filter --config FILE [--pipeline NAME] [--interval SECONDS]\n"
-               "                  [--host H] [--plugin P] [--type T] INPUT.csv|INPUT.json|-\n"
+               "                  [--host H] [--plugin P] [--type T]\n"
+               "                  [--state-in FILE] [--state-out FILE] INPUT.csv|INPUT.json|-\n"
                "       kts-filter --config FILE --check     (validate, list the pipelines)\n"
                "       kts-filter --options-markdown        (the option reference)\n"
                "Runs a <Pipeline> from FILE over INPUT (CSV timestamp,value) and prints\n"
@@ -534,7 +542,8 @@ static void usage(FILE *f)
 /* The command line. */
 struct args {
     const char *config, *pname, *host, *plugin, *type, *input;
-    double interval; /* -1: guessed from the input */
+    const char *state_in, *state_out; /* --state-in, --state-out */
+    double interval;                  /* -1: guessed from the input */
     bool check_only;
 };
 
@@ -542,11 +551,18 @@ struct args {
 static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},   {"pipeline", required_argument, NULL, 'p'},
-        {"interval", required_argument, NULL, 'i'}, {"host", required_argument, NULL, 'H'},
-        {"plugin", required_argument, NULL, 'P'},   {"type", required_argument, NULL, 'T'},
-        {"help", no_argument, NULL, 'h'},           {"options-markdown", no_argument, NULL, 'M'},
-        {"check", no_argument, NULL, 'C'},          {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"pipeline", required_argument, NULL, 'p'},
+        {"interval", required_argument, NULL, 'i'},
+        {"host", required_argument, NULL, 'H'},
+        {"plugin", required_argument, NULL, 'P'},
+        {"type", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
+        {"options-markdown", no_argument, NULL, 'M'},
+        {"check", no_argument, NULL, 'C'},
+        {"state-in", required_argument, NULL, 'S'},
+        {"state-out", required_argument, NULL, 'O'},
+        {NULL, 0, NULL, 0},
     };
     *a =
         (struct args){.host = "localhost", .plugin = "kts-filter", .type = "gauge", .interval = -1};
@@ -579,6 +595,12 @@ static int parse_args(int argc, char **argv, struct args *a)
             return 0;
         case 'C':
             a->check_only = true;
+            break;
+        case 'S':
+            a->state_in = optarg;
+            break;
+        case 'O':
+            a->state_out = optarg;
             break;
         default:
             usage(stderr);
@@ -759,7 +781,7 @@ static int run_csv(const struct args *a, struct kts_pipeline **pipes, size_t npi
         rc = kts_pipeline_process(p, &vl, 1, collect, NULL);
         report(&vl);
     }
-    if (rc == 0)
+    if (rc == 0 && !no_flush)
         rc = kts_pipeline_flush(p, collect, NULL);
     report(NULL);
     drain(true);
@@ -769,6 +791,45 @@ static int run_csv(const struct args *a, struct kts_pipeline **pipes, size_t npi
         fprintf(stderr, " %llu %s", (unsigned long long)counts[k], action_names[k]);
     fprintf(stderr, "\n");
     return rc != 0;
+}
+
+/* --state-in: restore every pipeline's series from `path`. 0, or 1 (reported). */
+static int state_in(const char *path, struct kts_pipeline **pipes, size_t npipes)
+{
+    struct kts_state_load_stats st;
+    char err[512];
+    int rc = kts_state_file_load(path, pipes, npipes, &st, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "kts-filter: --state-in %s\n", err);
+        return 1;
+    }
+    fprintf(stderr, "kts-filter: state %s: %llu series restored, %llu refused", path,
+            (unsigned long long)st.imported, (unsigned long long)st.refused);
+    for (size_t i = 0; i < npipes; i++) {
+        struct kts_pipeline_state_stats ps;
+        kts_pipeline_state_get_stats(pipes[i], &ps);
+        for (int r = 1; r < KTS_STATE_REASONS; r++)
+            if (ps.refused[r] > 0)
+                fprintf(stderr, " (pipeline \"%s\": %llu %s)", kts_pipeline_name(pipes[i]),
+                        (unsigned long long)ps.refused[r],
+                        kts_state_refusal_name((enum kts_state_refusal)r));
+    }
+    fprintf(stderr, ", %llu of pipelines not in the configuration\n",
+            (unsigned long long)st.unknown);
+    return 0;
+}
+
+/* --state-out: save every pipeline's series to `path`. 0, or 1 (reported). */
+static int state_out(const char *path, struct kts_pipeline **pipes, size_t npipes)
+{
+    size_t records = 0;
+    char err[512];
+    if (kts_state_file_save(path, pipes, npipes, &records, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kts-filter: --state-out %s\n", err);
+        return 1;
+    }
+    fprintf(stderr, "kts-filter: state %s: %zu series saved\n", path, records);
+    return 0;
 }
 
 /* The first character of `f` that is not white space, left to read; EOF when none. */
@@ -797,6 +858,11 @@ int main(int argc, char **argv)
         destroy_pipelines(pipes, npipes);
         return 0;
     }
+    no_flush = a.state_out != NULL;
+    if (a.state_in != NULL && state_in(a.state_in, pipes, npipes) != 0) {
+        destroy_pipelines(pipes, npipes);
+        return 1;
+    }
     FILE *f = strcmp(a.input, "-") == 0 ? stdin : fopen(a.input, "r");
     if (f == NULL) {
         fprintf(stderr, "kts-filter: %s: %s\n", a.input, strerror(errno));
@@ -815,6 +881,8 @@ int main(int argc, char **argv)
         fclose(f);
     if (first != '{' && first != '[')
         rc = run_csv(&a, pipes, npipes, pts, n, rc);
+    if (rc == 0 && a.state_out != NULL)
+        rc = state_out(a.state_out, pipes, npipes);
     destroy_pipelines(pipes, npipes);
     free(pts);
     free(em);

@@ -161,7 +161,7 @@ int kts_spool_close(struct kts_spool *sp);
 /* The same, with the counters as they are after the final writes (unwritten) in *final. */
 int kts_spool_close_stats(struct kts_spool *sp, struct kts_spool_stats *final);
 
-/* CRC-32C (Castagnoli) of buf, continuing from crc (start with 0). */
-uint32_t kts_crc32c(uint32_t crc, const void *buf, size_t len);
+/* kts_crc32c(): CRC-32C (Castagnoli), in src/util/kts_crc32c.h. */
+#include "kts_crc32c.h"
 
 #endif

@@ -11,68 +11,14 @@
 #include <strings.h>
 
 #include "kts_log.h"
+#include "kts_pipeline_impl.h"
 #include "kts_series.h"
 
-/* Batches: how many value lists ahead the series' slots are prefetched (kts_pipeline_process). */
-#define PF_AHEAD 8
-
-enum { F_HOST, F_PLUGIN, F_PLUGIN_INSTANCE, F_TYPE, F_TYPE_INSTANCE, F_NUM };
 static const char *const field_names[F_NUM] = {"Host", "Plugin", "PluginInstance", "Type",
                                                "TypeInstance"};
 
-struct pattern {
-    char *text;
-    bool is_regex;
-    regex_t re;
-};
-
-struct pipe_filter {
-    const struct kts_filter_ops *ops;
-    void *conf;
-    size_t state_off; /* offset of this filter's state in a data source's block */
-    struct kts_filter_stats stats;
-};
-
-/* Options of the <Pipeline> block itself. */
-struct pipe_conf {
-    char *out_set[F_NUM];
-    char *out_suffix[F_NUM];
-    double expire_after;
-    int64_t memory_limit_mb;
-    int when_full; /* 0 pass, 1 drop */
-};
-
-struct kts_pipeline {
-    char *name;
-    char *where; /* "<where>: pipeline \"name\"" */
-    struct pipe_conf conf;
-    struct pattern *match[F_NUM];
-    size_t match_n[F_NUM];
-    struct pipe_filter *filters;
-    size_t nfilters;
-    size_t filter_blocks; /* <Filter> blocks seen, valid or not: "filter #N" counts from 1 */
-    size_t ds_stride;
-    size_t buf_cap;
-    struct kts_point *buf[2];
-    /* Per data source outputs of the current value list. */
-    struct kts_point *ds_out;
-    size_t *ds_n;
-    bool *taken;
-    struct kts_ds *out_ds;
-    uint16_t *out_flags;
-    size_t ds_cap;
-    struct kts_series_table *series;
-    kts_time_t clock;
-    struct kts_pipeline_stats stats;
-    struct kts_ratelimit rl_name;
-    bool config_failed;
-    /* Series keys of the value lists being processed (a ring, for prefetching a batch). */
-    char keys[PF_AHEAD + 1][KTS_SERIES_IDENTITY_MAX];
-    size_t key_lens[PF_AHEAD + 1];
-};
-
-/* A series' state is ds_num blocks of ds_stride bytes, one per data source; ds_num is the
- * state size / ds_stride (no header: every byte per series counts at a million series). */
+/* A series' state is a struct pipe_series_hdr, then ds_num blocks of ds_stride bytes, one per
+ * data source; ds_num is (state size - SERIES_HDR) / ds_stride (kts_pipeline_impl.h). */
 
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
 #define MAX_BUF_CAP 1000000
@@ -278,6 +224,7 @@ void kts_pipeline_destroy(struct kts_pipeline *p)
     if (p == NULL)
         return;
     kts_series_table_destroy(p->series, NULL, NULL);
+    kts_pipeline_state_free(p);
     for (size_t i = 0; i < p->nfilters; i++) {
         kts_opt_free(p->filters[i].ops->options, p->filters[i].conf);
         free(p->filters[i].conf);
@@ -391,6 +338,9 @@ int kts_pipeline_config(const struct kts_conf *block, const char *where, struct 
             rc = -ENOMEM;
     }
     if (rc == 0) {
+        p->pos_partition = -1;
+        p->pos_offset = -1;
+        p->fingerprint = kts_pipeline_compute_fingerprint(p);
         struct kts_series_conf sc = {
             .max_bytes = (size_t)p->conf.memory_limit_mb * 1024 * 1024,
             .expire_after = KTS_TIME_FROM_DOUBLE(p->conf.expire_after),
@@ -490,8 +440,13 @@ static size_t run_chain(struct kts_pipeline *p, unsigned char *dstate, size_t f0
     return n;
 }
 
-static void init_series(struct kts_pipeline *p, unsigned char *base, size_t ds_num)
+void kts_pipeline_init_series(struct kts_pipeline *p, unsigned char *state, size_t ds_num)
 {
+    struct pipe_series_hdr *h = (struct pipe_series_hdr *)state;
+    unsigned char *base = state + SERIES_HDR;
+    h->offset = -1;
+    h->partition = -1;
+    h->flags = SERIES_DIRTY;
     for (size_t d = 0; d < ds_num; d++)
         for (size_t f = 0; f < p->nfilters; f++)
             p->filters[f].ops->init(p->filters[f].conf,
@@ -587,13 +542,25 @@ struct flush_ctx {
     int rc;
 };
 
+static void flush_series(const void *key, size_t key_len, void *state, size_t state_size,
+                         void *opaque);
+
+/* An idle series expires: its held points are emitted, its tombstone remembered. */
+static void expire_series(const void *key, size_t key_len, void *state, size_t state_size,
+                          void *opaque)
+{
+    struct flush_ctx *fc = opaque;
+    flush_series(key, key_len, state, state_size, opaque);
+    kts_pipeline_state_expired(fc->p, key, key_len, state);
+}
+
 /* Flush every filter of one series and emit what comes out. */
 static void flush_series(const void *key, size_t key_len, void *state, size_t state_size,
                          void *opaque)
 {
     struct flush_ctx *fc = opaque;
     struct kts_pipeline *p = fc->p;
-    size_t ds_num = state_size / p->ds_stride;
+    size_t ds_num = (state_size - SERIES_HDR) / p->ds_stride;
     if (fc->rc != 0 || fc->emit == NULL)
         return;
     bool any = false;
@@ -603,7 +570,7 @@ static void flush_series(const void *key, size_t key_len, void *state, size_t st
         return;
     size_t total = 0;
     for (size_t d = 0; d < ds_num; d++) {
-        unsigned char *dstate = (unsigned char *)state + d * p->ds_stride;
+        unsigned char *dstate = (unsigned char *)state + SERIES_HDR + d * p->ds_stride;
         p->ds_n[d] = 0;
         for (size_t f = 0; f < p->nfilters; f++) {
             struct pipe_filter *pf = &p->filters[f];
@@ -626,23 +593,44 @@ static void flush_series(const void *key, size_t key_len, void *state, size_t st
     fc->rc = assemble(p, &in, ds_num, fc->emit, fc->opaque);
 }
 
+/* The state of vl's series (kts_series_get()'s return value): created and set up, or restarted
+ * when its number of data sources changed (its position and whether it was persisted stay). */
+static int get_series(struct kts_pipeline *p, const struct kts_vl *vl, const char *key,
+                      size_t key_len, unsigned char **state)
+{
+    size_t want = SERIES_HDR + vl->ds_len * p->ds_stride, have;
+    void *st;
+    int rc = kts_series_get(p->series, key, key_len, want, vl->time, &st, &have);
+    if (rc == 0 && (have - SERIES_HDR) / p->ds_stride != vl->ds_len) {
+        struct pipe_series_hdr old = *(struct pipe_series_hdr *)st;
+        p->stats.restarted++;
+        kts_series_remove(p->series, st);
+        rc = kts_series_get(p->series, key, key_len, want, vl->time, &st, &have);
+        if (rc == 1) {
+            kts_pipeline_init_series(p, st, vl->ds_len);
+            struct pipe_series_hdr *h = st;
+            h->flags |= old.flags & SERIES_PERSISTED;
+            h->partition = old.partition;
+            h->offset = old.offset;
+            rc = 0;
+        }
+    } else if (rc == 1) {
+        kts_pipeline_init_series(p, st, vl->ds_len);
+    }
+    *state = st;
+    return rc;
+}
+
 /* Process one value list whose series identity (kts_series_identity()) is `key`. */
 static int process_one(struct kts_pipeline *p, const struct kts_vl *vl, const char *key,
                        size_t key_len, kts_pipeline_emit_fn emit, void *opaque)
 {
-    size_t want = vl->ds_len * p->ds_stride;
-    void *state;
-    size_t have;
+    unsigned char *state;
     int rc = ensure_ds(p, vl->ds_len);
     if (rc < 0)
         return rc;
     p->stats.value_lists_in++;
-    rc = kts_series_get(p->series, key, key_len, want, vl->time, &state, &have);
-    if (rc == 0 && have / p->ds_stride != vl->ds_len) {
-        p->stats.restarted++;
-        kts_series_remove(p->series, state);
-        rc = kts_series_get(p->series, key, key_len, want, vl->time, &state, &have);
-    }
+    rc = get_series(p, vl, key, key_len, &state);
     if (rc == -ENOSPC) {
         p->stats.refused++;
         if (p->conf.when_full == 1)
@@ -661,9 +649,18 @@ static int process_one(struct kts_pipeline *p, const struct kts_vl *vl, const ch
     }
     if (rc < 0)
         return rc;
-    unsigned char *base = state;
-    if (rc == 1)
-        init_series(p, base, vl->ds_len);
+    struct pipe_series_hdr *h = (struct pipe_series_hdr *)state;
+    if (p->pos_partition >= 0) {
+        /* Guarantee 4 of kts_pipeline_state.h: already absorbed by the series' state. */
+        if (h->partition == p->pos_partition && p->pos_offset <= h->offset) {
+            p->sstats.absorbed++;
+            return 0;
+        }
+        h->partition = p->pos_partition;
+        h->offset = p->pos_offset;
+    }
+    h->flags |= SERIES_DIRTY;
+    unsigned char *base = state + SERIES_HDR;
     for (size_t d = 0; d < vl->ds_len; d++) {
         struct kts_point *pt = &p->buf[0][0];
         memset(pt, 0, sizeof(*pt));
@@ -704,6 +701,7 @@ static void prefetch_stage(struct kts_pipeline *p, const struct kts_vl *vl, cons
     const unsigned char *st = kts_series_prefetch(p->series, key, key_len, stage);
     if (st == NULL)
         return;
+    st += SERIES_HDR;
     for (size_t d = 0; d < vl->ds_len; d++)
         for (size_t f = 0; f < p->nfilters; f++)
             __builtin_prefetch(st + d * p->ds_stride + p->filters[f].state_off);
@@ -750,7 +748,7 @@ int kts_pipeline_process(struct kts_pipeline *p, const struct kts_vl *vls, size_
             p->clock = vl->time;
         /* Amortised expiry: a couple of idle series per value list. */
         struct flush_ctx fc = {p, emit, opaque, 0};
-        kts_series_expire(p->series, p->clock, 2, flush_series, &fc);
+        kts_series_expire(p->series, p->clock, 2, expire_series, &fc);
         if (fc.rc != 0)
             return fc.rc;
     }

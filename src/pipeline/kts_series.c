@@ -307,6 +307,11 @@ static void remove_series(struct kts_series_table *t, struct series *s)
     free(s);
 }
 
+kts_time_t kts_series_last(const void *state)
+{
+    return series_of((void *)state)->last;
+}
+
 void kts_series_remove(struct kts_series_table *t, void *state)
 {
     remove_series(t, series_of(state));

@@ -102,6 +102,9 @@ int kts_series_get(struct kts_series_table *t, const void *key, size_t key_len, 
 const void *kts_series_prefetch(const struct kts_series_table *t, const void *key, size_t key_len,
                                 int stage);
 
+/* The newest event time the series whose state is `state` was touched with. */
+kts_time_t kts_series_last(const void *state);
+
 /* Remove the series whose state is `state` (from kts_series_get/find). */
 void kts_series_remove(struct kts_series_table *t, void *state);
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* CRC-32C (Castagnoli) of the spool's records: kts_crc32c() in kts_spool.h. */
-#include "kts_spool.h"
+/* CRC-32C (Castagnoli): kts_crc32c() in kts_crc32c.h (spool records, pipeline state records). */
+#include "kts_crc32c.h"
 
 #include <endian.h>
 #include <pthread.h>

@@ -38,9 +38,16 @@ static rd_kafka_t *client_new(struct kts_consumer *c, const struct kts_consumer_
          * consumer queue needs one. */
         char gid[512];
         snprintf(gid, sizeof(gid), "%s.kts-state-reader", cfg->group_id);
-        const char *kv[] = {"group.id", gid, "enable.auto.commit", "false",
-                            "enable.auto.offset.store", "false", "enable.partition.eof", "true",
-                            "auto.offset.reset", "earliest"};
+        const char *kv[] = {"group.id",
+                            gid,
+                            "enable.auto.commit",
+                            "false",
+                            "enable.auto.offset.store",
+                            "false",
+                            "enable.partition.eof",
+                            "true",
+                            "auto.offset.reset",
+                            "earliest"};
         for (size_t i = 0; rc == 0 && i < sizeof(kv) / sizeof(kv[0]); i += 2)
             rc = kts_rdkconf_set(conf, kv[i], kv[i + 1], errbuf, errbuf_size);
     }
@@ -239,12 +246,11 @@ static void ck_produce(struct kts_consumer *c, struct kts_ckpt *ck)
         struct kts_ckrec *r = &ck->recs[i];
         rd_kafka_resp_err_t err;
         for (int tries = 0;; tries++) {
-            err = rd_kafka_producev(c->state->prk, RD_KAFKA_V_TOPIC(c->state->topic),
-                                    RD_KAFKA_V_PARTITION(ck->partition),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_KEY(r->key, r->klen),
-                                    RD_KAFKA_V_VALUE(r->val, r->vlen), RD_KAFKA_V_OPAQUE(ck),
-                                    RD_KAFKA_V_END);
+            err = rd_kafka_producev(
+                c->state->prk, RD_KAFKA_V_TOPIC(c->state->topic),
+                RD_KAFKA_V_PARTITION(ck->partition), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(r->key, r->klen), RD_KAFKA_V_VALUE(r->val, r->vlen),
+                RD_KAFKA_V_OPAQUE(ck), RD_KAFKA_V_END);
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries >= 300)
                 break;
             pthread_mutex_unlock(&c->lock);
@@ -449,8 +455,8 @@ static void reader_update(struct kts_consumer *c)
         int32_t partition = p->partition;
         int64_t lo = -1, hi = -1;
         pthread_mutex_unlock(&c->lock);
-        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-            c->state->srk, c->state->topic, partition, &lo, &hi, 10000);
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(c->state->srk, c->state->topic,
+                                                                   partition, &lo, &hi, 10000);
         pthread_mutex_lock(&c->lock);
         if (p->revoked || !p->restoring)
             continue;

@@ -20,22 +20,22 @@ struct kts_ckrec {
 struct kts_ckpt {
     struct part *part; /* NULL once its partition was freed (then freed on the last report) */
     int32_t partition;
-    int64_t cut;       /* Q+1: the offset to store once all are acknowledged */
+    int64_t cut; /* Q+1: the offset to store once all are acknowledged */
     struct kts_ckrec *recs;
     size_t n, cap;
-    bool produced;     /* the records were handed to the producer */
-    size_t unacked;    /* produced, not yet reported */
+    bool produced;  /* the records were handed to the producer */
+    size_t unacked; /* produced, not yet reported */
     size_t acked, bytes, tombstones;
     bool failed;
-    int64_t ns;        /* time spent in checkpoint() and producing */
+    int64_t ns; /* time spent in checkpoint() and producing */
 };
 
 struct kts_cons_state {
-    char *topic;       /* the state topic */
-    rd_kafka_t *prk;   /* producer of checkpoints (and the admin calls) */
-    rd_kafka_t *srk;   /* group-less reader of state partitions (13) */
+    char *topic;     /* the state topic */
+    rd_kafka_t *prk; /* producer of checkpoints (and the admin calls) */
+    rd_kafka_t *srk; /* group-less reader of state partitions (13) */
     rd_kafka_queue_t *sq;
-    bool reassign;     /* the reader's assignment must change */
+    bool reassign; /* the reader's assignment must change */
     struct kts_ratelimit rl;
 };
 

@@ -94,15 +94,14 @@ static int cleanup_policy(rd_kafka_t *rk, const char *topic, char *out, size_t s
     rd_kafka_event_t *ev = admin_wait(q, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT);
     int rc = -EIO;
     if (ev == NULL || rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(errbuf, errbuf_size, "StateTopic \"%s\": cannot read its configuration: %s",
-                 topic, ev ? rd_kafka_event_error_string(ev) : "no answer");
+        snprintf(errbuf, errbuf_size, "StateTopic \"%s\": cannot read its configuration: %s", topic,
+                 ev ? rd_kafka_event_error_string(ev) : "no answer");
     } else {
         size_t n = 0, nc = 0;
-        const rd_kafka_ConfigResource_t **rs =
-            rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev),
-                                                      &n);
-        const rd_kafka_ConfigEntry_t **ce = n == 1 ? rd_kafka_ConfigResource_configs(rs[0], &nc)
-                                                   : NULL;
+        const rd_kafka_ConfigResource_t **rs = rd_kafka_DescribeConfigs_result_resources(
+            rd_kafka_event_DescribeConfigs_result(ev), &n);
+        const rd_kafka_ConfigEntry_t **ce =
+            n == 1 ? rd_kafka_ConfigResource_configs(rs[0], &nc) : NULL;
         for (size_t i = 0; i < nc; i++)
             if (strcmp(rd_kafka_ConfigEntry_name(ce[i]), "cleanup.policy") == 0 &&
                 rd_kafka_ConfigEntry_value(ce[i]) != NULL)

@@ -7,7 +7,7 @@
 # restored from the state topic (without it the smoothing restarts and the values differ).
 #   1     kts-filter computes the uninterrupted run's output
 #   2     input topic of 2 partitions, first half of the stream in it
-#   3-4   aggregator starts, creates the state topic, and writes filtered rows
+#   3-4   aggregator starts, creates the state topic, and writes the first half's filtered rows
 #   5     killed with SIGKILL
 #   6-7   second half produced, aggregator restarted: it restores the state of both partitions
 #   8     every filtered value of the 4 series equals kts-filter's, every timestamp present
@@ -89,6 +89,7 @@ D=$(collectd_dir agg)
 </Plugin>
 <Plugin read_kafka_ts>
   Property "bootstrap.servers" "$B"
+  Property "auto.commit.interval.ms" "500"
   GroupId "$RUN"
   Instance "agg"
   Topic "$RUN-in"
@@ -140,12 +141,14 @@ count_present() { check 2>/dev/null | tail -n1 | cut -d' ' -f1; }
 collectd_start "$D/collectd.conf" agg
 ok $? "aggregator with StateTopic starts"
 for _ in $(seq 300); do
-    [ "$(count_present)" -ge 800 ] && break
+    [ "$(count_present)" -ge 1200 ] && break
     sleep 0.2
 done
 n=$(count_present)
-ok "$([ "$n" -ge 800 ]; echo $?)" "it writes filtered rows ($n present)"
-sleep 1.5 # at least one checkpoint
+ok "$([ "$n" -ge 1200 ]; echo $?)" "it writes the first half's filtered rows ($n present)"
+# Checkpointed and committed (CommitInterval 1, auto.commit.interval.ms 500): the restart goes
+# on from there, so without the restored state the filters would start afresh (values differ).
+sleep 4
 pid=$(collectd_pid agg)
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null

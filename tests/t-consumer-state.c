@@ -23,12 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NSER 4    /* series s0..s3, series i on partition i % 2 */
+#define NSER 4 /* series s0..s3, series i on partition i % 2 */
 #define NPART 2
 #define NVAL 300 /* values per series and round */
 
 static const char *bootstrap;
-static char sfx[32]; /* makes names unique per run: phases of ./run-tests share one broker */
+static char sfx[32];     /* makes names unique per run: phases of ./run-tests share one broker */
 static rd_kafka_t *prod; /* the test's producer and admin client */
 static bool verbose;
 
@@ -47,10 +47,10 @@ struct toy {
     bool changed[NSER], known[NSER];
     int32_t cur_part;
     int64_t cur_off;
-    int restored_keys[NPART];   /* distinct series installed per partition */
-    int first_seen[NPART];      /* restored_keys when the partition's first value came, -1 */
-    int64_t absorbed_skips;     /* values skipped by the absorbed rule */
-    int pad;                    /* bytes added to each record (the failure test) */
+    int restored_keys[NPART]; /* distinct series installed per partition */
+    int first_seen[NPART];    /* restored_keys when the partition's first value came, -1 */
+    int64_t absorbed_skips;   /* values skipped by the absorbed rule */
+    int pad;                  /* bytes added to each record (the failure test) */
     int checkpoints;
 };
 
@@ -61,8 +61,8 @@ static int series_of(const char *key, size_t klen)
     return key[1] - '0';
 }
 
-static int toy_restore(void *ctx, int32_t partition, const void *key, size_t klen,
-                       const void *val, size_t vlen)
+static int toy_restore(void *ctx, int32_t partition, const void *key, size_t klen, const void *val,
+                       size_t vlen)
 {
     struct toy *t = ctx;
     int s = series_of(key, klen);
@@ -87,8 +87,7 @@ static int toy_restore(void *ctx, int32_t partition, const void *key, size_t kle
     return KTS_STATE_RESTORED;
 }
 
-static int toy_checkpoint(void *ctx, int32_t partition, bool full, kts_state_put_fn put,
-                          void *pctx)
+static int toy_checkpoint(void *ctx, int32_t partition, bool full, kts_state_put_fn put, void *pctx)
 {
     struct toy *t = ctx;
     pthread_mutex_lock(&t->lock);
@@ -322,7 +321,7 @@ static void config(struct kts_consumer_config *cfg, const char *group, const cha
     kts_strv_push(&cfg->topics, topic);
     if (state)
         cfg->state_topic = strdup(state);
-    const char *kv[] = {"bootstrap.servers", bootstrap, "session.timeout.ms", "30000",
+    const char *kv[] = {"bootstrap.servers",       bootstrap, "session.timeout.ms", "30000",
                         "auto.commit.interval.ms", "200"};
     for (size_t i = 0; i < 6; i++)
         kts_strv_push(&cfg->properties, kv[i]);
@@ -416,10 +415,8 @@ static int try_create(const char *topic, const char *state, char *err, size_t si
 {
     struct kts_consumer_config cfg;
     config(&cfg, "g-st-refuse", topic, state);
-    struct kts_consumer_callbacks cb = {.dispatch = sink_dispatch,
-                                        .commit_interval = 1,
-                                        .state = &toy_ops,
-                                        .state_ctx = NULL};
+    struct kts_consumer_callbacks cb = {
+        .dispatch = sink_dispatch, .commit_interval = 1, .state = &toy_ops, .state_ctx = NULL};
     struct kts_consumer *c = NULL;
     err[0] = '\0';
     int rc = kts_consumer_create(&c, &cfg, &cb, 1, err, size);
@@ -432,7 +429,8 @@ static void test_start_checks(void)
 {
     char err[1024], policy[64], want[256];
     const char *in = N("st-in"), *bad_parts = N("st-bad-parts"), *bad_policy = N("st-bad-policy");
-    ok(admin_create(in, NPART, NULL, NULL) == 0 && admin_create(bad_parts, 1, "compact", NULL) == 0 &&
+    ok(admin_create(in, NPART, NULL, NULL) == 0 &&
+           admin_create(bad_parts, 1, "compact", NULL) == 0 &&
            admin_create(bad_policy, NPART, "delete", NULL) == 0,
        "C12 topics for the start-up checks created");
     snprintf(want, sizeof(want), "\"%s\" has 1 partition(s) but the input topic \"%s\" has 2",
@@ -490,8 +488,7 @@ static bool sums_exact(struct toy *t, int rounds, char *why, size_t size)
 }
 
 /* The first consumer runs in a child process, killed with SIGKILL after its first commits. */
-static pid_t spawn_child(const char *self, const char *topic, const char *group,
-                         const char *state)
+static pid_t spawn_child(const char *self, const char *topic, const char *group, const char *state)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -560,15 +557,13 @@ static void test_kill_and_restore(const char *self)
     struct kts_consumer_stats st;
     kts_consumer_stats(r.c, &st);
     ok(st.state_partitions_restored == NPART && st.state_restored >= NSER &&
-           st.state_refused[0] + st.state_refused[1] + st.state_refused[2] +
-                   st.state_refused[3] ==
+           st.state_refused[0] + st.state_refused[1] + st.state_refused[2] + st.state_refused[3] ==
                0,
        "C17 counted: %llu partitions and %llu records restored, none refused",
        (unsigned long long)st.state_partitions_restored, (unsigned long long)st.state_restored);
     run_stop(&r);
     ok(committed(group, topic, 0) == 3 * 2 * NVAL && committed(group, topic, 1) == 3 * 2 * NVAL,
-       "C16 a clean shutdown checkpoints and commits everything (%d per partition)",
-       3 * 2 * NVAL);
+       "C16 a clean shutdown checkpoints and commits everything (%d per partition)", 3 * 2 * NVAL);
 
     produce_round(topic, 3);
     toy_init(&t);
@@ -581,7 +576,8 @@ static void test_kill_and_restore(const char *self)
        "C16 after a clean shutdown the sums continue exactly and nothing is redelivered (%s; "
        "%lld skipped)",
        why, (long long)t.absorbed_skips);
-    for (int i = 0; i < 300 && !(stored_at(r.c, 0) == 4 * 2 * NVAL && stored_at(r.c, 1) == 4 * 2 * NVAL); i++)
+    for (int i = 0;
+         i < 300 && !(stored_at(r.c, 0) == 4 * 2 * NVAL && stored_at(r.c, 1) == 4 * 2 * NVAL); i++)
         usleep(100000);
     kts_consumer_stats(r.c, &st);
     ok(st.state_checkpoints > 0 && st.state_records > 0 && st.state_bytes > 0 &&

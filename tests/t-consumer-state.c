@@ -592,6 +592,65 @@ static void test_kill_and_restore(const char *self)
     run_stop(&r);
 }
 
+/* A partition moves: a second member joins; the first gives the moving partition up with a
+ * final checkpoint (C16), the second restores it; the owners' sums are exact. */
+static void test_partition_move(void)
+{
+    const char *topic = N("st-move-in"), *group = N("g-st-move"), *state = N("st-move-state");
+    admin_create(topic, NPART, NULL, NULL);
+    produce_round(topic, 0);
+    static struct toy ta, tb;
+    toy_init(&ta);
+    toy_init(&tb);
+    struct run ra, rb;
+    char err[1024], why[512];
+    int rc = run_start(&ra, &ta, group, topic, state, 0, err, sizeof(err));
+    ok(rc == 0 && counts_reached(&ta, NVAL, 120), "C16 a first member processed round 0 (%s)",
+       rc ? err : "");
+    if (rc != 0)
+        return;
+    rc = run_start(&rb, &tb, group, topic, state, 0, err, sizeof(err));
+    bool split = false;
+    for (int i = 0; rc == 0 && i < 600 && !split; i++) {
+        struct kts_consumer_lag la[4], lb[4];
+        split = kts_consumer_lag(ra.c, la, 4) == 1 && kts_consumer_lag(rb.c, lb, 4) == 1;
+        usleep(100000);
+    }
+    ok(rc == 0 && split, "C16 a second member joins and takes one partition (%s)", rc ? err : "");
+    if (rc != 0) {
+        run_stop(&ra);
+        return;
+    }
+    produce_round(topic, 1);
+    bool done = false;
+    for (int i = 0; i < 1200 && !done; i++) {
+        done = true;
+        pthread_mutex_lock(&ta.lock);
+        pthread_mutex_lock(&tb.lock);
+        for (int s = 0; s < NSER; s++)
+            done &= (ta.known[s] ? ta.count[s] : tb.count[s]) >= 2 * NVAL;
+        pthread_mutex_unlock(&tb.lock);
+        pthread_mutex_unlock(&ta.lock);
+        usleep(100000);
+    }
+    bool exact = done;
+    why[0] = '\0';
+    for (int s = 0; s < NSER; s++) {
+        struct toy *o = ta.known[s] ? &ta : &tb;
+        size_t l = strlen(why);
+        snprintf(why + l, sizeof(why) - l, "s%d: %c %lld/%lld ", s, o == &ta ? 'A' : 'B',
+                 (long long)o->sum[s], (long long)o->count[s]);
+        exact &= o->known[s] && o->sum[s] == expected_sum(2) && o->count[s] == 2 * NVAL &&
+                 !(ta.known[s] && tb.known[s]);
+    }
+    ok(exact && tb.restored_keys[0] + tb.restored_keys[1] == 2,
+       "C16 the moved partition's state went with it: each series has one owner and an exact "
+       "sum (%s; B restored %d)",
+       why, tb.restored_keys[0] + tb.restored_keys[1]);
+    run_stop(&rb);
+    run_stop(&ra);
+}
+
 static void test_failed_checkpoint(void)
 {
     const char *topic = N("st-fail-in"), *group = N("g-st-fail"), *state = N("st-fail-state");
@@ -635,7 +694,7 @@ int main(int argc, char **argv)
         return child_main(argv[2], argv[3], argv[4]);
     if (bootstrap == NULL || *bootstrap == '\0')
         BAIL_OUT("KTS_BOOTSTRAP unset: run through make check (it starts a broker)");
-    plan(22);
+    plan(25);
     snprintf(sfx, sizeof(sfx), "-%ld-%d", (long)time(NULL), (int)getpid());
     char errstr[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -644,6 +703,7 @@ int main(int argc, char **argv)
     alarm(900); /* a hang is a failure */
     test_start_checks();
     test_kill_and_restore(argv[0]);
+    test_partition_move();
     test_failed_checkpoint();
     rd_kafka_destroy(prod);
     return done_testing();

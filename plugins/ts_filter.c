@@ -562,14 +562,17 @@ static void dispatch_self(const char *pinst, const char *type, const char *ti, v
 #define SELF_DERIVE(pn, ti, v)                                                                     \
     dispatch_self(pn, "total_values", ti, (value_t){.derive = (derive_t)(v)})
 
-static void read_pipe(struct tsf_pipe *tp)
+/* `state`: the target has a StateFile (its counters are dispatched too). */
+static void read_pipe(struct tsf_pipe *tp, bool state)
 {
     struct kts_pipeline_stats st;
+    struct kts_pipeline_state_stats ss;
     struct tsf_counters c;
     size_t nf = kts_pipeline_filter_count(tp->p);
     struct kts_filter_stats fs[nf > 0 ? nf : 1];
     pthread_mutex_lock(&tp->lock);
     kts_pipeline_get_stats(tp->p, &st);
+    kts_pipeline_state_get_stats(tp->p, &ss);
     c = tp->c;
     for (size_t i = 0; i < nf; i++)
         fs[i] = *kts_pipeline_filter_stats(tp->p, i);
@@ -590,6 +593,15 @@ static void read_pipe(struct tsf_pipe *tp)
     SELF_DERIVE(pn, "name_too_long", st.name_too_long);
     SELF_DERIVE(pn, "series_expired", st.series_expired);
     dispatch_self(pn, "count", "series", (value_t){.gauge = (gauge_t)st.series});
+    if (state) {
+        uint64_t refused = 0;
+        for (int r = 1; r < KTS_STATE_REASONS; r++)
+            refused += ss.refused[r];
+        SELF_DERIVE(pn, "state_restored", ss.imported);
+        SELF_DERIVE(pn, "state_refused", refused);
+        SELF_DERIVE(pn, "state_saved", ss.exported);
+        SELF_DERIVE(pn, "state_saved_bytes", ss.exported_bytes);
+    }
     dispatch_self(pn, "bytes", "series_table", (value_t){.gauge = (gauge_t)st.bytes});
     for (size_t i = 0; i < nf; i++) {
         char ti[DATA_MAX_NAME_LEN];
@@ -698,7 +710,7 @@ static int tsf_read(void)
     /* targets[] only changes at config time and when destroyed (not during reads). */
     for (size_t t = 0; t < targets_num; t++)
         for (size_t i = 0; targets[t] != NULL && i < targets[t]->npipes; i++)
-            read_pipe(targets[t]->pipes[i]);
+            read_pipe(targets[t]->pipes[i], targets[t]->state_file != NULL);
     return 0;
 }
 

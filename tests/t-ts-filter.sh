@@ -15,7 +15,7 @@
 #         writers exactly once through the target (CountWritten), self-metric "in" = 3000
 #   19-21 a bad <Pipeline> stops start-up with a message naming the option; Mode "copy"
 #         without an Output* name is refused
-#   22-29 StateFile: the first 100 points, collectd stopped (state written at shutdown and every
+#   22-30 StateFile: the first 100 points, collectd stopped (state written at shutdown and every
 #         StateInterval), restarted with the rest: the CSV of both runs equals kts-filter's
 #         uninterrupted run; a damaged state file is logged and set aside, collectd runs
 set -u
@@ -27,7 +27,7 @@ ok() { collectd_tap_ok "$@"; }
 is() { collectd_tap_is "$@"; }
 diag() { collectd_tap_diag "$@"; }
 
-collectd_tap_plan 29
+collectd_tap_plan 30
 KF="$BUILDDIR/tools/kts-filter"
 [ -x "$KF" ] || { echo "Bail out! $KF is not built"; exit 255; }
 
@@ -445,6 +445,9 @@ collectd_start "$S/state2.conf" state2 && putval_rows 100 1000 sentinel2 &&
 ok $? "StateFile: restarted, the rest of the points sent"
 collectd_log_has 'StateFile ".*/state": 1 series restored, 0 refused' state2
 ok $? "StateFile: the series' state restored at start"
+wait_file "$S/csv/kts-test/ts_filter-st/total_values-state_restored-*" &&
+    [ "$(tail -n 1 "$S"/csv/kts-test/ts_filter-st/total_values-state_restored-* | cut -d, -f2)" = 1 ]
+ok $? "StateFile: self-metric state_restored = 1"
 for _ in $(seq 50); do
     [ "$(cat "$S"/csv/kts-test/tsf_st/gauge-* 2>/dev/null | grep -vc epoch)" -ge 200 ] && break
     sleep 0.1

@@ -43,6 +43,9 @@
  *  9. A batch (n > 1 in one kts_pipeline_process() call) is faster at many series, never
  *     different: the series of the value lists a few places ahead are prefetched (slot, then
  *     header and the first line of each filter's state), so their cache misses overlap.
+ *
+ * A series' whole state can be exported as a record and imported into another pipeline of the
+ * same configuration (kts_pipeline_state.h).
  */
 #ifndef KTS_PIPELINE_H
 #define KTS_PIPELINE_H

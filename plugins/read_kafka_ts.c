@@ -59,7 +59,7 @@ struct rkt_dedup_config {
     char *state_file;              /* DedupStateFile; NULL = at least once only */
     int64_t state_series;          /* DedupStateSeries */
     struct kts_strv flush_plugins; /* FlushBeforeCommit: flush callback names; none = off */
-    double commit_interval;        /* CommitInterval (seconds), with FlushBeforeCommit only */
+    double commit_interval;        /* CommitInterval (seconds), FlushBeforeCommit or StateTopic */
 };
 #define DOFF(f) offsetof(struct rkt_dedup_config, f)
 static const struct kts_opt rkt_dedup_options[] = {
@@ -73,7 +73,7 @@ static const struct kts_opt rkt_dedup_options[] = {
      "flush callback name (\"rrdtool\", \"write_graphite/<Node>\"; repeatable) flushed before "
      "offsets are committed, so a kill -9 loses nothing in that writer's cache"},
     {"CommitInterval", KTS_OPT_DURATION, DOFF(commit_interval), "10", 1, 3600, NULL, NULL, 0,
-     "with FlushBeforeCommit: seconds between flush-and-commit points"},
+     "with FlushBeforeCommit or StateTopic: seconds between commit points"},
     KTS_OPT_END,
 };
 #undef DOFF
@@ -170,6 +170,13 @@ static int rkt_config(oconfig_item_t *ci)
                                          sizeof(err));
         if (rc < 0)
             ERROR("%s: %s", where, err);
+    }
+    if (rc == 0 && in->cfg.state_topic != NULL && in->pipes == NULL) {
+        ERROR(PLUGIN_NAME " plugin (%s): invalid value \"%s\" for option \"StateTopic\": the "
+                          "block has no <Pipeline>, so there is no filter state to keep; allowed: "
+                          "a topic name in a block with a <Pipeline>",
+              in->cfg.name, in->cfg.state_topic);
+        rc = -1;
     }
     kts_conf_free(conf);
     if (rc == 0 && instances_num >= MAX_INSTANCES) {
@@ -406,6 +413,28 @@ static void read_pipelines(const struct rkt_instance *in)
 }
 
 /* Self-metrics as collectd values (read callback, plugin interval). */
+/* StateTopic self-metrics (kts_consumer.h 17). */
+static void read_state(const struct rkt_instance *in, const struct kts_consumer_stats *st)
+{
+    static const char *const why[KTS_CONSUMER_STATE_REASONS] = {"config", "version", "corrupt",
+                                                                "other"};
+    DISPATCH_DERIVE(in, "state_partitions_restored", st->state_partitions_restored);
+    DISPATCH_DERIVE(in, "state_restored", st->state_restored);
+    for (int i = 0; i < KTS_CONSUMER_STATE_REASONS; i++) {
+        char ti[64];
+        snprintf(ti, sizeof(ti), "state_refused-%s", why[i]);
+        DISPATCH_DERIVE(in, ti, st->state_refused[i]);
+    }
+    DISPATCH_DERIVE(in, "state_tombstones_read", st->state_tombstones_read);
+    DISPATCH_DERIVE(in, "state_checkpoints", st->state_checkpoints);
+    DISPATCH_DERIVE(in, "state_records", st->state_records);
+    DISPATCH_DERIVE(in, "state_bytes", st->state_bytes);
+    DISPATCH_DERIVE(in, "state_tombstones", st->state_tombstones);
+    DISPATCH_DERIVE(in, "state_failed", st->state_failed);
+    DISPATCH_DERIVE(in, "state_restore_ms", st->state_restore_ns / 1000000);
+    DISPATCH_DERIVE(in, "state_checkpoint_ms", st->state_checkpoint_ns / 1000000);
+}
+
 static int rkt_read(user_data_t *ud)
 {
     struct rkt_instance *in = ud->data;
@@ -439,6 +468,8 @@ static int rkt_read(user_data_t *ud)
     dispatch_one(in, "queue_length", "inflight-values",
                  (value_t){.gauge = (gauge_t)st.inflight_values});
     read_pipelines(in);
+    if (in->cfg.state_topic != NULL)
+        read_state(in, &st);
     struct kts_consumer_lag lag[256];
     size_t n = kts_consumer_lag(in->consumer, lag, 256);
     for (size_t i = 0; i < n; i++) {
@@ -540,6 +571,14 @@ static int rkt_init(void)
         if (in->pipes != NULL) { /* one set per instance = per consumer thread */
             cb.pipeline = kts_plugin_pipelines_process;
             cb.pipeline_opaque = in->pipes;
+        }
+        if (in->cfg.state_topic != NULL) { /* kts_consumer.h 12-17 */
+            cb.state = &kts_plugin_pipelines_state_ops;
+            cb.state_ctx = in->pipes;
+            cb.commit_interval = in->dedup.commit_interval;
+            INFO(PLUGIN_NAME " plugin (%s): StateTopic \"%s\": pipeline state restored on "
+                             "assignment, checkpointed every %g s",
+                 in->cfg.name, in->cfg.state_topic, in->dedup.commit_interval);
         }
         if (in->cfg.log_prefix == NULL &&
             asprintf(&in->cfg.log_prefix, PLUGIN_NAME " plugin (%s)", in->cfg.name) < 0)

@@ -73,6 +73,9 @@ const struct kts_opt kts_consumer_options[] = {
      "where a group without committed offsets starts: earliest or latest (auto.offset.reset)"},
     {"DeadLetterTopic", KTS_OPT_STRING, OFF(dead_letter_topic), NULL, 0, 0, NULL, NULL, 0,
      "topic that receives a copy of every undecodable message (default: none)"},
+    {"StateTopic", KTS_OPT_STRING, OFF(state_topic), NULL, 0, 0, NULL, NULL, 0,
+     "compacted topic that keeps the pipelines' per-series state (default: none, state is lost "
+     "on restart)"},
     {"Property", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, property_option, 0,
      "any librdkafka property, e.g. Property \"bootstrap.servers\" \"host:9092\" (repeatable)"},
     {"PropertyFile", KTS_OPT_CUSTOM, 0, NULL, 0, 0, NULL, property_option, 0,
@@ -195,6 +198,10 @@ static void handle_message(struct kts_consumer *c, rd_kafka_message_t *km)
                             rd_kafka_message_errstr(km));
         return;
     }
+    if (c->state != NULL && kts_cons_state_hold(c, km))
+        return; /* its partition's state is not installed yet (13) */
+    if (c->state != NULL && c->cb.state->position != NULL)
+        c->cb.state->position(c->cb.state_ctx, km->partition, km->offset);
     /* Decode and run the pipeline without the lock: scratch is this thread's. */
     c->scratch_err[0] = '\0';
     scratch_clear(c);
@@ -282,7 +289,7 @@ static int consumer_alloc(struct kts_consumer **out, const struct kts_consumer_c
     memset(&c->cfg.topics, 0, sizeof(c->cfg.topics));
     memset(&c->cfg.properties, 0, sizeof(c->cfg.properties));
     memset(&c->cfg.typesdb, 0, sizeof(c->cfg.typesdb));
-    c->cfg.group_id = c->cfg.dead_letter_topic = c->cfg.log_prefix = NULL;
+    c->cfg.group_id = c->cfg.dead_letter_topic = c->cfg.log_prefix = c->cfg.state_topic = NULL;
     c->name = strdup(cfg->name ? cfg->name : cfg->group_id);
     c->cfg.name = c->name;
     c->cfg.host_prefix = c->host_prefix = dup_or_null(cfg->host_prefix);
@@ -410,8 +417,8 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
         snprintf(errbuf, errbuf_size, "GroupId, Topic and a dispatch callback are required");
         return -EINVAL;
     }
-    if (cb->commit_hook != NULL && !(cb->commit_interval > 0)) {
-        snprintf(errbuf, errbuf_size, "a commit hook needs a commit interval > 0");
+    if ((cb->commit_hook != NULL || cfg->state_topic != NULL) && !(cb->commit_interval > 0)) {
+        snprintf(errbuf, errbuf_size, "a commit hook or a StateTopic needs a commit interval > 0");
         return -EINVAL;
     }
     struct kts_consumer *c = NULL;
@@ -426,6 +433,8 @@ int kts_consumer_create(struct kts_consumer **out, const struct kts_consumer_con
         rc = consumer_new(c, cfg, errbuf, errbuf_size);
     if (rc == 0)
         rc = kts_cons_dlq_create(c, cfg, errbuf, errbuf_size);
+    if (rc == 0)
+        rc = kts_cons_state_create(c, cfg, errbuf, errbuf_size);
     if (rc == 0)
         rc = subscribe(c, cfg, errbuf, errbuf_size);
     if (rc < 0) {
@@ -461,29 +470,32 @@ int kts_consumer_run(struct kts_consumer *c)
     pthread_mutex_lock(&c->lock);
     c->running = true;
     int64_t last_scan = kts_inflight_now_ns(), last_commit = kts_inflight_now_ns();
+    bool commit_points = c->cb.commit_hook != NULL || c->state != NULL;
     while (!c->stop) {
         kts_inflight_pump(&c->inf);
         kts_cons_store_offsets(c);
+        bool restoring = kts_cons_state_poll(c);
         if (kts_inflight_now_ns() - last_scan > 1000000000) {
             kts_inflight_expire(&c->inf, kts_inflight_now_ns());
             last_scan = kts_inflight_now_ns();
         }
-        if (c->cb.commit_hook != NULL &&
+        if (commit_points &&
             kts_inflight_now_ns() - last_commit >= (int64_t)(c->cb.commit_interval * 1e9)) {
             kts_cons_commit_point(c, false);
+            kts_cons_state_checkpoint_all(c); /* (14) */
             last_commit = kts_inflight_now_ns();
             if (c->stop)
                 break;
         }
         int64_t room = c->cfg.max_inflight_messages - (int64_t)c->st.inflight_messages;
         bool full = room <= 0 || c->st.inflight_values >= (uint64_t)c->cfg.max_inflight_values;
-        if (c->inf.draining || full) {
+        if (c->inf.draining || full || c->hold) {
             wait_for_room(c);
             continue;
         }
         pthread_mutex_unlock(&c->lock);
         size_t want = (size_t)room < cap ? (size_t)room : cap;
-        ssize_t n = rd_kafka_consume_batch_queue(c->q, 100, batch, want);
+        ssize_t n = rd_kafka_consume_batch_queue(c->q, restoring ? 5 : 100, batch, want);
         for (ssize_t i = 0; i < n; i++) {
             handle_message(c, batch[i]);
             rd_kafka_message_destroy(batch[i]);
@@ -526,6 +538,12 @@ uint64_t kts_consumer_drain(struct kts_consumer *c)
     struct timespec dl;
     abs_deadline(&dl, c->cfg.drain_timeout);
     pthread_mutex_lock(&c->lock);
+    if (c->state != NULL) { /* (16) queued values too: the states absorbed them */
+        c->hold = true;
+        while (c->st.inflight_values > 0)
+            if (pthread_cond_timedwait(&c->cond, &c->lock, &dl) == ETIMEDOUT)
+                break;
+    }
     c->inf.draining = true;
     pthread_cond_broadcast(&c->cond);
     while (c->inf.dispatched_now > 0) {
@@ -541,8 +559,9 @@ uint64_t kts_consumer_drain(struct kts_consumer *c)
         if (pthread_cond_timedwait(&c->cond, &c->lock, &dl2) == ETIMEDOUT)
             break;
     kts_cons_store_offsets(c);
-    if (c->cb.commit_hook != NULL)
+    if (c->cb.commit_hook != NULL || c->state != NULL)
         kts_cons_commit_point(c, true); /* (11) flush once more, then store everything done */
+    kts_cons_state_final(c);            /* (16) */
     if (left > 0)
         kts_log(KTS_LOG_WARNING,
                 "%s: shutdown: %llu dispatched value(s) "
@@ -602,6 +621,7 @@ void kts_consumer_close(struct kts_consumer *c)
         rd_kafka_destroy(rk);
     }
     kts_cons_dlq_close(c);
+    kts_cons_state_destroy(c);
 }
 
 void kts_consumer_destroy(struct kts_consumer *c)

@@ -49,6 +49,42 @@
  *     only queues on flush). A revoke stores nothing beyond the last commit point (the rest
  *     is redelivered to the new owner). Drain calls the hook once more (final) and then stores
  *     everything done (a clean shutdown: the writers' own shutdown writes their caches).
+ *
+ * State in Kafka (StateTopic, callbacks kts_consumer_state_ops; kts_consumer_state.c):
+ * 12. With a state topic the consumer needs exactly one input topic (no pattern). At create,
+ *     a missing state topic is created with cleanup.policy=compact and the input topic's
+ *     partition count (broker's default replication); an existing one with another partition
+ *     count or cleanup policy, or a missing input topic, is an error that names both topics.
+ * 13. Restore: an input partition assigned (eager or incremental) is paused and processes no
+ *     message until the state partition with its number has been read from the beginning to
+ *     its high watermark (queried at assignment) by a separate, group-less consumer, every
+ *     record passed to restore() on the consumer thread (a tombstone as val NULL). Messages
+ *     fetched before the pause are not processed; the partition is sought back to the first of
+ *     them. Other partitions keep flowing meanwhile.
+ * 14. Commit points (11) also run with a state topic and no commit hook (every
+ *     commit_interval). At commit point k, on the consumer thread, checkpoint() is called for
+ *     each owned, restored partition that consumed something since its last checkpoint and has
+ *     no checkpoint under way: its state is then the cut at its last consumed offset Q (the
+ *     pipeline runs on this thread in message order). The records are kept, and produced to the
+ *     state topic's partition of the same number only once every value up to Q is done (with a
+ *     commit hook: stored-eligible as in 11, i.e. flushed one generation later). A state record
+ *     at position Q therefore never exists before the values up to Q were written.
+ * 15. With a state topic, the offset stored for a partition is the cut Q+1 of its last
+ *     checkpoint whose records were all acknowledged by the broker, never further (it replaces
+ *     2's "as soon as done"). A record that fails (produce error or delivery failure) stores
+ *     nothing for that checkpoint (counted, logged) and the partition's next checkpoint is full
+ *     (checkpoint(full = true)). So after a kill -9 the committed offset is at or before the cut
+ *     of every state record of the partition: redelivered values that a restored series already
+ *     absorbed are the restore side's to skip (its stored position), the rest is processed.
+ * 16. Revoke of a partition (eager or incremental) and drain: its queued values are not
+ *     dropped but dispatched; the consumer waits (DrainTimeout) until all its values are done,
+ *     calls the commit hook once (if any), takes a final checkpoint, waits (DrainTimeout) for
+ *     its acknowledgements and stores its cut, then calls revoked(). When a wait times out,
+ *     no final checkpoint is taken: the stored offset stays at the last acknowledged cut and
+ *     the new owner redelivers from there.
+ * 17. Self-metrics: state partitions restored, records restored, refused by reason (restore()'s
+ *     return), tombstones read and written, checkpoints, records and bytes produced, failed
+ *     records, and the time spent restoring and checkpointing.
  */
 #ifndef KTS_CONSUMER_H
 #define KTS_CONSUMER_H
@@ -76,6 +112,7 @@ struct kts_consumer_config {
     struct kts_strv topics;     /* required; "^regex" subscribes by pattern */
     int start_position;         /* enum kts_start_position (auto.offset.reset) */
     char *dead_letter_topic;    /* NULL: bad messages are only counted and logged */
+    char *state_topic;          /* NULL: no state in Kafka (12–17) */
     struct kts_strv properties; /* flattened key, value … librdkafka properties */
     struct kts_strv typesdb;    /* types.db files; none = KTS_TYPESDB_DEFAULT */
     int64_t max_inflight_messages;
@@ -122,6 +159,39 @@ typedef int (*kts_dispatch_fn)(const struct kts_vl *vl, uint64_t token, void *op
  */
 typedef void (*kts_commit_fn)(bool final, void *opaque);
 
+/*
+ * State in Kafka (12–17): the pipeline's side, as callbacks; all are called on the consumer
+ * thread (or the thread of drain/close once run() returned), without the consumer's lock, and
+ * must not call back into the consumer.
+ *  restore     one record of the state partition `partition`, in offset order; val NULL (vlen
+ *              0) is a tombstone. Return a kts_state_verdict (refusals are counted by reason).
+ *  checkpoint  call put() once per series of `partition` whose state changed since the last
+ *              checkpoint (every series when `full`), val NULL for a series that expired
+ *              (tombstone); put copies. Return 0 or a negative errno (the checkpoint is then
+ *              dropped, as a failed one, 15).
+ *  revoked     the partition is no longer ours: forget its series' states.
+ *  position    (may be NULL) the partition and offset of the message whose value lists the
+ *              pipeline hook gets next, called before them: the restore side's "absorbed" rule
+ *              compares it with the position stored in a series' state.
+ */
+typedef int (*kts_state_put_fn)(void *pctx, const void *key, size_t klen, const void *val,
+                                size_t vlen);
+enum kts_state_verdict {
+    KTS_STATE_RESTORED = 0,
+    KTS_STATE_REFUSED_CONFIG = -1,  /* another pipeline configuration (fingerprint) */
+    KTS_STATE_REFUSED_VERSION = -2, /* unknown record version */
+    KTS_STATE_REFUSED_CORRUPT = -3, /* checksum, truncated, undecodable */
+    KTS_STATE_REFUSED_OTHER = -4,   /* unknown pipeline, out of memory … */
+};
+#define KTS_CONSUMER_STATE_REASONS 4
+struct kts_consumer_state_ops {
+    int (*restore)(void *ctx, int32_t partition, const void *key, size_t klen, const void *val,
+                   size_t vlen);
+    int (*checkpoint)(void *ctx, int32_t partition, bool full, kts_state_put_fn put, void *pctx);
+    void (*revoked)(void *ctx, int32_t partition);
+    void (*position)(void *ctx, int32_t partition, int64_t offset);
+};
+
 struct kts_consumer_callbacks {
     kts_dispatch_fn dispatch; /* required */
     void *dispatch_opaque;
@@ -129,7 +199,9 @@ struct kts_consumer_callbacks {
     void *pipeline_opaque;
     kts_commit_fn commit_hook; /* NULL = offsets stored as soon as done (2) */
     void *commit_opaque;
-    double commit_interval; /* seconds between commit points (11), > 0 with a hook */
+    double commit_interval; /* seconds between commit points (11), > 0 with a hook or state */
+    const struct kts_consumer_state_ops *state; /* with cfg.state_topic: required (12) */
+    void *state_ctx;
 };
 
 /* Counters (monotonic unless noted). */
@@ -150,6 +222,18 @@ struct kts_consumer_stats {
     uint64_t rebalances;
     uint64_t inflight_messages; /* current */
     uint64_t inflight_values;   /* current: queued + dispatched, not confirmed */
+    /* StateTopic (17) */
+    uint64_t state_partitions_restored;
+    uint64_t state_restored; /* records installed (restore() returned KTS_STATE_RESTORED) */
+    uint64_t state_refused[KTS_CONSUMER_STATE_REASONS]; /* config, version, corrupt, other */
+    uint64_t state_tombstones_read;
+    uint64_t state_checkpoints;   /* partition checkpoints all acknowledged */
+    uint64_t state_records;       /* records produced and acknowledged (tombstones included) */
+    uint64_t state_bytes;         /* their keys and values */
+    uint64_t state_tombstones;    /* tombstones among them */
+    uint64_t state_failed;        /* records not acknowledged (their checkpoint stores nothing) */
+    uint64_t state_restore_ns;    /* time from assignment to the partition's resume, summed */
+    uint64_t state_checkpoint_ns; /* time in checkpoint() and producing, summed */
 };
 
 /* Lag of one assigned partition: high watermark − next offset to consume (−1 unknown). */

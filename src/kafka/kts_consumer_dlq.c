@@ -60,9 +60,8 @@ void kts_cons_bad_message(struct kts_consumer *c, const rd_kafka_message_t *km, 
     }
 }
 
-/* The dead-letter producer's properties: the connection ones of the consumer's. */
-static int dlq_conf(rd_kafka_conf_t *pc, const struct kts_consumer_config *cfg, char *errbuf,
-                    size_t errbuf_size)
+int kts_cons_conn_conf(rd_kafka_conf_t *pc, const struct kts_consumer_config *cfg, char *errbuf,
+                       size_t errbuf_size)
 {
     int rc = 0;
     for (size_t i = 0; rc == 0 && i + 1 < cfg->properties.n; i += 2) {
@@ -73,6 +72,14 @@ static int dlq_conf(rd_kafka_conf_t *pc, const struct kts_consumer_config *cfg, 
             strcasecmp(k, "metadata.broker.list") == 0 || strcasecmp(k, "client.id") == 0)
             rc = kts_rdkconf_set(pc, k, cfg->properties.v[i + 1], errbuf, errbuf_size);
     }
+    return rc;
+}
+
+/* The dead-letter producer's properties: the connection ones of the consumer's. */
+static int dlq_conf(rd_kafka_conf_t *pc, const struct kts_consumer_config *cfg, char *errbuf,
+                    size_t errbuf_size)
+{
+    int rc = kts_cons_conn_conf(pc, cfg, errbuf, errbuf_size);
     if (rc == 0)
         rc = kts_rdkconf_set(pc, "message.timeout.ms", "30000", errbuf, errbuf_size);
     /* A bad message may be as large as the broker allows; copy it with its headers. */

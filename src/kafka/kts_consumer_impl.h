@@ -8,6 +8,7 @@
  *   kts_consumer_offsets.c  partitions, offsets, commit points (11), rebalances (eager and
  *                           incremental), lag
  *   kts_consumer_dlq.c      bad messages and the dead-letter producer (5)
+ *   kts_consumer_state.c    the state topic: check/create, restore, checkpoints (12–17)
  *
  * Bookkeeping, all under one mutex (c->lock):
  *   part    an assigned partition: FIFO of its in-flight messages in offset order (2)
@@ -29,6 +30,8 @@
 #include <pthread.h>
 
 struct part;
+struct kts_ckpt;
+struct kts_cons_state;
 
 struct msg {
     struct kts_inflight_msg im; /* pending values; im.revoked points at part->revoked */
@@ -47,6 +50,16 @@ struct part {
     int64_t flushed;     /* (11) `done` at the last commit point, -1 none */
     struct msg *head, *tail;
     struct part *next;
+    /* StateTopic (12–16), kts_consumer_state.c */
+    bool restoring;      /* paused: its state partition is being read (13) */
+    bool restore_listed; /* in the state reader's assignment */
+    int64_t refetch;     /* first offset fetched while restoring (sought back to), -1 */
+    int64_t restore_end; /* the state partition's high watermark at assignment, -1 unknown */
+    int64_t restore_t0;  /* kts_inflight_now_ns() at assignment */
+    int64_t commitable;  /* (11) with a hook: `flushed` of the previous commit point */
+    int64_t acked_cut;   /* (15) cut of the last checkpoint all acknowledged, -1 none */
+    bool ck_full;        /* the next checkpoint exports every series */
+    struct kts_ckpt *ck; /* the checkpoint kept or being produced, NULL none */
 };
 
 struct kts_consumer {
@@ -73,6 +86,8 @@ struct kts_consumer {
 
     struct kts_consumer_stats st;
     struct kts_ratelimit rl_bad, rl_err, rl_dlq;
+    struct kts_cons_state *state; /* StateTopic, NULL when off */
+    bool hold;                    /* (16) drain: consume nothing more, keep dispatching */
 
     /* per-message scratch, consumer thread only */
     struct kts_vl *scratch;
@@ -111,5 +126,35 @@ void kts_cons_bad_message(struct kts_consumer *c, const rd_kafka_message_t *km, 
 void kts_cons_dlq_poll(struct kts_consumer *c);
 /* Flush and destroy the dead-letter producer (close). */
 void kts_cons_dlq_close(struct kts_consumer *c);
+/* The connection properties of the consumer's (bootstrap, security, sasl, ssl, client.id) set
+ * on another client's conf (the dead-letter and state producers, the state reader). */
+int kts_cons_conn_conf(rd_kafka_conf_t *conf, const struct kts_consumer_config *cfg, char *errbuf,
+                       size_t errbuf_size);
+
+/* kts_consumer_state.c (12–17); NULL-safe: nothing happens when c->state is NULL. */
+/* Check/create the state topic, make the producer and the reader (create, no lock). */
+int kts_cons_state_create(struct kts_consumer *c, const struct kts_consumer_config *cfg,
+                          char *errbuf, size_t errbuf_size);
+/* A newly assigned partition starts restoring (13). Lock held. */
+void kts_cons_state_assigned(struct kts_consumer *c, struct part *p);
+/* After rd_kafka_assign/incremental_assign: pause the partitions restoring (no lock). */
+void kts_cons_state_pause(struct kts_consumer *c, rd_kafka_t *rk);
+/* (13) A message of a restoring partition is not processed: true (remember to refetch it).
+ * Takes the lock. */
+bool kts_cons_state_hold(struct kts_consumer *c, const rd_kafka_message_t *km);
+/* The consumer loop's turn: reader, resumes, producing kept checkpoints, acknowledgements,
+ * offsets (15). Lock held on entry and return (released inside). */
+bool kts_cons_state_poll(struct kts_consumer *c); /* true while a partition restores */
+/* (14) At a commit point, after the hook: checkpoint every eligible partition. Lock held. */
+void kts_cons_state_checkpoint_all(struct kts_consumer *c);
+/* (16) Partitions going away (revoked = the ones to give up: `list` NULL all owned): final
+ * checkpoints, then revoked(). Lock held on entry and return. */
+void kts_cons_state_revoke(struct kts_consumer *c, const rd_kafka_topic_partition_list_t *list);
+/* (16) Drain: final checkpoint of every owned partition whose values are all done. Lock held. */
+void kts_cons_state_final(struct kts_consumer *c);
+/* A partition is freed: detach its checkpoint. Lock held. */
+void kts_cons_state_part_free(struct kts_consumer *c, struct part *p);
+/* Free the producer and the reader (destroy). */
+void kts_cons_state_destroy(struct kts_consumer *c);
 
 #endif

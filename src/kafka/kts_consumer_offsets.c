@@ -48,6 +48,7 @@ static struct part *part_add(struct kts_consumer *c, const char *topic, int32_t 
     p->done = p->flushed = -1;
     p->next = c->parts;
     c->parts = p;
+    kts_cons_state_assigned(c, p); /* (13) */
     return p;
 }
 
@@ -101,7 +102,7 @@ void kts_cons_store_offsets(struct kts_consumer *c)
             free(m);
             c->st.inflight_messages--;
         }
-        if (last >= 0 && !p->revoked && c->cb.commit_hook != NULL) {
+        if (last >= 0 && !p->revoked && (c->cb.commit_hook != NULL || c->state != NULL)) {
             p->done = last + 1;
         } else if (last >= 0 && !p->revoked) {
             if (list == NULL)
@@ -111,6 +112,7 @@ void kts_cons_store_offsets(struct kts_consumer *c)
         }
         if (p->revoked && p->head == NULL) {
             *pp = p->next;
+            kts_cons_state_part_free(c, p);
             free(p->topic);
             free(p);
             continue;
@@ -125,14 +127,19 @@ void kts_cons_store_offsets(struct kts_consumer *c)
 void kts_cons_commit_point(struct kts_consumer *c, bool final)
 {
     kts_cons_store_offsets(c);
-    store_committed(c, true);
-    for (struct part *p = c->parts; p != NULL; p = p->next)
+    if (c->state == NULL) /* with a state topic: the acknowledged cuts only (15) */
+        store_committed(c, true);
+    for (struct part *p = c->parts; p != NULL; p = p->next) {
+        p->commitable = p->flushed;
         p->flushed = p->done;
+    }
     c->st.commit_points++;
+    if (c->cb.commit_hook == NULL)
+        return;
     pthread_mutex_unlock(&c->lock);
     c->cb.commit_hook(final, c->cb.commit_opaque);
     pthread_mutex_lock(&c->lock);
-    if (final)
+    if (final && c->state == NULL)
         store_committed(c, false);
 }
 
@@ -144,6 +151,7 @@ void kts_cons_parts_free(struct kts_consumer *c)
             mn = m->next;
             free(m);
         }
+        kts_cons_state_part_free(c, p);
         free(p->topic);
         free(p);
     }
@@ -177,10 +185,12 @@ static void rebalance_incremental(struct kts_consumer *c, rd_kafka_t *rk, rd_kaf
                 c->where, parts->cnt, parts_owned(c));
         pthread_mutex_unlock(&c->lock);
         e = rd_kafka_incremental_assign(rk, parts);
+        kts_cons_state_pause(c, rk); /* (13) */
     } else {
         /* Revoke or lost: store what is done for the partitions that go while they are still
          * ours, then forget what of theirs was not dispatched (9). The others are untouched. */
         kts_cons_store_offsets(c);
+        kts_cons_state_revoke(c, parts); /* (16) */
         for (int i = 0; i < parts->cnt; i++) {
             struct part *p =
                 kts_cons_part_find(c, parts->elems[i].topic, parts->elems[i].partition);
@@ -222,13 +232,15 @@ void kts_cons_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         kts_log(KTS_LOG_INFO, "%s: assigned %d partition(s)", c->where, parts->cnt);
         pthread_mutex_unlock(&c->lock);
         rd_kafka_assign(rk, parts);
+        kts_cons_state_pause(c, rk); /* (13) */
         return;
     }
     /* Revoke (or error): store what is done while we still own the partitions, then forget
      * what was not dispatched. No synchronous commit here: with one, librdkafka 2.0.2 aborted
      * (rdkafka_cgrp.c assertion !rd_kafka_assignment_in_progress) or hung in a close during a
      * rebalance. librdkafka's auto commit commits the stored offsets on unassign. */
-    kts_cons_store_offsets(c); /* (11) with a commit hook: stores nothing (redelivered) */
+    kts_cons_store_offsets(c);      /* (11) with a commit hook: stores nothing (redelivered) */
+    kts_cons_state_revoke(c, NULL); /* (16) */
     for (struct part *p = c->parts; p != NULL; p = p->next)
         p->revoked = true;
     kts_inflight_drop_revoked(&c->inf);

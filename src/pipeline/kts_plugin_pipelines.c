@@ -7,6 +7,7 @@
 #include "kts_array.h"
 #include "kts_log.h"
 #include "kts_output.h"
+#include "kts_pipeline_state.h"
 #include "kts_typesdb.h"
 
 #include <errno.h>
@@ -388,3 +389,86 @@ size_t kts_plugin_pipelines_snapshot(struct kts_plugin_pipelines *ps, size_t i,
     pthread_mutex_unlock(&ps->lock);
     return nf;
 }
+
+/* ------------------------------------------------------------------ StateTopic (8) */
+
+/* The pipe whose name the key starts with (the name, NUL, the series identity), or NULL. */
+static struct pipe *pipe_of_key(struct kts_plugin_pipelines *ps, const void *key, size_t klen)
+{
+    const char *k = key;
+    const char *nul = memchr(k, '\0', klen);
+    if (nul == NULL)
+        return NULL;
+    for (size_t i = 0; i < ps->n; i++)
+        if (strcmp(kts_plugin_pipelines_name(ps, i), k) == 0)
+            return &ps->pipes[i];
+    return NULL;
+}
+
+static int state_restore(void *ctx, int32_t partition, const void *key, size_t klen,
+                         const void *val, size_t vlen)
+{
+    struct kts_plugin_pipelines *ps = ctx;
+    (void)partition; /* the record carries its own position */
+    struct pipe *pp = pipe_of_key(ps, key, klen);
+    if (pp == NULL)
+        return KTS_STATE_REFUSED_OTHER; /* a pipeline no longer configured */
+    enum kts_state_refusal why = KTS_STATE_OK;
+    pthread_mutex_lock(&ps->lock);
+    int rc = kts_pipeline_state_import(pp->p, key, klen, val, vlen, &why);
+    pthread_mutex_unlock(&ps->lock);
+    if (rc == 0)
+        return KTS_STATE_RESTORED;
+    return why == KTS_STATE_CONFIG    ? KTS_STATE_REFUSED_CONFIG
+           : why == KTS_STATE_VERSION ? KTS_STATE_REFUSED_VERSION
+           : why == KTS_STATE_CORRUPT ? KTS_STATE_REFUSED_CORRUPT
+                                      : KTS_STATE_REFUSED_OTHER;
+}
+
+struct put_ctx {
+    kts_state_put_fn put;
+    void *pctx;
+};
+
+static int export_one(const void *key, size_t klen, const void *rec, size_t rlen, int32_t partition,
+                      void *opaque)
+{
+    struct put_ctx *pc = opaque;
+    (void)partition;
+    int rc = pc->put(pc->pctx, key, klen, rec, rlen);
+    return rc < 0 ? rc : 0;
+}
+
+static int state_checkpoint(void *ctx, int32_t partition, bool full, kts_state_put_fn put,
+                            void *pctx)
+{
+    struct kts_plugin_pipelines *ps = ctx;
+    struct put_ctx pc = {put, pctx};
+    int rc = 0;
+    pthread_mutex_lock(&ps->lock);
+    for (size_t i = 0; i < ps->n && rc == 0; i++)
+        rc = kts_pipeline_state_export(ps->pipes[i].p, partition, !full, export_one, &pc);
+    pthread_mutex_unlock(&ps->lock);
+    return rc < 0 ? rc : rc > 0 ? -EIO : 0;
+}
+
+static void state_revoked(void *ctx, int32_t partition)
+{
+    struct kts_plugin_pipelines *ps = ctx;
+    pthread_mutex_lock(&ps->lock);
+    for (size_t i = 0; i < ps->n; i++)
+        kts_pipeline_state_drop_partition(ps->pipes[i].p, partition);
+    pthread_mutex_unlock(&ps->lock);
+}
+
+static void state_position(void *ctx, int32_t partition, int64_t offset)
+{
+    struct kts_plugin_pipelines *ps = ctx;
+    pthread_mutex_lock(&ps->lock);
+    for (size_t i = 0; i < ps->n; i++)
+        kts_pipeline_set_position(ps->pipes[i].p, partition, offset);
+    pthread_mutex_unlock(&ps->lock);
+}
+
+const struct kts_consumer_state_ops kts_plugin_pipelines_state_ops = {
+    state_restore, state_checkpoint, state_revoked, state_position};

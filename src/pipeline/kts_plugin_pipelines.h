@@ -41,7 +41,13 @@
  *     value list, so an offset waits only for values actually dispatched; a point the pipeline
  *     drops is simply not waited for, and a point it holds back never holds an offset.
  *  7. One mutex per set: kts_plugin_pipelines_process() runs on the one consumer thread; the
- *     statistics may be read from any thread (kts_plugin_pipelines_snapshot()).
+ *     statistics may be read from any thread (kts_plugin_pipelines_snapshot()). *  8. StateTopic:
+ * kts_plugin_pipelines_state_ops (ctx = the set) are the consumer's state callbacks (kts_consumer.h
+ * 12-17) over kts_pipeline_state.h: restore imports a record into the pipeline named by its key (a
+ * key of no configured pipeline is refused as "other"), checkpoint exports every pipeline's series
+ * of the partition (changed only unless full), revoked drops the partition's series, position is
+ * given to every pipeline before each message (so values a restored state already absorbed are
+ * skipped, kts_pipeline_state.h 4).
  */
 #ifndef KTS_PLUGIN_PIPELINES_H
 #define KTS_PLUGIN_PIPELINES_H
@@ -118,6 +124,9 @@ size_t kts_plugin_pipelines_snapshot(struct kts_plugin_pipelines *ps, size_t i,
                                      struct kts_pipeline_stats *st,
                                      struct kts_plugin_pipelines_counters *c,
                                      struct kts_filter_stats *fs, size_t fs_max);
+/* (8) The consumer's state callbacks; ctx = the set. */
+extern const struct kts_consumer_state_ops kts_plugin_pipelines_state_ops;
+
 const char *kts_plugin_pipelines_filter_name(const struct kts_plugin_pipelines *ps, size_t i,
                                              size_t j);
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Seeding a read_kafka_ts StateTopic from history (docs/read_kafka_ts.md "Seeding the state from
-# history"): kts-filter --state-out pre-trains the pipeline on the first part of 8 series,
-# kts-filter --seed-topic produces those states to the state topic, and a REAL collectd with
-# read_kafka_ts on the REAL broker consumes the rest of the series from an input topic keyed
-# and partitioned as write_kafka_ts does (key host/plugin-instance/type, murmur2_random):
+# history"), then absorbed values ("Absorbed values"): kts-filter --state-out pre-trains the
+# pipeline on the first part of 8 series, kts-filter --seed-topic produces those states to the
+# state topic, and a REAL collectd with read_kafka_ts on the REAL broker consumes the next part
+# from an input topic keyed and partitioned as write_kafka_ts does (key
+# host/plugin-instance/type, murmur2_random); then the group's committed offsets are set back
+# behind the states' positions (as a crash after a checkpoint was acknowledged but before its
+# offsets were committed leaves them) and the last part is produced:
 #   1     kts-filter computes the uninterrupted run over the whole series (the oracle)
 #   2     kts-filter --state-out pre-trains on the first part (what it emitted is left out below)
 #   3     input topic of 4 partitions with the rest, keyed, partitioner murmur2_random; every
@@ -16,7 +19,13 @@
 #   7     aggregator with StateTopic starts and installs the state of all 4 partitions
 #   8     every filtered value equals the uninterrupted run's (timestamps and values)
 #   9     self-metrics: 8 states restored, no point emitted while warming up
-#   10    clean stop
+#   10    clean stop, every offset committed
+#   11    the group's committed offsets are halved (kafka-pc rewind): the states are ahead
+#   12    restarted: the state of the 4 partitions (now with positions) is installed
+#   13    after the last part every filtered value equals the uninterrupted run's over all points,
+#         and no timestamp was written twice: the redelivered values were not applied again
+#   14    self-metrics: every redelivered value list absorbed (counted), none warming
+#   15    clean stop
 # Without the seed, 1,585 of the 1,600 values of the rest differ from the oracle's and 80 are
 # emitted while warming up (kts-filter over the rest alone), so 8 and 9 fail if the seed is lost.
 set -u
@@ -24,13 +33,14 @@ SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILDDIR=${KTS_TOP_BUILDDIR:-$(pwd)}
 # shellcheck source=tests/lib/e2e.sh
 . "$SRCDIR/tests/lib/e2e.sh"
-e2e_plan 10
+e2e_plan 15
 RUN=rksd-$$-$(date +%s)
 KF="$BUILDDIR/tools/kts-filter"
 W=$(collectd_dir work)
 T0=1700000000
-N=600
-CUT=400 # points 0..CUT-1 pre-train the state, CUT..N-1 go through Kafka
+N=700
+CUT=400  # points 0..CUT-1 pre-train the state, CUT..N-1 go through Kafka:
+CUT2=600 # CUT..CUT2-1 before the rewind, CUT2..N-1 after it
 NS=8
 KAFKA_LIB=${KTS_KAFKA_CACHE:-$SRCDIR/contrib/kafka/.cache}/lib
 
@@ -57,10 +67,12 @@ cat >"$W/pipelines.conf" <<'EOF'
 EOF
 # NS series, N points 10 s apart, spikes now and then. all.jsonl (time order), first.jsonl (the
 # first CUT points), rest.tsv ("key<TAB>message" of the others, the key as write_kafka_ts's).
-python3 - "$T0" "$N" "$CUT" "$NS" "$W" <<'EOF'
+python3 - "$T0" "$N" "$CUT" "$NS" "$W" "$CUT2" <<'EOF'
 import json, math, sys
 t0, n, cut, ns, w = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-allf, first, rest = (open(w + f, "w") for f in ("/all.jsonl", "/first.jsonl", "/rest.tsv"))
+cut2 = int(sys.argv[6])
+allf, first, rest, last = (open(w + f, "w") for f in ("/all.jsonl", "/first.jsonl", "/rest.tsv",
+                                                       "/last.tsv"))
 for k in range(n):
     for s in range(1, ns + 1):
         v = 50 + 10 * s + 10 * math.sin(k / (7 + s)) + ((k * 37 + s) % 11 - 5) / 10
@@ -74,7 +86,7 @@ for k in range(n):
         if k < cut:
             first.write(line + "\n")
         else:
-            rest.write("st/sensor-s%d/gauge\t%s\n" % (s, line))
+            (rest if k < cut2 else last).write("st/sensor-s%d/gauge\t%s\n" % (s, line))
 EOF
 "$KF" --config "$W/pipelines.conf" "$W/all.jsonl" >"$W/expect.csv" 2>"$W/kts-filter.err"
 ok $? "kts-filter computes the uninterrupted run's output ($(grep -c despike "$W/expect.csv") rows)"
@@ -160,20 +172,23 @@ EOF
 } >"$D/collectd.conf"
 
 # check: the filtered rows equal the uninterrupted run's minus what the pre-training emitted
-# (same timestamps, every value equal as csv writes it, "%f").
+# (same timestamps, every value equal as csv writes it, "%f") for the points before point
+# $1; no timestamp in more than one row.
 check() {
-    python3 - "$W/expect.csv" "$W/first.csv" "$D/csv/st" <<'EOF'
+    python3 - "$W/expect.csv" "$W/first.csv" "$D/csv/st" "$((T0 + 10 * $1))" <<'EOF'
 import csv, glob, os, sys
+tmax = int(sys.argv[4])
 def rows(path):
     out = {}
     for r in csv.DictReader(open(path)):
         if r["action"] == "dropped" or r["output"] == "":
             continue
         s = r["series"].split("/")[1].split("-", 1)[1]  # st/sensor-s1/gauge: s1
-        out.setdefault(s, {})[int(r["timestamp"])] = float(r["output"])
+        if int(r["timestamp"]) < tmax:
+            out.setdefault(s, {})[int(r["timestamp"])] = float(r["output"])
     return out
 exp, pre = rows(sys.argv[1]), rows(sys.argv[2])
-bad, seen, total = [], 0, 0
+bad, seen, total, rows = [], 0, 0, 0
 for s, want in sorted(exp.items()):
     want = {t: v for t, v in want.items() if t not in pre.get(s, {})}
     total += len(want)
@@ -182,6 +197,7 @@ for s, want in sorted(exp.items()):
         for line in open(f):
             if not line.startswith("epoch"):
                 t, v = line.strip().split(",")
+                rows += 1
                 got.setdefault(round(float(t)), set()).add(v)
     for t, vs in got.items():
         if t not in want or vs != {"%f" % want[t]}:
@@ -189,8 +205,8 @@ for s, want in sorted(exp.items()):
     seen += len(set(got) & set(want))
 for b in bad[:8]:
     print(b)
-print("%d of %d filtered values present, %d problems" % (seen, total, len(bad)))
-sys.exit(0 if not bad and seen == total else 1)
+print("%d of %d filtered values present (%d rows), %d problems" % (seen, total, rows, len(bad)))
+sys.exit(0 if not bad and seen == total == rows else 1)
 EOF
 }
 
@@ -201,10 +217,10 @@ for p in 0 1 2 3; do
 done
 ok $st "aggregator with StateTopic starts and installs the seeded state of the 4 partitions"
 for _ in $(seq 600); do
-    check >/dev/null 2>&1 && break
+    check "$CUT2" >/dev/null 2>&1 && break
     sleep 0.2
 done
-out=$(check)
+out=$(check "$CUT2")
 st=$?
 diag "$out"
 ok $st "every filtered value after the seed equals the uninterrupted run's"
@@ -219,4 +235,39 @@ done
 is "$(last "$S"/read_kafka_ts-agg/total_values-state_restored-*)/$(last "$S"/read_kafka_ts-agg-despike/total_values-warming-*)" \
     "$NS/0" "self-metrics: $NS states restored, no point emitted while warming up"
 collectd_stop agg
-ok $? "the aggregator stops cleanly"
+ok $? "the aggregator stops cleanly, committing every offset"
+
+"$BUILDDIR/tests/kafka-pc" rewind -b "$B" -t "$RUN-in" -g "$RUN" >"$W/rewind.out" 2>"$W/rewind.err"
+st=$?
+diag "$(tr '\n' ' ' <"$W/rewind.out") $(cat "$W/rewind.err")"
+# Redelivered after the rewind: committed - rewound of each partition.
+redelivered=$(awk -F'[= ]' '{ n += $4 - $6 } END { print n + 0 }' "$W/rewind.out")
+ok "$([ "$st" -eq 0 ] && [ "$redelivered" -gt 0 ]; echo $?)" \
+    "the group's offsets set back behind the states' positions ($redelivered values to redeliver)"
+
+: >"$D/collectd.log"
+collectd_start "$D/collectd.conf" agg
+st=$?
+for p in 0 1 2 3; do
+    collectd_wait_log "state of partition $p installed" 60 agg || st=1
+done
+ok $st "restarted: the state of the 4 partitions is installed"
+kcat -P -b "$B" -t "$RUN-in" -K '\t' -X topic.partitioner=murmur2_random <"$W/last.tsv" \
+    2>>"$W/kcat.err"
+for _ in $(seq 600); do
+    check "$N" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+out=$(check "$N")
+st=$?
+diag "$out"
+ok $st "every filtered value equals the uninterrupted run's, none written twice"
+want="$redelivered/0"
+for _ in $(seq 100); do
+    got="$(last "$S"/read_kafka_ts-agg-despike/total_values-absorbed-*)/$(last "$S"/read_kafka_ts-agg-despike/total_values-warming-*)"
+    [ "$got" = "$want" ] && break
+    sleep 0.2
+done
+is "$got" "$want" "self-metrics: the $redelivered redelivered value lists absorbed, none warming"
+collectd_stop agg
+ok $? "the restarted aggregator stops cleanly"

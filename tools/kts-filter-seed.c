@@ -178,8 +178,7 @@ static void seed_report(const struct kts_seed_args *sa, const struct seed_ctx *s
     fprintf(stderr, "), %llu not delivered\n", sc->failed);
 }
 
-int kts_seed_state_topic(const struct kts_seed_args *sa, struct kts_pipeline **pipes,
-                         size_t npipes)
+int kts_seed_state_topic(const struct kts_seed_args *sa, struct kts_pipeline **pipes, size_t npipes)
 {
     if (sa->key_mode == KTS_KEY_NONE) {
         fprintf(stderr, "kts-filter: --key none: write_kafka_ts then spreads a series over "

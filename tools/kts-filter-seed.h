@@ -8,10 +8,10 @@
 #include "kts_pipeline.h"
 
 struct kts_seed_args {
-    const char *state_topic; /* --seed-topic */
-    const char *input_topic; /* --input-topic */
-    const char *bootstrap;   /* --bootstrap */
-    int key_mode;            /* --key: enum kts_key_mode (write_kafka_ts's Key) */
+    const char *state_topic;  /* --seed-topic */
+    const char *input_topic;  /* --input-topic */
+    const char *bootstrap;    /* --bootstrap */
+    int key_mode;             /* --key: enum kts_key_mode (write_kafka_ts's Key) */
     const char *const *props; /* -X key=value: librdkafka properties */
     size_t nprops;
 };

@@ -18,10 +18,10 @@
  */
 #include "kts-filter-seed.h"
 
-#include "kts_consumer_state_impl.h"
 #include "kts_format.h"
 #include "kts_pipeline_state.h"
 #include "kts_series.h"
+#include "kts_state_topic.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -155,8 +155,8 @@ bad:
 static int32_t seed_topics(const struct kts_seed_args *sa, rd_kafka_t *rk)
 {
     char err[512] = "";
-    if (kts_cons_state_topic_check(rk, sa->input_topic, sa->state_topic, "kts-filter", err,
-                                   sizeof(err)) < 0) {
+    if (kts_state_topic_check(rk, sa->input_topic, sa->state_topic, "kts-filter", err,
+                              sizeof(err)) < 0) {
         fprintf(stderr, "kts-filter: --seed-topic: %s\n", err);
         return -1;
     }

@@ -596,13 +596,14 @@ static int check_args(const struct args *a, int rest)
 {
     const struct kts_seed_args *s = &a->seed;
     if (s->state_topic == NULL && s->input_topic == NULL && s->bootstrap == NULL)
-        return a->config == NULL || rest != (a->check_only ? 0 : 1);
+        return a->config == NULL || rest != (a->check_only ? 0 : 1) || s->nprops > 0;
     if (s->state_topic == NULL || s->input_topic == NULL || s->bootstrap == NULL) {
         fprintf(stderr, "kts-filter: --seed-topic needs --input-topic and --bootstrap\n");
         return 1;
     }
-    if (s->key_mode < 0) {
-        fprintf(stderr, "kts-filter: --key: allowed: series, host\n");
+    if (s->key_mode < 0 || s->key_mode == KTS_KEY_NONE) {
+        fprintf(stderr, "kts-filter: --key: allowed: series, host (with none, write_kafka_ts "
+                        "spreads a series over every partition)\n");
         return 1;
     }
     if (a->config == NULL || a->state_in == NULL || a->state_out != NULL || a->check_only ||

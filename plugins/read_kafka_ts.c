@@ -384,6 +384,7 @@ static void read_pipelines(const struct rkt_instance *in)
         PD("absent", c.absent);
         PD("type_refused", c.type_refused);
         PD("errors", c.errors);
+        PD("absorbed", c.absorbed);
         PD("refused", st.refused);
         PD("restarted", st.restarted);
         PD("name_too_long", st.name_too_long);

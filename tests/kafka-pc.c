@@ -35,12 +35,19 @@
  *     it prints the limitation and exits 0 when the linked librdkafka lacks FEATURE, prints
  *     nothing and exits 1 when it has it. So a shell test marks a point TODO only where the
  *     limitation is real. kafka-pc version prints the linked librdkafka's version.
+ *  8. kafka-pc rewind -b BOOTSTRAP -t TOPIC -g GROUP [-X key=value]... sets the committed offset
+ *     of GROUP on every partition of TOPIC that has one to half of it (rounded down), as a crash
+ *     after a consumer's state was published but before its offsets were committed leaves them.
+ *     The group must have no member. It prints one line per partition
+ *       partition=P committed=C rewound=R
+ *     and exits 0 when every partition had a committed offset and the commit succeeded.
  *  Exit status 1 on failure, 2 on a usage error.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +126,7 @@ static void pc_usage(void)
           "                        [-P K -R READY_FILE -G GO_FILE] [-X k=v]...\n"
           "       kafka-pc consume -b BOOTSTRAP -t TOPIC -n N [-m TAG] [-g GROUP] [-T S]"
           " [-X k=v]...\n"
+          "       kafka-pc rewind  -b BOOTSTRAP -t TOPIC -g GROUP [-X k=v]...\n"
           "       kafka-pc limit FEATURE | kafka-pc version\n",
           stderr);
     exit(2);
@@ -590,6 +598,59 @@ static int pc_consume(const struct pc_opts *o)
     return (distinct == o->n && invalid == 0) ? 0 : 1;
 }
 
+/* ------------------------------------------------------------------------------ rewind */
+
+/* The partition count of o->topic from metadata, or -1. */
+static int pc_partition_count(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    int n = -1;
+    if (rd_kafka_metadata(rk, 1, NULL, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (strcmp(md->topics[i].topic, topic) == 0 && md->topics[i].err == 0)
+            n = md->topics[i].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    return n;
+}
+
+/* (8) Halve the group's committed offsets of every partition of the topic. */
+static int pc_rewind(const struct pc_opts *o)
+{
+    if (o->group == NULL)
+        pc_usage();
+    rd_kafka_conf_t *conf = pc_conf(o);
+    pc_set(conf, "group.id", o->group);
+    pc_set(conf, "enable.auto.commit", "false");
+    pc_apply_props(conf, o);
+    rd_kafka_t *rk = pc_client(RD_KAFKA_CONSUMER, conf);
+    int rc = 1, n = pc_partition_count(rk, o->topic);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+    for (int p = 0; p < n; p++)
+        rd_kafka_topic_partition_list_add(l, o->topic, p);
+    rd_kafka_resp_err_t err =
+        n > 0 ? rd_kafka_committed(rk, l, 10000) : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    bool all = err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int i = 0; all && i < l->cnt; i++) {
+        int64_t c = l->elems[i].offset;
+        all = c >= 0;
+        l->elems[i].offset = c / 2;
+        printf("partition=%d committed=%" PRId64 " rewound=%" PRId64 "\n",
+               (int)l->elems[i].partition, c, c / 2);
+    }
+    if (all)
+        err = rd_kafka_commit(rk, l, 0);
+    if (!all || err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fprintf(stderr, "kafka-pc: rewind: %s\n",
+                all ? rd_kafka_err2str(err) : "a partition has no committed offset");
+    else
+        rc = 0;
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct pc_opts o;
@@ -616,6 +677,8 @@ int main(int argc, char **argv)
         return pc_produce(&o);
     if (strcmp(o.cmd, "consume") == 0)
         return pc_consume(&o);
+    if (strcmp(o.cmd, "rewind") == 0)
+        return pc_rewind(&o);
     pc_usage();
     return 2;
 }

@@ -5,7 +5,9 @@
  * values with the position of the last value it absorbed, checkpoints them as "sum count pos"
  * records and skips a value whose position is not after the stored one (the absorbed rule).
  * A consumer killed with SIGKILL (a child process: this program run with "child") and a new one
- * that restores must end with every sum exact: no value counted twice, none missed.
+ * that restores must end with every sum exact: no value counted twice, none missed. The
+ * partition move runs with eager assignment and again with cooperative-sticky (incremental),
+ * where the linked librdkafka allows it (kts_rdkver.h; a TAP skip naming the limit elsewhere).
  */
 #include "tap.h"
 
@@ -13,6 +15,7 @@
 
 #include "kts_consumer.h"
 #include "kts_log.h"
+#include "kts_rdkver.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -31,6 +34,7 @@ static const char *bootstrap;
 static char sfx[32];     /* makes names unique per run: phases of ./run-tests share one broker */
 static rd_kafka_t *prod; /* the test's producer and admin client */
 static bool verbose;
+static const char *strategy; /* partition.assignment.strategy of the consumers; NULL: default */
 
 static void quiet(int level, const char *msg, void *opaque)
 {
@@ -51,6 +55,7 @@ struct toy {
     int first_seen[NPART];    /* restored_keys when the partition's first value came, -1 */
     int64_t absorbed_skips;   /* values skipped by the absorbed rule */
     int pad;                  /* bytes added to each record (the failure test) */
+    int revoked[NPART];       /* revoked() calls per partition */
     int checkpoints;
 };
 
@@ -113,6 +118,7 @@ static void toy_revoked(void *ctx, int32_t partition)
 {
     struct toy *t = ctx;
     pthread_mutex_lock(&t->lock);
+    t->revoked[partition]++;
     for (int s = partition; s < NSER; s += NPART)
         t->known[s] = false, t->sum[s] = t->count[s] = 0, t->pos[s] = -1;
     pthread_mutex_unlock(&t->lock);
@@ -325,6 +331,10 @@ static void config(struct kts_consumer_config *cfg, const char *group, const cha
                         "auto.commit.interval.ms", "200"};
     for (size_t i = 0; i < 6; i++)
         kts_strv_push(&cfg->properties, kv[i]);
+    if (strategy != NULL) {
+        kts_strv_push(&cfg->properties, "partition.assignment.strategy");
+        kts_strv_push(&cfg->properties, strategy);
+    }
     kts_strv_push(&cfg->typesdb, KTS_TYPESDB_DEFAULT);
 }
 
@@ -593,10 +603,27 @@ static void test_kill_and_restore(const char *self)
 }
 
 /* A partition moves: a second member joins; the first gives the moving partition up with a
- * final checkpoint (C16), the second restores it; the owners' sums are exact. */
-static void test_partition_move(void)
+ * final checkpoint (C16), the second restores it; the owners' sums are exact. `coop`: with
+ * cooperative-sticky, where the first member must keep its other partition without a revoke. */
+static void test_partition_move(bool coop)
 {
-    const char *topic = N("st-move-in"), *group = N("g-st-move"), *state = N("st-move-state");
+    const char *how = coop ? "cooperative-sticky" : "eager";
+    if (coop) {
+        char lim[768];
+        const char *l = kts_rdk_limit(KTS_RDK_COOPERATIVE, lim, sizeof(lim));
+        if (l != NULL) {
+            for (int i = 0; i < 4; i++) {
+                tap_run++;
+                printf("ok %d - C16 partition move with cooperative-sticky (%d of 4) # SKIP %s\n",
+                       tap_run, i + 1, l);
+            }
+            return;
+        }
+    }
+    strategy = coop ? "cooperative-sticky" : NULL;
+    const char *topic = N(coop ? "st-coop-in" : "st-move-in"),
+               *group = N(coop ? "g-st-coop" : "g-st-move"),
+               *state = N(coop ? "st-coop-state" : "st-move-state");
     admin_create(topic, NPART, NULL, NULL);
     produce_round(topic, 0);
     static struct toy ta, tb;
@@ -605,10 +632,12 @@ static void test_partition_move(void)
     struct run ra, rb;
     char err[1024], why[512];
     int rc = run_start(&ra, &ta, group, topic, state, 0, err, sizeof(err));
-    ok(rc == 0 && counts_reached(&ta, NVAL, 120), "C16 a first member processed round 0 (%s)",
-       rc ? err : "");
-    if (rc != 0)
+    ok(rc == 0 && counts_reached(&ta, NVAL, 120), "C16 %s: a first member processed round 0 (%s)",
+       how, rc ? err : "");
+    if (rc != 0) {
+        strategy = NULL;
         return;
+    }
     rc = run_start(&rb, &tb, group, topic, state, 0, err, sizeof(err));
     bool split = false;
     for (int i = 0; rc == 0 && i < 600 && !split; i++) {
@@ -616,9 +645,11 @@ static void test_partition_move(void)
         split = kts_consumer_lag(ra.c, la, 4) == 1 && kts_consumer_lag(rb.c, lb, 4) == 1;
         usleep(100000);
     }
-    ok(rc == 0 && split, "C16 a second member joins and takes one partition (%s)", rc ? err : "");
+    ok(rc == 0 && split, "C16 %s: a second member joins and takes one partition (%s)", how,
+       rc ? err : "");
     if (rc != 0) {
         run_stop(&ra);
+        strategy = NULL;
         return;
     }
     produce_round(topic, 1);
@@ -644,11 +675,19 @@ static void test_partition_move(void)
                  !(ta.known[s] && tb.known[s]);
     }
     ok(exact && tb.restored_keys[0] + tb.restored_keys[1] == 2,
-       "C16 the moved partition's state went with it: each series has one owner and an exact "
+       "C16 %s: the moved partition's state went with it: each series has one owner and an exact "
        "sum (%s; B restored %d)",
-       why, tb.restored_keys[0] + tb.restored_keys[1]);
+       how, why, tb.restored_keys[0] + tb.restored_keys[1]);
+    if (coop) {
+        int kept = ta.known[0] ? 0 : 1; /* the partition A still owns */
+        ok(ta.revoked[kept] == 0 && ta.revoked[1 - kept] == 1,
+           "C16 cooperative-sticky: A gave up only the moving partition (revoked %d and %d "
+           "times), kept the other without a revoke",
+           ta.revoked[1 - kept], ta.revoked[kept]);
+    }
     run_stop(&rb);
     run_stop(&ra);
+    strategy = NULL;
 }
 
 static void test_failed_checkpoint(void)
@@ -694,7 +733,7 @@ int main(int argc, char **argv)
         return child_main(argv[2], argv[3], argv[4]);
     if (bootstrap == NULL || *bootstrap == '\0')
         BAIL_OUT("KTS_BOOTSTRAP unset: run through make check (it starts a broker)");
-    plan(25);
+    plan(29);
     snprintf(sfx, sizeof(sfx), "-%ld-%d", (long)time(NULL), (int)getpid());
     char errstr[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -703,7 +742,8 @@ int main(int argc, char **argv)
     alarm(900); /* a hang is a failure */
     test_start_checks();
     test_kill_and_restore(argv[0]);
-    test_partition_move();
+    test_partition_move(false);
+    test_partition_move(true);
     test_failed_checkpoint();
     rd_kafka_destroy(prod);
     return done_testing();

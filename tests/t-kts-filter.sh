@@ -8,7 +8,7 @@ SPIKES="$KTS_TOP_SRCDIR/contrib/pipelines/spikes.conf"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-plan 31
+plan 34
 
 # Three days of a 5-minute daily pattern with two spikes on day 3, dates as in NAB.
 # Noise: Park-Miller LCG (exact in double arithmetic, so every awk gives the same numbers).
@@ -129,6 +129,15 @@ for conf in "$KTS_TOP_SRCDIR"/contrib/pipelines/*.conf; do
 done
 ok "$bad" "kts-filter --check accepts every contrib/pipelines/*.conf"
 like "$("$KF" --config "$KTS_TOP_SRCDIR/contrib/pipelines/aggregator.conf" --check)" 'pipeline "memory": dedup deseasonalize outlier reseasonalize' "--check lists the pipelines and their filters"
+
+# --seed-topic (the Kafka side is tests/t-read-seed.sh): the combinations it refuses, before
+# any connection.
+"$KF" --config "$SPIKES" --state-in "$tmp/state" --seed-topic st >/dev/null 2>"$tmp/seed.err"
+like "$?:$(cat "$tmp/seed.err")" '^1:.*--seed-topic needs --input-topic and --bootstrap' "--seed-topic without --input-topic and --bootstrap is a usage error"
+"$KF" --config "$SPIKES" --seed-topic st --input-topic in --bootstrap 127.0.0.1:1 "$tmp/in.csv" >/dev/null 2>"$tmp/seed.err"
+like "$?:$(cat "$tmp/seed.err")" '^1:.*needs --config and --state-in, and no input' "--seed-topic needs --state-in and takes no input file"
+"$KF" --config "$SPIKES" --state-in "$tmp/state" --seed-topic st --input-topic in --bootstrap 127.0.0.1:1 --key none >/dev/null 2>"$tmp/seed.err"
+like "$?:$(cat "$tmp/seed.err")" '^1:.*--key: allowed: series, host' "--seed-topic refuses --key none (no partition to seed)"
 
 # docs/FILTERS.md's option reference is generated from the option tables: keep it in sync.
 "$KF" --options-markdown >"$tmp/ref.md"

@@ -30,6 +30,10 @@
  * --state-out FILE saves it after the input (atomically; src/pipeline/kts_state_file.h), without
  * flushing: what the filters hold back at the end stays in the state and comes out in the run
  * that continues from it (as "delayed" lines). The same file is ts_filter's StateFile.
+ * kts-filter --config FILE --state-in FILE --seed-topic TOPIC --input-topic TOPIC --bootstrap
+ * HOST:PORT [--key series|host] [-X key=value]... produces the states of FILE to a
+ * read_kafka_ts StateTopic instead of filtering (tools/kts-filter-seed.c).
+ *
  * `kts-filter --options-markdown` prints the option reference of docs/FILTERS.md;
  * `kts-filter --config FILE --check` validates FILE and lists its pipelines.
  *
@@ -38,6 +42,8 @@
  * one named --pipeline) and the output has two more leading columns, `series,ds` (the series
  * key host/plugin[-instance]/type[-instance] and the data source index).
  */
+#include "kts-filter-seed.h"
+#include "kts_format.h"
 #include "kts_pipeline_state.h"
 #include "kts_state_file.h"
 #include <errno.h>
@@ -533,6 +539,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: kts-filter --config FILE [--pipeline NAME] [--interval SECONDS]\n"
                "                  [--host H] [--plugin P] [--type T]\n"
                "                  [--state-in FILE] [--state-out FILE] INPUT.csv|INPUT.json|-\n"
+               "       kts-filter --config FILE --state-in FILE --seed-topic TOPIC\n"
+               "                  --input-topic TOPIC --bootstrap HOST:PORT [--key series|host]\n"
+               "                  [-X key=value]...  (seed a read_kafka_ts StateTopic)\n"
                "       kts-filter --config FILE --check     (validate, list the pipelines)\n"
                "       kts-filter --options-markdown        (the option reference)\n"
                "Runs a <Pipeline> from FILE over INPUT (CSV timestamp,value) and prints\n"
@@ -545,7 +554,66 @@ struct args {
     const char *state_in, *state_out; /* --state-in, --state-out */
     double interval;                  /* -1: guessed from the input */
     bool check_only;
+    struct kts_seed_args seed; /* --seed-topic ...: seed.state_topic != NULL */
+    const char *props[64];
 };
+
+/* --key: write_kafka_ts's Key; -1 when unknown. */
+static int key_mode_of(const char *s)
+{
+    return strcmp(s, "series") == 0 ? KTS_KEY_SERIES
+           : strcmp(s, "host") == 0 ? KTS_KEY_HOST
+           : strcmp(s, "none") == 0 ? KTS_KEY_NONE
+                                    : -1;
+}
+
+/* The --seed-topic options of parse_args(): true when `c` was one. */
+static bool parse_seed_arg(int c, struct args *a)
+{
+    switch (c) {
+    case 'E':
+        a->seed.state_topic = optarg;
+        return true;
+    case 'I':
+        a->seed.input_topic = optarg;
+        return true;
+    case 'B':
+        a->seed.bootstrap = optarg;
+        return true;
+    case 'K':
+        a->seed.key_mode = key_mode_of(optarg);
+        return true;
+    case 'X':
+        if (a->seed.nprops < sizeof(a->props) / sizeof(a->props[0]))
+            a->props[a->seed.nprops++] = optarg;
+        return true;
+    }
+    return false;
+}
+
+/* The combination of options: 0 when usable. */
+static int check_args(const struct args *a, int rest)
+{
+    const struct kts_seed_args *s = &a->seed;
+    if (s->state_topic == NULL && s->input_topic == NULL && s->bootstrap == NULL)
+        return a->config == NULL || rest != (a->check_only ? 0 : 1) || s->nprops > 0;
+    if (s->state_topic == NULL || s->input_topic == NULL || s->bootstrap == NULL) {
+        fprintf(stderr, "kts-filter: --seed-topic needs --input-topic and --bootstrap\n");
+        return 1;
+    }
+    if (s->key_mode < 0 || s->key_mode == KTS_KEY_NONE) {
+        fprintf(stderr, "kts-filter: --key: allowed: series, host (with none, write_kafka_ts "
+                        "spreads a series over every partition)\n");
+        return 1;
+    }
+    if (a->config == NULL || a->state_in == NULL || a->state_out != NULL || a->check_only ||
+        rest != 0) {
+        fprintf(stderr, "kts-filter: --seed-topic needs --config and --state-in, and no input, "
+                        "--state-out or --check\n");
+        return 1;
+    }
+    return 0;
+}
 
 /* Parse the command line into `a`: -1 to go on, else the exit status (help, reference, usage). */
 static int parse_args(int argc, char **argv, struct args *a)
@@ -562,12 +630,20 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"check", no_argument, NULL, 'C'},
         {"state-in", required_argument, NULL, 'S'},
         {"state-out", required_argument, NULL, 'O'},
+        {"seed-topic", required_argument, NULL, 'E'},
+        {"input-topic", required_argument, NULL, 'I'},
+        {"bootstrap", required_argument, NULL, 'B'},
+        {"key", required_argument, NULL, 'K'},
         {NULL, 0, NULL, 0},
     };
     *a =
         (struct args){.host = "localhost", .plugin = "kts-filter", .type = "gauge", .interval = -1};
+    a->seed.key_mode = KTS_KEY_SERIES;
+    a->seed.props = a->props;
     int c;
-    while ((c = getopt_long(argc, argv, "c:p:i:H:P:T:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:p:i:H:P:T:hX:", opts, NULL)) != -1) {
+        if (parse_seed_arg(c, a))
+            continue;
         switch (c) {
         case 'c':
             a->config = optarg;
@@ -607,11 +683,11 @@ static int parse_args(int argc, char **argv, struct args *a)
             return 1;
         }
     }
-    if (a->config == NULL || optind != argc - (a->check_only ? 0 : 1)) {
+    if (check_args(a, argc - optind) != 0) {
         usage(stderr);
         return 1;
     }
-    a->input = a->check_only ? NULL : argv[optind];
+    a->input = a->check_only || a->seed.state_topic != NULL ? NULL : argv[optind];
     return -1;
 }
 
@@ -862,6 +938,11 @@ int main(int argc, char **argv)
     if (a.state_in != NULL && state_in(a.state_in, pipes, npipes) != 0) {
         destroy_pipelines(pipes, npipes);
         return 1;
+    }
+    if (a.seed.state_topic != NULL) {
+        rc = kts_seed_state_topic(&a.seed, pipes, npipes);
+        destroy_pipelines(pipes, npipes);
+        return rc;
     }
     FILE *f = strcmp(a.input, "-") == 0 ? stdin : fopen(a.input, "r");
     if (f == NULL) {

@@ -4,6 +4,7 @@
  * not match. Only Admin API calls present in librdkafka 2.0.2 (CreateTopics, DescribeConfigs,
  * metadata). */
 #include "kts_consumer_state_impl.h"
+#include "kts_state_topic.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -168,4 +169,10 @@ int kts_cons_state_topic_check(rd_kafka_t *rk, const char *input, const char *st
         return -EINVAL;
     }
     return 0;
+}
+
+int kts_state_topic_check(rd_kafka_t *rk, const char *input, const char *state, const char *where,
+                          char *errbuf, size_t errbuf_size)
+{
+    return kts_cons_state_topic_check(rk, input, state, where, errbuf, errbuf_size);
 }

@@ -383,6 +383,9 @@ size_t kts_plugin_pipelines_snapshot(struct kts_plugin_pipelines *ps, size_t i,
     struct pipe *pp = &ps->pipes[i];
     kts_pipeline_get_stats(pp->p, st);
     *c = pp->c;
+    struct kts_pipeline_state_stats ss;
+    kts_pipeline_state_get_stats(pp->p, &ss);
+    c->absorbed = ss.absorbed;
     size_t nf = kts_pipeline_filter_count(pp->p);
     for (size_t j = 0; j < nf && j < fs_max; j++)
         fs[j] = *kts_pipeline_filter_stats(pp->p, j);

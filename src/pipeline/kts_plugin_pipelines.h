@@ -83,6 +83,7 @@ struct kts_plugin_pipelines_counters {
     uint64_t absent;       /* ... NaN placeholders (dropped for that data source only) */
     uint64_t type_refused; /* output value lists not emitted (4) */
     uint64_t errors;       /* kts_pipeline_process() errors (the message becomes bad) */
+    uint64_t absorbed;     /* value lists skipped: a restored state had absorbed them (8) */
 };
 
 /* The keys this module reads in the plugin block (Pipeline, PipelineMode): a table whose rows

@@ -8,7 +8,7 @@
  *   bench/state-bench -c PIPELINE.conf -b BOOTSTRAP -t TOPIC raw
  *   bench/state-bench -c PIPELINE.conf -b BOOTSTRAP -t TOPIC restore
  *   bench/state-bench -c PIPELINE.conf -b BOOTSTRAP -n SERIES [-r ROUNDS] [-R RATE] [-s SECONDS]
- *                     -t TOPIC live
+ *                     [-i COMMITINTERVAL] -t TOPIC live
  *
  * The pipeline is the first <Pipeline> block of PIPELINE.conf (e.g. contrib/pipelines/spikes.conf).
  * Series "h/p-sK/gauge" (K = 0..SERIES-1) get one value every 10 s of event time; series K is on
@@ -29,13 +29,14 @@
  *  raw         reads every record of TOPIC (no group) with the restore consumer's settings, then
  *              reads them again and imports each into a fresh pipeline: series/s and MB/s of both.
  *  restore     a kts_consumer (the core of read_kafka_ts) with the pipeline, Topic TOPIC-in and
- *              StateTopic TOPIC, fresh group: time from create to the first dispatch, the
- *              restore time per partition (assignment to resume, the consumer's counter), records
+ *              StateTopic TOPIC, fresh group: time from create until every partition's state is
+ *              installed and until the first dispatch (the first partition restored), the restore
+ *              time per partition (assignment to resume, the consumer's counter), records
  *              restored, series/s and MB/s, peak RSS.
  *  live        the consumer's CPU per value with and without StateTopic, paired: a child process
  *              produces RATE value lists per second (default 10,000) over SERIES series into
- *              TOPIC-live; ROUNDS times, a kts_consumer with the pipeline (CommitInterval 1 s:
- *              every series changes about RATE/SERIES times per checkpoint, as SERIES series
+ *              TOPIC-live; ROUNDS times, a kts_consumer with the pipeline (CommitInterval -i,
+ * default 1 s: every series changes about RATE/SERIES times per checkpoint, as SERIES series
  *              changing every 10 s do with the default CommitInterval 10 when RATE = SERIES / 10
  *              × 10) consumes for SECONDS (default 20) without StateTopic, then with StateTopic
  *              TOPIC-live-state (fresh groups, StartPosition latest), a writer thread confirming
@@ -67,6 +68,8 @@ static long nseries = 10000;
 static int nparts = 4, rounds = 5;
 static long memlimit_mb; /* -m: MemoryLimit put into the <Pipeline> block (0: the file's) */
 static struct kts_conf *root;
+static const char *extra[16]; /* -P NAME=VALUE: extra producer properties (checkpoint, fill) */
+static int nextra;
 
 static double now_s(clockid_t clk)
 {
@@ -156,6 +159,16 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *const *kv)
     for (; kv != NULL && kv[0] != NULL; kv += 2)
         if (rd_kafka_conf_set(conf, kv[0], kv[1], err, sizeof(err)) != 0)
             die(err);
+    for (int i = 0; type == RD_KAFKA_PRODUCER && i < nextra; i++) {
+        char kv2[256];
+        snprintf(kv2, sizeof(kv2), "%s", extra[i]);
+        char *eq = strchr(kv2, '=');
+        if (eq == NULL)
+            die("-P wants NAME=VALUE");
+        *eq = '\0';
+        if (rd_kafka_conf_set(conf, kv2, eq + 1, err, sizeof(err)) != 0)
+            die(err);
+    }
     rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
     if (rk == NULL)
         die(err);
@@ -452,19 +465,25 @@ static int cmd_restore(void)
         die(err);
     pthread_t t;
     pthread_create(&t, NULL, run_thread, c);
-    while (atomic_load(&first_dispatch_ns) == 0 && WALL() - t_start < 600)
-        usleep(1000);
-    double first = atomic_load(&first_dispatch_ns) / 1e9, c1 = CPU();
     struct kts_consumer_stats st;
-    kts_consumer_stats(c, &st);
+    double all = 0; /* every partition's state installed */
+    for (;;) {
+        kts_consumer_stats(c, &st);
+        if (all == 0 && st.state_partitions_restored >= (uint64_t)nparts)
+            all = WALL() - t_start;
+        if ((all > 0 && atomic_load(&first_dispatch_ns) != 0) || WALL() - t_start > 600)
+            break;
+        usleep(2000);
+    }
+    double first = atomic_load(&first_dispatch_ns) / 1e9, c1 = CPU();
     double per_part = st.state_restore_ns / 1e9 / (st.state_partitions_restored ?: 1);
     double b = (double)atomic_load(&restored_bytes);
-    printf("restore: %llu records (%.1f MB) over %llu partitions; create -> first dispatch %.2f s; "
-           "assignment -> resume %.2f s per partition (mean); %.0f series/s, %.1f MB/s (over "
-           "create -> first dispatch); CPU %.2f s; peak RSS %ld MB\n",
+    printf("restore: %llu records (%.1f MB) over %llu partitions; create -> all restored %.2f s, "
+           "-> first dispatch %.2f s; assignment -> resume %.2f s per partition (mean); %.0f "
+           "series/s, %.1f MB/s (over create -> all restored); CPU %.2f s; peak RSS %ld MB\n",
            (unsigned long long)st.state_restored, b / 1e6,
-           (unsigned long long)st.state_partitions_restored, first, per_part,
-           st.state_restored / first, b / 1e6 / first, c1 - c0, peak_rss_kb() / 1024);
+           (unsigned long long)st.state_partitions_restored, all, first, per_part,
+           st.state_restored / all, b / 1e6 / all, c1 - c0, peak_rss_kb() / 1024);
     kts_consumer_drain(c);
     pthread_join(t, NULL);
     kts_consumer_close(c);
@@ -479,6 +498,7 @@ static int cmd_restore(void)
 
 static long rate = 10000;
 static int live_s = 20;
+static double live_interval = 1; /* -i: CommitInterval of the live runs */
 
 /* The child: RATE value lists per second over the series, round robin, until killed. */
 static void live_producer(const char *in)
@@ -569,7 +589,7 @@ static double live_run(const char *in, const char *state, int run)
                                         .dispatch_opaque = &tk,
                                         .pipeline = kts_plugin_pipelines_process,
                                         .pipeline_opaque = ps,
-                                        .commit_interval = 1,
+                                        .commit_interval = live_interval,
                                         .state = state ? real_ops : NULL,
                                         .state_ctx = state ? ps : NULL};
     if (kts_consumer_create(&tk.c, &cfg, &cb, 1, err, sizeof(err)) < 0)
@@ -661,13 +681,16 @@ static void load_config(const char *path)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "b:c:m:n:p:r:R:s:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "b:c:i:m:n:p:P:r:R:s:t:")) != -1) {
         switch (opt) {
         case 'b':
             bootstrap = optarg;
             break;
         case 'c':
             conffile = optarg;
+            break;
+        case 'i':
+            live_interval = atof(optarg);
             break;
         case 'm':
             memlimit_mb = atol(optarg);
@@ -677,6 +700,10 @@ int main(int argc, char **argv)
             break;
         case 'p':
             nparts = atoi(optarg);
+            break;
+        case 'P':
+            if (nextra < 16)
+                extra[nextra++] = optarg;
             break;
         case 'r':
             rounds = atoi(optarg);

@@ -159,7 +159,7 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *const *kv)
     for (; kv != NULL && kv[0] != NULL; kv += 2)
         if (rd_kafka_conf_set(conf, kv[0], kv[1], err, sizeof(err)) != 0)
             die(err);
-    for (int i = 0; type == RD_KAFKA_PRODUCER && i < nextra; i++) {
+    for (int i = 0; i < nextra; i++) {
         char kv2[256];
         snprintf(kv2, sizeof(kv2), "%s", extra[i]);
         char *eq = strchr(kv2, '=');

@@ -14,6 +14,8 @@
  * Series "h/p-sK/gauge" (K = 0..SERIES-1) get one value every 10 s of event time; series K is on
  * partition K % PARTITIONS (default 4, kafka-local's default). -m MB sets the pipeline's
  * MemoryLimit (default 1024 MB, some 500,000 series of spikes.conf; not in the fingerprint).
+ * -P NAME=VALUE (repeatable) adds a librdkafka property to the clients the bench makes itself
+ * (the checkpoint producer, the raw reader), for experiments.
  *
  *  checkpoint  builds SERIES series (30 values each), then ROUNDS (default 5) times: one value per
  *              series (CPU per value of kts_pipeline_process, position set as the consumer does),
@@ -68,7 +70,7 @@ static long nseries = 10000;
 static int nparts = 4, rounds = 5;
 static long memlimit_mb; /* -m: MemoryLimit put into the <Pipeline> block (0: the file's) */
 static struct kts_conf *root;
-static const char *extra[16]; /* -P NAME=VALUE: extra producer properties (checkpoint, fill) */
+static const char *extra[16]; /* -P NAME=VALUE: extra librdkafka properties of our clients */
 static int nextra;
 
 static double now_s(clockid_t clk)

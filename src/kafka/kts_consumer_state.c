@@ -38,16 +38,15 @@ static rd_kafka_t *client_new(struct kts_consumer *c, const struct kts_consumer_
          * consumer queue needs one. */
         char gid[512];
         snprintf(gid, sizeof(gid), "%s.kts-state-reader", cfg->group_id);
-        const char *kv[] = {"group.id",
-                            gid,
-                            "enable.auto.commit",
-                            "false",
-                            "enable.auto.offset.store",
-                            "false",
-                            "enable.partition.eof",
-                            "true",
-                            "auto.offset.reset",
-                            "earliest"};
+        const char *kv[] = {"group.id", gid, "enable.auto.commit", "false",
+                            "enable.auto.offset.store", "false", "enable.partition.eof", "true",
+                            "auto.offset.reset", "earliest",
+                            /* A restore reads as fast as records are installed. With the
+                             * default 64 MiB queue, the fetcher of librdkafka 2.0.2 stops at a
+                             * full queue and backs off (fetch.error.backoff.ms, 500) before it
+                             * fetches again: 1,000,000 spikes.conf series (2 GB) restored in
+                             * 12-15 s, 5 s with these (docs/PERFORMANCE.md, StateTopic). */
+                            "queued.max.messages.kbytes", "262144", "fetch.error.backoff.ms", "50"};
         for (size_t i = 0; rc == 0 && i < sizeof(kv) / sizeof(kv[0]); i += 2)
             rc = kts_rdkconf_set(conf, kv[i], kv[i + 1], errbuf, errbuf_size);
     }

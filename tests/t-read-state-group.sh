@@ -176,6 +176,16 @@ print("%d of %d filtered values present (%d rows, %d duplicates), %d differ" % (
 sys.exit(0 if not bad and seen == total else 1)
 EOF
 }
+# wait_count RE COUNT NAME TIMEOUT: until NAME's log has COUNT lines matching RE (the log
+# is appended to across restarts: an earlier run's lines count too)
+wait_count() {
+    local i
+    for ((i = 0; i < $4 * 10; i++)); do
+        [ "$(collectd_log_count "$1" "$3")" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
 # raw_dups DIR...: raw (copy mode) rows written more than once: values redelivered
 raw_dups() {
     python3 - "$@" <<'EOF'
@@ -344,7 +354,7 @@ D=$(collectd_dir d)
 ok $? "d: Threshold 5 over the first half ($(present "$W/expect.csv" 0 "$D/csv") values), stopped with TERM"
 produce_half "$topic" 1
 collectd_start "$(aggregator_conf d "$RUN-d" "$topic" "$RUN-d-state" "$W/p4.conf")" d
-for p in 0 1 2 3; do collectd_wait_log "state of partition $p installed" 60 d; done
+for p in 0 1 2 3; do wait_count "state of partition $p installed" 2 d 60; done
 refused=$(settled d d state_refused-config)
 restored=$(metric d d state_restored)
 ok "$([ "$refused" = "$NS" ] && [ "$restored" = 0 ] &&

@@ -100,7 +100,7 @@ static int toy_checkpoint(void *ctx, int32_t partition, bool full, kts_state_put
     for (int s = partition; s < NSER; s += NPART) {
         if (!t->known[s] || (!t->changed[s] && !full))
             continue;
-        char key[8], val[600];
+        char key[16], val[600];
         snprintf(key, sizeof(key), "s%d", s);
         int n = snprintf(val, sizeof(val), "%lld %lld %lld %*s", (long long)t->sum[s],
                          (long long)t->count[s], (long long)t->pos[s], t->pad, "");

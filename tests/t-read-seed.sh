@@ -34,70 +34,30 @@ SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILDDIR=${KTS_TOP_BUILDDIR:-$(pwd)}
 # shellcheck source=tests/lib/e2e.sh
 . "$SRCDIR/tests/lib/e2e.sh"
+# shellcheck source=tests/lib/state.sh
+. "$SRCDIR/tests/lib/state.sh"
 e2e_plan 15
 RUN=rksd-$$-$(date +%s)
-KF="$BUILDDIR/tools/kts-filter"
-W=$(collectd_dir work)
-T0=1700000000
 N=700
 CUT=400  # points 0..CUT-1 pre-train the state, CUT..N-1 go through Kafka:
 CUT2=600 # CUT..CUT2-1 before the rewind, CUT2..N-1 after it
 NS=8
 KAFKA_LIB=${KTS_KAFKA_CACHE:-$SRCDIR/contrib/kafka/.cache}/lib
 
-cat >"$W/pipelines.conf" <<'EOF'
-<Pipeline "despike">
-  <Match>
-    Plugin "sensor"
-  </Match>
-  <Filter "outlier">
-    Method "hampel"
-    Window 300
-    MaxPoints 31
-    MinPoints 10
-    Threshold 5
-    MaxRun 1
-    Action "replace"
-  </Filter>
-  <Filter "smooth">
-    Method "ema"
-    Tau 60
-  </Filter>
-  OutputPluginInstanceSuffix "-filtered"
-</Pipeline>
-EOF
-# NS series, N points 10 s apart, spikes now and then. all.jsonl (time order), first.jsonl (the
-# first CUT points), rest.tsv ("key<TAB>message" of the others, the key as write_kafka_ts's).
-python3 - "$T0" "$N" "$CUT" "$NS" "$W" "$CUT2" <<'EOF'
-import json, math, sys
-t0, n, cut, ns, w = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-cut2 = int(sys.argv[6])
-allf, first, rest, last = (open(w + f, "w") for f in ("/all.jsonl", "/first.jsonl", "/rest.tsv",
-                                                       "/last.tsv"))
-for k in range(n):
-    for s in range(1, ns + 1):
-        v = 50 + 10 * s + 10 * math.sin(k / (7 + s)) + ((k * 37 + s) % 11 - 5) / 10
-        v += 90 if (k + 13 * s) % 97 == 0 else 0
-        line = json.dumps({"v": 1, "host": "st", "plugin": "sensor", "plugin_instance": "s%d" % s,
-                           "type": "gauge", "type_instance": "", "time": t0 + 10 * k,
-                           "interval": 10,
-                           "ds": [{"name": "value", "type": "gauge", "value": round(v, 3)}]},
-                          separators=(",", ":"))
-        allf.write(line + "\n")
-        if k < cut:
-            first.write(line + "\n")
-        else:
-            (rest if k < cut2 else last).write("st/sensor-s%d/gauge\t%s\n" % (s, line))
-EOF
+state_pipeline >"$W/pipelines.conf"
+# NS series, N points 10 s apart, spikes now and then: all.jsonl (time order), seg-0.jsonl (the
+# first CUT points), seg-1.tsv and seg-2.tsv ("key<TAB>message" of the others, the key as
+# write_kafka_ts's).
+state_series "$T0" "$N" "$NS" "$NS" "$CUT" "$CUT2"
 "$KF" --config "$W/pipelines.conf" "$W/all.jsonl" >"$W/expect.csv" 2>"$W/kts-filter.err"
 ok $? "kts-filter computes the uninterrupted run's output ($(grep -c despike "$W/expect.csv") rows)"
-"$KF" --config "$W/pipelines.conf" --state-out "$W/pre.state" "$W/first.jsonl" \
+"$KF" --config "$W/pipelines.conf" --state-out "$W/pre.state" "$W/seg-0.jsonl" \
     >"$W/first.csv" 2>"$W/pre.err"
 ok $? "kts-filter --state-out pre-trains on the first $CUT points ($(tail -n1 "$W/pre.err"))"
 
 "$BUILDDIR/tests/kafka-pc" create -b "$B" -t "$RUN-in" -p 4 >/dev/null 2>"$W/create.err" &&
     kcat -P -b "$B" -t "$RUN-in" -K '\t' -X topic.partitioner=murmur2_random \
-        <"$W/rest.tsv" 2>"$W/kcat.err" &&
+        <"$W/seg-1.tsv" 2>"$W/kcat.err" &&
     kcat -C -b "$B" -t "$RUN-in" -e -J 2>/dev/null >"$W/in.json" &&
     out=$(java -cp "$KAFKA_LIB/*" "$SRCDIR/tests/java/Murmur2Partition.java" 4 <"$W/in.json" 2>&1)
 st=$?
@@ -149,92 +109,49 @@ d = sys.stdin.buffer.read()
 print(sorted({struct.unpack_from("<iq", d, i + 24) for i in range(len(d)) if d[i:i + 4] == b"KTSS"}))')
 is "$pos" "[(-1, -1)]" "the seeded records carry no position (partition -1, offset -1)"
 
+conf=$(state_conf agg "$RUN" "$RUN-in" "$RUN-state" "$W/pipelines.conf")
 D=$(collectd_dir agg)
-{
-    collectd_conf_header agg
-    collectd_conf_stock csv
-    collectd_conf_ours read_kafka_ts
-    cat <<EOF
-<Plugin csv>
-  DataDir "$D/csv"
-  StoreRates false
-</Plugin>
-<Plugin read_kafka_ts>
-  Property "bootstrap.servers" "$B"
-  GroupId "$RUN"
-  Instance "agg"
-  Topic "$RUN-in"
-  StateTopic "$RUN-state"
-  CommitInterval 1
-  StartPosition "earliest"
-$(cat "$W/pipelines.conf")
-</Plugin>
-EOF
-} >"$D/collectd.conf"
-
-# check: the filtered rows equal the uninterrupted run's minus what the pre-training emitted
-# (same timestamps, every value equal as csv writes it, "%f") for the points before point
-# $1; no timestamp in more than one row.
+# check BEFORE: the filtered rows equal the uninterrupted run's minus what the pre-training
+# emitted (same timestamps, every value equal as csv writes it, "%f") for the points before
+# point BEFORE; no timestamp in more than one row.
 check() {
-    python3 - "$W/expect.csv" "$W/first.csv" "$D/csv/st" "$((T0 + 10 * $1))" <<'EOF'
-import csv, glob, os, sys
-tmax = int(sys.argv[4])
-def rows(path):
-    out = {}
-    for r in csv.DictReader(open(path)):
-        if r["action"] == "dropped" or r["output"] == "":
-            continue
-        s = r["series"].split("/")[1].split("-", 1)[1]  # st/sensor-s1/gauge: s1
-        if int(r["timestamp"]) < tmax:
-            out.setdefault(s, {})[int(r["timestamp"])] = float(r["output"])
-    return out
-exp, pre = rows(sys.argv[1]), rows(sys.argv[2])
-bad, seen, total, rows = [], 0, 0, 0
-for s, want in sorted(exp.items()):
-    want = {t: v for t, v in want.items() if t not in pre.get(s, {})}
-    total += len(want)
-    got = {}
-    for f in glob.glob(os.path.join(sys.argv[3], "sensor-%s-filtered" % s, "gauge-*")):
-        for line in open(f):
-            if not line.startswith("epoch"):
-                t, v = line.strip().split(",")
-                rows += 1
-                got.setdefault(round(float(t)), set()).add(v)
-    for t, vs in got.items():
-        if t not in want or vs != {"%f" % want[t]}:
-            bad.append("%s t=%d: csv %s, kts-filter %s" % (s, t, sorted(vs), want.get(t)))
-    seen += len(set(got) & set(want))
-for b in bad[:8]:
-    print(b)
-print("%d of %d filtered values present (%d rows), %d problems" % (seen, total, rows, len(bad)))
-sys.exit(0 if not bad and seen == total == rows else 1)
-EOF
+    state_check --once --before $((T0 + 10 * $1)) --exclude "$W/first.csv" "$W/expect.csv" "$D/csv"
+}
+# check_ok BEFORE DESCRIPTION: a test point, once check BEFORE passes (at most 120 s)
+check_ok() {
+    local out st
+    for _ in $(seq 600); do
+        check "$1" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    out=$(check "$1")
+    st=$?
+    diag "$out"
+    ok $st "$2"
+}
+# metrics_is WANT DESCRIPTION PLUGIN-INSTANCE/TYPE-INSTANCE...: a test point, the self-metrics
+# joined by "/" are WANT. They are read every interval: wait (at most 20 s) for a row written
+# after the last restore.
+metrics_is() {
+    local want=$1 what=$2 got m
+    shift 2
+    for _ in $(seq 100); do
+        got=""
+        for m in "$@"; do got="$got/$(state_metric agg "${m%/*}" "${m#*/}")"; done
+        got=${got#/}
+        [ "$got" = "$want" ] && break
+        sleep 0.2
+    done
+    is "$got" "$want" "$what"
 }
 
-collectd_start "$D/collectd.conf" agg
+collectd_start "$conf" agg
 st=$?
-for p in 0 1 2 3; do
-    collectd_wait_log "state of partition $p installed" 60 agg || st=1
-done
+state_wait_installed 1 agg 60 0 1 2 3 || st=1
 ok $st "aggregator with StateTopic starts and installs the seeded state of the 4 partitions"
-for _ in $(seq 600); do
-    check "$CUT2" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-out=$(check "$CUT2")
-st=$?
-diag "$out"
-ok $st "every filtered value after the seed equals the uninterrupted run's"
-
-last() { cat "$@" 2>/dev/null | grep -v '^epoch' | tail -n1 | cut -d, -f2; }
-S="$D/csv/kts-test"
-# The self-metrics are read every interval: wait for a row written after the last restore.
-for _ in $(seq 100); do
-    got="$(last "$S"/read_kafka_ts-agg/total_values-state_restored-*)/$(last "$S"/read_kafka_ts-agg-despike/total_values-warming-*)/$(last "$S"/read_kafka_ts-agg-despike/total_values-absorbed-*)"
-    [ "$got" = "$NS/0/0" ] && break
-    sleep 0.2
-done
-is "$got" "$NS/0/0" "self-metrics: $NS states restored, no point emitted while warming up, none absorbed"
+check_ok "$CUT2" "every filtered value after the seed equals the uninterrupted run's"
+metrics_is "$NS/0/0" "self-metrics: $NS states restored, no point emitted while warming up, none absorbed" \
+    agg/state_restored agg-despike/warming agg-despike/absorbed
 collectd_stop agg
 ok $? "the aggregator stops cleanly, committing every offset"
 
@@ -247,28 +164,14 @@ ok "$([ "$st" -eq 0 ] && [ "$redelivered" -gt 0 ]; echo $?)" \
     "the group's offsets set back behind the states' positions ($redelivered values to redeliver)"
 
 : >"$D/collectd.log"
-collectd_start "$D/collectd.conf" agg
+collectd_start "$conf" agg
 st=$?
-for p in 0 1 2 3; do
-    collectd_wait_log "state of partition $p installed" 60 agg || st=1
-done
+state_wait_installed 1 agg 60 0 1 2 3 || st=1
 ok $st "restarted: the state of the 4 partitions is installed"
-kcat -P -b "$B" -t "$RUN-in" -K '\t' -X topic.partitioner=murmur2_random <"$W/last.tsv" \
+kcat -P -b "$B" -t "$RUN-in" -K '\t' -X topic.partitioner=murmur2_random <"$W/seg-2.tsv" \
     2>>"$W/kcat.err"
-for _ in $(seq 600); do
-    check "$N" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-out=$(check "$N")
-st=$?
-diag "$out"
-ok $st "every filtered value equals the uninterrupted run's, none written twice"
-want="$redelivered/0"
-for _ in $(seq 100); do
-    got="$(last "$S"/read_kafka_ts-agg-despike/total_values-absorbed-*)/$(last "$S"/read_kafka_ts-agg-despike/total_values-warming-*)"
-    [ "$got" = "$want" ] && break
-    sleep 0.2
-done
-is "$got" "$want" "self-metrics: the $redelivered redelivered value lists absorbed, none warming"
+check_ok "$N" "every filtered value equals the uninterrupted run's, none written twice"
+metrics_is "$redelivered/0" "self-metrics: the $redelivered redelivered value lists absorbed, none warming" \
+    agg-despike/absorbed agg-despike/warming
 collectd_stop agg
 ok $? "the restarted aggregator stops cleanly"

@@ -44,7 +44,7 @@ CUT2=600 # CUT..CUT2-1 before the rewind, CUT2..N-1 after it
 NS=8
 KAFKA_LIB=${KTS_KAFKA_CACHE:-$SRCDIR/contrib/kafka/.cache}/lib
 
-state_pipeline >"$W/pipelines.conf"
+state_pipeline 5 >"$W/pipelines.conf"
 # NS series, N points 10 s apart, spikes now and then: all.jsonl (time order), seg-0.jsonl (the
 # first CUT points), seg-1.tsv and seg-2.tsv ("key<TAB>message" of the others, the key as
 # write_kafka_ts's).

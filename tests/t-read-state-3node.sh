@@ -33,7 +33,7 @@ is "$(kafka_metadata_brokers)" "1 2 3" "three nodes up ($B)"
 RUN=$(kafka_topic rkts3)
 N=600
 
-state_pipeline >"$W/pipelines.conf"
+state_pipeline 5 >"$W/pipelines.conf"
 # As t-read-state.sh: 4 series, s1, s2 on partition 0, s3, s4 on partition 1.
 state_series "$T0" "$N" 4 2
 "$KF" --config "$W/pipelines.conf" "$W/all.jsonl" >"$W/expect.csv" 2>"$W/kts-filter.err"

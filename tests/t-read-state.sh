@@ -23,7 +23,7 @@ e2e_plan 9
 RUN=rkts-$$-$(date +%s)
 N=600
 
-state_pipeline >"$W/pipelines.conf"
+state_pipeline 5 >"$W/pipelines.conf"
 # 4 series s1..s4, N points 10 s apart, spikes now and then; s1, s2 go to partition 0, s3, s4 to
 # partition 1, the first half in segment 0, the second in segment 1.
 state_series "$T0" "$N" 4 2

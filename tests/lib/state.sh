@@ -8,8 +8,9 @@
 # It sets W (the test's work directory, collectd_dir work), KF (kts-filter) and T0 (the first
 # timestamp of the series). The functions read B (the bootstrap address) and W.
 #
-#   state_pipeline [THRESHOLD]          the despiking (Hampel, Threshold 5) and smoothing (EMA)
-#                                       pipeline "despike" of plugin "sensor", "-filtered"
+#   state_pipeline THRESHOLD            the despiking (Hampel, Threshold 5 in most tests) and
+#                                       smoothing (EMA) pipeline "despike" of plugin "sensor",
+#                                       output suffix "-filtered"
 #   state_spikes_pipeline PERIOD BINS   contrib/pipelines/spikes.conf for plugin "sensor" with a
 #                                       compressed day of PERIOD s: every duration (an option of
 #                                       type seconds in docs/FILTERS.md, defaults included)
@@ -54,8 +55,10 @@
 # shellcheck source=tests/lib/collectd.sh
 . "$SRCDIR/tests/lib/collectd.sh"
 
+# shellcheck disable=SC2034 # for the caller
 KF="${BUILDDIR:-${KTS_TOP_BUILDDIR:-$(pwd)}}/tools/kts-filter"
 W=$(collectd_dir work)
+# shellcheck disable=SC2034 # for the caller
 T0=1700000000
 STATE_KILLED=""
 STATE_PRESENT=0
@@ -71,7 +74,7 @@ state_pipeline() {
     Window 300
     MaxPoints 31
     MinPoints 10
-    Threshold ${1:-5}
+    Threshold $1
     MaxRun 1
     Action "replace"
   </Filter>

@@ -6,7 +6,8 @@
 # What it guarantees:
 #  1. Everything lives under one `mktemp -d` directory ($COLLECTD_TMP), so tests can run in
 #     parallel; it is removed at exit unless KTS_KEEP_TMP=1, the test exited with a status
-#     other than 0 or one of its TAP assertions failed (tests/lib/tap.sh's TAP_FAILED).
+#     other than 0 or one of its TAP assertions failed (tests/lib/tap.sh's or the minimal
+#     TAP's below).
 #  2. Every daemon is started as a child of the calling shell (`collectd -f`), its PID recorded;
 #     it is stopped by that PID only: TERM, a bounded wait, then KILL.
 #  3. An EXIT trap (chained in front of any trap already set, and on INT/TERM/HUP too) stops
@@ -87,8 +88,9 @@ _collectd_cleanup() {
     local rc=$?
     collectd_stop_all
     _collectd_archive
-    if [ "${KTS_KEEP_TMP:-0}" = 1 ] || [ "$rc" -ne 0 ] || [ "${TAP_FAILED:-0}" -gt 0 ]; then
-        echo "# collectd.sh: kept $COLLECTD_TMP (exit status $rc, ${TAP_FAILED:-0} failed)" >&2
+    local failed=$((${TAP_FAILED:-0} + _COLLECTD_TAP_FAILED))
+    if [ "${KTS_KEEP_TMP:-0}" = 1 ] || [ "$rc" -ne 0 ] || [ "$failed" -gt 0 ]; then
+        echo "# collectd.sh: kept $COLLECTD_TMP (exit status $rc, $failed assertion(s) failed)" >&2
     else
         rm -rf "$COLLECTD_TMP"
     fi

@@ -20,7 +20,8 @@
 #                                       per segment H $W/part-P-H.jsonl (partition P),
 #                                       $W/seg-H.jsonl and $W/seg-H.tsv ("key<TAB>message", the
 #                                       key as write_kafka_ts's), all in time order
-#   state_produce TOPIC H NPART [KCAT-ARG...]  segment H into partitions 0..NPART-1 of TOPIC
+#   state_produce TOPIC H NPART [KCAT-ARG...]  segment H into partitions 0..NPART-1 of TOPIC,
+#                                       in file order (kcat -X "$STATE_KCAT_ORDER")
 #   state_conf NAME GROUP TOPIC STATE-TOPIC PIPELINE-FILE [PROPERTY=VALUE...]
 #                                       write NAME's collectd.conf (read_kafka_ts → csv; no
 #                                       StateTopic when STATE-TOPIC is empty), print its path
@@ -112,11 +113,17 @@ for k in range(n):
 EOF
 }
 
+# kcat writes each partition's points in file order only with one request in flight: without
+# idempotence (librdkafka 2.0.2) a retried batch can land after the next ones on a loaded
+# machine (docs/write_kafka_ts.md, Ordering), and a series' reordered points filter otherwise.
+STATE_KCAT_ORDER=max.in.flight.requests.per.connection=1
+
 state_produce() {
     local topic=$1 h=$2 n=$3 p
     shift 3
     for ((p = 0; p < n; p++)); do
-        kcat -P -b "$B" -t "$topic" -p "$p" "$@" <"$W/part-$p-$h.jsonl" 2>>"$W/kcat.err" || return 1
+        kcat -P -b "$B" -t "$topic" -p "$p" -X "$STATE_KCAT_ORDER" "$@" <"$W/part-$p-$h.jsonl" \
+            2>>"$W/kcat.err" || return 1
     done
 }
 

@@ -64,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -606,19 +607,25 @@ static double live_run(const char *in, const char *state, int run)
     pthread_create(&wt, NULL, live_writer, &tk);
     sleep(5); /* group join, first fetch */
     struct kts_consumer_stats s0, s1;
+    struct rusage ru0, ru1;
     kts_consumer_stats(tk.c, &s0);
+    getrusage(RUSAGE_SELF, &ru0);
     double c0 = CPU();
     sleep((unsigned)live_s);
     double c1 = CPU();
+    getrusage(RUSAGE_SELF, &ru1);
     kts_consumer_stats(tk.c, &s1);
     double v = (double)(s1.values - s0.values);
     double us = (c1 - c0) / v * 1e6;
-    printf("run %d %-13s %8.0f values/s  %6.3f us CPU/value  checkpoints %llu  records %llu "
-           "(%.1f MB)\n",
-           run, state ? "StateTopic" : "no StateTopic", v / live_s, us,
+    double sys = (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+                 (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+    printf("run %d %-13s %8.0f values/s  %6.3f us CPU/value (system %.3f)  checkpoints %llu  "
+           "records %llu (%.1f MB)  minor faults %ld  context switches %ld\n",
+           run, state ? "StateTopic" : "no StateTopic", v / live_s, us, sys / v * 1e6,
            (unsigned long long)(s1.state_checkpoints - s0.state_checkpoints),
            (unsigned long long)(s1.state_records - s0.state_records),
-           (double)(s1.state_bytes - s0.state_bytes) / 1e6);
+           (double)(s1.state_bytes - s0.state_bytes) / 1e6, ru1.ru_minflt - ru0.ru_minflt,
+           (ru1.ru_nvcsw - ru0.ru_nvcsw) + (ru1.ru_nivcsw - ru0.ru_nivcsw));
     kts_consumer_drain(tk.c);
     pthread_join(rt, NULL);
     kts_consumer_close(tk.c);

@@ -757,8 +757,7 @@ static void test_state_interval(void)
     if (rc < 0)
         return;
     struct kts_consumer_stats s0, s1;
-    kts_consumer_stats(r.c, &s0);
-    for (int k = 0; k < 60; k++) { /* 6 s: one value per series every 0.1 s */
+    for (int k = 0; k <= 60; k++) { /* then 6 s: one value per series every 0.1 s */
         for (int s = 0; s < NSER; s++) {
             char buf[512];
             int n = snprintf(buf, sizeof(buf),
@@ -771,6 +770,13 @@ static void test_state_interval(void)
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         }
         rd_kafka_flush(prod, 5000);
+        if (k == 0) { /* the window starts once the partitions are assigned and flowing */
+            ok(wait_written(r.c, NSER, 60), "C14 the first values written");
+            pthread_mutex_lock(&t.lock);
+            t.nck[0] = t.nck[1] = 0;
+            pthread_mutex_unlock(&t.lock);
+            kts_consumer_stats(r.c, &s0);
+        }
         usleep(100000);
     }
     kts_consumer_stats(r.c, &s1);
@@ -803,7 +809,7 @@ int main(int argc, char **argv)
         return child_main(argv[2], argv[3], argv[4]);
     if (bootstrap == NULL || *bootstrap == '\0')
         BAIL_OUT("KTS_BOOTSTRAP unset: run through make check (it starts a broker)");
-    plan(32);
+    plan(33);
     snprintf(sfx, sizeof(sfx), "-%ld-%d", (long)time(NULL), (int)getpid());
     char errstr[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

@@ -120,6 +120,8 @@ void kts_cons_state_destroy(struct kts_consumer *c)
     }
     if (s->prk != NULL) {
         rd_kafka_flush(s->prk, 5000);
+        if (s->prkt != NULL)
+            rd_kafka_topic_destroy(s->prkt);
         rd_kafka_destroy(s->prk);
     }
     free(s->topic);
@@ -247,6 +249,13 @@ static void on_state_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void 
 static void ck_produce(struct kts_consumer *c, struct kts_ckpt *ck)
 {
     int64_t t0 = kts_inflight_now_ns();
+    if (c->state->prkt == NULL) /* made at the first checkpoint, as producev(topic name) would */
+        c->state->prkt = rd_kafka_topic_new(c->state->prk, c->state->topic, NULL);
+    if (c->state->prkt == NULL) {
+        ck->failed = true;
+        kts_log_limited(&c->state->rl, KTS_LOG_ERR, "%s: StateTopic \"%s\": %s", c->where,
+                        c->state->topic, rd_kafka_err2str(rd_kafka_last_error()));
+    }
     for (size_t i = 0; i < ck->n && !ck->failed; i++) {
         struct kts_ckrec *r = &ck->recs[i];
         rd_kafka_resp_err_t err;
@@ -254,11 +263,10 @@ static void ck_produce(struct kts_consumer *c, struct kts_ckpt *ck)
         for (int tries = 0;; tries++) {
             /* The value's block (key included) becomes the producer's on success (freed
              * after delivery); on an error it stays ours. A tombstone has no payload. */
-            err = rd_kafka_producev(c->state->prk, RD_KAFKA_V_TOPIC(c->state->topic),
-                                    RD_KAFKA_V_PARTITION(ck->partition), RD_KAFKA_V_MSGFLAGS(flags),
-                                    RD_KAFKA_V_KEY(r->key, r->klen),
-                                    RD_KAFKA_V_VALUE(r->val, r->vlen), RD_KAFKA_V_OPAQUE(ck),
-                                    RD_KAFKA_V_END);
+            err = rd_kafka_producev(
+                c->state->prk, RD_KAFKA_V_RKT(c->state->prkt), RD_KAFKA_V_PARTITION(ck->partition),
+                RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_KEY(r->key, r->klen),
+                RD_KAFKA_V_VALUE(r->val, r->vlen), RD_KAFKA_V_OPAQUE(ck), RD_KAFKA_V_END);
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries >= 300)
                 break;
             pthread_mutex_unlock(&c->lock);

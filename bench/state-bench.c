@@ -8,7 +8,7 @@
  *   bench/state-bench -c PIPELINE.conf -b BOOTSTRAP -t TOPIC raw
  *   bench/state-bench -c PIPELINE.conf -b BOOTSTRAP -t TOPIC restore
  *   bench/state-bench -c PIPELINE.conf -b BOOTSTRAP -n SERIES [-r ROUNDS] [-R RATE] [-s SECONDS]
- *                     [-i COMMITINTERVAL] -t TOPIC live
+ *                     [-i COMMITINTERVAL] [-I STATEINTERVAL] -t TOPIC live
  *
  * The pipeline is the first <Pipeline> block of PIPELINE.conf (e.g. contrib/pipelines/spikes.conf).
  * Series "h/p-sK/gauge" (K = 0..SERIES-1) get one value every 10 s of event time; series K is on
@@ -40,7 +40,10 @@
  *              TOPIC-live; ROUNDS times, a kts_consumer with the pipeline (CommitInterval -i,
  * default 1 s: every series changes about RATE/SERIES times per checkpoint, as SERIES series
  *              changing every 10 s do with the default CommitInterval 10 when RATE = SERIES / 10
- *              × 10) consumes for SECONDS (default 20) without StateTopic, then with StateTopic
+ *              × 10; StateInterval -I, default 0: a checkpoint at every commit point, as
+ *              StateInterval <= CommitInterval; read_kafka_ts's default is 60, i.e. -i 10 -I 60,
+ *              then make SECONDS a multiple of 60 so that the window holds whole checkpoint
+ *              periods) consumes for SECONDS (default 20) without StateTopic, then with StateTopic
  *              TOPIC-live-state (fresh groups, StartPosition latest), a writer thread confirming
  *              every dispatched value at once. CPU of this process (consumer, writer, librdkafka
  *              threads, the state producer) per value consumed; the median ratio.
@@ -61,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -500,7 +504,8 @@ static int cmd_restore(void)
 
 static long rate = 10000;
 static int live_s = 20;
-static double live_interval = 1; /* -i: CommitInterval of the live runs */
+static double live_interval = 1;   /* -i: CommitInterval of the live runs */
+static double live_state_interval; /* -I: StateInterval of the live runs (0: every commit point) */
 
 /* The child: RATE value lists per second over the series, round robin, until killed. */
 static void live_producer(const char *in)
@@ -592,6 +597,7 @@ static double live_run(const char *in, const char *state, int run)
                                         .pipeline = kts_plugin_pipelines_process,
                                         .pipeline_opaque = ps,
                                         .commit_interval = live_interval,
+                                        .state_interval = live_state_interval,
                                         .state = state ? real_ops : NULL,
                                         .state_ctx = state ? ps : NULL};
     if (kts_consumer_create(&tk.c, &cfg, &cb, 1, err, sizeof(err)) < 0)
@@ -601,19 +607,25 @@ static double live_run(const char *in, const char *state, int run)
     pthread_create(&wt, NULL, live_writer, &tk);
     sleep(5); /* group join, first fetch */
     struct kts_consumer_stats s0, s1;
+    struct rusage ru0, ru1;
     kts_consumer_stats(tk.c, &s0);
+    getrusage(RUSAGE_SELF, &ru0);
     double c0 = CPU();
     sleep((unsigned)live_s);
     double c1 = CPU();
+    getrusage(RUSAGE_SELF, &ru1);
     kts_consumer_stats(tk.c, &s1);
     double v = (double)(s1.values - s0.values);
     double us = (c1 - c0) / v * 1e6;
-    printf("run %d %-13s %8.0f values/s  %6.3f us CPU/value  checkpoints %llu  records %llu "
-           "(%.1f MB)\n",
-           run, state ? "StateTopic" : "no StateTopic", v / live_s, us,
+    double sys = (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+                 (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+    printf("run %d %-13s %8.0f values/s  %6.3f us CPU/value (system %.3f)  checkpoints %llu  "
+           "records %llu (%.1f MB)  minor faults %ld  context switches %ld\n",
+           run, state ? "StateTopic" : "no StateTopic", v / live_s, us, sys / v * 1e6,
            (unsigned long long)(s1.state_checkpoints - s0.state_checkpoints),
            (unsigned long long)(s1.state_records - s0.state_records),
-           (double)(s1.state_bytes - s0.state_bytes) / 1e6);
+           (double)(s1.state_bytes - s0.state_bytes) / 1e6, ru1.ru_minflt - ru0.ru_minflt,
+           (ru1.ru_nvcsw - ru0.ru_nvcsw) + (ru1.ru_nivcsw - ru0.ru_nivcsw));
     kts_consumer_drain(tk.c);
     pthread_join(rt, NULL);
     kts_consumer_close(tk.c);
@@ -683,7 +695,7 @@ static void load_config(const char *path)
 int main(int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "b:c:i:m:n:p:P:r:R:s:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "b:c:i:I:m:n:p:P:r:R:s:t:")) != -1) {
         switch (opt) {
         case 'b':
             bootstrap = optarg;
@@ -693,6 +705,9 @@ int main(int argc, char **argv)
             break;
         case 'i':
             live_interval = atof(optarg);
+            break;
+        case 'I':
+            live_state_interval = atof(optarg);
             break;
         case 'm':
             memlimit_mb = atol(optarg);

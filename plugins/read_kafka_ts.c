@@ -47,6 +47,7 @@
 #include "utils/metadata/meta_data.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 
 #define PLUGIN_NAME "read_kafka_ts"
@@ -60,6 +61,7 @@ struct rkt_dedup_config {
     int64_t state_series;          /* DedupStateSeries */
     struct kts_strv flush_plugins; /* FlushBeforeCommit: flush callback names; none = off */
     double commit_interval;        /* CommitInterval (seconds), FlushBeforeCommit or StateTopic */
+    double state_interval;         /* StateInterval (seconds): StateTopic checkpoints */
 };
 #define DOFF(f) offsetof(struct rkt_dedup_config, f)
 static const struct kts_opt rkt_dedup_options[] = {
@@ -74,6 +76,9 @@ static const struct kts_opt rkt_dedup_options[] = {
      "offsets are committed, so a kill -9 loses nothing in that writer's cache"},
     {"CommitInterval", KTS_OPT_DURATION, DOFF(commit_interval), "10", 1, 3600, NULL, NULL, 0,
      "with FlushBeforeCommit or StateTopic: seconds between commit points"},
+    {"StateInterval", KTS_OPT_DURATION, DOFF(state_interval), "60", 1, 3600, NULL, NULL, 0,
+     "with StateTopic: seconds between checkpoints of the changed series (and so between "
+     "committed offsets), taken at every ceil(StateInterval / CommitInterval)-th commit point"},
     KTS_OPT_END,
 };
 #undef DOFF
@@ -577,9 +582,14 @@ static int rkt_init(void)
             cb.state = &kts_plugin_pipelines_state_ops;
             cb.state_ctx = in->pipes;
             cb.commit_interval = in->dedup.commit_interval;
+            cb.state_interval = in->dedup.state_interval;
+            double every = ceil(in->dedup.state_interval / in->dedup.commit_interval - 1e-9);
             INFO(PLUGIN_NAME " plugin (%s): StateTopic \"%s\": pipeline state restored on "
-                             "assignment, checkpointed every %g s",
-                 in->cfg.name, in->cfg.state_topic, in->dedup.commit_interval);
+                             "assignment, checkpointed every %g s (StateInterval %g, "
+                             "CommitInterval %g)",
+                 in->cfg.name, in->cfg.state_topic,
+                 (every > 1 ? every : 1) * in->dedup.commit_interval, in->dedup.state_interval,
+                 in->dedup.commit_interval);
         }
         if (in->cfg.log_prefix == NULL &&
             asprintf(&in->cfg.log_prefix, PLUGIN_NAME " plugin (%s)", in->cfg.name) < 0)

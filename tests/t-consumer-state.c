@@ -8,6 +8,7 @@
  * that restores must end with every sum exact: no value counted twice, none missed. The
  * partition move runs with eager assignment and again with cooperative-sticky (incremental),
  * where the linked librdkafka allows it (kts_rdkver.h; a TAP skip naming the limit elsewhere).
+ * With a state interval of 5 commit points, a partition is checkpointed at every 5th one.
  */
 #include "tap.h"
 
@@ -57,7 +58,16 @@ struct toy {
     int pad;                  /* bytes added to each record (the failure test) */
     int revoked[NPART];       /* revoked() calls per partition */
     int checkpoints;
+    double ck_at[NPART][64]; /* monotonic times of the first checkpoints per partition */
+    int nck[NPART];
 };
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static int series_of(const char *key, size_t klen)
 {
@@ -97,6 +107,8 @@ static int toy_checkpoint(void *ctx, int32_t partition, bool full, kts_state_put
     struct toy *t = ctx;
     pthread_mutex_lock(&t->lock);
     t->checkpoints++;
+    if (partition >= 0 && partition < NPART && t->nck[partition] < 64)
+        t->ck_at[partition][t->nck[partition]++] = mono_s();
     for (int s = partition; s < NSER; s += NPART) {
         if (!t->known[s] || (!t->changed[s] && !full))
             continue;
@@ -346,6 +358,8 @@ struct run {
     pthread_t rt, wt;
 };
 
+static double state_interval; /* StateInterval of run_start's consumers (0: every commit point) */
+
 static int run_start(struct run *r, struct toy *t, const char *group, const char *topic,
                      const char *state, int delay_us, char *err, size_t errsize)
 {
@@ -362,6 +376,7 @@ static int run_start(struct run *r, struct toy *t, const char *group, const char
                                         .pipeline = toy_pipeline,
                                         .pipeline_opaque = t,
                                         .commit_interval = 0.2,
+                                        .state_interval = state_interval,
                                         .state = &toy_ops,
                                         .state_ctx = t};
     int rc = kts_consumer_create(&r->c, &r->cfg, &cb, 1, err, errsize);
@@ -724,6 +739,67 @@ static void test_failed_checkpoint(void)
        (long long)c1);
 }
 
+/* (14) StateInterval 1 s with commit points every 0.2 s: a partition is checkpointed at every
+ * 5th commit point only, while values keep coming. */
+static void test_state_interval(void)
+{
+    const char *topic = N("st-ival-in"), *group = N("g-st-ival"), *state = N("st-ival-state");
+    admin_create(topic, NPART, NULL, NULL);
+    admin_create(state, NPART, "compact", NULL);
+    static struct toy t;
+    toy_init(&t);
+    struct run r;
+    char err[1024];
+    state_interval = 1.0;
+    int rc = run_start(&r, &t, group, topic, state, 0, err, sizeof(err));
+    state_interval = 0;
+    is_int(rc, 0, "C14 consumer with StateInterval 1 and CommitInterval 0.2 (%s)", rc ? err : "");
+    if (rc < 0)
+        return;
+    struct kts_consumer_stats s0, s1;
+    for (int k = 0; k <= 60; k++) { /* then 6 s: one value per series every 0.1 s */
+        for (int s = 0; s < NSER; s++) {
+            char buf[512];
+            int n = snprintf(buf, sizeof(buf),
+                             "{\"v\":1,\"host\":\"h\",\"plugin\":\"p\",\"plugin_instance\":\"s%d\","
+                             "\"type\":\"gauge\",\"type_instance\":\"\",\"time\":%d,\"interval\":"
+                             "10,\"ds\":[{\"name\":\"value\",\"type\":\"gauge\",\"value\":1}]}",
+                             s, 1700000000 + 10 * k);
+            rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(s % NPART),
+                              RD_KAFKA_V_VALUE(buf, (size_t)n),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        }
+        rd_kafka_flush(prod, 5000);
+        if (k == 0) { /* the window starts once the partitions are assigned and flowing */
+            ok(wait_written(r.c, NSER, 60), "C14 the first values written");
+            pthread_mutex_lock(&t.lock);
+            t.nck[0] = t.nck[1] = 0;
+            pthread_mutex_unlock(&t.lock);
+            kts_consumer_stats(r.c, &s0);
+        }
+        usleep(100000);
+    }
+    kts_consumer_stats(r.c, &s1);
+    pthread_mutex_lock(&t.lock);
+    int nck[NPART];
+    double mingap = 1e9;
+    for (int p = 0; p < NPART; p++) {
+        nck[p] = t.nck[p];
+        for (int i = 1; i < nck[p]; i++)
+            if (t.ck_at[p][i] - t.ck_at[p][i - 1] < mingap)
+                mingap = t.ck_at[p][i] - t.ck_at[p][i - 1];
+    }
+    pthread_mutex_unlock(&t.lock);
+    uint64_t points = s1.commit_points - s0.commit_points;
+    ok(nck[0] >= 2 && nck[1] >= 2 && (uint64_t)(nck[0] + nck[1]) <= 2 * (points / 5 + 2),
+       "C14 each partition checkpointed at every 5th commit point: %d and %d checkpoints, %llu "
+       "commit points in the 6 s",
+       nck[0], nck[1], (unsigned long long)points);
+    ok(mingap >= 0.95, "C14 no two checkpoints of a partition closer than 5 commit points (%.3f s)",
+       mingap);
+    run_stop(&r);
+}
+
 int main(int argc, char **argv)
 {
     bootstrap = getenv("KTS_BOOTSTRAP");
@@ -733,7 +809,7 @@ int main(int argc, char **argv)
         return child_main(argv[2], argv[3], argv[4]);
     if (bootstrap == NULL || *bootstrap == '\0')
         BAIL_OUT("KTS_BOOTSTRAP unset: run through make check (it starts a broker)");
-    plan(29);
+    plan(33);
     snprintf(sfx, sizeof(sfx), "-%ld-%d", (long)time(NULL), (int)getpid());
     char errstr[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -745,6 +821,7 @@ int main(int argc, char **argv)
     test_partition_move(false);
     test_partition_move(true);
     test_failed_checkpoint();
+    test_state_interval();
     rd_kafka_destroy(prod);
     return done_testing();
 }

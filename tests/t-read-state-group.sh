@@ -111,7 +111,7 @@ group_case() {
     nb=$(present "$W/expect.csv" 0 "$db/csv")
     ok "$([ $((na + nb)) -ge "$half" ] && [ "$na" -gt 0 ] && [ "$nb" -gt 0 ]; echo $?)" \
         "$c: the first half is filtered by both (A $na, B $nb values)"
-    # Checkpointed and committed (CommitInterval 1, auto.commit.interval.ms 500).
+    # Checkpointed and committed (CommitInterval 1, StateInterval 1, auto.commit.interval.ms 500).
     sleep 4
     local warm0 restored0 st p
     warm0=$(state_settled "$c-a" "$c-a-despike" warming)

@@ -41,8 +41,9 @@ collectd_start "$conf" agg
 ok $? "aggregator with StateTopic starts"
 state_wait_present 1200 "$W/expect.csv" "$D/csv"
 ok $? "it writes the first half's filtered rows ($STATE_PRESENT present)"
-# Checkpointed and committed (CommitInterval 1, auto.commit.interval.ms 500): the restart goes
-# on from there, so without the restored state the filters would start afresh (values differ).
+# Checkpointed and committed (CommitInterval 1, StateInterval 1, auto.commit.interval.ms 500):
+# the restart goes on from there, so without the restored state the filters would start afresh
+# (values differ).
 sleep 4
 state_kill agg
 ok $? "aggregator killed with SIGKILL (status $STATE_KILLED, $(state_present "$W/expect.csv" "$D/csv") present)"

@@ -62,7 +62,10 @@
  *     fetched before the pause are not processed; the partition is sought back to the first of
  *     them. Other partitions keep flowing meanwhile.
  * 14. Commit points (11) also run with a state topic and no commit hook (every
- *     commit_interval). At commit point k, on the consumer thread, checkpoint() is called for
+ *     commit_interval). Checkpoints are taken at every n-th commit point of a partition, n =
+ *     ceil(state_interval / commit_interval) (1 when state_interval <= commit_interval), counted
+ *     from its assignment and from its last checkpoint taken. At such a commit point, on the
+ *     consumer thread, checkpoint() is called for
  *     each owned, restored partition that consumed something since its last checkpoint and has
  *     no checkpoint under way: its state is then the cut at its last consumed offset Q (the
  *     pipeline runs on this thread in message order). The records are kept, and produced to the
@@ -200,6 +203,8 @@ struct kts_consumer_callbacks {
     kts_commit_fn commit_hook; /* NULL = offsets stored as soon as done (2) */
     void *commit_opaque;
     double commit_interval; /* seconds between commit points (11), > 0 with a hook or state */
+    double state_interval;  /* seconds between checkpoints (14); <= commit_interval (0): at
+                             * every commit point */
     const struct kts_consumer_state_ops *state; /* with cfg.state_topic: required (12) */
     void *state_ctx;
 };

@@ -59,6 +59,7 @@ struct part {
     int64_t commitable;  /* (11) with a hook: `flushed` of the previous commit point */
     int64_t acked_cut;   /* (15) cut of the last checkpoint all acknowledged, -1 none */
     bool ck_full;        /* the next checkpoint exports every series */
+    unsigned ck_points;  /* (14) commit points since its last checkpoint (or assignment) */
     struct kts_ckpt *ck; /* the checkpoint kept or being produced, NULL none */
 };
 

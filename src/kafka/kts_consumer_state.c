@@ -8,6 +8,7 @@
 #include "kts_array.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,8 @@ void kts_cons_state_destroy(struct kts_consumer *c)
     }
     if (s->prk != NULL) {
         rd_kafka_flush(s->prk, 5000);
+        if (s->prkt != NULL)
+            rd_kafka_topic_destroy(s->prkt);
         rd_kafka_destroy(s->prk);
     }
     free(s->topic);
@@ -128,35 +131,40 @@ void kts_cons_state_destroy(struct kts_consumer *c)
 
 /* ------------------------------------------------------------------ checkpoints (14, 15) */
 
+/* A record's one allocation: its value followed by its key, or the key alone (tombstone). */
+static void *ckrec_block(const struct kts_ckrec *r)
+{
+    return r->val != NULL ? r->val : r->key;
+}
+
 static void ck_free(struct kts_ckpt *ck)
 {
-    for (size_t i = 0; i < ck->n; i++) {
-        free(ck->recs[i].key);
-        free(ck->recs[i].val);
-    }
+    for (size_t i = 0; i < ck->n; i++)
+        free(ckrec_block(&ck->recs[i]));
     free(ck->recs);
     free(ck);
 }
 
-/* kts_state_put_fn: copy one record into the checkpoint (no lock: consumer thread). */
+/* kts_state_put_fn: copy one record into the checkpoint (no lock: consumer thread), in one
+ * allocation whose start is the value: the producer takes it over (RD_KAFKA_MSG_F_FREE) and
+ * copies only the key. */
 static int ck_put(void *pctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct kts_ckpt *ck = pctx;
     if (KTS_ARRAY_GROW(ck->recs, ck->cap, ck->n + 1) != 0)
         return -ENOMEM;
     struct kts_ckrec *r = &ck->recs[ck->n];
-    r->key = malloc(klen ? klen : 1);
-    r->val = val ? malloc(vlen ? vlen : 1) : NULL;
-    if (r->key == NULL || (val != NULL && r->val == NULL)) {
-        free(r->key);
-        free(r->val);
+    size_t vbytes = val != NULL ? vlen : 0;
+    unsigned char *b = malloc(vbytes + klen + 1);
+    if (b == NULL)
         return -ENOMEM;
-    }
-    memcpy(r->key, key, klen);
-    if (val != NULL)
-        memcpy(r->val, val, vlen);
+    if (vbytes > 0)
+        memcpy(b, val, vbytes);
+    memcpy(b + vbytes, key, klen);
+    r->val = val != NULL ? b : NULL;
+    r->key = b + vbytes;
     r->klen = klen;
-    r->vlen = val ? vlen : 0;
+    r->vlen = vbytes;
     ck->n++;
     return 0;
 }
@@ -241,15 +249,24 @@ static void on_state_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void 
 static void ck_produce(struct kts_consumer *c, struct kts_ckpt *ck)
 {
     int64_t t0 = kts_inflight_now_ns();
+    if (c->state->prkt == NULL) /* made at the first checkpoint, as producev(topic name) would */
+        c->state->prkt = rd_kafka_topic_new(c->state->prk, c->state->topic, NULL);
+    if (c->state->prkt == NULL) {
+        ck->failed = true;
+        kts_log_limited(&c->state->rl, KTS_LOG_ERR, "%s: StateTopic \"%s\": %s", c->where,
+                        c->state->topic, rd_kafka_err2str(rd_kafka_last_error()));
+    }
     for (size_t i = 0; i < ck->n && !ck->failed; i++) {
         struct kts_ckrec *r = &ck->recs[i];
         rd_kafka_resp_err_t err;
+        int flags = r->val != NULL ? RD_KAFKA_MSG_F_FREE : 0;
         for (int tries = 0;; tries++) {
+            /* The value's block (key included) becomes the producer's on success (freed
+             * after delivery); on an error it stays ours. A tombstone has no payload. */
             err = rd_kafka_producev(
-                c->state->prk, RD_KAFKA_V_TOPIC(c->state->topic),
-                RD_KAFKA_V_PARTITION(ck->partition), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_KEY(r->key, r->klen), RD_KAFKA_V_VALUE(r->val, r->vlen),
-                RD_KAFKA_V_OPAQUE(ck), RD_KAFKA_V_END);
+                c->state->prk, RD_KAFKA_V_RKT(c->state->prkt), RD_KAFKA_V_PARTITION(ck->partition),
+                RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_KEY(r->key, r->klen),
+                RD_KAFKA_V_VALUE(r->val, r->vlen), RD_KAFKA_V_OPAQUE(ck), RD_KAFKA_V_END);
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries >= 300)
                 break;
             pthread_mutex_unlock(&c->lock);
@@ -258,6 +275,8 @@ static void ck_produce(struct kts_consumer *c, struct kts_ckpt *ck)
         }
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             ck->unacked++;
+            if (r->val != NULL)
+                r->val = r->key = NULL; /* the producer's now */
         } else {
             ck->failed = true;
             kts_log_limited(&c->state->rl, KTS_LOG_ERR, "%s: StateTopic \"%s\": cannot produce: %s",
@@ -267,8 +286,7 @@ static void ck_produce(struct kts_consumer *c, struct kts_ckpt *ck)
     ck->produced = true;
     ck->ns += kts_inflight_now_ns() - t0;
     for (size_t i = 0; i < ck->n; i++) {
-        free(ck->recs[i].key);
-        free(ck->recs[i].val);
+        free(ckrec_block(&ck->recs[i]));
         ck->recs[i].key = ck->recs[i].val = NULL;
     }
     if (ck->unacked == 0)
@@ -312,14 +330,29 @@ static void take_checkpoint(struct kts_consumer *c, struct part *p)
     p->ck = ck;
 }
 
+/* (14) Commit points between two checkpoints of a partition: ceil(state / commit), at least 1. */
+static unsigned ck_every(const struct kts_consumer *c)
+{
+    double n = ceil(c->cb.state_interval / c->cb.commit_interval - 1e-9);
+    return n > 1 ? (n < 1e6 ? (unsigned)n : 1000000u) : 1;
+}
+
 void kts_cons_state_checkpoint_all(struct kts_consumer *c)
 {
     if (c->state == NULL)
         return;
-    for (struct part *p = c->parts; p != NULL; p = p->next)
-        if (!p->revoked && !p->restoring && p->ck == NULL && p->next_offset > 0 &&
-            p->next_offset > p->acked_cut)
+    unsigned every = ck_every(c);
+    for (struct part *p = c->parts; p != NULL; p = p->next) {
+        if (p->revoked || p->restoring)
+            continue;
+        if (p->ck_points < every)
+            p->ck_points++;
+        if (p->ck_points >= every && p->ck == NULL && p->next_offset > 0 &&
+            p->next_offset > p->acked_cut) {
+            p->ck_points = 0;
             take_checkpoint(c, p);
+        }
+    }
     for (struct part *p = c->parts; p != NULL; p = p->next)
         if (!p->revoked && ck_ready(c, p))
             ck_produce(c, p->ck);
@@ -343,6 +376,7 @@ void kts_cons_state_assigned(struct kts_consumer *c, struct part *p)
 {
     p->acked_cut = -1;
     p->commitable = -1;
+    p->ck_points = 0;
     if (c->state == NULL)
         return;
     p->restoring = true;

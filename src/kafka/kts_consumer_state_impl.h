@@ -31,9 +31,10 @@ struct kts_ckpt {
 };
 
 struct kts_cons_state {
-    char *topic;     /* the state topic */
-    rd_kafka_t *prk; /* producer of checkpoints (and the admin calls) */
-    rd_kafka_t *srk; /* group-less reader of state partitions (13) */
+    char *topic;            /* the state topic */
+    rd_kafka_t *prk;        /* producer of checkpoints (and the admin calls) */
+    rd_kafka_topic_t *prkt; /* the state topic's handle in prk (no lookup by name per record) */
+    rd_kafka_t *srk;        /* group-less reader of state partitions (13) */
     rd_kafka_queue_t *sq;
     bool reassign; /* the reader's assignment must change */
     struct kts_ratelimit rl;

@@ -703,6 +703,7 @@ int kts_pipeline_process(struct kts_pipeline *p, const struct kts_vl *vls, size_
     char(*keys)[KTS_SERIES_IDENTITY_MAX] = p->keys;
     size_t *key_lens = p->key_lens;
     bool batch = n > 1;
+    p->mutations++; /* series may be created, changed, expired */
     /* Prime: pack and prefetch the first PF_AHEAD keys. */
     for (size_t j = 0; batch && j < PF_AHEAD && j < n; j++) {
         key_lens[j % (PF_AHEAD + 1)] = kts_series_identity(keys[j % (PF_AHEAD + 1)], &vls[j]);
@@ -748,6 +749,7 @@ int kts_pipeline_process(struct kts_pipeline *p, const struct kts_vl *vls, size_
 int kts_pipeline_flush(struct kts_pipeline *p, kts_pipeline_emit_fn emit, void *opaque)
 {
     struct flush_ctx fc = {p, emit, opaque, 0};
+    p->mutations++;
     kts_series_foreach(p->series, flush_series, &fc);
     return fc.rc;
 }

@@ -78,6 +78,23 @@ struct kts_pipeline {
     size_t ntombs, tombs_cap;
     struct kts_pipeline_state_stats sstats;
     bool refusal_logged[KTS_STATE_REASONS];
+    /* The changed series of every partition, found by one walk over the table and reused by
+     * the exports of the other partitions while the table is unchanged (kts_pipeline_state.c):
+     * `mutations` counts the calls that may add, remove or change a series. */
+    uint64_t mutations;
+    struct pipe_dirty *dirty;
+    size_t ndirty, dirty_cap;
+    uint64_t dirty_at; /* `mutations` when `dirty` was made; valid only while equal */
+    bool dirty_valid;
+};
+
+/* A changed series, as kts_series_foreach() gives it (valid while `mutations` is unchanged). */
+struct pipe_dirty {
+    const void *key;
+    size_t key_len;
+    void *state;
+    size_t state_size;
+    int32_t partition;
 };
 
 /* A series' state: this header, then ds_num blocks of ds_stride bytes, one per data source

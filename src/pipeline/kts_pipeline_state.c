@@ -162,6 +162,10 @@ void kts_pipeline_state_free(struct kts_pipeline *p)
     free(p->tombs);
     p->tombs = NULL;
     p->ntombs = p->tombs_cap = 0;
+    free(p->dirty);
+    p->dirty = NULL;
+    p->ndirty = p->dirty_cap = 0;
+    p->dirty_valid = false;
 }
 
 void kts_pipeline_state_expired(struct kts_pipeline *p, const void *key, size_t key_len,
@@ -297,13 +301,57 @@ static int export_tombs(struct export_ctx *ec)
     return rc;
 }
 
+/* kts_series_fn: remember a changed series. */
+static void note_dirty(const void *key, size_t key_len, void *state, size_t state_size,
+                       void *opaque)
+{
+    struct kts_pipeline *p = opaque;
+    const struct pipe_series_hdr *h = state;
+    if (!p->dirty_valid || !(h->flags & SERIES_DIRTY))
+        return;
+    if (p->ndirty == p->dirty_cap) {
+        size_t cap = p->dirty_cap ? 2 * p->dirty_cap : 1024;
+        struct pipe_dirty *d = realloc(p->dirty, cap * sizeof(*d));
+        if (d == NULL) {
+            p->dirty_valid = false;
+            return;
+        }
+        p->dirty = d;
+        p->dirty_cap = cap;
+    }
+    p->dirty[p->ndirty++] = (struct pipe_dirty){key, key_len, state, state_size, h->partition};
+}
+
+/* The changed series of one partition, in table order, into export_one: from the list of every
+ * partition's changed series, made by one walk over the table when the table changed since
+ * (a checkpoint exports each partition in turn: one walk instead of one per partition).
+ * Returns false when the list cannot be made (the caller walks the table itself). */
+static bool export_dirty(struct kts_pipeline *p, struct export_ctx *ec)
+{
+    if (!p->dirty_valid || p->dirty_at != p->mutations) {
+        p->ndirty = 0;
+        p->dirty_valid = true;
+        kts_series_foreach(p->series, note_dirty, p);
+        if (!p->dirty_valid)
+            return false;
+        p->dirty_at = p->mutations;
+    }
+    for (size_t i = 0; i < p->ndirty && ec->rc == 0; i++) {
+        const struct pipe_dirty *d = &p->dirty[i];
+        if (d->partition == ec->partition)
+            export_one(d->key, d->key_len, d->state, d->state_size, ec);
+    }
+    return true;
+}
+
 int kts_pipeline_state_export(struct kts_pipeline *p, int32_t partition, bool changed_only,
                               kts_state_record_fn fn, void *opaque)
 {
     struct export_ctx ec = {
         p, partition < 0 ? -1 : partition, changed_only, fn, opaque, {NULL, 0, 0}, {NULL, 0, 0}, 0};
     p->tracking = true;
-    kts_series_foreach(p->series, export_one, &ec);
+    if (!changed_only || ec.partition < 0 || !export_dirty(p, &ec))
+        kts_series_foreach(p->series, export_one, &ec);
     if (ec.rc == 0)
         ec.rc = export_tombs(&ec);
     kts_buf_fini(&ec.key);
@@ -435,6 +483,7 @@ int kts_pipeline_state_import(struct kts_pipeline *p, const void *key, size_t kl
     size_t nl = strlen(p->name) + 1;
     const char *id = (const char *)key + nl;
     p->tracking = true;
+    p->mutations++;
     if (key == NULL || klen < nl || memcmp(key, p->name, nl) != 0 ||
         klen - nl > KTS_SERIES_IDENTITY_MAX)
         return refused(p, "", 0, KTS_STATE_KEY, why);
@@ -498,6 +547,7 @@ static void collect(const void *key, size_t key_len, void *state, size_t state_s
 void kts_pipeline_state_drop_partition(struct kts_pipeline *p, int32_t partition)
 {
     struct drop_ctx dc = {partition, NULL, 0, 0, 0};
+    p->mutations++;
     do {
         dc.n = 0;
         dc.rc = 0;

@@ -109,6 +109,10 @@ typedef int (*kts_state_record_fn)(const void *key, size_t klen, const void *rec
  * that partition (guarantee 5). Each series exported is marked clean. From the first export or
  * import on, the pipeline remembers the keys of persisted series that expire, for the
  * tombstones (a pipeline that never persists keeps nothing).
+ * A changed-only export of one partition walks the whole table once and keeps the list of every
+ * partition's changed series (about 40 bytes each): the next partitions' exports use that list
+ * while no value was processed, flushed or imported since (one walk per checkpoint of all the
+ * partitions, not one per partition).
  * Returns 0, -ENOMEM, or the first non-zero value `fn` returned.
  */
 int kts_pipeline_state_export(struct kts_pipeline *p, int32_t partition, bool changed_only,

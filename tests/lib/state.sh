@@ -24,7 +24,10 @@
 #                                       in file order (kcat -X "$STATE_KCAT_ORDER")
 #   state_conf NAME GROUP TOPIC STATE-TOPIC PIPELINE-FILE [PROPERTY=VALUE...]
 #                                       write NAME's collectd.conf (read_kafka_ts → csv; no
-#                                       StateTopic when STATE-TOPIC is empty), print its path
+#                                       StateTopic when STATE-TOPIC is empty), print its path;
+#                                       CommitInterval 1 and StateInterval STATE_INTERVAL
+#                                       (default 1: a checkpoint at every commit point; set
+#                                       and empty: no StateInterval line, the plugin's 60 s)
 #   state_check [--from T] [--before T2] [--exclude CSV] [--once] [--suffix S] EXPECT-CSV
 #       CSV-DIR...                      every filtered row of series sN (plugin instance sN+S,
 #                                       default -filtered) in the DataDirs at or after T equals
@@ -128,9 +131,11 @@ state_produce() {
 }
 
 state_conf() {
-    local d kv state=""
+    local d kv state="" interval=${STATE_INTERVAL-1}
     d=$(collectd_dir "$1")
     [ -n "$4" ] && state="  StateTopic \"$4\""
+    [ -n "$4" ] && [ -n "$interval" ] && state="$state
+  StateInterval $interval"
     {
         collectd_conf_header "$1"
         collectd_conf_stock csv

@@ -11,6 +11,11 @@
 #   state_pipeline THRESHOLD            the despiking (Hampel, Threshold 5 in most tests) and
 #                                       smoothing (EMA) pipeline "despike" of plugin "sensor",
 #                                       output suffix "-filtered"
+#   state_spikes_pipeline PERIOD BINS   contrib/pipelines/spikes.conf for plugin "sensor" with a
+#                                       compressed day of PERIOD s: every duration (an option of
+#                                       type seconds in docs/FILTERS.md, defaults included)
+#                                       scaled by PERIOD/86400 and BINS bins, as contrib/demo
+#                                       does (tests/t-demo-pipeline.sh)
 #   state_series T0 N NS PER-PART [CUT...]  NS series s1.. (host st, plugin sensor, gauge) of
 #                                       N points STATE_STEP (10) s apart, the value the python
 #                                       expression STATE_VALUE in k (point), s (series) (default:
@@ -86,6 +91,51 @@ state_pipeline() {
 EOF
 }
 
+state_spikes_pipeline() {
+    python3 - "$SRCDIR/contrib/pipelines/spikes.conf" "$SRCDIR/docs/FILTERS.md" "$1" "$2" <<'EOF'
+import re, sys
+conf, ref, period, bins = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+scale = period / 86400
+# The durations of each filter and their defaults, from the option reference.
+durations, section = {}, None
+for line in open(ref):
+    m = re.match(r'### `<Filter "([^"]+)">`', line)
+    if m:
+        section = durations.setdefault(m.group(1), {})
+    m = re.match(r'\| `(\w+)` \| seconds \| ([^|]+) \|[^|]*\| ([^|]*)\|', line)
+    if m and section is not None:
+        only = re.match(r'\s*([a-z]+(?:/[a-z]+)*|with \w+):', m.group(3))
+        section[m.group(1)] = (float(m.group(2)), only.group(1).split('/') if only else None)
+out, filt, opts = [], None, {}
+for line in open(conf):
+    line = re.sub(r'\s*#.*$', '', line.rstrip())
+    if not line.strip():
+        continue
+    m = re.match(r'\s*<Filter\s+"([^"]+)">', line)
+    if m:
+        filt, opts = m.group(1), {}
+    elif line.strip().startswith('</Filter') and filt:
+        # the defaults of the durations that apply (to the method, with an option set)
+        for k, (d, only) in sorted(durations.get(filt, {}).items()):
+            applies = only is None or (only[0][5:] in opts if only[0].startswith('with ')
+                                       else opts.get('Method', only[0]) in only)
+            if k not in opts and applies:
+                out.append('    %s %g' % (k, d * scale))
+        filt = None
+    elif filt:
+        k, _, v = line.strip().partition(' ')
+        opts[k] = v.strip().strip('"')
+        if k in durations.get(filt, {}):
+            line = '    %s %g' % (k, float(v) * scale)
+        elif filt == 'deseasonalize' and k == 'Bins':
+            line = '    Bins ' + bins
+    out.append(line)
+    if re.match(r'\s*<Pipeline', line):
+        out += ['  <Match>', '    Plugin "sensor"', '  </Match>']
+print('\n'.join(out))
+EOF
+}
+
 state_series() {
     python3 - "$W" "${STATE_STEP:-10}" "${STATE_VALUE:-}" "$@" <<'EOF'
 import json, math, sys
@@ -94,7 +144,7 @@ t0, n, ns, perpart = (int(a) for a in sys.argv[4:8])
 cuts = [int(a) for a in sys.argv[8:]] or [n // 2]
 expr = expr or ("50 + 10 * s + 10 * math.sin(k / (7 + s)) + ((k * 37 + s) % 11 - 5) / 10"
                 " + (90 if (k + 13 * s) % 97 == 0 else 0)")
-value = eval("lambda k, s: " + expr, {"math": math})
+value = eval("lambda k, s: " + " ".join(expr.split()), {"math": math})
 nseg, npart = len(cuts) + 1, (ns + perpart - 1) // perpart
 part = {(p, h): open("%s/part-%d-%d.jsonl" % (w, p, h), "w") for p in range(npart) for h in range(nseg)}
 seg = [open("%s/seg-%d.jsonl" % (w, h), "w") for h in range(nseg)]

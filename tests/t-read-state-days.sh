@@ -44,9 +44,7 @@ N=$((DAYS * PERIOD))
 CUT=$((PERIOD * 5 / 2)) # the kill after two and a half days
 NS=4
 TCUT=$((T0 + CUT))
-# kcat's producer without idempotence may write a batch it retried after the next one (docs/
-# LIBRDKAFKA.md): one request in flight keeps each partition in time order
-produce() { state_produce "$1" "$2" 2 -X max.in.flight.requests.per.connection=1; } # TOPIC SEGMENT
+produce() { state_produce "$1" "$2" 2; } # TOPIC SEGMENT (in file order: state_produce)
 
 state_spikes_pipeline "$PERIOD" 48 >"$W/pipelines.conf"
 STATE_STEP=1 STATE_VALUE="100 + 10 * s + 30 * math.sin(2 * math.pi * k / $PERIOD + s)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* outlier: tests named after the guarantees in src/pipeline/filters/outlier.c. */
 #include "filter-harness.h"
+#include "filters/outlier-local.h"
 #include "tap.h"
 
 static double noise(unsigned *seed)
@@ -79,7 +80,7 @@ static void fallback_run(const char *opts, int *hits, int *fps, int *range_bad)
 
 int main(void)
 {
-    plan(74);
+    plan(76);
     struct fh *h = fh_filter_new("outlier", "Window 600\nMaxPoints 31\nMinPoints 5");
     ok(h != NULL, "hampel configures");
     int warming = 0;
@@ -453,6 +454,15 @@ int main(void)
     fh_free(h);
     ok(nrep19 >= 35, "19. counts near zero: the spikes of 40 are replaced (%d of 40)", nrep19);
     is_int(neg19, 0, "19. and no replacement is negative");
+    /* 19. the run ends back near the line, not off it on the other side: on the line
+     * v = position, x and the next value 20 below it, then one 28 above (a real drop after a
+     * gap, then a spike up, as in the demo): no spike; 0.5 above instead: a run of 2 */
+    double lv[10] = {-8, -7, -6, -5, -4, -3, -2, -1, 1 - 23, 2 + 28}, lim19;
+    is_int((int)kts_local_run(lv, 8, 10, -20, 1, 0.5, 5, false, 2, &lim19), -1,
+           "19. a run followed by a value off the line on the other side is no spike");
+    lv[9] = 2.5;
+    is_int((int)kts_local_run(lv, 8, 10, -20, 1, 0.5, 5, false, 2, &lim19), 9,
+           "19. followed by a value back near the line it is (ends at index 9, limit %g)", lim19);
     h = fh_filter_new("outlier", "WarmModel \"profile\"");
     ok(h == NULL, "19. an unknown WarmModel is refused");
     h = fh_filter_new("outlier", "Method \"robust\"\nDelay 1");

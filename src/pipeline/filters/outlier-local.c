@@ -13,9 +13,10 @@
  *     half the line's residual scale 1.4826 * MAD; a local spread twice the EW scale is noise
  *     the EW scale has not caught up with), at least 1 for whole numbers. A spike: the point
  *     lies more than Threshold * s off the line, the points after it on the same side off it
- *     too, and one within min(MaxRun, Delay) points comes back; judged once 8 differences are
- *     in. Guarantees 10, 11, 13 and 14 hold (replaced by interpolation between the good points
- *     around the run, kept when between them or near their line); the rest pass flagged
+ *     too, and one within min(MaxRun, Delay) points comes back within Threshold * s of the
+ *     line (one off it on the other side is no return: not a spike); judged once 8 differences
+ *     are in. Guarantees 10, 11, 13 and 14 hold (replaced by interpolation between the good
+ *     points around the run, kept when between them or near their line); the rest pass flagged
  *     warming. Work: 45 pairwise slopes per warming point with Delay 2; no extra state.
  * 20. Fallback (Delay > 0, LocalFallback r > 0), after the warm-up: when the window's scale
  *     (1.4826 * MAD of the deseasonalized window: what the profile leaves around the point)
@@ -108,12 +109,16 @@ long kts_local_run(const double *v, size_t nb, size_t n, double x, double dsc, d
     double e = x - centre;
     if (fabs(e) <= *lim)
         return -1;
-    /* The run: the values after x off the line on x's side; the first one back ends it. */
+    /* The run: the values after x off the line on x's side; the first one back near the line
+     * ends it. One off the line on the other side is no return: the run would be replaced by
+     * an interpolation towards it (a real drop after a gap, then a spike up, was). */
     size_t len = 1;
     for (size_t k = nb; k < n; k++) {
         double ek = v[k] - (centre + slope * pos[k]);
-        if (!(fabs(ek) > *lim && (ek > 0) == (e > 0)))
+        if (fabs(ek) <= *lim)
             return len <= maxlen ? (long)k : -1;
+        if ((ek > 0) != (e > 0))
+            return -1;
         len++;
     }
     return -1;

@@ -22,8 +22,9 @@ void kts_local_fit(const double *pos, const double *v, size_t n, bool pairs, dou
  * first), v[nb..n) the values known after it (positions 1, 2, ...). With the line through all
  * of them (x excluded) and s = max(dsc, share * scale) (at least 1 when `whole`), x deviates when
  * |x - line(0)| > threshold * s (*lim). Returns the index (>= nb) of the first value after x
- * back within *lim of the line or on the other side, when x deviates and at most maxlen values
- * deviate (x included) before it; -1 otherwise.
+ * back within *lim of the line, when x deviates and at most maxlen values deviate on x's side
+ * (x included) before it; -1 otherwise, also when a value before that deviates on the other
+ * side (no return to the line: nothing to interpolate towards).
  */
 long kts_local_run(const double *v, size_t nb, size_t n, double x, double dsc, double share,
                    double threshold, bool whole, size_t maxlen, double *lim);

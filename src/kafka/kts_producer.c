@@ -459,8 +459,12 @@ static void close_drain_spool(struct kts_producer *p, double deadline)
 }
 
 /* (5) Flushes librdkafka's queue until the deadline, then purges what is still in it, so that
- * every message has had its report when this returns (or 5 s of polling have passed). */
-static void close_flush(struct kts_producer *p, double deadline)
+ * every message has had its report when this returns (or 5 s of polling have passed). Returns
+ * how many are left without a report after those 5 s (0 when every report was served).
+ * rd_kafka_outq_len() also counts events waiting for rd_kafka_poll() (statistics, error
+ * reports: one every reconnect attempt while the broker is down), so it is read here, where
+ * the wait ends, and not again later: an event queued meanwhile is not a lost value list. */
+static uint64_t close_flush(struct kts_producer *p, double deadline)
 {
     double left = deadline - kts_prod_now_s();
     int timeout_ms = left > 0 ? (int)(left * 1000.0 + 0.5) : 0;
@@ -473,7 +477,9 @@ static void close_flush(struct kts_producer *p, double deadline)
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         for (int i = 0; i < 50 && rd_kafka_outq_len(p->rk) > 0; i++)
             rd_kafka_poll(p->rk, 100);
+        return (uint64_t)rd_kafka_outq_len(p->rk);
     }
+    return 0;
 }
 
 /* What close found, for its last log line. */
@@ -564,17 +570,14 @@ uint64_t kts_producer_close(struct kts_producer *p, double timeout_s)
     }
     double deadline = kts_prod_now_s() + timeout_s;
     close_drain_spool(p, deadline);
-    close_flush(p, deadline);
+    uint64_t unserved = close_flush(p, deadline);
 
     /* The queue is empty now: every message sent was delivered, failed or purged. */
     struct close_tally t = {.sent = ATOMIC_GET(p->sent), .failed = ATOMIC_GET(p->failed)};
     uint64_t purged = ATOMIC_GET(p->purged);
     uint64_t unwritten = close_spool(p, purged, &t);
-    uint64_t undelivered = t.failed + purged - t.requeued;
-    if (rd_kafka_outq_len(p->rk) > 0) {
-        /* Purge reports not served in 5 s: count what is left as not delivered too. */
-        undelivered += (uint64_t)rd_kafka_outq_len(p->rk);
-    }
+    /* Purge reports not served in 5 s: count what was left as not delivered too. */
+    uint64_t undelivered = t.failed + purged - t.requeued + unserved;
     if (undelivered > t.sent)
         undelivered = t.sent;
     t.undelivered = undelivered;

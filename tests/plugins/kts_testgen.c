@@ -12,6 +12,7 @@
  *     Host "kts-burst"             # host of every value list (golden default "kts-golden")
  *     CountWritten false           # also count our own value lists in a write callback
  *     CallgrindWindow false        # burst, CountWritten: callgrind counts a steady window only
+ *     WindowControl "ctl" "ack"    # burst, CountWritten: a profiler records that window only
  *     MetaString "key" "value"     # meta data put on every value list (repeatable);
  *     MetaSignedInt "key" -1       #   also MetaUnsignedInt, MetaDouble, MetaBoolean
  *   </Plugin>
@@ -47,12 +48,21 @@
  *     up: cache entries, connections, buffers) and dumped once the burst has been written, so
  *     the first dump (callgrind.out.1 …) holds the instructions of the whole process for the
  *     other Count - Count/10 value lists; logged. Outside valgrind it does nothing.
+ *  9. With WindowControl (and CountWritten, Count > 0): the same window, for a profiler with
+ *     perf record's control protocol (--control fifo:ctl,ack, started with -D -1): just before
+ *     value list Count/10 is dispatched the generator writes "enable\n" to the FIFO ctl, once
+ *     the burst has been written "disable\n", and each time waits for a line from the FIFO
+ *     ack. The profiler may still be starting: until ctl has a reader, it retries (at most 30 s
+ *     in all, then a WARNING, and the burst goes on). With Rate, the time spent waiting there
+ *     moves the schedule of the rest of the burst (4) later, so the window runs at the rate.
  *
  * Log lines (INFO, matched by tests and bench/write-bench):
  *   "kts_testgen: golden done: N value lists"
  *   "kts_testgen: burst done: N value lists in X s"
  *   "kts_testgen: burst written: N value lists in X s"      (CountWritten only)
  *   "kts_testgen: callgrind window: N value lists"          (CallgrindWindow only)
+ *   "kts_testgen: window control: N value lists (X s waited for the enable)"
+ *                                                            (WindowControl only, both acked)
  *   "kts_testgen: stopped after N value lists"               (shutdown before the end)
  *   "kts_testgen: N dispatch failures"                       (ERROR, if any)
  */
@@ -62,7 +72,9 @@
 #include "utils/common/common.h"
 #include "utils/metadata/meta_data.h"
 
+#include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -103,6 +115,9 @@ static struct {
     char *host;
     bool count_written;
     bool callgrind_window;
+    char *window_ctl, *window_ack; /* (9) */
+    bool window_acked;             /* the "enable" was acknowledged */
+    double window_wait;            /* s the "enable" took */
     struct tg_meta *meta;
     size_t meta_num;
 
@@ -533,6 +548,59 @@ static bool tg_sleep_until(const struct timespec *until)
     }
 }
 
+/* (9) Sends CMD ("enable" or "disable") over the control FIFO and waits for the ack. The ack
+ * FIFO is opened before the command is sent (perf holds both ends open read-write; ours is
+ * non-blocking), the control FIFO is retried until it has a reader (perf has started), then a
+ * line is read; 30 s at most in all. Returns true if acked. */
+static bool tg_window_control(const char *cmd)
+{
+    char line[64], buf[16];
+    size_t got = 0;
+    bool ok = false;
+    int ack = open(tg.window_ack, O_RDONLY | O_NONBLOCK | O_CLOEXEC), ctl = -1;
+
+    if (ack < 0)
+        goto out;
+    for (int tries = 0; tries < 3000 && !atomic_load(&tg.stop); tries++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+
+        ctl = open(tg.window_ctl, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (ctl >= 0 || errno != ENXIO) /* ENXIO: no reader yet */
+            break;
+        nanosleep(&ts, NULL);
+    }
+    if (ctl < 0)
+        goto out;
+    snprintf(line, sizeof(line), "%s\n", cmd);
+    if (write(ctl, line, strlen(line)) != (ssize_t)strlen(line))
+        goto out;
+    while (got < sizeof(buf)) {
+        struct pollfd p = {.fd = ack, .events = POLLIN};
+        ssize_t n;
+
+        if (poll(&p, 1, 30000) <= 0)
+            goto out;
+        n = read(ack, buf + got, 1);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0)
+            goto out;
+        if (buf[got++] == '\n') {
+            ok = true;
+            break;
+        }
+    }
+out:
+    if (!ok)
+        WARNING(TG_NAME ": window control \"%s\" via %s / %s not acknowledged", cmd, tg.window_ctl,
+                tg.window_ack);
+    if (ctl >= 0)
+        close(ctl);
+    if (ack >= 0)
+        close(ack);
+    return ok;
+}
+
 /* Logs "burst written" once, when `written` has reached Count after the burst was dispatched.
  * Called from the write callback and, for a write that came first, from the generator. */
 static void tg_log_written(uint64_t written)
@@ -544,6 +612,9 @@ static void tg_log_written(uint64_t written)
         CALLGRIND_DUMP_STATS_AT("kts_testgen burst written");
         INFO(TG_NAME ": callgrind window: %" PRIu64 " value lists", tg.count - tg.count / 10);
     }
+    if (tg.window_ctl != NULL && tg_window_control("disable") && tg.window_acked)
+        INFO(TG_NAME ": window control: %" PRIu64 " value lists (%.3f s waited for the enable)",
+             tg.count - tg.count / 10, tg.window_wait);
     INFO(TG_NAME ": burst written: %" PRIu64 " value lists in %.3f s", written,
          CDTIME_T_TO_DOUBLE(cdtime() - tg.burst_start));
 }
@@ -582,6 +653,23 @@ static uint64_t tg_run_burst(uint64_t *failures)
         }
         if (tg.callgrind_window && i == tg.count / 10)
             CALLGRIND_ZERO_STATS; /* (8) */
+        if (tg.window_ctl != NULL && tg.count_written && i == tg.count / 10) {
+            struct timespec a, b;
+
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            tg.window_acked = tg_window_control("enable"); /* (9) */
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            tg.window_wait = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+            start.tv_sec += b.tv_sec - a.tv_sec;
+            start.tv_nsec += b.tv_nsec - a.tv_nsec;
+            if (start.tv_nsec >= 1000000000) {
+                start.tv_sec++;
+                start.tv_nsec -= 1000000000;
+            } else if (start.tv_nsec < 0) {
+                start.tv_sec--;
+                start.tv_nsec += 1000000000;
+            }
+        }
 
         switch (s % 3) {
         case 0:
@@ -677,6 +765,8 @@ static int tg_shutdown(void)
     free(tg.meta);
     free(tg.expect_file);
     free(tg.host);
+    free(tg.window_ctl);
+    free(tg.window_ack);
     return 0;
 }
 
@@ -785,7 +875,19 @@ static int tg_config(oconfig_item_t *ci)
             st = cf_util_get_string(c, &tg.host);
         else if (strcasecmp(c->key, "CallgrindWindow") == 0)
             st = cf_util_get_boolean(c, &tg.callgrind_window);
-        else if (strcasecmp(c->key, "CountWritten") == 0)
+        else if (strcasecmp(c->key, "WindowControl") == 0) {
+            if (c->values_num != 2 || c->values[0].type != OCONFIG_TYPE_STRING ||
+                c->values[1].type != OCONFIG_TYPE_STRING) {
+                ERROR(TG_NAME ": WindowControl needs two strings: the ctl and the ack FIFO");
+                st = -1;
+            } else {
+                free(tg.window_ctl);
+                free(tg.window_ack);
+                tg.window_ctl = strdup(c->values[0].value.string);
+                tg.window_ack = strdup(c->values[1].value.string);
+                st = tg.window_ctl != NULL && tg.window_ack != NULL ? 0 : -1;
+            }
+        } else if (strcasecmp(c->key, "CountWritten") == 0)
             st = cf_util_get_boolean(c, &tg.count_written);
         else if (strcasecmp(c->key, "MetaString") == 0)
             st = tg_config_meta(c, MD_TYPE_STRING);

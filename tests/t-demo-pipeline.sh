@@ -50,17 +50,9 @@ def pipelines(text):
 spikes = pipelines(open(sys.argv[1]).read())['spikes']
 demo = pipelines(os.environ["DEMO_PIPELINES"])['demo']
 # Durations and their defaults, per filter, from the option reference.
-durations, section = {}, None
-for line in open(sys.argv[2]):
-    m = re.match(r'### `<Filter "([^"]+)">`', line)
-    if m:
-        section = durations.setdefault(m.group(1), {})
-    m = re.match(r'\| `(\w+)` \| seconds \| ([^|]+) \|[^|]*\| ([^|]*)\|', line)
-    if m and section is not None:
-        # "robust/ewz: ..." or "with SuppressUnchanged: ...": it only matters for those methods
-        # or with that option
-        only = re.match(r'\s*([a-z]+(?:/[a-z]+)*|with \w+):', m.group(3))
-        section[m.group(1)] = (float(m.group(2)), only.group(1).split('/') if only else None)
+sys.path.insert(0, "tests/lib")
+from filter_durations import durations as read_durations
+durations = read_durations(sys.argv[2])
 names = [f for f, _ in demo]
 order, at = [], 0
 for f, _ in spikes:

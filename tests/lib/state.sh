@@ -92,20 +92,14 @@ EOF
 }
 
 state_spikes_pipeline() {
-    python3 - "$SRCDIR/contrib/pipelines/spikes.conf" "$SRCDIR/docs/FILTERS.md" "$1" "$2" <<'EOF'
+    python3 - "$SRCDIR/contrib/pipelines/spikes.conf" "$SRCDIR/docs/FILTERS.md" "$1" "$2" \
+        "$SRCDIR/tests/lib" <<'EOF'
 import re, sys
 conf, ref, period, bins = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+sys.path.insert(0, sys.argv[5])
+from filter_durations import durations as read_durations
 scale = period / 86400
-# The durations of each filter and their defaults, from the option reference.
-durations, section = {}, None
-for line in open(ref):
-    m = re.match(r'### `<Filter "([^"]+)">`', line)
-    if m:
-        section = durations.setdefault(m.group(1), {})
-    m = re.match(r'\| `(\w+)` \| seconds \| ([^|]+) \|[^|]*\| ([^|]*)\|', line)
-    if m and section is not None:
-        only = re.match(r'\s*([a-z]+(?:/[a-z]+)*|with \w+):', m.group(3))
-        section[m.group(1)] = (float(m.group(2)), only.group(1).split('/') if only else None)
+durations = read_durations(ref)
 out, filt, opts = [], None, {}
 for line in open(conf):
     line = re.sub(r'\s*#.*$', '', line.rstrip())

@@ -84,7 +84,9 @@ static int create_topic(rd_kafka_t *rk, const char *topic, int parts, char *errb
     return rc;
 }
 
-/* `topic`'s cleanup.policy into out (empty when unknown); 0 or -EIO with errbuf. */
+/* `topic`'s cleanup.policy into out; 0, -EAGAIN when the broker that answered does not know the
+ * topic yet (a topic just created, by us or anyone, reaches the brokers' metadata one by one),
+ * or -EIO, each with errbuf. */
 static int cleanup_policy(rd_kafka_t *rk, const char *topic, char *out, size_t size, char *errbuf,
                           size_t errbuf_size)
 {
@@ -101,13 +103,23 @@ static int cleanup_policy(rd_kafka_t *rk, const char *topic, char *out, size_t s
         size_t n = 0, nc = 0;
         const rd_kafka_ConfigResource_t **rs = rd_kafka_DescribeConfigs_result_resources(
             rd_kafka_event_DescribeConfigs_result(ev), &n);
+        rd_kafka_resp_err_t e =
+            n == 1 ? rd_kafka_ConfigResource_error(rs[0]) : RD_KAFKA_RESP_ERR__BAD_MSG;
         const rd_kafka_ConfigEntry_t **ce =
-            n == 1 ? rd_kafka_ConfigResource_configs(rs[0], &nc) : NULL;
+            e == RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_ConfigResource_configs(rs[0], &nc) : NULL;
         for (size_t i = 0; i < nc; i++)
             if (strcmp(rd_kafka_ConfigEntry_name(ce[i]), "cleanup.policy") == 0 &&
                 rd_kafka_ConfigEntry_value(ce[i]) != NULL)
                 snprintf(out, size, "%s", rd_kafka_ConfigEntry_value(ce[i]));
-        rc = 0;
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+            snprintf(errbuf, errbuf_size, "StateTopic \"%s\": cannot read its configuration: %s",
+                     topic,
+                     n == 1 && rd_kafka_ConfigResource_error_string(rs[0]) != NULL
+                         ? rd_kafka_ConfigResource_error_string(rs[0])
+                         : rd_kafka_err2str(e));
+        rc = e == RD_KAFKA_RESP_ERR_NO_ERROR                ? 0
+             : e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? -EAGAIN
+                                                            : -EIO;
     }
     if (ev != NULL)
         rd_kafka_event_destroy(ev);
@@ -157,7 +169,12 @@ int kts_cons_state_topic_check(rd_kafka_t *rk, const char *input, const char *st
         return -EINVAL;
     }
     char policy[128];
-    int rc = cleanup_policy(rk, state, policy, sizeof(policy), errbuf, errbuf_size);
+    int rc;
+    for (int i = 0;
+         (rc = cleanup_policy(rk, state, policy, sizeof(policy), errbuf, errbuf_size)) == -EAGAIN &&
+         i < 30;
+         i++)
+        usleep(500000); /* the broker that answered learns of the topic */
     if (rc < 0)
         return rc;
     if (strcmp(policy, "compact") != 0) {

@@ -68,7 +68,7 @@ chain_messages "$T0" "$N" "$STEP" "$W/msgs.jsonl"
 NMSG=$(wc -l <"$W/msgs.jsonl")
 chain_expect "$KF" "$W/pipelines.conf" "$W/msgs.jsonl" "$W/expect.csv" "$N"
 NOUT=$CHAIN_NOUT
-kcat -P -b "$B" -t "$RUN-in" -p 0 <"$W/msgs.jsonl" 2>"$W/kcat.err" || diag "kcat: $(cat "$W/kcat.err")"
+kcat -P -b "$B" -t "$RUN-in" -p 0 -X "$KAFKA_KCAT_ORDER" <"$W/msgs.jsonl" 2>"$W/kcat.err" || diag "kcat: $(cat "$W/kcat.err")"
 is "$(kcat -C -b "$B" -t "$RUN-in" -o beginning -e -q 2>/dev/null | wc -l)" "$NMSG" \
     "$NMSG crafted messages in Kafka"
 

@@ -42,7 +42,7 @@ carbon_start "$G" 10 || diag "carbon-cache did not start"
 # between the last value passing the writers and the kill.
 phase() {
     local name=$1 wait=$2 extra=$3
-    kcat -P -b "$B" -t "$RUN-$name" -p 0 <"$W/msgs.jsonl" 2>/dev/null
+    kcat -P -b "$B" -t "$RUN-$name" -p 0 -X "$KAFKA_KCAT_ORDER" <"$W/msgs.jsonl" 2>/dev/null
     A=$(collectd_dir "$name")
     {
         collectd_conf_header "$name"

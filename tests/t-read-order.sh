@@ -46,7 +46,7 @@ for k in range(points):              # time order, series interleaved as an agen
              "ds": [{"name": "value", "type": "gauge", "value": k}]}
         print("order/o-s%d/gauge\t%s" % (s, json.dumps(m, separators=(",", ":"))))
 EOF
-kcat -P -b "$B" -t "$RUN" -K $'\t' <"$D/msgs" 2>"$D/kcat.err"
+kcat -P -b "$B" -t "$RUN" -X "$KAFKA_KCAT_ORDER" -K $'\t' <"$D/msgs" 2>"$D/kcat.err"
 n=$(kcat -C -b "$B" -t "$RUN" -o beginning -e -q -f 'x\n' 2>/dev/null | wc -l)
 is "$n" "$TOTAL" "backlog of $SERIES series × $POINTS points in Kafka"
 

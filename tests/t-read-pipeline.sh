@@ -93,7 +93,7 @@ EOF
 st=$?
 diag "kts-filter: $(tail -n1 "$W/kts-filter.err")"
 ok $st "kts-filter computes the expected output offline (same messages, same <Pipeline> blocks)"
-kcat -P -b "$B" -t "$RUN-in" -p 0 <"$W/msgs.jsonl" 2>"$W/kcat.err" || diag "kcat: $(cat "$W/kcat.err")"
+kcat -P -b "$B" -t "$RUN-in" -p 0 -X "$KAFKA_KCAT_ORDER" <"$W/msgs.jsonl" 2>"$W/kcat.err" || diag "kcat: $(cat "$W/kcat.err")"
 is "$(kcat -C -b "$B" -t "$RUN-in" -o beginning -e -q 2>/dev/null | wc -l)" 358 \
     "358 crafted messages in Kafka"
 
@@ -343,7 +343,7 @@ for k in range(6):
                       "interval": 10, "ds": [{"name": "value", "type": "derive",
                                               "value": 5000 + 250 * k}]}))
 PYEOF
-kcat -P -b "$B" -t "$RUN-example" -p 0 <"$E/msgs.jsonl" 2>/dev/null
+kcat -P -b "$B" -t "$RUN-example" -p 0 -X "$KAFKA_KCAT_ORDER" <"$E/msgs.jsonl" 2>/dev/null
 {
     collectd_conf_header example
     collectd_conf_stock csv rrdtool

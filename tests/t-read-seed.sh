@@ -56,7 +56,7 @@ ok $? "kts-filter computes the uninterrupted run's output ($(grep -c despike "$W
 ok $? "kts-filter --state-out pre-trains on the first $CUT points ($(tail -n1 "$W/pre.err"))"
 
 "$BUILDDIR/tests/kafka-pc" create -b "$B" -t "$RUN-in" -p 4 >/dev/null 2>"$W/create.err" &&
-    kcat -P -b "$B" -t "$RUN-in" -X "$STATE_KCAT_ORDER" -K '\t' -X topic.partitioner=murmur2_random \
+    kcat -P -b "$B" -t "$RUN-in" -X "$KAFKA_KCAT_ORDER" -K '\t' -X topic.partitioner=murmur2_random \
         <"$W/seg-1.tsv" 2>"$W/kcat.err" &&
     kcat -C -b "$B" -t "$RUN-in" -e -J 2>/dev/null >"$W/in.json" &&
     out=$(java -cp "$KAFKA_LIB/*" "$SRCDIR/tests/java/Murmur2Partition.java" 4 <"$W/in.json" 2>&1)
@@ -168,7 +168,7 @@ collectd_start "$conf" agg
 st=$?
 state_wait_installed 1 agg 60 0 1 2 3 || st=1
 ok $st "restarted: the state of the 4 partitions is installed"
-kcat -P -b "$B" -t "$RUN-in" -X "$STATE_KCAT_ORDER" -K '\t' -X topic.partitioner=murmur2_random \
+kcat -P -b "$B" -t "$RUN-in" -X "$KAFKA_KCAT_ORDER" -K '\t' -X topic.partitioner=murmur2_random \
     <"$W/seg-2.tsv" 2>>"$W/kcat.err"
 check_ok "$N" "every filtered value equals the uninterrupted run's, none written twice"
 metrics_is "$redelivered/0" "self-metrics: the $redelivered redelivered value lists absorbed, none warming" \

@@ -77,7 +77,7 @@ chain_messages "$T0" "$N" "$STEP" "$W/msgs.jsonl" "$W/u1.jsonl"
 NMSG=$(wc -l <"$W/msgs.jsonl")
 chain_expect "$KF" "$W/pipelines.conf" "$W/msgs.jsonl" "$W/expect.csv" "$N"
 NOUT=$CHAIN_NOUT
-cat "$W/msgs.jsonl" "$W/u1.jsonl" | kcat -P -b "$B" -t "$RUN-in" -p 0 2>"$W/kcat.err" ||
+cat "$W/msgs.jsonl" "$W/u1.jsonl" | kcat -P -b "$B" -t "$RUN-in" -p 0 -X "$KAFKA_KCAT_ORDER" 2>"$W/kcat.err" ||
     diag "kcat: $(cat "$W/kcat.err")"
 is "$(kcat -C -b "$B" -t "$RUN-in" -o beginning -e -q 2>/dev/null | wc -l)" $((NMSG + N)) \
     "$((NMSG + N)) crafted messages in Kafka"

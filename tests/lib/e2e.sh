@@ -5,9 +5,12 @@
 #   SRCDIR=${KTS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 #   . "$SRCDIR/tests/lib/e2e.sh"
 #   e2e_plan 12          # TAP plan; B = the suite's bootstrap address
-# It sources tests/lib/collectd.sh and gives it the short TAP names ok, is and diag.
+# It sources tests/lib/collectd.sh and gives it the short TAP names ok, is and diag, and
+# tests/lib/kcat.sh (kcat -P -X "$KAFKA_KCAT_ORDER" writes in input order).
 # shellcheck source=tests/lib/collectd.sh
 . "$SRCDIR/tests/lib/collectd.sh"
+# shellcheck source=tests/lib/kcat.sh
+. "$SRCDIR/tests/lib/kcat.sh"
 
 ok() { collectd_tap_ok "$@"; }
 is() { collectd_tap_is "$@"; }

@@ -30,6 +30,7 @@
 #     it is removed. KTS_KEEP_TMP=1 keeps it always.
 #  6. Background processes registered with kafka_track_pid are TERMed (then KILLed) at exit,
 #     before the clusters are stopped.
+#  7. KAFKA_KCAT_ORDER (tests/lib/kcat.sh): `kcat -P -X "$KAFKA_KCAT_ORDER"` keeps input order.
 #
 # API: kafka_start [--brokers 1|3] [--sasl] [--tls] | kafka_shared | kafka_stop |
 #      kafka_stop_node N [--kill] | kafka_start_node N | kafka_status |
@@ -48,6 +49,8 @@ _kafka_lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${KAFKA_LOCAL:=$KTS_TOP_SRCDIR/contrib/kafka/kafka-local}"
 : "${KAFKA_PC:=${KTS_TOP_BUILDDIR:-$KTS_TOP_SRCDIR}/tests/kafka-pc}"
 
+# shellcheck source=tests/lib/kcat.sh
+. "$_kafka_lib_dir/kcat.sh"
 _KAFKA_RUN_DIRS=()
 _KAFKA_PIDS=()
 

@@ -26,7 +26,7 @@
 #                                       $W/seg-H.jsonl and $W/seg-H.tsv ("key<TAB>message", the
 #                                       key as write_kafka_ts's), all in time order
 #   state_produce TOPIC H NPART [KCAT-ARG...]  segment H into partitions 0..NPART-1 of TOPIC,
-#                                       in file order (kcat -X "$STATE_KCAT_ORDER")
+#                                       in file order (kcat -X "$KAFKA_KCAT_ORDER")
 #   state_conf NAME GROUP TOPIC STATE-TOPIC PIPELINE-FILE [PROPERTY=VALUE...]
 #                                       write NAME's collectd.conf (read_kafka_ts → csv; no
 #                                       StateTopic when STATE-TOPIC is empty), print its path;
@@ -58,6 +58,8 @@
 #   state_kill NAME                     kill -9 NAME; 0 when it died of it; STATE_KILLED = status
 # shellcheck source=tests/lib/collectd.sh
 . "$SRCDIR/tests/lib/collectd.sh"
+# shellcheck source=tests/lib/kcat.sh
+. "$SRCDIR/tests/lib/kcat.sh"
 
 # shellcheck disable=SC2034 # for the caller
 KF="${BUILDDIR:-${KTS_TOP_BUILDDIR:-$(pwd)}}/tools/kts-filter"
@@ -160,16 +162,11 @@ for k in range(n):
 EOF
 }
 
-# kcat writes each partition's points in file order only with one request in flight: without
-# idempotence (librdkafka 2.0.2) a retried batch can land after the next ones on a loaded
-# machine (docs/write_kafka_ts.md, Ordering), and a series' reordered points filter otherwise.
-STATE_KCAT_ORDER=max.in.flight.requests.per.connection=1
-
 state_produce() {
     local topic=$1 h=$2 n=$3 p
     shift 3
     for ((p = 0; p < n; p++)); do
-        kcat -P -b "$B" -t "$topic" -p "$p" -X "$STATE_KCAT_ORDER" "$@" <"$W/part-$p-$h.jsonl" \
+        kcat -P -b "$B" -t "$topic" -p "$p" -X "$KAFKA_KCAT_ORDER" "$@" <"$W/part-$p-$h.jsonl" \
             2>>"$W/kcat.err" || return 1
     done
 }

@@ -23,16 +23,8 @@ aggregator_conf() {
     local name=$1 topic=$2 extra=${3:-} d
     d=$(collectd_dir "$name")
     {
-        collectd_conf_header "$name"
-        collectd_conf_stock csv
-        collectd_conf_ours read_kafka_ts
+        collectd_conf_csv_reader "$name" "$B"
         cat <<EOF
-<Plugin csv>
-  DataDir "$d/csv"
-  StoreRates false
-</Plugin>
-<Plugin read_kafka_ts>
-  Property "bootstrap.servers" "$B"
   GroupId "$RUN-$name"
   Topic "$topic"
   StartPosition "earliest"

@@ -47,16 +47,8 @@ aggregator_conf() { # NAME
     local dedup=""
     [ "$DEDUP" = 1 ] && dedup="DedupStateFile \"$COLLECTD_TMP/group-dedup.state\""
     {
-        collectd_conf_header "$1"
-        collectd_conf_stock csv
-        collectd_conf_ours read_kafka_ts
+        collectd_conf_csv_reader "$1" "$B"
         cat <<EOF
-<Plugin csv>
-  DataDir "$d/csv"
-  StoreRates false
-</Plugin>
-<Plugin read_kafka_ts>
-  Property "bootstrap.servers" "$B"
   Property "auto.commit.interval.ms" "1000"
   Property "session.timeout.ms" "6000"
   Property "heartbeat.interval.ms" "1000"

@@ -27,6 +27,11 @@
 #   collectd_conf_stock PLUGIN...      print PluginDir /usr/lib/collectd + LoadPlugin lines
 #   collectd_conf_ours PLUGIN...       copy PLUGIN.so from $KTS_PLUGIN_DIR or $KTS_TEST_PLUGIN_DIR
 #                                      and print PluginDir $COLLECTD_TMP/plugins + LoadPlugin lines
+#   collectd_conf_csv_reader NAME BOOTSTRAP   print the head of an aggregator's config: header,
+#                                      the csv writer into $(collectd_dir NAME)/csv (StoreRates
+#                                      false), read_kafka_ts, and its block opened with
+#                                      bootstrap.servers; the caller prints the block's other
+#                                      lines and "</Plugin>"
 #   collectd_dir [NAME]                print the daemon's own directory (for DataDir, files …)
 #   collectd_start CONFFILE [NAME]     start, wait for "Initialization complete"; 0 or 1
 #                                      (refuses to run in a subshell: $(...), pipelines)
@@ -192,6 +197,20 @@ collectd_conf_ours() {
         printf 'LoadPlugin %s\n' "$p"
     done
     return "$rc"
+}
+
+collectd_conf_csv_reader() {
+    collectd_conf_header "$1"
+    collectd_conf_stock csv
+    collectd_conf_ours read_kafka_ts
+    cat <<EOF
+<Plugin csv>
+  DataDir "$(collectd_dir "$1")/csv"
+  StoreRates false
+</Plugin>
+<Plugin read_kafka_ts>
+  Property "bootstrap.servers" "$2"
+EOF
 }
 
 collectd_dump_log() {

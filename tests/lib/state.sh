@@ -178,17 +178,7 @@ state_conf() {
     [ -n "$4" ] && [ -n "$interval" ] && state="$state
   StateInterval $interval"
     {
-        collectd_conf_header "$1"
-        collectd_conf_stock csv
-        collectd_conf_ours read_kafka_ts
-        cat <<EOF
-<Plugin csv>
-  DataDir "$d/csv"
-  StoreRates false
-</Plugin>
-<Plugin read_kafka_ts>
-  Property "bootstrap.servers" "$B"
-EOF
+        collectd_conf_csv_reader "$1" "$B"
         for kv in "${@:6}"; do
             echo "  Property \"${kv%%=*}\" \"${kv#*=}\""
         done

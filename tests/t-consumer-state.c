@@ -17,6 +17,7 @@
 #include "kts_consumer.h"
 #include "kts_log.h"
 #include "kts_rdkver.h"
+#include "kts_state_topic.h"
 
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -480,6 +481,16 @@ static void test_start_checks(void)
        policy);
     is_int(try_create(in, st, err, sizeof(err)), 0,
            "C12 the state topic it created is accepted next time (%s)", err);
+    /* The policy as the check reads it: a topic the broker does not know is -EAGAIN (asked
+     * again: a topic just created on a cluster reaches the brokers one by one), not "". */
+    int rc = kts_state_topic_policy(prod, bad_policy, policy, sizeof(policy), err, sizeof(err));
+    ok(rc == 0 && strcmp(policy, "delete") == 0, "C12 the policy read: %d, \"%s\"", rc, policy);
+    const char *never = N("st-never");
+    err[0] = '\0';
+    rc = kts_state_topic_policy(prod, never, policy, sizeof(policy), err, sizeof(err));
+    ok(rc == -EAGAIN && strstr(err, never) != NULL,
+       "C12 a topic the broker does not know: -EAGAIN with its name, not an empty policy (%d, %s)",
+       rc, err);
 }
 
 static bool counts_reached(struct toy *t, int64_t n, int seconds)
@@ -809,7 +820,7 @@ int main(int argc, char **argv)
         return child_main(argv[2], argv[3], argv[4]);
     if (bootstrap == NULL || *bootstrap == '\0')
         BAIL_OUT("KTS_BOOTSTRAP unset: run through make check (it starts a broker)");
-    plan(33);
+    plan(35);
     snprintf(sfx, sizeof(sfx), "-%ld-%d", (long)time(NULL), (int)getpid());
     char errstr[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

@@ -30,7 +30,7 @@ done
 is "$dups" "" "KTS_DECODE_NO_FAST and kts_format_decode_array are declared in kts_testhooks.h only"
 
 missing=""
-for knob in spool_segment_bytes topic_check_timeout kts_consumer_apply_naming; do
+for knob in spool_segment_bytes topic_check_timeout kts_consumer_apply_naming kts_state_topic_policy; do
     grep -q "$knob" "$HOOKS" || missing="$missing unlisted:$knob"
     grep -rqw --include='*.h' --exclude=kts_testhooks.h "$knob" src || missing="$missing gone:$knob"
 done

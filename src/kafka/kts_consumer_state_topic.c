@@ -84,11 +84,8 @@ static int create_topic(rd_kafka_t *rk, const char *topic, int parts, char *errb
     return rc;
 }
 
-/* `topic`'s cleanup.policy into out; 0, -EAGAIN when the broker that answered does not know the
- * topic yet (a topic just created, by us or anyone, reaches the brokers' metadata one by one),
- * or -EIO, each with errbuf. */
-static int cleanup_policy(rd_kafka_t *rk, const char *topic, char *out, size_t size, char *errbuf,
-                          size_t errbuf_size)
+int kts_state_topic_policy(rd_kafka_t *rk, const char *topic, char *out, size_t size, char *errbuf,
+                           size_t errbuf_size)
 {
     out[0] = '\0';
     rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
@@ -170,9 +167,9 @@ int kts_cons_state_topic_check(rd_kafka_t *rk, const char *input, const char *st
     }
     char policy[128];
     int rc;
-    for (int i = 0;
-         (rc = cleanup_policy(rk, state, policy, sizeof(policy), errbuf, errbuf_size)) == -EAGAIN &&
-         i < 30;
+    for (int i = 0; (rc = kts_state_topic_policy(rk, state, policy, sizeof(policy), errbuf,
+                                                 errbuf_size)) == -EAGAIN &&
+                    i < 30;
          i++)
         usleep(500000); /* the broker that answered learns of the topic */
     if (rc < 0)

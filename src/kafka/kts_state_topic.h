@@ -17,4 +17,12 @@
 int kts_state_topic_check(rd_kafka_t *rk, const char *input, const char *state, const char *where,
                           char *errbuf, size_t errbuf_size);
 
+/* `topic`'s cleanup.policy into out (DescribeConfigs): 0; -EAGAIN when the broker that answered
+ * does not know the topic (yet: a topic just created reaches the brokers' metadata one by one;
+ * kts_state_topic_check asks again every 0.5 s for up to 15 s); -EIO on any other error; each
+ * failure with errbuf naming the topic and the broker's error. For tests/t-consumer-state.c
+ * (kts_testhooks.h). */
+int kts_state_topic_policy(rd_kafka_t *rk, const char *topic, char *out, size_t size, char *errbuf,
+                           size_t errbuf_size);
+
 #endif

@@ -25,6 +25,8 @@
  *                            check's timeout; < 0 skips it (tests on the mock cluster).
  *   kts_consumer_apply_naming()   (src/kafka/kts_consumer.h) read_kafka_ts's output naming
  *                            (prefix, suffixes) alone, for tests/t-consumer.c.
+ *   kts_state_topic_policy()   (src/kafka/kts_state_topic.h) a topic's cleanup.policy as the
+ *                            state topic's start-up check reads it, for tests/t-consumer-state.c.
  *   OrderedDispatch false    (src/kafka/kts_consumer.c's option table) dispatch without per-series
  *                            ordering, to measure and to show what ordering prevents: refused by
  *                            plugins/read_kafka_ts.c unless collectd's environment has

@@ -522,28 +522,35 @@ static uint64_t tg_run_golden(uint64_t *failures)
     return n;
 }
 
+/* A CLOCK_MONOTONIC time as nanoseconds, and back: the burst's schedule (4, 9) is kept in
+ * timespecs for clock_nanosleep() and computed in nanoseconds. */
+static int64_t tg_ns(const struct timespec *t)
+{
+    return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+static struct timespec tg_ts(int64_t ns)
+{
+    struct timespec t = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+
+    return t;
+}
+
 /* Sleeps until CLOCK_MONOTONIC reaches `until`, in steps of at most 0.1 s so that shutdown
  * is noticed. Returns false when asked to stop. */
 static bool tg_sleep_until(const struct timespec *until)
 {
     for (;;) {
         struct timespec now, step;
+        int64_t left;
 
         if (atomic_load(&tg.stop))
             return false;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec > until->tv_sec ||
-            (now.tv_sec == until->tv_sec && now.tv_nsec >= until->tv_nsec))
+        left = tg_ns(until) - tg_ns(&now);
+        if (left <= 0)
             return true;
-        step = now;
-        step.tv_nsec += 100000000;
-        if (step.tv_nsec >= 1000000000) {
-            step.tv_sec++;
-            step.tv_nsec -= 1000000000;
-        }
-        if (step.tv_sec > until->tv_sec ||
-            (step.tv_sec == until->tv_sec && step.tv_nsec > until->tv_nsec))
-            step = *until;
+        step = tg_ts(tg_ns(&now) + (left < 100000000 ? left : 100000000));
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &step, NULL);
     }
 }
@@ -637,15 +644,8 @@ static uint64_t tg_run_burst(uint64_t *failures)
         cdtime_t now;
 
         if (tg.rate > 0) {
-            double at = (double)i / tg.rate;
-            struct timespec until = start;
+            struct timespec until = tg_ts(tg_ns(&start) + (int64_t)((double)i / tg.rate * 1e9));
 
-            until.tv_sec += (time_t)at;
-            until.tv_nsec += (long)((at - floor(at)) * 1e9);
-            if (until.tv_nsec >= 1000000000) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000;
-            }
             if (!tg_sleep_until(&until))
                 break;
         } else if (atomic_load(&tg.stop)) {
@@ -655,20 +655,14 @@ static uint64_t tg_run_burst(uint64_t *failures)
             CALLGRIND_ZERO_STATS; /* (8) */
         if (tg.window_ctl != NULL && tg.count_written && i == tg.count / 10) {
             struct timespec a, b;
+            int64_t waited;
 
             clock_gettime(CLOCK_MONOTONIC, &a);
             tg.window_acked = tg_window_control("enable"); /* (9) */
             clock_gettime(CLOCK_MONOTONIC, &b);
-            tg.window_wait = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
-            start.tv_sec += b.tv_sec - a.tv_sec;
-            start.tv_nsec += b.tv_nsec - a.tv_nsec;
-            if (start.tv_nsec >= 1000000000) {
-                start.tv_sec++;
-                start.tv_nsec -= 1000000000;
-            } else if (start.tv_nsec < 0) {
-                start.tv_sec--;
-                start.tv_nsec += 1000000000;
-            }
+            waited = tg_ns(&b) - tg_ns(&a);
+            tg.window_wait = (double)waited / 1e9;
+            start = tg_ts(tg_ns(&start) + waited);
         }
 
         switch (s % 3) {
